@@ -1,0 +1,156 @@
+//! Durations as Istio writes them: strings such as `1.5s`, `300ms` or `1h2m`.
+//!
+//! Istio's API uses `google.protobuf.Duration`, which Istio's JSON decoder accepts in Go's
+//! `time.ParseDuration` syntax. Weft keeps the text exactly as written (so a document
+//! serializes back without change) next to the parsed value.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+
+/// A non-negative duration written as a Go duration string (`1.5s`, `300ms`, `2m30s`).
+///
+/// Serializes back to the exact text it was parsed from. Mirrors Istio's use of
+/// `google.protobuf.Duration` in fields such as `HTTPRoute.timeout`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Duration {
+    text: String,
+    value: std::time::Duration,
+}
+
+/// Why a duration string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// The text is not a Go duration (`<number><unit>` repeated, units ns, us, µs, ms, s, m, h).
+    #[error("invalid duration {text:?}: {reason} (expected a value such as \"1.5s\" or \"300ms\")")]
+    Syntax {
+        /// The text that was given.
+        text: String,
+        /// What the Go-syntax parser said.
+        reason: String,
+    },
+    /// Durations in the mesh API are never negative.
+    #[error("invalid duration {0:?}: must not be negative")]
+    Negative(String),
+}
+
+impl Duration {
+    /// Parses `text` (Go `time.ParseDuration` syntax). Errors when the syntax is wrong or the
+    /// value is negative.
+    pub fn parse(text: &str) -> Result<Self, DurationError> {
+        let parsed =
+            kube::core::Duration::from_str(text).map_err(|e| DurationError::Syntax {
+                text: text.to_string(),
+                reason: e.to_string(),
+            })?;
+        if parsed.is_negative() {
+            return Err(DurationError::Negative(text.to_string()));
+        }
+        Ok(Self {
+            text: text.to_string(),
+            value: parsed.into(),
+        })
+    }
+
+    /// Builds a duration from a value, written in seconds with up to nanosecond precision
+    /// (`1.5s`), the form Istio's own JSON encoder emits.
+    pub fn from_std(value: std::time::Duration) -> Self {
+        let text = if value.subsec_nanos() == 0 {
+            format!("{}s", value.as_secs())
+        } else {
+            let frac = format!("{:09}", value.subsec_nanos());
+            format!("{}.{}s", value.as_secs(), frac.trim_end_matches('0'))
+        };
+        Self { text, value }
+    }
+
+    /// The parsed value.
+    pub fn as_std(&self) -> std::time::Duration {
+        self.value
+    }
+
+    /// The text exactly as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Debug for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Duration({})", self.text)
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl FromStr for Duration {
+    type Err = DurationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+impl JsonSchema for Duration {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A duration such as \"1.5s\", \"300ms\" or \"1m\" (Go duration syntax)."
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_text_and_parses_value() {
+        let d = Duration::parse("1.5s").unwrap();
+        assert_eq!(d.as_std(), std::time::Duration::from_millis(1500));
+        assert_eq!(d.as_str(), "1.5s");
+        let d = Duration::parse("2m30s").unwrap();
+        assert_eq!(d.as_std(), std::time::Duration::from_secs(150));
+        assert_eq!(serde_json::to_string(&d).unwrap(), "\"2m30s\"");
+    }
+
+    #[test]
+    fn rejects_bad_and_negative() {
+        assert!(matches!(Duration::parse("abc"), Err(DurationError::Syntax { .. })));
+        assert!(matches!(Duration::parse("5"), Err(DurationError::Syntax { .. })));
+        assert!(matches!(Duration::parse("-1s"), Err(DurationError::Negative(_))));
+    }
+
+    #[test]
+    fn from_std_writes_seconds() {
+        assert_eq!(Duration::from_std(std::time::Duration::from_millis(1500)).as_str(), "1.5s");
+        assert_eq!(Duration::from_std(std::time::Duration::from_secs(10)).as_str(), "10s");
+    }
+}

@@ -1,0 +1,17 @@
+//! `AuthorizationPolicy` (security.istio.io). PLACEHOLDER: the full field set is being written.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::status::IstioStatus;
+
+/// AuthorizationPolicy (placeholder spec).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(derive = "PartialEq", group = "security.istio.io", version = "v1", kind = "AuthorizationPolicy", plural = "authorizationpolicies", namespaced, status = "IstioStatus", category = "istio-io", category = "security-istio-io")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthorizationPolicySpec {
+    /// Placeholder.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+}

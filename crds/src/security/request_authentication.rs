@@ -1,0 +1,17 @@
+//! `RequestAuthentication` (security.istio.io). PLACEHOLDER: the full field set is being written.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::status::IstioStatus;
+
+/// RequestAuthentication (placeholder spec).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(derive = "PartialEq", group = "security.istio.io", version = "v1", kind = "RequestAuthentication", plural = "requestauthentications", namespaced, status = "IstioStatus", category = "istio-io", category = "security-istio-io")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RequestAuthenticationSpec {
+    /// Placeholder.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+}
