@@ -1,0 +1,3 @@
+//! The Weft control plane: reconcile loops, Citadel, Pilot, discovery, webhooks
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! The Weft sidecar and gateway data plane
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Weft's command-line tool, like istioctl
+
+fn main() {}
