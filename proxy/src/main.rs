@@ -1,3 +1,3 @@
-//! The Weft sidecar and gateway data plane
+//! The `weft-proxy` binary.
 
 fn main() {}
