@@ -1,0 +1,56 @@
+# Weft — the developer entry points. `make help` lists them.
+SHELL := /bin/bash
+CARGO ?= cargo
+CARGO_FLAGS ?= --locked
+
+.PHONY: help build test test-unit e2e e2e-cluster manifests manifests-check lint fmt demo bench bundle doc clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+build: ## Build every binary (weft-operator, weft-proxy, weftctl) in release mode
+	$(CARGO) build $(CARGO_FLAGS) --release --workspace --bins
+
+test: ## Run every test: unit, golden, protocol and (as root) the network-namespace data-path suite
+	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
+	$(CARGO) test $(CARGO_FLAGS) --workspace
+
+test-unit: ## Run the tests that need neither root nor a cluster
+	WEFT_E2E_SKIP_NETNS=1 $(CARGO) test $(CARGO_FLAGS) --workspace
+
+e2e: ## Run only the data-path end-to-end suite (needs root, ip, iptables)
+	$(CARGO) test $(CARGO_FLAGS) -p weft-e2e -- --nocapture
+
+e2e-cluster: ## Run the cluster end-to-end tests against the cluster in KUBECONFIG (skips without one)
+	WEFT_E2E_CLUSTER=1 $(CARGO) test $(CARGO_FLAGS) -p weft-crds --test cluster -- --nocapture
+	WEFT_E2E_CLUSTER=1 $(CARGO) test $(CARGO_FLAGS) -p weft-e2e --test cluster -- --nocapture
+
+manifests: ## Regenerate the CRDs in config/crd/bases from the types in crds/
+	$(CARGO) run $(CARGO_FLAGS) -q -p weft-crds --bin crdgen -- config/crd/bases
+
+manifests-check: manifests ## Fail when the checked-in CRDs differ from the types
+	@git diff --exit-code -- config/crd/bases || { echo "config/crd/bases is out of date: run 'make manifests' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- config/crd/bases)" || { echo "untracked generated CRDs: run 'make manifests' and commit"; git status --porcelain -- config/crd/bases; exit 1; }
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+lint: ## cargo fmt --check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
+
+doc: ## Build the API documentation
+	$(CARGO) doc $(CARGO_FLAGS) --workspace --no-deps
+
+demo: ## The main job: the whole mesh on this machine, on Istio YAML (needs root)
+	$(CARGO) build $(CARGO_FLAGS) --release --workspace --bins
+	./target/release/weftctl demo
+
+bench: ## Benchmarks; results are recorded in docs/benchmarks.md
+	$(CARGO) bench $(CARGO_FLAGS) --workspace
+
+bundle: ## Generate the OLM bundle under bundle/
+	$(CARGO) run $(CARGO_FLAGS) -q -p weftctl -- bundle --out bundle
+
+clean:
+	$(CARGO) clean
