@@ -1,2 +1,23 @@
-//! Admission logic: sidecar injection and mesh config validation (Galley), as pure functions
+//! Admission logic for Weft: sidecar injection (and, later, mesh config validation), written as
+//! pure functions.
+//!
+//! Nothing in this crate opens a socket or talks to the API server: `weft-operator` serves the
+//! webhooks (axum over rustls) and hands each request body to [`admission::handle_inject_body`],
+//! which returns the HTTP status and the body to send back. The same [`inject::inject`] function
+//! can back a `weftctl kube-inject` command, as Istio's `injectPod` serves both its webhook and
+//! `istioctl kube-inject`.
+//!
+//! - [`config`]: the mesh settings the injector needs ([`InjectionConfig`]).
+//! - [`names`]: the Istio label and annotation names the injector reads and writes.
+//! - [`inject`]: the injection decision ([`inject::should_inject`]) and the pod rewrite
+//!   ([`inject::inject`]).
+//! - [`admission`]: the `AdmissionReview` round trip and the RFC 6902 patch.
 #![warn(missing_docs)]
+
+pub mod admission;
+pub mod config;
+pub mod inject;
+pub mod names;
+
+pub use config::{InjectionConfig, ProxyResources};
+pub use inject::{Decision, DecisionReason, InjectError, inject, should_inject};

@@ -1,0 +1,204 @@
+//! The admission round trip for sidecar injection: `AdmissionReview` in, `AdmissionReview` with
+//! an RFC 6902 JSON patch out (`kube::core::admission`).
+//!
+//! # Failure policy
+//!
+//! Injection errors (an invalid annotation, a name conflict) **deny** the pod with a message
+//! naming the problem. This is Istio's behaviour: its injector answers `allowed: false` with
+//! the error, and its `MutatingWebhookConfiguration` uses `failurePolicy: Fail`. Failing open
+//! would start a pod without its proxy, silently outside the mesh's mTLS and authorization
+//! policies; failing closed makes the user fix the annotation or opt out with
+//! `sidecar.istio.io/inject: "false"`. The operator should register the webhook with
+//! `failurePolicy: Fail` to match, and the namespace/object selectors described in
+//! [`crate::inject::should_inject`].
+//!
+//! Pods that are not to be injected (including already-injected ones), non-`CREATE`
+//! operations and non-Pod objects are allowed unchanged.
+
+use std::collections::BTreeMap;
+
+use http::StatusCode;
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::TypeMeta;
+use kube::core::admission::{
+    AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND, Operation,
+};
+
+use crate::config::InjectionConfig;
+use crate::inject::{inject, should_inject};
+
+/// Largest request body [`handle_inject_body`] reads: 3 MiB (3 × 1024 × 1024 bytes), the
+/// Kubernetes API server's own limit on a request body, so no genuine AdmissionReview is larger.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Looks up a namespace's labels by name; `None` when the namespace is unknown (treated as
+/// unlabelled). The operator implements it over its Namespace reflector store; any
+/// `Fn(&str) -> Option<BTreeMap<String, String>>` works too.
+pub trait NamespaceLabels {
+    /// Returns the labels of `namespace`, or `None` if it is not known.
+    fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>>;
+}
+
+impl<F> NamespaceLabels for F
+where
+    F: Fn(&str) -> Option<BTreeMap<String, String>>,
+{
+    fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
+        self(namespace)
+    }
+}
+
+/// Answers one injection `AdmissionReview`.
+///
+/// Takes the review (its request must be present), the labels of the request's namespace and
+/// the mesh settings. Returns the response to wrap with
+/// [`AdmissionResponse::into_review`]: allowed with a JSON patch when the pod is injected;
+/// allowed without a patch when [`should_inject`] says no, the operation is not `CREATE` or
+/// the object is not a `v1` Pod; denied, with the error's message, when injection fails (see
+/// the module docs for why) or the review has no request or no object.
+pub fn mutate(
+    review: AdmissionReview<Pod>,
+    namespace_labels: &BTreeMap<String, String>,
+    config: &InjectionConfig,
+) -> AdmissionResponse {
+    let request: AdmissionRequest<Pod> = match review.try_into() {
+        Ok(request) => request,
+        Err(_) => return AdmissionResponse::invalid("AdmissionReview has no request"),
+    };
+    let response = AdmissionResponse::from(&request);
+    let is_pod =
+        request.kind.group.is_empty() && request.kind.version == "v1" && request.kind.kind == "Pod";
+    if !is_pod || request.operation != Operation::Create {
+        return response;
+    }
+    let Some(original) = request.object.as_ref() else {
+        return response.deny("AdmissionReview request.object is missing for a Pod CREATE");
+    };
+    // Pods created by controllers may reach admission without a namespace; Istio fills it
+    // from the request the same way, so the patch may add /metadata/namespace.
+    let mut pod = original.clone();
+    if pod
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        pod.metadata.namespace = request.namespace.clone();
+    }
+    if !should_inject(&pod, namespace_labels, config).inject {
+        return response;
+    }
+    let injected = match inject(&pod, config) {
+        Ok(injected) => injected,
+        Err(error) => return response.deny(format!("weft sidecar injection failed: {error}")),
+    };
+    let (before, after) = match (
+        serde_json::to_value(original),
+        serde_json::to_value(&injected),
+    ) {
+        (Ok(before), Ok(after)) => (before, after),
+        (Err(error), _) | (_, Err(error)) => {
+            return response.deny(format!(
+                "weft sidecar injection: cannot encode the pod: {error}"
+            ));
+        }
+    };
+    let patch = json_patch::diff(&before, &after);
+    match response.clone().with_patch(patch) {
+        Ok(patched) => patched,
+        Err(error) => response.deny(format!("weft sidecar injection: {error}")),
+    }
+}
+
+/// Serializes an `invalid` AdmissionReview carrying `message`, for error replies.
+fn error_reply(status: StatusCode, message: String) -> (StatusCode, Vec<u8>) {
+    let review = AdmissionResponse::invalid(&message).into_review();
+    match serde_json::to_vec(&review) {
+        Ok(body) => (status, body),
+        Err(_) => (status, message.into_bytes()),
+    }
+}
+
+/// Handles the raw body of a `POST /inject` request; the fuzzing entry point.
+///
+/// Takes the body bytes, a namespace-label lookup and the mesh settings. Returns the HTTP
+/// status and the JSON body to send; never panics. Replies:
+/// - `200 OK` with an `admission.k8s.io/v1` AdmissionReview from [`mutate`];
+/// - `413 Payload Too Large` when the body exceeds [`MAX_BODY_BYTES`];
+/// - `400 Bad Request` when the body is not JSON, not an `AdmissionReview`, not
+///   `admission.k8s.io/v1` (the only version the operator registers), has no `request`, or its
+///   object is not a valid Pod;
+/// - `500 Internal Server Error` if the reply cannot be encoded.
+///
+/// Error bodies are AdmissionReviews whose response is denied with a message saying what was
+/// wrong.
+pub fn handle_inject_body(
+    body: &[u8],
+    namespaces: &impl NamespaceLabels,
+    config: &InjectionConfig,
+) -> (StatusCode, Vec<u8>) {
+    if body.len() > MAX_BODY_BYTES {
+        return error_reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body is {} bytes; the limit is {MAX_BODY_BYTES} bytes",
+                body.len()
+            ),
+        );
+    }
+    // Check the envelope first so a wrong version is reported as such, not as a field error.
+    let types: TypeMeta = match serde_json::from_slice(body) {
+        Ok(types) => types,
+        Err(error) => {
+            return error_reply(
+                StatusCode::BAD_REQUEST,
+                format!("body is not an AdmissionReview (apiVersion and kind): {error}"),
+            );
+        }
+    };
+    if types.kind != META_KIND || types.api_version != META_API_VERSION_V1 {
+        return error_reply(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unsupported {}/{}: only kind {META_KIND} with apiVersion {META_API_VERSION_V1} \
+                 is accepted",
+                types.api_version, types.kind
+            ),
+        );
+    }
+    let review: AdmissionReview<Pod> = match serde_json::from_slice(body) {
+        Ok(review) => review,
+        Err(error) => {
+            return error_reply(
+                StatusCode::BAD_REQUEST,
+                format!("malformed AdmissionReview for a v1 Pod: {error}"),
+            );
+        }
+    };
+    let Some(request) = review.request.as_ref() else {
+        return error_reply(
+            StatusCode::BAD_REQUEST,
+            "AdmissionReview has no request".into(),
+        );
+    };
+    let namespace = request
+        .namespace
+        .clone()
+        .or_else(|| {
+            request
+                .object
+                .as_ref()
+                .and_then(|p| p.metadata.namespace.clone())
+        })
+        .unwrap_or_default();
+    let labels = namespaces.namespace_labels(&namespace).unwrap_or_default();
+    let response = mutate(review, &labels, config);
+    match serde_json::to_vec(&response.into_review()) {
+        Ok(body) => (StatusCode::OK, body),
+        Err(error) => error_reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the AdmissionReview response: {error}"),
+        ),
+    }
+}
