@@ -1,0 +1,336 @@
+//! Upstream clusters: Istio's `outbound|<port>|<subset>|<host>` clusters with the
+//! DestinationRule traffic policy applied, and their endpoints.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::node::Locality;
+use crate::outbound::Protocol;
+
+/// Envoy's/Istio's special cluster forwarding to the original destination (ALLOW_ANY).
+pub const PASSTHROUGH_CLUSTER: &str = "PassthroughCluster";
+/// Envoy's/Istio's special cluster that drops traffic (REGISTRY_ONLY).
+pub const BLACK_HOLE_CLUSTER: &str = "BlackHoleCluster";
+/// Istio's special cluster for inbound traffic to undeclared ports.
+pub const INBOUND_PASSTHROUGH_CLUSTER: &str = "InboundPassthroughCluster";
+
+/// An upstream cluster: one (service, port, subset) with its policies and endpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Istio's name, e.g. `outbound|9080|v1|reviews.default.svc.cluster.local` (see
+    /// [`ClusterName`]).
+    pub name: String,
+    /// Load-balancing policy (Istio `LoadBalancerSettings.simple`).
+    #[serde(default)]
+    pub lb_policy: LbPolicy,
+    /// How connections to endpoints are secured (Istio `ClientTLSSettings`, or auto mTLS).
+    #[serde(default)]
+    pub transport: TransportSocket,
+    /// The protocol spoken to the upstream (the service port's protocol).
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Istio `ConnectionPoolSettings.http.h2UpgradePolicy`: whether HTTP/1.1 requests are sent
+    /// upstream as HTTP/2.
+    #[serde(default)]
+    pub h2_upgrade: H2UpgradePolicy,
+    /// Connection limits and timeouts (Istio `ConnectionPoolSettings`).
+    #[serde(default)]
+    pub connection_pool: ConnectionPoolSettings,
+    /// Passive health checking (Istio `OutlierDetection`); `None`: disabled.
+    #[serde(default)]
+    pub outlier_detection: Option<OutlierDetection>,
+    /// The endpoints (EDS); empty: every request fails with flag `UH`.
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// Istio `LoadBalancerSettings.SimpleLB`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LbPolicy {
+    /// Weighted round robin.
+    RoundRobin,
+    /// Power of two choices by active requests (Istio's default since 1.14).
+    #[default]
+    LeastRequest,
+    /// Random pick, weighted.
+    Random,
+    /// Forward to the original destination address (no endpoints).
+    Passthrough,
+}
+
+/// Istio `ConnectionPoolSettings.HTTPSettings.H2UpgradePolicy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum H2UpgradePolicy {
+    /// Follow the mesh default (do not upgrade).
+    #[default]
+    Default,
+    /// Never upgrade.
+    DoNotUpgrade,
+    /// Send HTTP/1.1 requests upstream as HTTP/2.
+    Upgrade,
+}
+
+/// How the proxy secures connections to a cluster's endpoints (Istio `ClientTLSSettings.mode`
+/// spelling in serde: `DISABLE`, `ISTIO_MUTUAL`, `SIMPLE`, `MUTUAL`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "SCREAMING_SNAKE_CASE", deny_unknown_fields)]
+pub enum TransportSocket {
+    /// Plaintext (Istio `DISABLE`).
+    #[default]
+    #[serde(rename = "DISABLE")]
+    Plaintext,
+    /// Istio mutual TLS with the proxy's own workload certificate. As with Istio's auto mTLS
+    /// (`transport_socket_matches` on the `tlsMode: istio` label), it applies only to endpoints
+    /// with `has_sidecar`; others get plaintext.
+    IstioMutual {
+        /// SPIFFE IDs the server certificate may carry (the service's accounts).
+        #[serde(default)]
+        expected_identities: Vec<String>,
+        /// SNI sent, Istio's `outbound_.<port>_.<subset>_.<host>`.
+        #[serde(default)]
+        sni: String,
+    },
+    /// TLS originated by the proxy, server verified (Istio `SIMPLE`).
+    Simple {
+        /// CA bundle file; `None`: the system roots.
+        #[serde(default)]
+        ca_certificates: Option<String>,
+        /// SNI sent.
+        #[serde(default)]
+        sni: Option<String>,
+        /// Accepted server SANs; empty: any (hostname verification by SNI).
+        #[serde(default)]
+        subject_alt_names: Vec<String>,
+    },
+    /// Mutual TLS with a given client certificate (Istio `MUTUAL`).
+    Mutual {
+        /// Client certificate chain file (PEM).
+        client_certificate: String,
+        /// Client private key file (PEM). The key itself is never in the model.
+        private_key: String,
+        /// CA bundle file.
+        #[serde(default)]
+        ca_certificates: Option<String>,
+        /// SNI sent.
+        #[serde(default)]
+        sni: Option<String>,
+        /// Accepted server SANs.
+        #[serde(default)]
+        subject_alt_names: Vec<String>,
+    },
+}
+
+/// Istio `ConnectionPoolSettings` (data now; enforcement later).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionPoolSettings {
+    /// TCP settings.
+    #[serde(default)]
+    pub tcp: TcpPoolSettings,
+    /// HTTP settings.
+    #[serde(default)]
+    pub http: HttpPoolSettings,
+}
+
+/// Istio `ConnectionPoolSettings.TCPSettings`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpPoolSettings {
+    /// Maximum connections to the cluster (`maxConnections`); `None`: unlimited.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+    /// TCP connect timeout in ms (`connectTimeout`; Istio's default 10 000).
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for TcpPoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: None,
+            connect_timeout_ms: default_connect_timeout_ms(),
+        }
+    }
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    10_000
+}
+
+/// Istio `ConnectionPoolSettings.HTTPSettings`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpPoolSettings {
+    /// `http1MaxPendingRequests`; `None`: unlimited.
+    #[serde(default)]
+    pub http1_max_pending_requests: Option<u32>,
+    /// `http2MaxRequests`; `None`: unlimited.
+    #[serde(default)]
+    pub http2_max_requests: Option<u32>,
+    /// `maxRequestsPerConnection`; `None`: unlimited.
+    #[serde(default)]
+    pub max_requests_per_connection: Option<u32>,
+    /// `maxRetries` outstanding to the cluster; `None`: unlimited.
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// `idleTimeout` in ms for pooled connections; `None`: the proxy's default.
+    #[serde(default)]
+    pub idle_timeout_ms: Option<u64>,
+}
+
+/// Istio `OutlierDetection` (data now; enforcement later).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierDetection {
+    /// Consecutive 5xx before ejection (`consecutive5xxErrors`).
+    #[serde(default)]
+    pub consecutive_5xx_errors: Option<u32>,
+    /// Consecutive 502/503/504 before ejection (`consecutiveGatewayErrors`).
+    #[serde(default)]
+    pub consecutive_gateway_errors: Option<u32>,
+    /// Analysis interval in ms (`interval`, default 10 000).
+    #[serde(default = "ten_seconds")]
+    pub interval_ms: u64,
+    /// Minimum ejection duration in ms (`baseEjectionTime`, default 30 000).
+    #[serde(default = "thirty_seconds")]
+    pub base_ejection_time_ms: u64,
+    /// Maximum share of endpoints ejected, 0–100 (`maxEjectionPercent`, default 10).
+    #[serde(default = "ten_percent")]
+    pub max_ejection_percent: f64,
+    /// Outlier detection is off below this share of healthy endpoints, 0–100
+    /// (`minHealthPercent`, default 0).
+    #[serde(default)]
+    pub min_health_percent: f64,
+}
+
+fn ten_seconds() -> u64 {
+    10_000
+}
+
+fn thirty_seconds() -> u64 {
+    30_000
+}
+
+fn ten_percent() -> f64 {
+    10.0
+}
+
+/// One upstream endpoint (Envoy `LbEndpoint`; Istio `IstioEndpoint`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// The endpoint's IP (a pod IP, or a ServiceEntry address).
+    pub address: IpAddr,
+    /// The endpoint's port (the target port).
+    pub port: u16,
+    /// The workload's labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Where the endpoint runs.
+    #[serde(default)]
+    pub locality: Locality,
+    /// Load-balancing weight, at least 1.
+    #[serde(default = "default_endpoint_weight")]
+    pub weight: u32,
+    /// Whether the endpoint runs a mesh proxy (Istio's `tlsMode: istio` label), so auto mTLS
+    /// applies.
+    #[serde(default)]
+    pub has_sidecar: bool,
+    /// The endpoint's SPIFFE ID, when known.
+    #[serde(default)]
+    pub identity: Option<String>,
+}
+
+fn default_endpoint_weight() -> u32 {
+    1
+}
+
+/// The direction part of an Istio cluster name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrafficDirection {
+    /// `outbound`.
+    Outbound,
+    /// `inbound`.
+    Inbound,
+}
+
+/// An Istio cluster name, `<direction>|<port>|<subset>|<hostname>` (Istio
+/// `model.BuildSubsetKey`); the subset is empty when the cluster covers the whole service.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClusterName {
+    /// Inbound or outbound.
+    pub direction: TrafficDirection,
+    /// The service port.
+    pub port: u16,
+    /// The DestinationRule subset name, empty for none.
+    pub subset: String,
+    /// The service hostname.
+    pub hostname: String,
+}
+
+impl ClusterName {
+    /// `outbound|<port>|<subset>|<hostname>`.
+    pub fn outbound(port: u16, subset: &str, hostname: &str) -> Self {
+        Self {
+            direction: TrafficDirection::Outbound,
+            port,
+            subset: subset.to_owned(),
+            hostname: hostname.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for ClusterName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let direction = match self.direction {
+            TrafficDirection::Outbound => "outbound",
+            TrafficDirection::Inbound => "inbound",
+        };
+        write!(
+            f,
+            "{direction}|{}|{}|{}",
+            self.port, self.subset, self.hostname
+        )
+    }
+}
+
+impl FromStr for ClusterName {
+    type Err = crate::ModelError;
+
+    /// Parses `<direction>|<port>|<subset>|<hostname>`. Errors: [`crate::ModelError::ClusterName`]
+    /// when the parts are missing, the direction is unknown or the port is not a number.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = || crate::ModelError::ClusterName {
+            name: text.to_owned(),
+        };
+        let mut parts = text.splitn(4, '|');
+        let direction = match parts.next() {
+            Some("outbound") => TrafficDirection::Outbound,
+            Some("inbound") => TrafficDirection::Inbound,
+            _ => return Err(invalid()),
+        };
+        let port = parts
+            .next()
+            .and_then(|port| port.parse().ok())
+            .ok_or_else(invalid)?;
+        let subset = parts.next().ok_or_else(invalid)?.to_owned();
+        let hostname = parts
+            .next()
+            .filter(|host| !host.is_empty())
+            .ok_or_else(invalid)?
+            .to_owned();
+        Ok(Self {
+            direction,
+            port,
+            subset,
+            hostname,
+        })
+    }
+}

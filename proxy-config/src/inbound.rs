@@ -1,0 +1,247 @@
+//! Inbound: traffic arriving at the workload through the proxy's inbound listener (Istio's
+//! `virtualInbound` on 15006).
+
+use serde::{Deserialize, Serialize};
+
+use crate::matcher::Cidr;
+use crate::outbound::Protocol;
+
+/// How the proxy handles traffic to its workload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundConfig {
+    /// The mTLS mode for workload ports not listed in `ports` (the workload-level
+    /// PeerAuthentication `mtls.mode`, resolved against namespace and mesh policies; Istio's
+    /// default is `PERMISSIVE`).
+    #[serde(default)]
+    pub default_mtls_mode: MtlsMode,
+    /// Where inbound connections are forwarded.
+    #[serde(default)]
+    pub upstream: InboundUpstream,
+    /// The workload's known ports (from the Services selecting it and its container ports).
+    #[serde(default)]
+    pub ports: Vec<InboundPort>,
+    /// AuthorizationPolicies that apply to this workload (evaluated CUSTOM, then DENY, then
+    /// ALLOW, as Istio does). Not enforced yet by the proxy.
+    #[serde(default)]
+    pub authorization_policies: Vec<AuthorizationPolicy>,
+    /// RequestAuthentication JWT rules that apply to this workload. Not enforced yet by the proxy.
+    #[serde(default)]
+    pub jwt_rules: Vec<JwtRule>,
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        Self {
+            default_mtls_mode: MtlsMode::Permissive,
+            upstream: InboundUpstream::default(),
+            ports: Vec::new(),
+            authorization_policies: Vec::new(),
+            jwt_rules: Vec::new(),
+        }
+    }
+}
+
+impl InboundConfig {
+    /// The port entry for `port`, if the workload declares it.
+    pub fn port(&self, port: u16) -> Option<&InboundPort> {
+        self.ports.iter().find(|entry| entry.port == port)
+    }
+
+    /// The effective mTLS mode for `port`: the port-level mode if the port is listed (Istio
+    /// `PeerAuthentication.portLevelMtls`), otherwise `default_mtls_mode`.
+    pub fn mtls_mode(&self, port: u16) -> MtlsMode {
+        self.port(port)
+            .map_or(self.default_mtls_mode, |entry| entry.mtls_mode)
+    }
+}
+
+/// Where the inbound listener sends accepted connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum InboundUpstream {
+    /// `127.0.0.1:<original port>` (Istio before 1.10; works for apps bound to localhost).
+    #[default]
+    Localhost,
+    /// `<original destination IP>:<original port>`, i.e. the pod IP (Istio 1.10 and later).
+    OriginalDestination,
+}
+
+/// One workload port as seen by the inbound listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundPort {
+    /// The workload (container) port, i.e. the Service's `targetPort`.
+    pub port: u16,
+    /// The application protocol (Istio protocol selection: the Service port's `appProtocol` or
+    /// name prefix). [`Protocol::Unknown`] means sniff.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// The resolved mTLS mode for this port (port-level PeerAuthentication over workload-level).
+    #[serde(default)]
+    pub mtls_mode: MtlsMode,
+}
+
+/// Istio `PeerAuthentication.MutualTLS.Mode`, already resolved (no `UNSET`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MtlsMode {
+    /// Only mutual-TLS connections from mesh workloads are accepted.
+    Strict,
+    /// Both mutual-TLS and plaintext connections are accepted (Istio's default).
+    #[default]
+    Permissive,
+    /// Only plaintext connections are accepted.
+    Disable,
+}
+
+/// Istio `AuthorizationPolicy.Action`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AuthorizationAction {
+    /// Allow a request that matches any rule.
+    #[default]
+    Allow,
+    /// Deny a request that matches any rule.
+    Deny,
+    /// Audit a matching request (no effect on the decision).
+    Audit,
+    /// Delegate the decision to an extension provider.
+    Custom,
+}
+
+/// One AuthorizationPolicy that selects this workload (Istio `security.istio.io/v1`
+/// `AuthorizationPolicy`), with names kept for logs. The shape mirrors Istio's spec; a policy
+/// with no rules matches nothing for ALLOW (deny-all) and nothing for DENY.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationPolicy {
+    /// `<namespace>/<name>` of the source object.
+    pub name: String,
+    /// The policy's action.
+    #[serde(default)]
+    pub action: AuthorizationAction,
+    /// The rules; a request matches the policy if it matches any rule.
+    #[serde(default)]
+    pub rules: Vec<AuthorizationRule>,
+}
+
+/// Istio `Rule`: a request matches if it matches any `from`, any `to` and all `when` (an empty
+/// list matches everything).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationRule {
+    /// Istio `Rule.from[].source`.
+    #[serde(default)]
+    pub from: Vec<AuthzSource>,
+    /// Istio `Rule.to[].operation`.
+    #[serde(default)]
+    pub to: Vec<AuthzOperation>,
+    /// Istio `Rule.when`.
+    #[serde(default)]
+    pub when: Vec<AuthzCondition>,
+}
+
+/// Istio `Source`: all non-empty fields must match.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzSource {
+    /// Peer identities without `spiffe://` (e.g. `cluster.local/ns/default/sa/sleep`), `*` globs.
+    #[serde(default)]
+    pub principals: Vec<String>,
+    /// Negated `principals`.
+    #[serde(default)]
+    pub not_principals: Vec<String>,
+    /// JWT `iss/sub` pairs.
+    #[serde(default)]
+    pub request_principals: Vec<String>,
+    /// Negated `request_principals`.
+    #[serde(default)]
+    pub not_request_principals: Vec<String>,
+    /// Peer namespaces.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Negated `namespaces`.
+    #[serde(default)]
+    pub not_namespaces: Vec<String>,
+    /// Peer IP blocks.
+    #[serde(default)]
+    pub ip_blocks: Vec<Cidr>,
+    /// Negated `ip_blocks`.
+    #[serde(default)]
+    pub not_ip_blocks: Vec<Cidr>,
+}
+
+/// Istio `Operation`: all non-empty fields must match.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzOperation {
+    /// `Host` header values, `*` globs.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Negated `hosts`.
+    #[serde(default)]
+    pub not_hosts: Vec<String>,
+    /// Destination ports.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// Negated `ports`.
+    #[serde(default)]
+    pub not_ports: Vec<u16>,
+    /// HTTP methods.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Negated `methods`.
+    #[serde(default)]
+    pub not_methods: Vec<String>,
+    /// Request paths, `*` globs at either end.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Negated `paths`.
+    #[serde(default)]
+    pub not_paths: Vec<String>,
+}
+
+/// Istio `Condition`: `key` (e.g. `request.headers[x-user]`, `source.ip`) must have one of
+/// `values` and none of `not_values`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzCondition {
+    /// The attribute name, as Istio spells it.
+    pub key: String,
+    /// Accepted values.
+    #[serde(default)]
+    pub values: Vec<String>,
+    /// Rejected values.
+    #[serde(default)]
+    pub not_values: Vec<String>,
+}
+
+/// One JWT rule from a RequestAuthentication that selects this workload (Istio `JWTRule`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtRule {
+    /// The expected `iss` claim.
+    pub issuer: String,
+    /// Accepted `aud` values; empty accepts any audience.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Where to fetch the JWKS, if not inline.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// The JWKS as inline JSON text (resolved by the control plane when possible).
+    #[serde(default)]
+    pub jwks: Option<String>,
+    /// Headers carrying the token (`(name, prefix)`); empty means `Authorization: Bearer`.
+    #[serde(default)]
+    pub from_headers: Vec<(String, String)>,
+    /// Query parameters carrying the token; empty means `access_token`.
+    #[serde(default)]
+    pub from_params: Vec<String>,
+    /// Keep the token in the request forwarded to the app.
+    #[serde(default)]
+    pub forward_original_token: bool,
+    /// Header that receives the verified payload (base64url), if any.
+    #[serde(default)]
+    pub output_payload_to_header: Option<String>,
+}

@@ -1,0 +1,493 @@
+//! [`ProxyConfig::validate`]: the checks that make a config safe to apply.
+//!
+//! Every error names the offending field by its path in the model (e.g.
+//! `outbound[reviews:9080].http.virtual_hosts[0].routes[1].action.route.clusters`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use crate::matcher::{HeaderMatch, StringMatch};
+use crate::route::{HeaderMutation, RouteAction, RouteMatch, WeightedCluster};
+use crate::{BLACK_HOLE_CLUSTER, PASSTHROUGH_CLUSTER, ProxyConfig};
+
+/// One reason a [`ProxyConfig`] cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    /// Two clusters share a name.
+    #[error("clusters: the name {name:?} is used twice; cluster names must be unique")]
+    DuplicateCluster {
+        /// The repeated name.
+        name: String,
+    },
+    /// A route, TCP route or mirror names a cluster that is not in `clusters`.
+    #[error("{field}: cluster {cluster:?} is not defined in clusters")]
+    UnknownCluster {
+        /// The referring field.
+        field: String,
+        /// The missing cluster name.
+        cluster: String,
+    },
+    /// A weighted-cluster list is empty or all its weights are 0.
+    #[error("{field}: needs at least one cluster with a weight above 0")]
+    NoWeightedCluster {
+        /// The weighted-cluster list.
+        field: String,
+    },
+    /// A percentage outside 0–100 (or NaN).
+    #[error("{field}: percentage {value} is outside 0-100")]
+    Percentage {
+        /// The percentage field.
+        field: String,
+        /// The value found, as text.
+        value: String,
+    },
+    /// A regex that does not compile.
+    #[error("{field}: regex {pattern:?} is invalid: {reason}")]
+    Regex {
+        /// The regex field.
+        field: String,
+        /// The pattern.
+        pattern: String,
+        /// The compiler's message.
+        reason: String,
+    },
+    /// Two outbound listeners claim the same (address, port), or two share a name.
+    #[error("outbound: {key} is claimed by both {first:?} and {second:?}")]
+    DuplicateOutbound {
+        /// `<address>:<port>`, `*:<port>` for address-less listeners, or `name <name>`.
+        key: String,
+        /// The first listener's name.
+        first: String,
+        /// The second listener's name.
+        second: String,
+    },
+    /// An HTTP listener without a route table.
+    #[error("outbound[{listener}].http: protocol {protocol} needs an HTTP route table")]
+    MissingHttpRoutes {
+        /// The listener's name.
+        listener: String,
+        /// The listener's protocol.
+        protocol: String,
+    },
+    /// An HTTP status outside the allowed range.
+    #[error("{field}: status {code} is not allowed here (allowed: {allowed})")]
+    Status {
+        /// The status field.
+        field: String,
+        /// The value.
+        code: u16,
+        /// The allowed values.
+        allowed: &'static str,
+    },
+    /// A port of 0.
+    #[error("{field}: port 0 is not a valid port")]
+    PortZero {
+        /// The port field.
+        field: String,
+    },
+    /// Two inbound port entries for the same port.
+    #[error("inbound.ports: port {port} is listed twice")]
+    DuplicateInboundPort {
+        /// The repeated port.
+        port: u16,
+    },
+    /// An endpoint with weight 0.
+    #[error("clusters[{cluster}].endpoints[{index}]: weight must be at least 1")]
+    EndpointWeight {
+        /// The cluster's name.
+        cluster: String,
+        /// The endpoint's index.
+        index: usize,
+    },
+    /// A virtual host with no domains.
+    #[error("{field}: a virtual host needs at least one domain")]
+    EmptyDomains {
+        /// The virtual host.
+        field: String,
+    },
+    /// A header name that is not a lowercase HTTP token.
+    #[error("{field}: header name {name:?} must be a non-empty lowercase HTTP token")]
+    HeaderName {
+        /// The header field.
+        field: String,
+        /// The name.
+        name: String,
+    },
+    /// A header value with control characters.
+    #[error("{field}: value of header {name:?} contains control characters")]
+    HeaderValue {
+        /// The header field.
+        field: String,
+        /// The header name.
+        name: String,
+    },
+    /// A cluster name that is not `<direction>|<port>|<subset>|<hostname>`.
+    #[error("cluster name {name:?} is not of the form outbound|<port>|<subset>|<hostname>")]
+    ClusterName {
+        /// The text.
+        name: String,
+    },
+}
+
+impl ProxyConfig {
+    /// Checks the config's internal consistency: cluster names unique; every cluster a route,
+    /// TCP route or mirror names exists (or is `PassthroughCluster`/`BlackHoleCluster`); weighted
+    /// lists have a positive weight; percentages within 0–100; regexes compile; statuses in range
+    /// (abort and direct response 200–599, redirect 301/302/303/307/308); header names lowercase
+    /// tokens and values free of control characters; no two outbound listeners claim the same
+    /// (address, port); HTTP listeners have a route table; inbound ports unique; endpoint
+    /// weights at least 1; virtual hosts have domains.
+    ///
+    /// Returns every problem found, not just the first.
+    pub fn validate(&self) -> Result<(), Vec<ModelError>> {
+        let mut errors = Vec::new();
+        let clusters = self.check_clusters(&mut errors);
+        self.check_inbound(&mut errors);
+        self.check_outbound(&clusters, &mut errors);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn check_clusters(&self, errors: &mut Vec<ModelError>) -> BTreeSet<&str> {
+        let mut names = BTreeSet::new();
+        for cluster in &self.clusters {
+            if !names.insert(cluster.name.as_str()) {
+                errors.push(ModelError::DuplicateCluster {
+                    name: cluster.name.clone(),
+                });
+            }
+            for (index, endpoint) in cluster.endpoints.iter().enumerate() {
+                if endpoint.weight == 0 {
+                    errors.push(ModelError::EndpointWeight {
+                        cluster: cluster.name.clone(),
+                        index,
+                    });
+                }
+                if endpoint.port == 0 {
+                    errors.push(ModelError::PortZero {
+                        field: format!("clusters[{}].endpoints[{index}].port", cluster.name),
+                    });
+                }
+            }
+            if let Some(outlier) = &cluster.outlier_detection {
+                let field = format!("clusters[{}].outlier_detection", cluster.name);
+                check_percentage(
+                    &format!("{field}.max_ejection_percent"),
+                    outlier.max_ejection_percent,
+                    errors,
+                );
+                check_percentage(
+                    &format!("{field}.min_health_percent"),
+                    outlier.min_health_percent,
+                    errors,
+                );
+            }
+        }
+        names
+    }
+
+    fn check_inbound(&self, errors: &mut Vec<ModelError>) {
+        let mut ports = BTreeSet::new();
+        for entry in &self.inbound.ports {
+            if entry.port == 0 {
+                errors.push(ModelError::PortZero {
+                    field: "inbound.ports[].port".to_owned(),
+                });
+            }
+            if !ports.insert(entry.port) {
+                errors.push(ModelError::DuplicateInboundPort { port: entry.port });
+            }
+        }
+    }
+
+    fn check_outbound<'a>(&'a self, clusters: &BTreeSet<&str>, errors: &mut Vec<ModelError>) {
+        let mut claimed: BTreeMap<String, &str> = BTreeMap::new();
+        let mut claim = |key: String, name: &'a str, errors: &mut Vec<ModelError>| {
+            if let Some(first) = claimed.get(&key) {
+                errors.push(ModelError::DuplicateOutbound {
+                    key,
+                    first: (*first).to_owned(),
+                    second: name.to_owned(),
+                });
+            } else {
+                claimed.insert(key, name);
+            }
+        };
+        for listener in &self.outbound {
+            let name = listener.name.as_str();
+            claim(format!("name {name}"), name, errors);
+            if listener.port == 0 {
+                errors.push(ModelError::PortZero {
+                    field: format!("outbound[{name}].port"),
+                });
+            }
+            if listener.addresses.is_empty() {
+                claim(format!("*:{}", listener.port), name, errors);
+            }
+            for address in &listener.addresses {
+                let key = match address {
+                    IpAddr::V4(v4) => format!("{v4}:{}", listener.port),
+                    IpAddr::V6(v6) => format!("[{v6}]:{}", listener.port),
+                };
+                claim(key, name, errors);
+            }
+            match &listener.http {
+                Some(routes) => {
+                    for (vh_index, vhost) in routes.virtual_hosts.iter().enumerate() {
+                        let field = format!("outbound[{name}].http.virtual_hosts[{vh_index}]");
+                        if vhost.domains.is_empty() {
+                            errors.push(ModelError::EmptyDomains {
+                                field: field.clone(),
+                            });
+                        }
+                        for (index, route) in vhost.routes.iter().enumerate() {
+                            let field = format!("{field}.routes[{index}]");
+                            for (m_index, route_match) in route.matches.iter().enumerate() {
+                                check_route_match(
+                                    &format!("{field}.match[{m_index}]"),
+                                    route_match,
+                                    errors,
+                                );
+                            }
+                            check_action(
+                                &format!("{field}.action"),
+                                &route.action,
+                                clusters,
+                                errors,
+                            );
+                        }
+                    }
+                }
+                None if listener.protocol.is_http() => {
+                    errors.push(ModelError::MissingHttpRoutes {
+                        listener: name.to_owned(),
+                        protocol: format!("{:?}", listener.protocol).to_uppercase(),
+                    });
+                }
+                None => {}
+            }
+            for (index, route) in listener.tcp.iter().enumerate() {
+                check_weighted(
+                    &format!("outbound[{name}].tcp[{index}].clusters"),
+                    &route.clusters,
+                    clusters,
+                    errors,
+                );
+            }
+        }
+    }
+}
+
+fn check_route_match(field: &str, route_match: &RouteMatch, errors: &mut Vec<ModelError>) {
+    let string_matches = [
+        ("uri", &route_match.uri),
+        ("scheme", &route_match.scheme),
+        ("method", &route_match.method),
+        ("authority", &route_match.authority),
+    ];
+    for (name, matcher) in string_matches {
+        if let Some(pattern) = matcher.as_ref().and_then(StringMatch::regex_pattern) {
+            check_regex(&format!("{field}.{name}"), pattern, errors);
+        }
+    }
+    for (name, matcher) in &route_match.query_params {
+        if let Some(pattern) = matcher.regex_pattern() {
+            check_regex(&format!("{field}.query_params[{name}]"), pattern, errors);
+        }
+    }
+    for (kind, headers) in [
+        ("headers", &route_match.headers),
+        ("without_headers", &route_match.without_headers),
+    ] {
+        for (name, matcher) in headers {
+            let header_field = format!("{field}.{kind}");
+            check_header_name(&header_field, name, errors);
+            if let Some(pattern) = matcher.regex_pattern() {
+                check_regex(&format!("{header_field}[{name}]"), pattern, errors);
+            }
+            if let HeaderMatch::Exact(value) | HeaderMatch::Prefix(value) = matcher {
+                check_header_value(&header_field, name, value, errors);
+            }
+        }
+    }
+    if route_match.port == Some(0) {
+        errors.push(ModelError::PortZero {
+            field: format!("{field}.port"),
+        });
+    }
+}
+
+fn check_action(
+    field: &str,
+    action: &RouteAction,
+    clusters: &BTreeSet<&str>,
+    errors: &mut Vec<ModelError>,
+) {
+    match action {
+        RouteAction::Route(forward) => {
+            let field = format!("{field}.route");
+            check_weighted(
+                &format!("{field}.clusters"),
+                &forward.clusters,
+                clusters,
+                errors,
+            );
+            if let Some(fault) = &forward.fault {
+                if let Some(delay) = &fault.delay {
+                    check_percentage(
+                        &format!("{field}.fault.delay.percentage"),
+                        delay.percentage,
+                        errors,
+                    );
+                }
+                if let Some(abort) = &fault.abort {
+                    check_percentage(
+                        &format!("{field}.fault.abort.percentage"),
+                        abort.percentage,
+                        errors,
+                    );
+                    if !(200..=599).contains(&abort.http_status) {
+                        errors.push(ModelError::Status {
+                            field: format!("{field}.fault.abort.http_status"),
+                            code: abort.http_status,
+                            allowed: "200-599",
+                        });
+                    }
+                }
+            }
+            if let Some(regex) = forward.rewrite.as_ref().and_then(|r| r.uri_regex.as_ref()) {
+                check_regex(
+                    &format!("{field}.rewrite.uri_regex"),
+                    &regex.pattern,
+                    errors,
+                );
+            }
+            for (index, mirror) in forward.mirrors.iter().enumerate() {
+                let mirror_field = format!("{field}.mirrors[{index}]");
+                check_percentage(
+                    &format!("{mirror_field}.percentage"),
+                    mirror.percentage,
+                    errors,
+                );
+                check_cluster_exists(&mirror_field, &mirror.cluster, clusters, errors);
+            }
+            check_mutation(
+                &format!("{field}.request_headers"),
+                &forward.request_headers,
+                errors,
+            );
+            check_mutation(
+                &format!("{field}.response_headers"),
+                &forward.response_headers,
+                errors,
+            );
+        }
+        RouteAction::Redirect(redirect) => {
+            if ![301, 302, 303, 307, 308].contains(&redirect.redirect_code) {
+                errors.push(ModelError::Status {
+                    field: format!("{field}.redirect.redirect_code"),
+                    code: redirect.redirect_code,
+                    allowed: "301, 302, 303, 307, 308",
+                });
+            }
+        }
+        RouteAction::DirectResponse(direct) => {
+            if !(200..=599).contains(&direct.status) {
+                errors.push(ModelError::Status {
+                    field: format!("{field}.direct_response.status"),
+                    code: direct.status,
+                    allowed: "200-599",
+                });
+            }
+        }
+    }
+}
+
+fn check_weighted(
+    field: &str,
+    weighted: &[WeightedCluster],
+    clusters: &BTreeSet<&str>,
+    errors: &mut Vec<ModelError>,
+) {
+    if weighted.iter().all(|entry| entry.weight == 0) {
+        errors.push(ModelError::NoWeightedCluster {
+            field: field.to_owned(),
+        });
+    }
+    for entry in weighted {
+        check_cluster_exists(field, &entry.cluster, clusters, errors);
+    }
+}
+
+fn check_cluster_exists(
+    field: &str,
+    cluster: &str,
+    clusters: &BTreeSet<&str>,
+    errors: &mut Vec<ModelError>,
+) {
+    let special = cluster == PASSTHROUGH_CLUSTER || cluster == BLACK_HOLE_CLUSTER;
+    if !special && !clusters.contains(cluster) {
+        errors.push(ModelError::UnknownCluster {
+            field: field.to_owned(),
+            cluster: cluster.to_owned(),
+        });
+    }
+}
+
+fn check_percentage(field: &str, value: f64, errors: &mut Vec<ModelError>) {
+    if !(0.0..=100.0).contains(&value) {
+        errors.push(ModelError::Percentage {
+            field: field.to_owned(),
+            value: value.to_string(),
+        });
+    }
+}
+
+fn check_regex(field: &str, pattern: &str, errors: &mut Vec<ModelError>) {
+    if let Err(error) = regex::Regex::new(pattern) {
+        errors.push(ModelError::Regex {
+            field: field.to_owned(),
+            pattern: pattern.to_owned(),
+            reason: error.to_string(),
+        });
+    }
+}
+
+fn check_mutation(field: &str, mutation: &HeaderMutation, errors: &mut Vec<ModelError>) {
+    for (name, value) in mutation.set.iter().chain(&mutation.add) {
+        check_header_name(field, name, errors);
+        check_header_value(field, name, value, errors);
+    }
+    for name in &mutation.remove {
+        check_header_name(field, name, errors);
+    }
+}
+
+/// RFC 9110 token characters, lowercase only (HTTP/2 requires lowercase names).
+fn check_header_name(field: &str, name: &str, errors: &mut Vec<ModelError>) {
+    let valid = !name.is_empty()
+        && name.bytes().all(|byte| {
+            byte.is_ascii_lowercase() || byte.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&byte)
+        });
+    if !valid {
+        errors.push(ModelError::HeaderName {
+            field: field.to_owned(),
+            name: name.to_owned(),
+        });
+    }
+}
+
+fn check_header_value(field: &str, name: &str, value: &str, errors: &mut Vec<ModelError>) {
+    if value
+        .bytes()
+        .any(|byte| (byte < 0x20 && byte != b'\t') || byte == 0x7f)
+    {
+        errors.push(ModelError::HeaderValue {
+            field: field.to_owned(),
+            name: name.to_owned(),
+        });
+    }
+}
