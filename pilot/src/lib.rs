@@ -1,0 +1,1 @@
+//! Pilot translation (being written).
