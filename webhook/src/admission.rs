@@ -17,6 +17,8 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine;
+use base64::prelude::BASE64_STANDARD;
 use http::StatusCode;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::TypeMeta;
@@ -111,6 +113,20 @@ pub fn mutate(
     }
 }
 
+/// Serializes `response` as an AdmissionReview, with the patch as base64 text.
+///
+/// `AdmissionResponse.patch` is a Go `[]byte`, documented on the wire as a base64 string;
+/// kube-core serializes its `Vec<u8>` as an array of numbers (kube-rs issue #1781), which Go's
+/// decoder happens to accept. Weft sends the documented form.
+fn encode_review(response: AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
+    let mut review = serde_json::to_value(response.into_review())?;
+    if let Some(patch) = review.pointer_mut("/response/patch") {
+        let bytes: Vec<u8> = serde_json::from_value(patch.take())?;
+        *patch = serde_json::Value::String(BASE64_STANDARD.encode(bytes));
+    }
+    serde_json::to_vec(&review)
+}
+
 /// Serializes an `invalid` AdmissionReview carrying `message`, for error replies.
 fn error_reply(status: StatusCode, message: String) -> (StatusCode, Vec<u8>) {
     let review = AdmissionResponse::invalid(&message).into_review();
@@ -124,7 +140,8 @@ fn error_reply(status: StatusCode, message: String) -> (StatusCode, Vec<u8>) {
 ///
 /// Takes the body bytes, a namespace-label lookup and the mesh settings. Returns the HTTP
 /// status and the JSON body to send; never panics. Replies:
-/// - `200 OK` with an `admission.k8s.io/v1` AdmissionReview from [`mutate`];
+/// - `200 OK` with an `admission.k8s.io/v1` AdmissionReview from [`mutate`], its patch
+///   base64-encoded as the Kubernetes API documents;
 /// - `413 Payload Too Large` when the body exceeds [`MAX_BODY_BYTES`];
 /// - `400 Bad Request` when the body is not JSON, not an `AdmissionReview`, not
 ///   `admission.k8s.io/v1` (the only version the operator registers), has no `request`, or its
@@ -194,7 +211,7 @@ pub fn handle_inject_body(
         .unwrap_or_default();
     let labels = namespaces.namespace_labels(&namespace).unwrap_or_default();
     let response = mutate(review, &labels, config);
-    match serde_json::to_vec(&response.into_review()) {
+    match encode_review(response) {
         Ok(body) => (StatusCode::OK, body),
         Err(error) => error_reply(
             StatusCode::INTERNAL_SERVER_ERROR,
