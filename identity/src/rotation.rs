@@ -181,12 +181,12 @@ impl RotationPolicy {
         if now > not_after {
             return Err(Reason::Expired);
         }
-        trust
+        let verified = trust
             .trust_bundle()
             .verify_chain(&chain, now)
             .map_err(|e| Reason::SignedByOtherCa(e.to_string()))?;
         if let Some(current) = trust.current_issuer_der()
-            && !x509::is_signed_by(leaf_der, current)
+            && !verified.leaf_signed_by(current)
         {
             return Err(Reason::SignedByRetiredCa);
         }

@@ -105,6 +105,16 @@ pub struct VerifiedChain {
     /// How many certificates of the chain were used, leaf included (the rest, e.g. a copy of the
     /// root at the end of Istio's `cert-chain.pem`, was not needed).
     pub certificates_used: usize,
+    /// DER of the certificate whose key signed the leaf (the root itself, or `chain[1]`).
+    pub leaf_signer_der: Vec<u8>,
+}
+
+impl VerifiedChain {
+    /// Whether the leaf was signed by the key of certificate `issuer_der` (compared by public key,
+    /// so a re-issued copy of the same CA certificate counts as the same signer).
+    pub fn leaf_signed_by(&self, issuer_der: &[u8]) -> bool {
+        x509::same_public_key(&self.leaf_signer_der, issuer_der)
+    }
 }
 
 /// Whether a chain was issued by the CA signing today, or only verifies through a retired root.
@@ -289,9 +299,11 @@ impl TrustBundle {
                 x509::within_validity(root, at)
                     && cert.verify_signature(Some(root.public_key())).is_ok()
             }) {
+                let leaf_signer_der = if index == 0 { root_der } else { &chain[1] };
                 return Ok(VerifiedChain {
                     root_der: root_der.to_vec(),
                     certificates_used: index + 1,
+                    leaf_signer_der: leaf_signer_der.to_vec(),
                 });
             }
             let Some(next) = parsed.get(index + 1) else {
@@ -332,10 +344,8 @@ impl TrustBundle {
         current_issuer_der: &[u8],
         at: SystemTime,
     ) -> Result<ChainStatus, ChainError> {
-        let chain = pem::parse_certificates(chain_pem, "certificate chain")?;
-        self.verify_chain(&chain, at)?;
-        let leaf = chain.first().ok_or(ChainError::Empty)?;
-        Ok(if x509::is_signed_by(leaf, current_issuer_der) {
+        let verified = self.verify_chain_pem(chain_pem, at)?;
+        Ok(if verified.leaf_signed_by(current_issuer_der) {
             ChainStatus::IssuedByCurrentCa
         } else {
             ChainStatus::TrustedByRetiredCa
