@@ -95,7 +95,13 @@ mod tests {
     #[test]
     fn frames_split_across_chunks_are_reassembled() {
         let mut bytes = encode_frame(&hello()).unwrap();
-        bytes.extend(encode_frame(&ClientMessage::Ack { version: "v1".into(), nonce: 7 }).unwrap());
+        bytes.extend(
+            encode_frame(&ClientMessage::Ack {
+                version: "v1".into(),
+                nonce: 7,
+            })
+            .unwrap(),
+        );
         let mut dec = FrameDecoder::new();
         let (a, b) = bytes.split_at(5);
         dec.push(a);
@@ -104,7 +110,10 @@ mod tests {
         assert_eq!(dec.next_message::<ClientMessage>().unwrap(), Some(hello()));
         assert_eq!(
             dec.next_message::<ClientMessage>().unwrap(),
-            Some(ClientMessage::Ack { version: "v1".into(), nonce: 7 })
+            Some(ClientMessage::Ack {
+                version: "v1".into(),
+                nonce: 7
+            })
         );
         assert!(dec.next_message::<ClientMessage>().unwrap().is_none());
         assert_eq!(dec.pending(), 0);
@@ -122,9 +131,15 @@ mod tests {
     fn malformed_and_oversized_frames_are_errors() {
         let mut dec = FrameDecoder::new();
         dec.push(b"{\"type\":\"bogus\"}\n");
-        assert!(matches!(dec.next_message::<ClientMessage>(), Err(FrameError::Json(_))));
+        assert!(matches!(
+            dec.next_message::<ClientMessage>(),
+            Err(FrameError::Json(_))
+        ));
         let mut dec = FrameDecoder::new();
         dec.push(&vec![b'x'; MAX_FRAME_BYTES + 1]);
-        assert!(matches!(dec.next_message::<ClientMessage>(), Err(FrameError::TooLarge)));
+        assert!(matches!(
+            dec.next_message::<ClientMessage>(),
+            Err(FrameError::TooLarge)
+        ));
     }
 }

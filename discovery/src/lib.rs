@@ -18,6 +18,7 @@
 //! for: a proxy gets only its own workload's config.
 #![warn(missing_docs)]
 
+pub mod client;
 mod frame;
 mod message;
 
