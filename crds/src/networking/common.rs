@@ -36,6 +36,14 @@ pub(crate) fn compact_opt_f64<S: Serializer>(
     }
 }
 
+/// Removes the type-level description from an enum's schema, so that the CRD describes an
+/// enum field with the field's own doc (kube's handling of `Option<Enum>` would otherwise
+/// replace it with the enum's doc). Used as `#[schemars(transform = ...)]` on every
+/// networking enum.
+pub(crate) fn omit_type_description(schema: &mut schemars::Schema) {
+    schema.remove("description");
+}
+
 /// A port on a destination host (Istio `PortSelector`).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -203,7 +211,8 @@ pub struct HttpSettings {
     /// requests. Default 1h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<Duration>,
-    /// Whether HTTP/1.1 connections to the destination are upgraded to HTTP/2.
+    /// Whether HTTP/1.1 connections to the destination are upgraded to HTTP/2: `DEFAULT`
+    /// (the mesh-wide setting), `DO_NOT_UPGRADE` or `UPGRADE`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub h2_upgrade_policy: Option<H2UpgradePolicy>,
     /// If true, the client's protocol (HTTP/1.1 or HTTP/2) is preserved when connecting to
@@ -220,6 +229,7 @@ pub struct HttpSettings {
 /// `ConnectionPoolSettings.HTTPSettings.H2UpgradePolicy`): `DEFAULT` (use the mesh-wide
 /// setting), `DO_NOT_UPGRADE` or `UPGRADE`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[schemars(transform = crate::networking::common::omit_type_description)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum H2UpgradePolicy {
     /// Use the global (mesh-wide) default.
@@ -243,7 +253,10 @@ pub struct ServerTlsSettings {
     /// use HTTPS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub https_redirect: Option<bool>,
-    /// Whether connections to this port are secured with TLS, and how.
+    /// Whether connections to this port are secured with TLS: `PASSTHROUGH` (routed by SNI,
+    /// not terminated), `SIMPLE`, `MUTUAL` (client certificate required), `OPTIONAL_MUTUAL`
+    /// (client certificate optional), `AUTO_PASSTHROUGH` (destination encoded in the SNI, no
+    /// VirtualService needed) or `ISTIO_MUTUAL` (Istio's workload certificates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<ServerTlsMode>,
     /// The path to the file holding the server-side TLS certificate. Required when mode is
@@ -289,10 +302,12 @@ pub struct ServerTlsSettings {
     /// between bytes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verify_certificate_hash: Vec<String>,
-    /// Minimum TLS protocol version. Default TLS 1.2 for servers.
+    /// Minimum TLS protocol version: `TLS_AUTO`, `TLSV1_0`, `TLSV1_1`, `TLSV1_2` or
+    /// `TLSV1_3`. Default TLS 1.2 for servers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_protocol_version: Option<TlsProtocol>,
-    /// Maximum TLS protocol version.
+    /// Maximum TLS protocol version: `TLS_AUTO`, `TLSV1_0`, `TLSV1_1`, `TLSV1_2` or
+    /// `TLSV1_3`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_protocol_version: Option<TlsProtocol>,
     /// If set, only these cipher suites are offered (OpenSSL/BoringSSL names). Default:
@@ -319,6 +334,7 @@ pub struct TlsCertificate {
 /// How a server port handles TLS (Istio `ServerTLSSettings.TLSmode`): `PASSTHROUGH`,
 /// `SIMPLE`, `MUTUAL`, `AUTO_PASSTHROUGH`, `ISTIO_MUTUAL` or `OPTIONAL_MUTUAL`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[schemars(transform = crate::networking::common::omit_type_description)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ServerTlsMode {
     /// Forward the connection upstream as is, routing on the SNI value.
@@ -340,6 +356,7 @@ pub enum ServerTlsMode {
 /// A TLS protocol version (Istio `ServerTLSSettings.TLSProtocol`): `TLS_AUTO`, `TLSV1_0`,
 /// `TLSV1_1`, `TLSV1_2` or `TLSV1_3`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[schemars(transform = crate::networking::common::omit_type_description)]
 pub enum TlsProtocol {
     /// Let the proxy choose the optimal version.
     #[default]

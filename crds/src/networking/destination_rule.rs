@@ -156,7 +156,7 @@ pub struct TunnelSettings {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProxyProtocol {
-    /// The PROXY protocol version to use.
+    /// The PROXY protocol version to use: `V1` (human readable) or `V2` (binary).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<ProxyProtocolVersion>,
 }
@@ -164,6 +164,7 @@ pub struct ProxyProtocol {
 /// The PROXY protocol version (Istio `TrafficPolicy.ProxyProtocol.VERSION`): `V1` (text) or
 /// `V2` (binary).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[schemars(transform = crate::networking::common::omit_type_description)]
 pub enum ProxyProtocolVersion {
     /// PROXY protocol version 1, human readable.
     #[default]
@@ -261,7 +262,9 @@ pub struct OutlierDetection {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClientTlsSettings {
-    /// Whether connections to this port are secured with TLS, and how.
+    /// Whether connections to this port are secured with TLS: `DISABLE`, `SIMPLE` (TLS
+    /// origination), `MUTUAL` (with the client certificate given here) or `ISTIO_MUTUAL`
+    /// (with Istio's workload certificates; the certificate fields must then be empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<ClientTlsMode>,
     /// The path to the file holding the client-side TLS certificate. Required when mode is
@@ -300,6 +303,7 @@ pub struct ClientTlsSettings {
 /// How upstream connections use TLS (Istio `ClientTLSSettings.TLSmode`): `DISABLE`,
 /// `SIMPLE`, `MUTUAL` or `ISTIO_MUTUAL`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[schemars(transform = crate::networking::common::omit_type_description)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ClientTlsMode {
     /// Do not set up a TLS connection to the upstream.

@@ -78,11 +78,14 @@ pub struct ServiceEntrySpec {
     /// one port.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<ServicePort>,
-    /// Whether the service is external to the mesh or part of it; affects mutual TLS and
-    /// metrics.
+    /// Whether the service is external to the mesh (`MESH_EXTERNAL`: no mutual TLS) or part
+    /// of it (`MESH_INTERNAL`, e.g. VMs); affects mutual TLS and metrics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
-    /// How the endpoints of the hosts are found.
+    /// How the endpoints of the hosts are found: `NONE` (the address the caller dialled),
+    /// `STATIC` (the `endpoints` addresses), `DNS` (asynchronous DNS, all addresses),
+    /// `DNS_ROUND_ROBIN` (DNS, first address only) or `DYNAMIC_DNS` (per-host DNS for wildcard
+    /// hosts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution: Option<Resolution>,
     /// The endpoints of the service (at most 4096); exclusive with `workloadSelector`.
@@ -123,6 +126,7 @@ pub struct ServicePort {
 /// Whether a service is part of the mesh (Istio `ServiceEntry.Location`): `MESH_EXTERNAL`
 /// (no mutual TLS, outside the mesh) or `MESH_INTERNAL` (a mesh service, such as VMs).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[schemars(transform = crate::networking::common::omit_type_description)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Location {
     /// Outside the mesh: no mutual TLS, and metrics treat it as external.
@@ -135,6 +139,7 @@ pub enum Location {
 /// How a ServiceEntry's endpoints are found (Istio `ServiceEntry.Resolution`): `NONE`,
 /// `STATIC`, `DNS`, `DNS_ROUND_ROBIN` or `DYNAMIC_DNS`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[schemars(transform = crate::networking::common::omit_type_description)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Resolution {
     /// Connections go to the address the caller dialled (passthrough).

@@ -78,7 +78,8 @@ pub struct IstioIngressListener {
     /// addresses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bind: Option<String>,
-    /// How traffic to the listener is captured.
+    /// How traffic to the listener is captured: `DEFAULT` (as the environment defines),
+    /// `IPTABLES` or `NONE`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture_mode: Option<CaptureMode>,
     /// Where traffic is forwarded: a loopback address with port (`127.0.0.1:8080`), a Unix
@@ -108,7 +109,8 @@ pub struct IstioEgressListener {
     /// domain socket or a non-wildcard address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bind: Option<String>,
-    /// How traffic to the listener is captured (only when `bind` is an IP address).
+    /// How traffic to the listener is captured (only when `bind` is an IP address):
+    /// `DEFAULT`, `IPTABLES` or `NONE` (the application must target the listener directly).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture_mode: Option<CaptureMode>,
     /// Service hosts exposed by the listener, as `namespace/dnsName`. The namespace may be
@@ -139,6 +141,7 @@ pub struct SidecarPort {
 /// How traffic to a listener is captured (Istio `CaptureMode`): `DEFAULT`, `IPTABLES` or
 /// `NONE`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[schemars(transform = crate::networking::common::omit_type_description)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CaptureMode {
     /// The capture mode defined by the environment.
@@ -155,7 +158,8 @@ pub enum CaptureMode {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OutboundTrafficPolicy {
-    /// Whether traffic to destinations outside the registry is allowed.
+    /// Whether traffic to destinations outside the registry is allowed: `REGISTRY_ONLY`
+    /// (blocked) or `ALLOW_ANY` (passed through, or to `egressProxy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<OutboundTrafficMode>,
     /// Where traffic to unknown destinations goes when `mode` is `ALLOW_ANY` (e.g. an
@@ -167,6 +171,7 @@ pub struct OutboundTrafficPolicy {
 /// Whether outbound traffic to unknown destinations is allowed (Istio
 /// `OutboundTrafficPolicy.Mode`): `REGISTRY_ONLY` or `ALLOW_ANY`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[schemars(transform = crate::networking::common::omit_type_description)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OutboundTrafficMode {
     /// Only hosts in the registry (services and ServiceEntries) are reachable.

@@ -15,8 +15,10 @@ use crate::networking::common::compact_opt_f64;
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoadBalancerSettings {
-    /// A standard load balancing algorithm. At most one of `simple` and `consistentHash`
-    /// may be set.
+    /// A standard load balancing algorithm: `ROUND_ROBIN`, `LEAST_REQUEST` (the default),
+    /// `RANDOM`, `PASSTHROUGH` (to the original destination address, no balancing) or
+    /// `UNSPECIFIED`; `LEAST_CONN` is a deprecated alias of `LEAST_REQUEST`. At most one of
+    /// `simple` and `consistentHash` may be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub simple: Option<SimpleLb>,
     /// Consistent-hash (soft session affinity) load balancing. At most one of `simple` and
@@ -40,6 +42,7 @@ pub struct LoadBalancerSettings {
 /// `LoadBalancerSettings.SimpleLB`): `UNSPECIFIED`, `LEAST_CONN` (deprecated), `RANDOM`,
 /// `PASSTHROUGH`, `ROUND_ROBIN` or `LEAST_REQUEST`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[schemars(transform = crate::networking::common::omit_type_description)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SimpleLb {
     /// No algorithm chosen: the proxy's default (`LEAST_REQUEST`).

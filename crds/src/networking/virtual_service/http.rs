@@ -25,8 +25,8 @@ pub struct HttpRedirect {
     /// may be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u32>,
-    /// Derives the port of the URL automatically. At most one of `port` and `derivePort`
-    /// may be set.
+    /// Derives the port of the URL: `FROM_PROTOCOL_DEFAULT` (80 for HTTP, 443 for HTTPS) or
+    /// `FROM_REQUEST_PORT`. At most one of `port` and `derivePort` may be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub derive_port: Option<RedirectPortSelection>,
     /// Replaces the scheme of the URL with this value, e.g. `https`. Unset keeps the
@@ -41,6 +41,7 @@ pub struct HttpRedirect {
 /// How a redirect derives its port (Istio `HTTPRedirect.RedirectPortSelection`):
 /// `FROM_PROTOCOL_DEFAULT` (80 for HTTP, 443 for HTTPS) or `FROM_REQUEST_PORT`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[schemars(transform = crate::networking::common::omit_type_description)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RedirectPortSelection {
     /// Port 80 for HTTP and 443 for HTTPS.
@@ -165,7 +166,9 @@ pub struct CorsPolicy {
     /// (`Access-Control-Allow-Credentials`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_credentials: Option<bool>,
-    /// Whether preflight requests not matching the allowed origins are forwarded upstream.
+    /// What happens to preflight requests that match no allowed origin: `FORWARD` (the
+    /// default, also for `UNSPECIFIED`) sends them upstream, `IGNORE` answers them at the
+    /// proxy without CORS headers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unmatched_preflights: Option<UnmatchedPreflights>,
 }
@@ -174,6 +177,7 @@ pub struct CorsPolicy {
 /// `CorsPolicy.UnmatchedPreflights`): `UNSPECIFIED` (same as `FORWARD`), `FORWARD` or
 /// `IGNORE` (answered by the proxy without CORS headers).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[schemars(transform = crate::networking::common::omit_type_description)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum UnmatchedPreflights {
     /// Default: forward.
