@@ -1,3 +1,3 @@
-//! The Weft control plane: reconcile loops, Citadel, Pilot, discovery, webhooks
+//! The `weft-operator` binary.
 
 fn main() {}

@@ -1,0 +1,280 @@
+//! Per-proxy bookkeeping of the discovery server: what was sent, what was acknowledged, and the
+//! decision to push — only when a proxy's computed config differs from what it last received.
+//!
+//! Pure: no sockets. The stream handler feeds it; `weftctl proxy-status` reads [`SyncStatus`].
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// Identifies a connected proxy: its workload's namespace and name (pod or WorkloadEntry).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ProxyKey {
+    /// The workload's namespace.
+    pub namespace: String,
+    /// The workload's name.
+    pub workload: String,
+}
+
+impl std::fmt::Display for ProxyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.workload, self.namespace)
+    }
+}
+
+/// What the server knows of one stream.
+#[derive(Debug, Clone)]
+pub struct SessionState {
+    /// Which proxy.
+    pub key: ProxyKey,
+    /// The peer's SPIFFE ID.
+    pub peer: String,
+    /// The proxy's software version.
+    pub proxy_version: String,
+    /// The last version pushed, and its nonce.
+    pub sent: Option<(String, u64)>,
+    /// The last version the proxy acknowledged.
+    pub acked: Option<String>,
+    /// The last refusal: version and reason.
+    pub nacked: Option<(String, String)>,
+    /// When the change that caused the unacknowledged push happened (for convergence time).
+    pending_since: Option<Instant>,
+    next_nonce: u64,
+}
+
+/// A push to make: version, nonce. The caller sends the config it built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    /// The content version.
+    pub version: String,
+    /// The nonce for this push.
+    pub nonce: u64,
+}
+
+/// What an ACK or NACK meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// The proxy applied the current push; `convergence` is the time from the triggering change
+    /// to this ACK, when known.
+    Applied {
+        /// Time from the change to the ACK.
+        convergence: Option<Duration>,
+    },
+    /// The proxy refused the push and keeps its previous config.
+    Refused,
+    /// The ACK/NACK is for an older push (its nonce is not the latest); ignored, as xDS does.
+    Stale,
+}
+
+impl SessionState {
+    /// A new stream from `key`, authenticated as `peer`.
+    pub fn new(key: ProxyKey, peer: String, proxy_version: String) -> Self {
+        Self {
+            key,
+            peer,
+            proxy_version,
+            sent: None,
+            acked: None,
+            nacked: None,
+            pending_since: None,
+            next_nonce: 1,
+        }
+    }
+
+    /// Decides whether `version` must be pushed: yes when nothing was sent yet or the last sent
+    /// version differs. `changed_at` is when the triggering change happened (for the
+    /// convergence histogram). Returns the push to make, or `None`.
+    pub fn plan_push(&mut self, version: &str, changed_at: Instant) -> Option<Push> {
+        if self.sent.as_ref().is_some_and(|(v, _)| v == version) {
+            return None;
+        }
+        let nonce = self.next_nonce;
+        self.next_nonce += 1;
+        self.sent = Some((version.to_string(), nonce));
+        self.pending_since.get_or_insert(changed_at);
+        Some(Push {
+            version: version.to_string(),
+            nonce,
+        })
+    }
+
+    /// Records an ACK of (`version`, `nonce`) received at `now`.
+    pub fn ack(&mut self, version: &str, nonce: u64, now: Instant) -> AckOutcome {
+        match &self.sent {
+            Some((v, n)) if *n == nonce && v == version => {
+                self.acked = Some(version.to_string());
+                self.nacked = None;
+                AckOutcome::Applied {
+                    convergence: self.pending_since.take().map(|t| now.duration_since(t)),
+                }
+            }
+            _ => AckOutcome::Stale,
+        }
+    }
+
+    /// Records a NACK of (`version`, `nonce`) with the proxy's reason.
+    pub fn nack(&mut self, version: &str, nonce: u64, reason: &str) -> AckOutcome {
+        match &self.sent {
+            Some((v, n)) if *n == nonce && v == version => {
+                self.nacked = Some((version.to_string(), reason.to_string()));
+                self.pending_since = None;
+                AckOutcome::Refused
+            }
+            _ => AckOutcome::Stale,
+        }
+    }
+
+    /// The sync status shown by `weftctl proxy-status`.
+    pub fn status(&self) -> SyncStatus {
+        let sent = self.sent.as_ref().map(|(v, _)| v.clone());
+        let state = match (&sent, &self.acked, &self.nacked) {
+            (None, _, _) => "NOT SENT",
+            (Some(s), _, Some((n, _))) if s == n => "NACKED",
+            (Some(s), Some(a), _) if s == a => "SYNCED",
+            _ => "STALE",
+        };
+        SyncStatus {
+            proxy: self.key.to_string(),
+            peer: self.peer.clone(),
+            proxy_version: self.proxy_version.clone(),
+            sent,
+            acked: self.acked.clone(),
+            state: state.to_string(),
+            nack_reason: self.nacked.as_ref().map(|(_, r)| r.clone()),
+        }
+    }
+}
+
+/// One row of `weftctl proxy-status` (Istio's `istioctl proxy-status`: SYNCED, STALE,
+/// NOT SENT, plus NACKED with the reason).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SyncStatus {
+    /// `<workload>.<namespace>`.
+    pub proxy: String,
+    /// The peer's SPIFFE ID.
+    pub peer: String,
+    /// The proxy's software version.
+    pub proxy_version: String,
+    /// The last version sent.
+    pub sent: Option<String>,
+    /// The last version acknowledged.
+    pub acked: Option<String>,
+    /// SYNCED, STALE, NOT SENT or NACKED.
+    pub state: String,
+    /// Why the proxy refused the last push, when it did.
+    pub nack_reason: Option<String>,
+}
+
+/// All sessions, by stream id.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    streams: BTreeMap<u64, SessionState>,
+    next_id: u64,
+}
+
+impl Sessions {
+    /// Registers a stream and returns its id.
+    pub fn open(&mut self, state: SessionState) -> u64 {
+        self.next_id += 1;
+        self.streams.insert(self.next_id, state);
+        self.next_id
+    }
+
+    /// Forgets a stream.
+    pub fn close(&mut self, id: u64) {
+        self.streams.remove(&id);
+    }
+
+    /// The stream `id`.
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut SessionState> {
+        self.streams.get_mut(&id)
+    }
+
+    /// Every stream id with its proxy key.
+    pub fn keys(&self) -> Vec<(u64, ProxyKey)> {
+        self.streams
+            .iter()
+            .map(|(id, s)| (*id, s.key.clone()))
+            .collect()
+    }
+
+    /// How many streams are open.
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Whether no stream is open.
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
+
+    /// The status of every stream, sorted by proxy.
+    pub fn statuses(&self) -> Vec<SyncStatus> {
+        let mut out: Vec<_> = self.streams.values().map(SessionState::status).collect();
+        out.sort_by(|a, b| a.proxy.cmp(&b.proxy));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> SessionState {
+        SessionState::new(
+            ProxyKey {
+                namespace: "demo".into(),
+                workload: "reviews-v1".into(),
+            },
+            "spiffe://cluster.local/ns/demo/sa/reviews".into(),
+            "0.1.0".into(),
+        )
+    }
+
+    #[test]
+    fn pushes_only_when_the_version_changes() {
+        let mut s = session();
+        let t0 = Instant::now();
+        let p1 = s.plan_push("a", t0).unwrap();
+        assert_eq!(p1.nonce, 1);
+        assert_eq!(
+            s.plan_push("a", t0),
+            None,
+            "same content is not pushed again"
+        );
+        let p2 = s.plan_push("b", t0).unwrap();
+        assert_eq!(p2.nonce, 2);
+    }
+
+    #[test]
+    fn ack_of_the_latest_push_converges_and_stale_acks_are_ignored() {
+        let mut s = session();
+        let t0 = Instant::now();
+        let p1 = s.plan_push("a", t0).unwrap();
+        let p2 = s.plan_push("b", t0).unwrap();
+        assert_eq!(s.ack("a", p1.nonce, t0), AckOutcome::Stale);
+        assert_eq!(s.status().state, "STALE");
+        let later = t0 + Duration::from_millis(40);
+        assert_eq!(
+            s.ack("b", p2.nonce, later),
+            AckOutcome::Applied {
+                convergence: Some(Duration::from_millis(40))
+            }
+        );
+        assert_eq!(s.status().state, "SYNCED");
+    }
+
+    #[test]
+    fn nack_is_recorded_with_its_reason() {
+        let mut s = session();
+        let p = s.plan_push("a", Instant::now()).unwrap();
+        assert_eq!(
+            s.nack("a", p.nonce, "cluster x missing"),
+            AckOutcome::Refused
+        );
+        let st = s.status();
+        assert_eq!(st.state, "NACKED");
+        assert_eq!(st.nack_reason.as_deref(), Some("cluster x missing"));
+    }
+}
