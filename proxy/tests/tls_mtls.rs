@@ -323,6 +323,23 @@ async fn watcher_picks_up_rotated_files() {
     watcher.abort();
 }
 
+#[tokio::test]
+async fn rotated_trust_bundle_applies_to_the_next_handshake() {
+    // The client trusts only root A, so the root-B server is refused...
+    let (rogue_dir, client_dir) = (workload_dir("rogue"), workload_dir("client"));
+    let (addr, _accepted) = serve(store(rogue_dir.path())).await;
+    let client_store = store(client_dir.path());
+    assert!(connect(addr, &client_store, &[SERVER_ID]).await.is_err());
+
+    // ...until the client's bundle gains root B (as during a mesh CA migration).
+    let mut bundle = std::fs::read(data("root-a.pem")).unwrap();
+    bundle.extend(std::fs::read(data("root-b.pem")).unwrap());
+    replace(client_dir.path(), "root-cert.pem", &bundle);
+    assert!(client_store.reload_if_changed().unwrap());
+    let client = connect(addr, &client_store, &[SERVER_ID]).await.unwrap();
+    assert_eq!(presented_leaf(&client), leaf_der("rogue"));
+}
+
 #[test]
 fn half_written_rotation_keeps_the_previous_set() {
     let dir = workload_dir("server");

@@ -252,7 +252,8 @@ impl CertStore {
     /// Polls the files' (mtime, size, inode): when any changed since the last look, re-reads
     /// them as [`CertStore::reload`] does. Returns `Ok(true)` when a new set became current,
     /// `Ok(false)` when nothing changed; on error the previous set stays current, the error is
-    /// logged (once per change) and returned. Blocking file I/O on three small files.
+    /// logged (once per change) and returned. Blocking file I/O on three small files: call it
+    /// from a blocking context ([`CertStore::watch`] does).
     pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
         let now = fingerprint(&self.paths);
         {
@@ -285,8 +286,10 @@ impl CertStore {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                // Errors are logged inside; the previous set stays current.
-                let _ = store.reload_if_changed();
+                // File I/O off the async workers. Errors are logged inside; the previous set
+                // stays current.
+                let store = Arc::clone(&store);
+                let _ = tokio::task::spawn_blocking(move || store.reload_if_changed()).await;
             }
         })
     }
