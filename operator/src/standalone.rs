@@ -2,4 +2,5 @@
 //! (ServiceEntry + WorkloadEntry) come from YAML files in a directory, watched for changes;
 //! certificates are written to files.
 
+pub mod citadel;
 pub mod config_dir;
