@@ -298,8 +298,8 @@ pub struct L4MatchAttributes {
     /// The port on the host being addressed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u32>,
-    /// IPv4 or IPv6 source address with optional prefix length (not implemented by
-    /// Istio's proxies; kept because Istio's CRD accepts it).
+    /// IPv4 or IPv6 source address with optional prefix length. Hidden from Istio's
+    /// reference; kept because Istio's CRD accepts it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_subnet: Option<String>,
     /// Labels of the source workloads the rule applies to.

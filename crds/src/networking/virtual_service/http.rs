@@ -212,7 +212,8 @@ pub struct Delay {
     /// A fixed delay before forwarding the request. At least 1ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fixed_delay: Option<Duration>,
-    /// An exponential delay (not implemented by Istio's proxies; accepted by its CRD).
+    /// An exponential delay. Accepted by Istio's CRD but refused by its validation as not
+    /// supported yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exponential_delay: Option<Duration>,
     /// The percentage of requests delayed; all when unset.
@@ -236,8 +237,8 @@ pub struct Abort {
     /// may be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grpc_status: Option<String>,
-    /// The HTTP/2 error returned (not implemented by Istio's proxies; accepted by its
-    /// CRD). At most one error type may be set.
+    /// The HTTP/2 error returned. Accepted by Istio's CRD but refused by its validation as
+    /// not supported yet. At most one error type may be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http2_error: Option<String>,
     /// The percentage of requests aborted; all when unset.
