@@ -1,1 +1,33 @@
-//! Pilot translation (being written).
+//! Pilot's translation: from a snapshot of the cluster (Kubernetes Services, EndpointSlices,
+//! Pods and Istio's mesh kinds) to one proxy's [`weft_proxy_config::ProxyConfig`].
+//!
+//! The crate is pure: no Kubernetes client, no sockets, no clocks. The operator builds a
+//! [`ClusterView`] from its reflectors (Kubernetes mode) or from YAML files (standalone mode),
+//! names the proxy with a [`ProxyTarget`] and calls [`build_proxy_config`]. Everything that
+//! reaches the proxy but Weft's model cannot express is reported as an [`Unsupported`] warning,
+//! never silently dropped.
+//!
+//! The semantics are Istio's, read from its reference documentation: protocol selection,
+//! `exportTo`, Sidecar egress scoping, VirtualService and DestinationRule precedence,
+//! PeerAuthentication precedence and auto mTLS.
+#![warn(missing_docs)]
+
+mod affected;
+mod build;
+mod host;
+mod proxy;
+mod registry;
+mod selector;
+mod unsupported;
+mod view;
+
+pub use affected::affected_proxies;
+pub use build::{BuildOutput, build_proxy_config};
+pub use host::{ExportTo, host_matches};
+pub use proxy::{ProxyTarget, ProxyTargetError};
+pub use registry::{
+    Registry, ServiceEndpoint, ServiceInstance, ServiceLocation, ServicePort, ServiceResolution,
+    ServiceSource, TargetPort, protocol_from_name,
+};
+pub use unsupported::Unsupported;
+pub use view::{ClusterObjects, ClusterView, DocumentError, MeshSettings};

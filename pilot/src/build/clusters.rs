@@ -1,0 +1,213 @@
+//! Outbound clusters: `outbound|<port>||<host>` for every visible service port and
+//! `outbound|<port>|<subset>|<host>` for every subset of the DestinationRule that applies.
+
+use std::collections::BTreeSet;
+
+use weft_crds::networking::{ClientTlsMode, DestinationRule};
+use weft_proxy_config::{Cluster, ClusterName, Endpoint, LbPolicy, MtlsMode, TransportSocket};
+
+use super::Context;
+use super::destination_rule;
+use super::inbound::inferred_service_mtls;
+use super::policy::MergedPolicy;
+use super::scope::Scope;
+use crate::registry::{ServiceInstance, ServiceLocation, ServiceResolution};
+use crate::selector::selects;
+use crate::unsupported::Origin;
+use crate::view::{name_of, namespace_of};
+
+/// Every cluster of the proxy, sorted by name.
+pub(crate) fn build(context: &mut Context<'_>, scope: &Scope<'_>) -> Vec<Cluster> {
+    let mut clusters = Vec::new();
+    for service in &scope.services {
+        let rule = destination_rule::find(context, &service.hostname, &service.namespace);
+        for port in scope.ports_of(service) {
+            clusters.push(cluster(context, service, *port, rule, None));
+            if let Some(rule) = rule {
+                for index in 0..rule.spec.subsets.len() {
+                    clusters.push(cluster(context, service, *port, Some(rule), Some(index)));
+                }
+            }
+        }
+    }
+    clusters.sort_by(|a, b| a.name.cmp(&b.name));
+    clusters.dedup_by(|a, b| a.name == b.name);
+    clusters
+}
+
+fn cluster(
+    context: &mut Context<'_>,
+    service: &ServiceInstance,
+    port: u16,
+    rule: Option<&DestinationRule>,
+    subset: Option<usize>,
+) -> Cluster {
+    for warning in &service.unsupported {
+        context.warn(warning.clone());
+    }
+    let subset_spec = subset.and_then(|index| rule.and_then(|rule| rule.spec.subsets.get(index)));
+    let subset_name = subset_spec.map_or("", |subset| subset.name.as_str());
+    let name = ClusterName::outbound(port, subset_name, &service.hostname).to_string();
+    let protocol = service
+        .port(port)
+        .map(|entry| entry.protocol)
+        .unwrap_or_default();
+    let mut endpoints: Vec<Endpoint> = service
+        .endpoints_for(port)
+        .filter(|endpoint| {
+            subset_spec.is_none_or(|subset| selects(&subset.labels, &endpoint.labels))
+        })
+        .cloned()
+        .collect();
+    let passthrough = match service.resolution {
+        ServiceResolution::Passthrough => true,
+        ServiceResolution::Dns => endpoints.is_empty(),
+        ServiceResolution::ClientSideLb => false,
+    };
+    let mut built = Cluster {
+        name,
+        lb_policy: LbPolicy::default(),
+        transport: TransportSocket::Plaintext,
+        protocol,
+        h2_upgrade: Default::default(),
+        connection_pool: Default::default(),
+        outlier_detection: None,
+        endpoints: Vec::new(),
+    };
+    let mut tls = None;
+    if let Some(rule) = rule {
+        let origin = Origin {
+            kind: "DestinationRule",
+            namespace: namespace_of(&rule.metadata),
+            name: name_of(&rule.metadata),
+        };
+        let merged = MergedPolicy::new(context, &origin, rule, port, subset);
+        built.lb_policy = merged.lb_policy(context, &origin);
+        let (pool, h2_upgrade) = merged.connection_pool(context, &origin);
+        built.connection_pool = pool;
+        built.h2_upgrade = h2_upgrade;
+        built.outlier_detection = merged.outlier_detection(context, &origin);
+        tls = merged
+            .tls
+            .map(|(settings, path)| (settings.clone(), path, origin_owned(&origin)));
+    }
+    if passthrough {
+        built.lb_policy = LbPolicy::Passthrough;
+        endpoints.clear();
+    }
+    let sni = format!("outbound_.{port}_.{subset_name}_.{}", service.hostname);
+    let expected_identities = || expected_identities(service, port);
+    built.transport = match tls {
+        None => auto_mtls(context, service, &endpoints, sni, expected_identities()),
+        Some((settings, path, owner)) => {
+            let origin = Origin {
+                kind: "DestinationRule",
+                namespace: &owner.0,
+                name: &owner.1,
+            };
+            for (present, name, reason) in [
+                (
+                    settings.credential_name.is_some(),
+                    "credentialName",
+                    "certificates from a Kubernetes Secret are not expressible; the file fields \
+                     apply",
+                ),
+                (
+                    settings.insecure_skip_verify.is_some(),
+                    "insecureSkipVerify",
+                    "skipping server verification is not expressible; the server is verified",
+                ),
+                (
+                    settings.ca_crl.is_some(),
+                    "caCrl",
+                    "certificate revocation lists are not expressible; none is checked",
+                ),
+            ] {
+                if present {
+                    context.warn(origin.unsupported(format!("{path}.{name}"), reason));
+                }
+            }
+            match settings.mode.unwrap_or_default() {
+                ClientTlsMode::Disable => TransportSocket::Plaintext,
+                ClientTlsMode::IstioMutual => TransportSocket::IstioMutual {
+                    expected_identities: expected_identities(),
+                    sni,
+                },
+                ClientTlsMode::Simple => TransportSocket::Simple {
+                    ca_certificates: settings.ca_certificates.clone(),
+                    sni: settings.sni.clone(),
+                    subject_alt_names: settings.subject_alt_names.clone(),
+                },
+                ClientTlsMode::Mutual => {
+                    match (&settings.client_certificate, &settings.private_key) {
+                        (Some(certificate), Some(key)) => TransportSocket::Mutual {
+                            client_certificate: certificate.clone(),
+                            private_key: key.clone(),
+                            ca_certificates: settings.ca_certificates.clone(),
+                            sni: settings.sni.clone(),
+                            subject_alt_names: settings.subject_alt_names.clone(),
+                        },
+                        _ => {
+                            context.warn(origin.unsupported(
+                                format!("{path}.mode"),
+                                "MUTUAL without clientCertificate and privateKey files is not \
+                                 expressible; TLS is originated without a client certificate \
+                                 (SIMPLE)",
+                            ));
+                            TransportSocket::Simple {
+                                ca_certificates: settings.ca_certificates.clone(),
+                                sni: settings.sni.clone(),
+                                subject_alt_names: settings.subject_alt_names.clone(),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    built.endpoints = endpoints;
+    built
+}
+
+fn origin_owned(origin: &Origin<'_>) -> (String, String) {
+    (origin.namespace.to_owned(), origin.name.to_owned())
+}
+
+/// Istio's auto mTLS for a cluster without DestinationRule `tls`: mutual TLS to endpoints
+/// that run a sidecar (the model applies it per endpoint by `has_sidecar`), plaintext
+/// otherwise; plaintext for the whole cluster when the service is `MESH_EXTERNAL`, when no
+/// endpoint runs a sidecar, or when the PeerAuthentication of the service's namespace (or the
+/// mesh) is `DISABLE` (Istio's `BestEffortInferServiceMTLSMode`).
+fn auto_mtls(
+    context: &Context<'_>,
+    service: &ServiceInstance,
+    endpoints: &[Endpoint],
+    sni: String,
+    expected_identities: Vec<String>,
+) -> TransportSocket {
+    let external = service.location == ServiceLocation::MeshExternal;
+    let any_sidecar = endpoints.iter().any(|endpoint| endpoint.has_sidecar);
+    let disabled = inferred_service_mtls(context.view, &service.namespace) == MtlsMode::Disable;
+    if external || !any_sidecar || disabled {
+        TransportSocket::Plaintext
+    } else {
+        TransportSocket::IstioMutual {
+            expected_identities,
+            sni,
+        }
+    }
+}
+
+/// The identities a server may present: the ServiceEntry's `subjectAltNames` when set, else
+/// the SPIFFE IDs of the service's endpoints (all ports), sorted.
+fn expected_identities(service: &ServiceInstance, port: u16) -> Vec<String> {
+    if !service.subject_alt_names.is_empty() {
+        return service.subject_alt_names.clone();
+    }
+    service
+        .endpoints_for(port)
+        .filter_map(|endpoint| endpoint.identity.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}

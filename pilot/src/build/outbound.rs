@@ -1,0 +1,213 @@
+//! Outbound listeners: one per visible (service, port), with HTTP routes and/or TCP routes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use weft_crds::networking::VirtualService;
+use weft_proxy_config::{Cluster, OutboundListener, Protocol, RouteConfiguration, VirtualHost};
+
+use super::Context;
+use super::routes::{RouteInputs, default_route, virtual_service_routes};
+use super::scope::Scope;
+use super::tcp::tcp_routes;
+use crate::host::{host_matches, resolve_host, specificity};
+use crate::registry::{ServiceInstance, ServiceSource};
+use crate::unsupported::Unsupported;
+use crate::view::{namespace_of, sort_key};
+
+/// Every outbound listener of the proxy, sorted by name. Services without VIPs share a
+/// port-only listener (`0.0.0.0_<port>`): HTTP ones are merged into one listener with a
+/// virtual host each (as Istio's wildcard HTTP listener); for other protocols the first
+/// (by host name) keeps the port and the others are reported.
+pub(crate) fn build<'a>(
+    context: &mut Context<'a>,
+    scope: &Scope<'a>,
+    clusters: &[Cluster],
+) -> Vec<OutboundListener> {
+    let cluster_names: BTreeSet<String> = clusters.iter().map(|c| c.name.clone()).collect();
+    let mut listeners = Vec::new();
+    for service in &scope.services {
+        for port in scope.ports_of(service) {
+            let Some(service_port) = service.port(*port) else {
+                continue;
+            };
+            let inputs = RouteInputs {
+                scope,
+                clusters: &cluster_names,
+                port: *port,
+            };
+            let vs = virtual_service_for(context, scope, &service.hostname);
+            let protocol = service_port.protocol;
+            let http = (protocol.is_http() || protocol == Protocol::Unknown).then(|| {
+                let routes = match vs {
+                    Some(vs) if !vs.spec.http.is_empty() => {
+                        virtual_service_routes(context, &inputs, vs)
+                    }
+                    _ => vec![default_route(service, *port)],
+                };
+                RouteConfiguration {
+                    virtual_hosts: vec![VirtualHost {
+                        name: format!("{}:{port}", service.hostname),
+                        domains: domains(context, service, *port),
+                        routes,
+                    }],
+                }
+            });
+            let tcp = if protocol.is_http() {
+                Vec::new()
+            } else {
+                tcp_routes(context, &inputs, service, protocol, vs)
+            };
+            listeners.push(OutboundListener {
+                name: format!("{}:{port}", service.hostname),
+                hostname: service.hostname.clone(),
+                addresses: service.vips.clone(),
+                port: *port,
+                protocol,
+                http,
+                tcp,
+            });
+        }
+    }
+    resolve_conflicts(context, scope, listeners)
+}
+
+/// The VirtualService bound to the mesh whose hosts cover `hostname` most specifically
+/// (exact over wildcard); among equals the oldest, as Istio keeps the first of conflicting
+/// VirtualServices for sidecars.
+fn virtual_service_for<'a>(
+    context: &Context<'a>,
+    scope: &Scope<'a>,
+    hostname: &str,
+) -> Option<&'a VirtualService> {
+    let domain = &context.view.mesh().cluster_domain;
+    scope
+        .virtual_services
+        .iter()
+        .filter_map(|vs| {
+            let namespace = namespace_of(&vs.metadata);
+            vs.spec
+                .hosts
+                .iter()
+                .map(|host| resolve_host(host, namespace, domain))
+                .filter(|host| host_matches(host, hostname))
+                .map(|host| specificity(&host))
+                .max()
+                .map(|best| (best, *vs))
+        })
+        .max_by(|(a, vs_a), (b, vs_b)| {
+            a.cmp(b)
+                .then_with(|| sort_key(&vs_b.metadata).cmp(&sort_key(&vs_a.metadata)))
+        })
+        .map(|(_, vs)| vs)
+}
+
+/// The authorities a service answers to, as Istio's `generateVirtualHostDomains`: the host
+/// name; for Kubernetes Services `name.namespace`, `name.namespace.svc` and, from the same
+/// namespace, `name`; the VIPs; each alone and with `:<port>`.
+fn domains(context: &Context<'_>, service: &ServiceInstance, port: u16) -> Vec<String> {
+    let mut names = vec![service.hostname.clone()];
+    if matches!(service.source, ServiceSource::Kubernetes { .. }) {
+        let short = format!("{}.{}", service.name, service.namespace);
+        names.push(format!("{short}.svc"));
+        names.push(short);
+        if service.namespace == context.target.namespace {
+            names.push(service.name.clone());
+        }
+    }
+    for vip in &service.vips {
+        names.push(vip.to_string());
+    }
+    let mut domains = Vec::new();
+    for name in names {
+        let with_port = match name.parse::<IpAddr>() {
+            Ok(IpAddr::V6(v6)) => format!("[{v6}]:{port}"),
+            _ => format!("{name}:{port}"),
+        };
+        domains.push(name);
+        domains.push(with_port);
+    }
+    domains
+}
+
+fn resolve_conflicts(
+    context: &mut Context<'_>,
+    scope: &Scope<'_>,
+    listeners: Vec<OutboundListener>,
+) -> Vec<OutboundListener> {
+    let mut out: Vec<OutboundListener> = Vec::new();
+    let mut wildcard: BTreeMap<u16, Vec<OutboundListener>> = BTreeMap::new();
+    let mut claimed: BTreeMap<(IpAddr, u16), String> = BTreeMap::new();
+    for listener in listeners {
+        if listener.addresses.is_empty() {
+            wildcard.entry(listener.port).or_default().push(listener);
+            continue;
+        }
+        let taken = listener
+            .addresses
+            .iter()
+            .find_map(|address| claimed.get(&(*address, listener.port)).cloned());
+        if let Some(first) = taken {
+            report_conflict(context, scope, &listener, &first);
+            continue;
+        }
+        for address in &listener.addresses {
+            claimed.insert((*address, listener.port), listener.name.clone());
+        }
+        out.push(listener);
+    }
+    for (port, mut group) in wildcard {
+        if group.len() == 1 {
+            out.append(&mut group);
+            continue;
+        }
+        let all_http = group.iter().all(|listener| listener.protocol.is_http());
+        if all_http {
+            let protocol = group.first().map_or(Protocol::Http, |l| l.protocol);
+            let virtual_hosts = group
+                .into_iter()
+                .flat_map(|listener| listener.http.into_iter().flat_map(|h| h.virtual_hosts))
+                .collect();
+            out.push(OutboundListener {
+                name: format!("0.0.0.0_{port}"),
+                hostname: "*".to_owned(),
+                addresses: Vec::new(),
+                port,
+                protocol,
+                http: Some(RouteConfiguration { virtual_hosts }),
+                tcp: Vec::new(),
+            });
+        } else {
+            let mut rest = group.into_iter();
+            if let Some(first) = rest.next() {
+                for other in rest {
+                    report_conflict(context, scope, &other, &first.name);
+                }
+                out.push(first);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn report_conflict(
+    context: &mut Context<'_>,
+    scope: &Scope<'_>,
+    listener: &OutboundListener,
+    first: &str,
+) {
+    if let Some(service) = scope.service(&listener.hostname) {
+        context.warn(Unsupported::new(
+            service.kind(),
+            &service.namespace,
+            &service.name,
+            "spec.ports",
+            format!(
+                "host {} port {} shares its address and port with {first}, which keeps it; the \
+                 model's listeners cannot tell them apart",
+                listener.hostname, listener.port
+            ),
+        ));
+    }
+}
