@@ -272,3 +272,23 @@ fn a_failing_command_is_reported_with_its_command_line() {
     );
     assert!(msg.contains("Permission denied"), "{msg}");
 }
+
+#[test]
+fn system_runner_reports_exit_status_and_spawn_failures() {
+    let runner = SystemRunner::new();
+    assert!(runner.run("true", &[]).unwrap().success);
+    let failed = runner.run("false", &[]).unwrap();
+    assert!(!failed.success);
+    assert!(failed.status.contains('1'), "{}", failed.status);
+
+    let missing = SystemRunner::wrapped(["/nonexistent/weft-test-wrapper"]);
+    let err = missing
+        .run("iptables", &["-t".into(), "nat".into()])
+        .unwrap_err();
+    assert!(matches!(err, CaptureError::Spawn { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("could not run `/nonexistent/weft-test-wrapper iptables -t nat`"),
+        "{err}"
+    );
+}

@@ -300,3 +300,10 @@ fn access_log_off_writes_nothing_but_metrics_still_count() {
     let lines = access_log_lines(|_| {});
     assert!(lines.is_empty());
 }
+
+#[test]
+fn telemetry_is_shareable_across_tasks() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Telemetry>();
+    assert_send_sync::<crate::tls::CertStore>();
+}
