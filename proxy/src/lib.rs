@@ -2,8 +2,28 @@
 //!
 //! Traffic capture (`init`), the inbound and outbound listeners, HTTP routing with Istio's
 //! VirtualService/DestinationRule semantics, mutual TLS between sidecars, and telemetry.
+//!
+//! The request path, outside in: [`outbound`] / [`inbound`] accept connections
+//! ([`listener`]), [`http`] serves HTTP on them and routes with [`router`] over the current
+//! [`snapshot`] (held by [`config::ConfigStore`]), forwarding through [`balance`] and
+//! [`upstream`]; [`tcp`] proxies opaque TCP. Every request ends as a
+//! [`request_log::RequestLog`].
 #![warn(missing_docs)]
 
+pub mod admin;
+pub mod balance;
 pub mod capture;
+pub mod config;
+pub mod http;
+pub mod inbound;
+pub mod listener;
+pub mod mesh_tls;
+pub mod outbound;
+pub mod request_log;
+pub mod router;
+pub mod run;
+pub mod snapshot;
+pub mod tcp;
 pub mod telemetry;
 pub mod tls;
+pub mod upstream;

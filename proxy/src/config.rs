@@ -1,0 +1,178 @@
+//! Where the proxy's config comes from and where it is kept.
+//!
+//! [`ConfigStore`] holds the current [`Snapshot`] in an `ArcSwap`: the request path loads it
+//! without locks; an update builds a new snapshot off to the side and swaps it in atomically. A
+//! config that fails validation is rejected with its reasons logged and the old one stays.
+//!
+//! A [`ConfigSource`] feeds the store: [`FileSource`] (`--config FILE`, re-read when the file
+//! changes) now, the discovery stream from the control plane later.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use tokio_util::sync::CancellationToken;
+use weft_proxy_config::{ParseError, ProxyConfig};
+
+use crate::mesh_tls::MeshTls;
+use crate::snapshot::{Snapshot, SnapshotError};
+
+/// Errors applying a config.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("reading config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The text is not a config.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        source: ParseError,
+    },
+    /// The config is invalid or does not compile; the previous config stays.
+    #[error(transparent)]
+    Rejected(#[from] SnapshotError),
+}
+
+/// The current config of the proxy.
+pub struct ConfigStore {
+    current: ArcSwapOption<Snapshot>,
+    tls: Option<Arc<dyn MeshTls>>,
+    updating: parking_lot::Mutex<()>,
+}
+
+impl ConfigStore {
+    /// An empty store (not ready). `tls` is used to build mTLS clients for `ISTIO_MUTUAL`
+    /// clusters; without it such clusters fail their requests with `UF`.
+    pub fn new(tls: Option<Arc<dyn MeshTls>>) -> Arc<Self> {
+        Arc::new(Self {
+            current: ArcSwapOption::empty(),
+            tls,
+            updating: parking_lot::Mutex::new(()),
+        })
+    }
+
+    /// The current snapshot, if a valid config has been applied. Lock-free.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+
+    /// Whether a valid config has been applied (the readiness condition of `/healthz/ready`).
+    pub fn is_ready(&self) -> bool {
+        self.current.load().is_some()
+    }
+
+    /// The mesh TLS provider, if any.
+    pub fn tls(&self) -> Option<&Arc<dyn MeshTls>> {
+        self.tls.as_ref()
+    }
+
+    /// Validates and compiles `config` and makes it current. Returns the new version.
+    ///
+    /// Errors: [`ConfigError::Rejected`] with the reasons; the current config is unchanged.
+    pub fn apply(&self, config: ProxyConfig) -> Result<String, ConfigError> {
+        let _serial = self.updating.lock();
+        let previous = self.current.load_full();
+        let mut config = config;
+        if config.version.is_empty() {
+            config.version = config.content_hash().unwrap_or_default();
+        }
+        let version = config.version.clone();
+        let snapshot = Snapshot::build(config, previous.as_deref(), self.tls.as_ref())?;
+        self.current.store(Some(Arc::new(snapshot)));
+        Ok(version)
+    }
+}
+
+/// A source of configs for a [`ConfigStore`] (a file now; the discovery stream later).
+pub trait ConfigSource: Send {
+    /// Feeds `store` until `shutdown` is cancelled. Rejected configs are logged, not fatal.
+    fn run(
+        self: Box<Self>,
+        store: Arc<ConfigStore>,
+        shutdown: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// `--config FILE`: a YAML (or JSON, by extension `.json`) [`ProxyConfig`], re-read whenever
+/// its modification time or size changes (polled every `interval`).
+pub struct FileSource {
+    path: PathBuf,
+    interval: Duration,
+}
+
+impl FileSource {
+    /// Watches `path`, polling every `interval` (500 ms is plenty for a file).
+    pub fn new(path: PathBuf, interval: Duration) -> Self {
+        Self { path, interval }
+    }
+
+    /// Reads, parses and applies the file once. Returns the applied version.
+    ///
+    /// Errors: [`ConfigError`] for a missing, unparsable or invalid file.
+    pub fn load_once(&self, store: &ConfigStore) -> Result<String, ConfigError> {
+        let text = std::fs::read_to_string(&self.path).map_err(|source| ConfigError::Read {
+            path: self.path.clone(),
+            source,
+        })?;
+        let is_json = self
+            .path
+            .extension()
+            .is_some_and(|extension| extension == "json");
+        let parsed = if is_json {
+            ProxyConfig::from_json(&text)
+        } else {
+            ProxyConfig::from_yaml(&text)
+        };
+        let config = parsed.map_err(|source| ConfigError::Parse {
+            path: self.path.clone(),
+            source,
+        })?;
+        store.apply(config)
+    }
+
+    fn stamp(&self) -> Option<(SystemTime, u64)> {
+        let metadata = std::fs::metadata(&self.path).ok()?;
+        Some((metadata.modified().ok()?, metadata.len()))
+    }
+}
+
+impl ConfigSource for FileSource {
+    fn run(
+        self: Box<Self>,
+        store: Arc<ConfigStore>,
+        shutdown: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let mut last = None;
+            loop {
+                let stamp = self.stamp();
+                if stamp != last {
+                    last = stamp;
+                    match self.load_once(&store) {
+                        Ok(version) => {
+                            tracing::info!(path = %self.path.display(), %version, "config applied")
+                        }
+                        Err(error) => {
+                            tracing::error!(path = %self.path.display(), %error, "config rejected; keeping the previous config")
+                        }
+                    }
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(self.interval) => {}
+                }
+            }
+        })
+    }
+}

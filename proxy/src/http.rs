@@ -1,0 +1,295 @@
+//! The HTTP request path: one hyper server connection per accepted downstream connection
+//! (HTTP/1.1 or HTTP/2 by preface), route selection, local replies, and per-request logging.
+//!
+//! Per request: load the current snapshot (one `ArcSwap` load), find the outbound service by
+//! the connection's original destination, pick the virtual host by authority and the first
+//! matching route, then answer locally (redirect, direct response, fault abort, no route) or
+//! forward ([`forward`]).
+
+mod forward;
+mod local;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::header::HeaderValue;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConfigStore;
+use crate::request_log::{Direction, RequestLog, RequestObserver, ResponseFlags};
+use crate::router::RequestView;
+use crate::snapshot::{CompiledAction, Snapshot};
+use crate::upstream::ProxyBody;
+
+pub use local::{full_body, local_reply};
+
+/// The `x-request-id` header (Envoy generates it when absent; Istio's tracing relies on it).
+pub const X_REQUEST_ID: &str = "x-request-id";
+
+/// Shared state of an HTTP listener.
+pub struct HttpProxy {
+    /// The config.
+    pub store: Arc<ConfigStore>,
+    /// Where finished requests go.
+    pub observer: Arc<dyn RequestObserver>,
+    /// Which listener this is.
+    pub direction: Direction,
+}
+
+/// What the request path knows about the downstream connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The original destination (outbound: the service VIP and port).
+    pub destination: SocketAddr,
+    /// The downstream peer.
+    pub peer: SocketAddr,
+    /// The peer's SPIFFE ID (inbound mTLS).
+    pub source_principal: Option<String>,
+    /// Whether forwarding to `destination` itself is allowed (false when the connection was not
+    /// redirected, so passthrough would loop back into the proxy).
+    pub passthrough_allowed: bool,
+}
+
+/// Serves HTTP/1.1 and HTTP/2 (prior knowledge) on `io` until the client closes or `shutdown`
+/// is cancelled, after which in-flight requests finish and the connection closes gracefully.
+/// Malformed requests get hyper's 400 and close the connection.
+pub async fn serve_connection<I>(
+    io: I,
+    proxy: Arc<HttpProxy>,
+    conn: Arc<ConnInfo>,
+    shutdown: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request: Request<Incoming>| {
+        let proxy = Arc::clone(&proxy);
+        let conn = Arc::clone(&conn);
+        async move { Ok::<_, Infallible>(handle(&proxy, &conn, request).await) }
+    });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "downstream HTTP connection ended with an error");
+            }
+            return;
+        }
+        () = shutdown.cancelled() => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    if let Err(error) = connection.await {
+        tracing::debug!(%error, "downstream HTTP connection ended with an error while draining");
+    }
+}
+
+/// A request log that is emitted exactly once: by [`LogGuard::finish`], or on drop with flag
+/// `DC` when the downstream went away before the response.
+struct LogGuard<'a> {
+    log: Option<RequestLog>,
+    started: Instant,
+    observer: &'a dyn RequestObserver,
+}
+
+impl LogGuard<'_> {
+    fn log(&mut self) -> &mut RequestLog {
+        // Always Some until finish/drop.
+        self.log
+            .get_or_insert_with(|| empty_log(Direction::Outbound))
+    }
+
+    fn finish(mut self, status: u16) {
+        let elapsed = self.started.elapsed();
+        if let Some(mut log) = self.log.take() {
+            log.status = status;
+            log.duration = elapsed;
+            self.observer.on_request(&log);
+        }
+    }
+}
+
+impl Drop for LogGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(mut log) = self.log.take() {
+            log.duration = self.started.elapsed();
+            log.flags
+                .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+            self.observer.on_request(&log);
+        }
+    }
+}
+
+fn empty_log(direction: Direction) -> RequestLog {
+    RequestLog {
+        direction,
+        start: SystemTime::now(),
+        duration: Default::default(),
+        method: String::new(),
+        authority: String::new(),
+        path: String::new(),
+        protocol: "HTTP/1.1",
+        status: 0,
+        flags: ResponseFlags::empty(),
+        request_id: String::new(),
+        route_name: String::new(),
+        upstream_cluster: String::new(),
+        upstream_host: None,
+        downstream_peer: None,
+        source_principal: None,
+        attempts: 0,
+    }
+}
+
+/// The authority of a request: the URI's (HTTP/2, absolute-form) or the `Host` header.
+fn authority_of<B>(request: &Request<B>) -> &str {
+    request
+        .uri()
+        .authority()
+        .map(|authority| authority.as_str())
+        .or_else(|| {
+            request
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|host| host.to_str().ok())
+        })
+        .unwrap_or("")
+}
+
+/// Handles one downstream request; never fails (errors become local replies).
+async fn handle(
+    proxy: &HttpProxy,
+    conn: &ConnInfo,
+    mut request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let mut guard = LogGuard {
+        log: Some(empty_log(proxy.direction)),
+        started: Instant::now(),
+        observer: proxy.observer.as_ref(),
+    };
+    if !request.headers().contains_key(X_REQUEST_ID)
+        && let Ok(value) = HeaderValue::from_str(&request_id())
+    {
+        request.headers_mut().insert(X_REQUEST_ID, value);
+    }
+    {
+        let log = guard.log();
+        log.method = request.method().as_str().to_owned();
+        log.authority = authority_of(&request).to_owned();
+        log.path = request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
+        log.protocol = match request.version() {
+            http::Version::HTTP_2 => "HTTP/2",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        };
+        log.request_id = request
+            .headers()
+            .get(X_REQUEST_ID)
+            .and_then(|id| id.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        log.downstream_peer = Some(conn.peer);
+        log.source_principal = conn.source_principal.clone();
+    }
+    let response = match proxy.store.snapshot() {
+        None => local_reply(
+            503,
+            "no configuration",
+            ResponseFlags::NO_ROUTE_FOUND,
+            guard.log(),
+        ),
+        Some(snapshot) => route(&snapshot, conn, request, guard.log()).await,
+    };
+    guard.finish(response.status().as_u16());
+    response
+}
+
+/// Routes one request through `snapshot`.
+async fn route(
+    snapshot: &Snapshot,
+    conn: &ConnInfo,
+    request: Request<Incoming>,
+    log: &mut RequestLog,
+) -> Response<ProxyBody> {
+    let Some(service) = snapshot.outbound_for(conn.destination) else {
+        // REGISTRY_ONLY (the listener only serves HTTP here when the policy refuses passthrough).
+        return local_reply(502, "", ResponseFlags::NO_ROUTE_FOUND, log);
+    };
+    let Some(table) = &service.http else {
+        return local_reply(404, "", ResponseFlags::NO_ROUTE_FOUND, log);
+    };
+    let authority = authority_of(&request);
+    let Some(vhost) = table
+        .domains
+        .find(authority)
+        .and_then(|index| table.virtual_hosts.get(index))
+    else {
+        return local_reply(404, "", ResponseFlags::NO_ROUTE_FOUND, log);
+    };
+    let view = RequestView {
+        path: request.uri().path(),
+        query: request.uri().query(),
+        method: request.method().as_str(),
+        authority,
+        scheme: "http",
+        port: conn.destination.port(),
+        headers: request.headers(),
+    };
+    let mut matched_prefix = None;
+    let found = vhost.routes.iter().find(|route| {
+        if route.matches.is_empty() {
+            return true;
+        }
+        match route
+            .matches
+            .iter()
+            .find(|candidate| candidate.matches(&view))
+        {
+            Some(hit) => {
+                matched_prefix = hit.uri_prefix.as_deref();
+                true
+            }
+            None => false,
+        }
+    });
+    let Some(found) = found else {
+        return local_reply(404, "", ResponseFlags::NO_ROUTE_FOUND, log);
+    };
+    log.route_name.clone_from(&found.name);
+    match &found.action {
+        CompiledAction::Redirect(redirect) => local::redirect(redirect, &request, log),
+        CompiledAction::DirectResponse(direct) => local::direct_response(direct, log),
+        CompiledAction::Forward(plan) => {
+            let matched_prefix = matched_prefix.map(str::to_owned);
+            forward::forward(plan, conn, request, matched_prefix.as_deref(), log).await
+        }
+    }
+}
+
+/// A random UUID v4 in its canonical text form (Envoy's `x-request-id` format); one allocation.
+fn request_id() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let mut id = String::with_capacity(36);
+    for (index, byte) in bytes.iter().enumerate() {
+        if matches!(index, 4 | 6 | 8 | 10) {
+            id.push('-');
+        }
+        id.push(char::from(HEX[usize::from(byte >> 4)]));
+        id.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    id
+}

@@ -1,0 +1,464 @@
+//! Forwarding a request upstream: fault injection, weighted cluster pick, header mutation and
+//! rewrite, then tries with per-try timeout, retries with jittered exponential back-off and
+//! the route timeout around all of it (Envoy's router filter semantics as Istio configures it).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response, Uri, Version};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use rand::Rng;
+use weft_proxy_config::RetryOn;
+
+use super::ConnInfo;
+use super::local::{full_body, local_reply};
+use crate::request_log::{RequestLog, ResponseFlags};
+use crate::snapshot::{ClusterRuntime, CompiledRetry, ForwardPlan};
+use crate::upstream::ProxyBody;
+
+/// Largest request body buffered so it can be replayed on retry or mirrored (Envoy's default
+/// per-request buffer limit is 1 MiB).
+const RETRY_BUFFER_LIMIT: usize = 1024 * 1024;
+
+/// Hop-by-hop headers never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+];
+
+/// The response to send downstream: the upstream's, or a local reply.
+enum Routed {
+    /// From the upstream (response header mutations apply).
+    Upstream(Response<ProxyBody>),
+    /// Produced by the proxy.
+    Local(Response<ProxyBody>),
+}
+
+/// How one try ended.
+enum TryOutcome {
+    /// The upstream answered.
+    Response(Response<Incoming>),
+    /// The cluster has no endpoint to pick (`UH`).
+    NoHealthyUpstream,
+    /// The cluster cannot be used (its clients failed to build), or the request cannot be sent.
+    Unusable,
+    /// Connecting failed (`UF`).
+    ConnectFailure,
+    /// The connection broke before the response headers (`UC`).
+    Reset,
+    /// The per-try timeout fired (`UT`).
+    Timeout,
+}
+
+impl TryOutcome {
+    /// Whether `retry` retries this outcome (Envoy: `5xx` covers resets, connect failures and
+    /// per-try timeouts; `gateway-error` covers per-try timeouts; `reset`, `connect-failure`
+    /// as named; HTTP/2 refused streams surface as resets here).
+    fn retriable(&self, retry: &CompiledRetry) -> bool {
+        match self {
+            Self::Response(response) => retry.retries_status(response.status().as_u16()),
+            Self::ConnectFailure => retry.on(&[
+                RetryOn::ConnectFailure,
+                RetryOn::FiveXx,
+                RetryOn::GatewayError,
+                RetryOn::Reset,
+            ]),
+            Self::Reset => retry.on(&[RetryOn::Reset, RetryOn::FiveXx, RetryOn::RefusedStream]),
+            Self::Timeout => retry.on(&[RetryOn::FiveXx, RetryOn::GatewayError, RetryOn::Reset]),
+            Self::NoHealthyUpstream | Self::Unusable => false,
+        }
+    }
+}
+
+/// Forwards `request` by `plan`. `matched_prefix` is the `prefix` uri of the match block that
+/// selected the route (for `rewrite.uri`).
+pub async fn forward(
+    plan: &ForwardPlan,
+    conn: &ConnInfo,
+    request: Request<Incoming>,
+    matched_prefix: Option<&str>,
+    log: &mut RequestLog,
+) -> Response<ProxyBody> {
+    if let Some(fault) = &plan.fault {
+        if let Some(delay) = &fault.delay
+            && hit(delay.percentage)
+        {
+            log.flags.insert(ResponseFlags::DELAY_INJECTED);
+            tokio::time::sleep(Duration::from_millis(delay.fixed_delay_ms)).await;
+        }
+        if let Some(abort) = &fault.abort
+            && hit(abort.percentage)
+        {
+            return local_reply(
+                abort.http_status,
+                "fault filter abort",
+                ResponseFlags::FAULT_INJECTED,
+                log,
+            );
+        }
+    }
+    let point = rand::rng().random_range(0..plan.total_weight);
+    let Some(cluster) = plan.cluster_at(point) else {
+        return local_reply(
+            503,
+            "no healthy upstream",
+            ResponseFlags::NO_HEALTHY_UPSTREAM,
+            log,
+        );
+    };
+    log.upstream_cluster.clone_from(&cluster.name);
+    if cluster.black_hole {
+        return local_reply(502, "", ResponseFlags::NO_ROUTE_FOUND, log);
+    }
+    let (mut parts, body) = request.into_parts();
+    prepare_request(plan, &mut parts, matched_prefix);
+
+    let buffer = plan.retry.is_some() || !plan.mirrors.is_empty();
+    let routed = async {
+        if !buffer {
+            let body = body.map_err(Into::into).boxed();
+            let outcome =
+                try_once(cluster, conn, &parts, body, None, plan.retry.as_ref(), log).await;
+            log.attempts = 1;
+            return outcome;
+        }
+        let bytes = match Limited::new(body, RETRY_BUFFER_LIMIT).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                return Routed::Local(local_reply(
+                    413,
+                    "payload too large",
+                    ResponseFlags::empty(),
+                    log,
+                ));
+            }
+        };
+        for (mirror, percentage) in &plan.mirrors {
+            if hit(*percentage) {
+                mirror_request(Arc::clone(mirror), conn.clone(), &parts, bytes.clone());
+            }
+        }
+        retry_loop(plan, cluster, conn, &parts, &bytes, log).await
+    };
+    let outcome = match plan.timeout {
+        None => Some(routed.await),
+        Some(timeout) => tokio::time::timeout(timeout, routed).await.ok(),
+    };
+    let Some(outcome) = outcome else {
+        return local_reply(
+            504,
+            "upstream request timeout",
+            ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
+            log,
+        );
+    };
+    let mut response = match outcome {
+        Routed::Upstream(response) => response,
+        Routed::Local(local) => return local,
+    };
+    strip_hop_by_hop(response.headers_mut());
+    plan.response_headers.apply(response.headers_mut());
+    response
+}
+
+/// Tries until a non-retriable outcome or the attempts run out. `Ok` carries the upstream
+/// response (possibly a retriable status after the last try), or a local reply.
+async fn retry_loop(
+    plan: &ForwardPlan,
+    cluster: &ClusterRuntime,
+    conn: &ConnInfo,
+    parts: &Parts,
+    bytes: &Bytes,
+    log: &mut RequestLog,
+) -> Routed {
+    let retries = plan.retry.as_ref().map_or(0, |retry| retry.attempts);
+    let mut previous = None;
+    for attempt in 0..=retries {
+        log.attempts = attempt + 1;
+        let body = full_body(bytes.clone());
+        let (outcome, upstream) =
+            send(cluster, conn, parts, body, previous, plan.retry.as_ref()).await;
+        log.upstream_host = upstream.or(log.upstream_host);
+        previous = upstream;
+        let last = attempt == retries;
+        let retriable = plan
+            .retry
+            .as_ref()
+            .is_some_and(|retry| outcome.retriable(retry));
+        if !retriable || last {
+            if retriable && retries > 0 {
+                log.flags
+                    .insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+            }
+            return finish(outcome, log);
+        }
+        let base = plan
+            .retry
+            .as_ref()
+            .map_or(Duration::from_millis(25), |retry| retry.backoff_base);
+        tokio::time::sleep(backoff(base, attempt)).await;
+    }
+    Routed::Local(local_reply(
+        503,
+        "no healthy upstream",
+        ResponseFlags::NO_HEALTHY_UPSTREAM,
+        log,
+    ))
+}
+
+/// One try without replay (streamed body).
+async fn try_once(
+    cluster: &ClusterRuntime,
+    conn: &ConnInfo,
+    parts: &Parts,
+    body: ProxyBody,
+    exclude: Option<SocketAddr>,
+    retry: Option<&CompiledRetry>,
+    log: &mut RequestLog,
+) -> Routed {
+    let (outcome, upstream) = send(cluster, conn, parts, body, exclude, retry).await;
+    log.upstream_host = upstream;
+    finish(outcome, log)
+}
+
+/// Turns the last outcome into the downstream response, with Envoy's local-reply bodies.
+fn finish(outcome: TryOutcome, log: &mut RequestLog) -> Routed {
+    match outcome {
+        TryOutcome::Response(response) => {
+            Routed::Upstream(response.map(|body| body.map_err(Into::into).boxed()))
+        }
+        TryOutcome::NoHealthyUpstream => Routed::Local(local_reply(
+            503,
+            "no healthy upstream",
+            ResponseFlags::NO_HEALTHY_UPSTREAM,
+            log,
+        )),
+        TryOutcome::Unusable | TryOutcome::ConnectFailure => Routed::Local(local_reply(
+            503,
+            "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+            ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
+            log,
+        )),
+        TryOutcome::Reset => Routed::Local(local_reply(
+            503,
+            "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+            ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
+            log,
+        )),
+        TryOutcome::Timeout => Routed::Local(local_reply(
+            504,
+            "upstream request timeout",
+            ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
+            log,
+        )),
+    }
+}
+
+/// Sends one try to an endpoint of `cluster` (not `exclude` if another exists), within the
+/// per-try timeout. Returns the outcome and the endpoint used.
+async fn send(
+    cluster: &ClusterRuntime,
+    conn: &ConnInfo,
+    parts: &Parts,
+    body: ProxyBody,
+    exclude: Option<SocketAddr>,
+    retry: Option<&CompiledRetry>,
+) -> (TryOutcome, Option<SocketAddr>) {
+    let Ok(clients) = &cluster.clients else {
+        return (TryOutcome::Unusable, None);
+    };
+    let picked;
+    let (address, has_sidecar) = if cluster.passthrough {
+        if !conn.passthrough_allowed {
+            return (TryOutcome::Unusable, None);
+        }
+        (conn.destination, false)
+    } else {
+        picked = match cluster.endpoints.pick(exclude) {
+            Some(picked) => picked,
+            None => return (TryOutcome::NoHealthyUpstream, None),
+        };
+        (picked.endpoint().address, picked.endpoint().has_sidecar)
+    };
+    let client = clients.http_for(has_sidecar);
+    let Some(request) = upstream_request(parts, address, body, clients.http2()) else {
+        return (TryOutcome::Unusable, Some(address));
+    };
+    let future = client.request(request);
+    let result = match retry.and_then(|retry| retry.per_try_timeout) {
+        None => future.await,
+        Some(per_try) => match tokio::time::timeout(per_try, future).await {
+            Ok(result) => result,
+            Err(_) => return (TryOutcome::Timeout, Some(address)),
+        },
+    };
+    let outcome = match result {
+        Ok(response) => TryOutcome::Response(response),
+        Err(error) if error.is_connect() => TryOutcome::ConnectFailure,
+        Err(error) => {
+            tracing::debug!(%error, upstream = %address, "upstream request failed");
+            TryOutcome::Reset
+        }
+    };
+    (outcome, Some(address))
+}
+
+/// The request for one try: absolute URI to the endpoint (the pool key), the protocol version
+/// of the upstream client, the prepared headers.
+fn upstream_request(
+    parts: &Parts,
+    address: SocketAddr,
+    body: ProxyBody,
+    http2: bool,
+) -> Option<Request<ProxyBody>> {
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |path_and_query| path_and_query.as_str());
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(address.to_string())
+        .path_and_query(path)
+        .build()
+        .ok()?;
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = uri;
+    *request.version_mut() = if http2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    *request.headers_mut() = parts.headers.clone();
+    Some(request)
+}
+
+/// Applies the route's request-side changes once, before any try: hop-by-hop removal, a `Host`
+/// header for HTTP/1.1 upstreams, header mutations, URI and authority rewrite.
+fn prepare_request(plan: &ForwardPlan, parts: &mut Parts, matched_prefix: Option<&str>) {
+    strip_hop_by_hop(&mut parts.headers);
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(value) = HeaderValue::from_str(authority.as_str())
+    {
+        parts.headers.insert(header::HOST, value);
+    }
+    plan.request_headers.apply(&mut parts.headers);
+    let Some(rewrite) = &plan.rewrite else {
+        return;
+    };
+    if let Some(authority) = &rewrite.authority {
+        parts.headers.insert(header::HOST, authority.clone());
+    }
+    let path = parts.uri.path();
+    let new_path = if let Some(replacement) = &rewrite.uri {
+        match matched_prefix.and_then(|prefix| path.strip_prefix(prefix)) {
+            Some(rest) => Some(format!("{replacement}{rest}")),
+            None => Some(replacement.clone()),
+        }
+    } else {
+        rewrite.uri_regex.as_ref().map(|(regex, substitution)| {
+            regex.replace_all(path, substitution.as_str()).into_owned()
+        })
+    };
+    if let Some(mut new_path) = new_path {
+        if !new_path.starts_with('/') {
+            new_path.insert(0, '/');
+        }
+        if let Some(query) = parts.uri.query() {
+            new_path.push('?');
+            new_path.push_str(query);
+        }
+        if let Ok(uri) = Uri::builder().path_and_query(new_path).build() {
+            parts.uri = uri;
+        }
+    }
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Sends a copy of the request to `cluster` in the background (Istio `mirror`): the `Host`
+/// gets `-shadow` appended, as Envoy does, and the response is discarded.
+fn mirror_request(cluster: Arc<ClusterRuntime>, conn: ConnInfo, parts: &Parts, bytes: Bytes) {
+    let mut shadow = Request::new(());
+    *shadow.method_mut() = parts.method.clone();
+    *shadow.uri_mut() = parts.uri.clone();
+    *shadow.headers_mut() = parts.headers.clone();
+    if let Some(host) = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+    {
+        let (name, port) = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => (name, Some(port)),
+            _ => (host, None),
+        };
+        let shadowed = match port {
+            Some(port) => format!("{name}-shadow:{port}"),
+            None => format!("{name}-shadow"),
+        };
+        if let Ok(value) = HeaderValue::from_str(&shadowed) {
+            shadow.headers_mut().insert(header::HOST, value);
+        }
+    }
+    let (shadow_parts, ()) = shadow.into_parts();
+    tokio::spawn(async move {
+        let (outcome, upstream) =
+            send(&cluster, &conn, &shadow_parts, full_body(bytes), None, None).await;
+        if let TryOutcome::Response(response) = outcome {
+            // Drain so the connection returns to the pool.
+            let _ = response.into_body().collect().await;
+        } else {
+            tracing::debug!(cluster = %cluster.name, ?upstream, "mirror request failed");
+        }
+    });
+}
+
+/// Whether a `percentage` (0–100) chance hits.
+fn hit(percentage: f64) -> bool {
+    percentage >= 100.0 || (percentage > 0.0 && rand::rng().random::<f64>() * 100.0 < percentage)
+}
+
+/// Envoy's fully jittered exponential back-off: uniform in `[0, min(base * 2^retry, 10 * base))`.
+fn backoff(base: Duration, retry: u32) -> Duration {
+    let base_ms = u64::try_from(base.as_millis()).unwrap_or(u64::MAX).max(1);
+    let ceiling = base_ms
+        .saturating_mul(1u64 << retry.min(20))
+        .min(base_ms.saturating_mul(10));
+    Duration::from_millis(rand::rng().random_range(0..ceiling.max(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_under_the_exponential_ceiling() {
+        let base = Duration::from_millis(25);
+        for retry in 0..6 {
+            let ceiling = (25u64 << retry).min(250);
+            for _ in 0..100 {
+                assert!(backoff(base, retry) < Duration::from_millis(ceiling));
+            }
+        }
+    }
+
+    #[test]
+    fn hit_respects_the_bounds() {
+        assert!((0..1000).all(|_| hit(100.0)));
+        assert!((0..1000).all(|_| !hit(0.0)));
+    }
+}

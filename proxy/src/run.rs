@@ -1,0 +1,160 @@
+//! `weft-proxy run`: wiring the listeners, the config source and the admin endpoints together,
+//! and the drain on shutdown (stop accepting, let in-flight requests finish up to the drain
+//! time, then stop).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{self, Admin, PrometheusRender, ProxyStats};
+use crate::config::{ConfigSource, ConfigStore};
+use crate::http::HttpProxy;
+use crate::inbound::InboundProxy;
+use crate::listener::DestinationMode;
+use crate::request_log::{Direction, RequestObserver};
+
+/// The bound sockets of a proxy (bound by the caller, so tests can use ephemeral ports).
+pub struct Listeners {
+    /// Outbound capture (15001).
+    pub outbound: TcpListener,
+    /// Inbound capture (15006).
+    pub inbound: TcpListener,
+    /// Health (15021).
+    pub health: TcpListener,
+    /// Admin (127.0.0.1:15000).
+    pub admin: TcpListener,
+    /// Prometheus (15090), when telemetry is wired.
+    pub prometheus: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds all listeners. Errors: the OS error of the first bind that fails.
+    pub async fn bind(
+        outbound: SocketAddr,
+        inbound: SocketAddr,
+        health: SocketAddr,
+        admin: SocketAddr,
+        prometheus: Option<SocketAddr>,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            outbound: TcpListener::bind(outbound).await?,
+            inbound: TcpListener::bind(inbound).await?,
+            health: TcpListener::bind(health).await?,
+            admin: TcpListener::bind(admin).await?,
+            prometheus: match prometheus {
+                Some(address) => Some(TcpListener::bind(address).await?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// Everything `run` needs besides the sockets.
+pub struct RunSettings {
+    /// The config store (already holding the TLS provider, if any).
+    pub store: Arc<ConfigStore>,
+    /// The config source.
+    pub source: Box<dyn ConfigSource>,
+    /// Where finished requests go (wrapped in [`ProxyStats`]).
+    pub observer: Arc<dyn RequestObserver>,
+    /// Prometheus text for `/stats/prometheus` on 15090 and the admin port.
+    pub prometheus: Option<PrometheusRender>,
+    /// How listeners learn original destinations.
+    pub destination_mode: DestinationMode,
+    /// In-flight requests get this long after shutdown starts.
+    pub drain_time: Duration,
+}
+
+/// Runs the proxy until `shutdown` is cancelled (SIGTERM, `/quitquitquit`), then drains:
+/// listeners stop accepting, HTTP connections finish their in-flight requests and close, and
+/// after `drain_time` whatever remains (long TCP streams) is cut.
+pub async fn run(listeners: Listeners, settings: RunSettings, shutdown: CancellationToken) {
+    let tracker = TaskTracker::new();
+    let stats = ProxyStats::new(settings.observer);
+    let observer: Arc<dyn RequestObserver> = stats.clone();
+    let store = settings.store;
+    let source_task = tokio::spawn(settings.source.run(Arc::clone(&store), shutdown.clone()));
+
+    let outbound = Arc::new(HttpProxy {
+        store: Arc::clone(&store),
+        observer: Arc::clone(&observer),
+        direction: Direction::Outbound,
+    });
+    let inbound = Arc::new(InboundProxy {
+        store: Arc::clone(&store),
+        observer,
+        mode: settings.destination_mode,
+        connect_timeout: Duration::from_secs(10),
+    });
+    let admin = Arc::new(Admin {
+        store: Arc::clone(&store),
+        shutdown: shutdown.clone(),
+        stats,
+        prometheus: settings.prometheus.clone(),
+    });
+
+    let mut servers = Vec::new();
+    servers.push(tokio::spawn(crate::outbound::serve(
+        listeners.outbound,
+        outbound,
+        settings.destination_mode,
+        shutdown.clone(),
+        tracker.clone(),
+    )));
+    servers.push(tokio::spawn(crate::inbound::serve(
+        listeners.inbound,
+        inbound,
+        shutdown.clone(),
+        tracker.clone(),
+    )));
+    let health_store = Arc::clone(&store);
+    servers.push(tokio::spawn(admin::serve(
+        listeners.health,
+        move |_, path| admin::health_response(&health_store, path),
+        shutdown.clone(),
+        tracker.clone(),
+    )));
+    let admin_handler = Arc::clone(&admin);
+    servers.push(tokio::spawn(admin::serve(
+        listeners.admin,
+        move |method, path| admin_handler.response(method, path),
+        shutdown.clone(),
+        tracker.clone(),
+    )));
+    if let Some(listener) = listeners.prometheus {
+        let prometheus = Arc::clone(&admin);
+        servers.push(tokio::spawn(admin::serve(
+            listener,
+            move |method, path| match path {
+                "/stats/prometheus" => prometheus.response(method, path),
+                _ => prometheus.response(method, "/not-found"),
+            },
+            shutdown.clone(),
+            tracker.clone(),
+        )));
+    }
+
+    shutdown.cancelled().await;
+    tracing::info!(
+        drain_ms = settings.drain_time.as_millis() as u64,
+        "draining"
+    );
+    for server in servers {
+        let _ = server.await;
+    }
+    let _ = source_task.await;
+    tracker.close();
+    if tokio::time::timeout(settings.drain_time, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            remaining = tracker.len(),
+            "drain time over; closing remaining connections"
+        );
+    }
+}

@@ -1,0 +1,555 @@
+//! A config snapshot: a validated [`ProxyConfig`] compiled into the lookup structures the
+//! request path uses (outbound services by original destination, route tables with compiled
+//! regexes, clusters with balancers and pooled clients). Immutable once built; replaced whole
+//! through the [`crate::config::ConfigStore`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use regex::Regex;
+use weft_proxy_config::{
+    BLACK_HOLE_CLUSTER, Cidr, Cluster, DirectResponseAction, FaultInjection, HeaderMutation,
+    LbPolicy, OutboundListener, PASSTHROUGH_CLUSTER, Protocol, ProxyConfig, RedirectAction,
+    RetryOn, RetryPolicy, RouteAction, WeightedCluster,
+};
+
+use crate::balance::Endpoints;
+use crate::mesh_tls::MeshTls;
+use crate::router::{CompiledMatch, DomainIndex, RouterError};
+use crate::upstream::{ClientKey, ClusterClients};
+
+/// Why a config could not be turned into a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The config failed [`ProxyConfig::validate`]; every reason is listed.
+    #[error("config is invalid: {}", join(.0))]
+    Invalid(Vec<weft_proxy_config::ModelError>),
+    /// A route table did not compile.
+    #[error("config does not compile: {0}")]
+    Router(#[from] RouterError),
+    /// A header mutation has a name or value HTTP does not allow.
+    #[error("{field}: header {name:?} cannot be sent")]
+    Header {
+        /// The mutation field.
+        field: String,
+        /// The header name.
+        name: String,
+    },
+}
+
+fn join(errors: &[weft_proxy_config::ModelError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A cluster at run time.
+pub struct ClusterRuntime {
+    /// The cluster's name.
+    pub name: String,
+    /// Endpoints and balancer.
+    pub endpoints: Arc<Endpoints>,
+    /// Forward to the original destination instead of an endpoint (`PassthroughCluster`, or
+    /// `PASSTHROUGH` load balancing).
+    pub passthrough: bool,
+    /// Drop traffic (`BlackHoleCluster`).
+    pub black_hole: bool,
+    /// Pooled clients, or why they could not be built (requests then fail with `UF`).
+    pub clients: Result<Arc<ClusterClients>, String>,
+}
+
+/// A compiled header mutation, applied in the order remove, set, add.
+#[derive(Debug, Default)]
+pub struct CompiledMutation {
+    /// Headers removed.
+    pub remove: Vec<HeaderName>,
+    /// Headers overwritten.
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    /// Headers appended.
+    pub add: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl CompiledMutation {
+    fn compile(field: &str, mutation: &HeaderMutation) -> Result<Self, SnapshotError> {
+        let name = |name: &str| {
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| SnapshotError::Header {
+                field: field.to_owned(),
+                name: name.to_owned(),
+            })
+        };
+        let pair = |(key, value): (&String, &String)| {
+            let value = HeaderValue::from_str(value).map_err(|_| SnapshotError::Header {
+                field: field.to_owned(),
+                name: key.clone(),
+            })?;
+            Ok::<_, SnapshotError>((name(key)?, value))
+        };
+        Ok(Self {
+            remove: mutation
+                .remove
+                .iter()
+                .map(|key| name(key))
+                .collect::<Result<_, _>>()?,
+            set: mutation.set.iter().map(pair).collect::<Result<_, _>>()?,
+            add: mutation.add.iter().map(pair).collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Applies the mutation to `headers`.
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+        for (name, value) in &self.add {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+
+    /// Whether the mutation changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
+    }
+}
+
+/// A compiled retry policy.
+#[derive(Debug)]
+pub struct CompiledRetry {
+    /// Retries after the first try.
+    pub attempts: u32,
+    /// Per-try timeout.
+    pub per_try_timeout: Option<Duration>,
+    /// Back-off base interval.
+    pub backoff_base: Duration,
+    /// The conditions.
+    pub retry_on: Vec<RetryOn>,
+    /// Statuses for `retriable-status-codes`.
+    pub retriable_status_codes: Vec<u16>,
+}
+
+impl CompiledRetry {
+    fn compile(policy: &RetryPolicy) -> Self {
+        Self {
+            attempts: policy.attempts,
+            per_try_timeout: policy.per_try_timeout_ms.map(Duration::from_millis),
+            backoff_base: Duration::from_millis(policy.backoff_base_ms.max(1)),
+            retry_on: policy.retry_on.clone(),
+            retriable_status_codes: policy.retriable_status_codes.clone(),
+        }
+    }
+
+    /// Whether any condition in `conditions` is enabled.
+    pub fn on(&self, conditions: &[RetryOn]) -> bool {
+        self.retry_on.iter().any(|on| conditions.contains(on))
+    }
+
+    /// Whether a response with `status` is retried (Envoy: `5xx`, `gateway-error`,
+    /// `retriable-4xx` (409), `retriable-status-codes`).
+    pub fn retries_status(&self, status: u16) -> bool {
+        (status >= 500 && self.on(&[RetryOn::FiveXx]))
+            || (matches!(status, 502..=504) && self.on(&[RetryOn::GatewayError]))
+            || (status == 409 && self.on(&[RetryOn::Retriable4xx]))
+            || (self.on(&[RetryOn::RetriableStatusCodes])
+                && self.retriable_status_codes.contains(&status))
+    }
+}
+
+/// A compiled `rewrite`.
+#[derive(Debug)]
+pub struct CompiledRewrite {
+    /// Replacement for the matched prefix (or the whole path).
+    pub uri: Option<String>,
+    /// Regex rewrite of the path.
+    pub uri_regex: Option<(Regex, String)>,
+    /// Replacement authority.
+    pub authority: Option<HeaderValue>,
+}
+
+/// A compiled forwarding action.
+pub struct ForwardPlan {
+    /// Weighted destination clusters.
+    pub clusters: Vec<(Arc<ClusterRuntime>, u32)>,
+    /// Sum of the weights (at least 1).
+    pub total_weight: u64,
+    /// Route timeout.
+    pub timeout: Option<Duration>,
+    /// Retry policy.
+    pub retry: Option<CompiledRetry>,
+    /// Fault injection.
+    pub fault: Option<FaultInjection>,
+    /// Rewrite.
+    pub rewrite: Option<CompiledRewrite>,
+    /// Request header mutation.
+    pub request_headers: CompiledMutation,
+    /// Response header mutation.
+    pub response_headers: CompiledMutation,
+    /// Mirrors: cluster and percentage.
+    pub mirrors: Vec<(Arc<ClusterRuntime>, f64)>,
+}
+
+impl ForwardPlan {
+    /// Picks a cluster in proportion to weight, using `point` in `0..total_weight`.
+    pub fn cluster_at(&self, point: u64) -> Option<&Arc<ClusterRuntime>> {
+        let mut point = point;
+        for (cluster, weight) in &self.clusters {
+            let weight = u64::from(*weight);
+            if point < weight {
+                return Some(cluster);
+            }
+            point -= weight;
+        }
+        self.clusters.last().map(|(cluster, _)| cluster)
+    }
+}
+
+/// A compiled route action.
+pub enum CompiledAction {
+    /// Forward upstream.
+    Forward(Box<ForwardPlan>),
+    /// Redirect.
+    Redirect(RedirectAction),
+    /// Fixed response.
+    DirectResponse(DirectResponseAction),
+}
+
+/// A compiled route.
+pub struct CompiledRoute {
+    /// The route's name.
+    pub name: String,
+    /// Any-of matches; empty matches everything (routes whose matches all exclude this proxy
+    /// are dropped at compile time).
+    pub matches: Vec<CompiledMatch>,
+    /// The action.
+    pub action: CompiledAction,
+}
+
+/// A compiled virtual host.
+pub struct CompiledVirtualHost {
+    /// Name.
+    pub name: String,
+    /// Ordered routes.
+    pub routes: Vec<CompiledRoute>,
+}
+
+/// A compiled route table.
+pub struct RouteTable {
+    /// Domain index into `virtual_hosts`.
+    pub domains: DomainIndex,
+    /// The virtual hosts.
+    pub virtual_hosts: Vec<CompiledVirtualHost>,
+}
+
+/// A compiled TCP route.
+pub struct CompiledTcpRoute {
+    /// Any-of matches: `(port, subnets)`; empty matches everything.
+    pub matches: Vec<(Option<u16>, Vec<Cidr>)>,
+    /// Weighted clusters.
+    pub clusters: Vec<(Arc<ClusterRuntime>, u32)>,
+}
+
+/// One outbound service at run time.
+pub struct OutboundService {
+    /// Listener name.
+    pub name: String,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// HTTP routes.
+    pub http: Option<RouteTable>,
+    /// TCP routes.
+    pub tcp: Vec<CompiledTcpRoute>,
+}
+
+/// A compiled config.
+pub struct Snapshot {
+    /// The config this was built from.
+    pub config: Arc<ProxyConfig>,
+    /// Outbound services.
+    pub outbound: Vec<OutboundService>,
+    by_address: HashMap<SocketAddr, usize>,
+    by_port: HashMap<u16, usize>,
+    clusters: HashMap<String, Arc<ClusterRuntime>>,
+}
+
+impl Snapshot {
+    /// Validates and compiles `config`. Clusters whose client settings did not change since
+    /// `previous` keep their clients (and so their pooled connections). `tls` provides mTLS
+    /// for `ISTIO_MUTUAL` clusters.
+    ///
+    /// Errors: [`SnapshotError::Invalid`] with every validation error, or a compile error.
+    pub fn build(
+        config: ProxyConfig,
+        previous: Option<&Snapshot>,
+        tls: Option<&Arc<dyn MeshTls>>,
+    ) -> Result<Self, SnapshotError> {
+        config.validate().map_err(SnapshotError::Invalid)?;
+        let mut clusters = HashMap::new();
+        for cluster in &config.clusters {
+            let reused = previous
+                .and_then(|snapshot| snapshot.clusters.get(&cluster.name))
+                .and_then(|old| old.clients.as_ref().ok())
+                .filter(|clients| clients.key == ClientKey::of(cluster))
+                .cloned();
+            let runtime = cluster_runtime(cluster, reused, tls);
+            clusters.insert(cluster.name.clone(), Arc::new(runtime));
+        }
+        for special in [PASSTHROUGH_CLUSTER, BLACK_HOLE_CLUSTER] {
+            let cluster = Cluster {
+                name: special.to_owned(),
+                lb_policy: LbPolicy::Passthrough,
+                transport: Default::default(),
+                protocol: Protocol::Unknown,
+                h2_upgrade: Default::default(),
+                connection_pool: Default::default(),
+                outlier_detection: None,
+                endpoints: Vec::new(),
+            };
+            let reused = previous
+                .and_then(|snapshot| snapshot.clusters.get(special))
+                .and_then(|old| old.clients.as_ref().ok())
+                .cloned();
+            let mut runtime = cluster_runtime(&cluster, reused, None);
+            runtime.black_hole = special == BLACK_HOLE_CLUSTER;
+            clusters.insert(special.to_owned(), Arc::new(runtime));
+        }
+        let mut outbound = Vec::with_capacity(config.outbound.len());
+        let mut by_address = HashMap::new();
+        let mut by_port = HashMap::new();
+        for (index, listener) in config.outbound.iter().enumerate() {
+            outbound.push(compile_listener(listener, &config, &clusters)?);
+            if listener.addresses.is_empty() {
+                by_port.insert(listener.port, index);
+            }
+            for address in &listener.addresses {
+                by_address.insert(SocketAddr::new(*address, listener.port), index);
+            }
+        }
+        Ok(Self {
+            config: Arc::new(config),
+            outbound,
+            by_address,
+            by_port,
+            clusters,
+        })
+    }
+
+    /// The outbound service for an original destination: by exact (VIP, port), else by port
+    /// alone for address-less listeners.
+    pub fn outbound_for(&self, destination: SocketAddr) -> Option<&OutboundService> {
+        let destination = normalize(destination);
+        self.by_address
+            .get(&destination)
+            .or_else(|| self.by_port.get(&destination.port()))
+            .and_then(|index| self.outbound.get(*index))
+    }
+
+    /// The cluster named `name`, including the special `PassthroughCluster` and
+    /// `BlackHoleCluster`.
+    pub fn cluster(&self, name: &str) -> Option<&Arc<ClusterRuntime>> {
+        self.clusters.get(name)
+    }
+}
+
+/// IPv4-mapped IPv6 addresses as IPv4, so dual-stack sockets find IPv4 VIPs.
+pub fn normalize(address: SocketAddr) -> SocketAddr {
+    match address {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => address,
+        },
+        SocketAddr::V4(_) => address,
+    }
+}
+
+fn cluster_runtime(
+    cluster: &Cluster,
+    reused: Option<Arc<ClusterClients>>,
+    tls: Option<&Arc<dyn MeshTls>>,
+) -> ClusterRuntime {
+    let clients = match reused {
+        Some(clients) => Ok(clients),
+        None => ClusterClients::new(cluster, tls).map(Arc::new),
+    };
+    if let Err(reason) = &clients {
+        tracing::warn!(cluster = %cluster.name, %reason, "cluster unusable; requests fail with UF");
+    }
+    ClusterRuntime {
+        name: cluster.name.clone(),
+        endpoints: Endpoints::new(&cluster.endpoints, cluster.lb_policy),
+        passthrough: cluster.lb_policy == LbPolicy::Passthrough,
+        black_hole: false,
+        clients,
+    }
+}
+
+fn weighted(
+    entries: &[WeightedCluster],
+    clusters: &HashMap<String, Arc<ClusterRuntime>>,
+) -> Vec<(Arc<ClusterRuntime>, u32)> {
+    entries
+        .iter()
+        .filter(|entry| entry.weight > 0)
+        .filter_map(|entry| {
+            clusters
+                .get(&entry.cluster)
+                .map(|cluster| (Arc::clone(cluster), entry.weight))
+        })
+        .collect()
+}
+
+fn compile_listener(
+    listener: &OutboundListener,
+    config: &ProxyConfig,
+    clusters: &HashMap<String, Arc<ClusterRuntime>>,
+) -> Result<OutboundService, SnapshotError> {
+    let http = match &listener.http {
+        None => None,
+        Some(table) => {
+            let mut virtual_hosts = Vec::with_capacity(table.virtual_hosts.len());
+            for (vh_index, vhost) in table.virtual_hosts.iter().enumerate() {
+                let mut routes = Vec::with_capacity(vhost.routes.len());
+                for (index, route) in vhost.routes.iter().enumerate() {
+                    let field = format!(
+                        "outbound[{}].http.virtual_hosts[{vh_index}].routes[{index}]",
+                        listener.name
+                    );
+                    let mut matches = Vec::with_capacity(route.matches.len());
+                    for (m_index, route_match) in route.matches.iter().enumerate() {
+                        let match_field = format!("{field}.match[{m_index}]");
+                        if let Some(compiled) =
+                            CompiledMatch::compile(&match_field, route_match, &config.node)?
+                        {
+                            matches.push(compiled);
+                        }
+                    }
+                    if !route.matches.is_empty() && matches.is_empty() {
+                        continue; // No match block selects this proxy.
+                    }
+                    routes.push(CompiledRoute {
+                        name: route.name.clone(),
+                        matches,
+                        action: compile_action(&field, &route.action, clusters)?,
+                    });
+                }
+                virtual_hosts.push(CompiledVirtualHost {
+                    name: vhost.name.clone(),
+                    routes,
+                });
+            }
+            Some(RouteTable {
+                domains: DomainIndex::new(table),
+                virtual_hosts,
+            })
+        }
+    };
+    let tcp = listener
+        .tcp
+        .iter()
+        .map(|route| {
+            let matches = route
+                .matches
+                .iter()
+                .filter(|l4| {
+                    l4.source_labels
+                        .iter()
+                        .all(|(key, value)| config.node.labels.get(key) == Some(value))
+                })
+                .map(|l4| (l4.port, l4.destination_subnets.clone()))
+                .collect::<Vec<_>>();
+            (route, matches)
+        })
+        .filter(|(route, matches)| route.matches.is_empty() || !matches.is_empty())
+        .map(|(route, matches)| CompiledTcpRoute {
+            matches,
+            clusters: weighted(&route.clusters, clusters),
+        })
+        .collect();
+    Ok(OutboundService {
+        name: listener.name.clone(),
+        protocol: listener.protocol,
+        http,
+        tcp,
+    })
+}
+
+fn compile_action(
+    field: &str,
+    action: &RouteAction,
+    clusters: &HashMap<String, Arc<ClusterRuntime>>,
+) -> Result<CompiledAction, SnapshotError> {
+    Ok(match action {
+        RouteAction::Redirect(redirect) => CompiledAction::Redirect(redirect.clone()),
+        RouteAction::DirectResponse(direct) => CompiledAction::DirectResponse(direct.clone()),
+        RouteAction::Route(forward) => {
+            let weighted_clusters = weighted(&forward.clusters, clusters);
+            let total_weight = weighted_clusters
+                .iter()
+                .map(|(_, weight)| u64::from(*weight))
+                .sum::<u64>()
+                .max(1);
+            let rewrite = match &forward.rewrite {
+                None => None,
+                Some(rewrite) => Some(CompiledRewrite {
+                    uri: rewrite.uri.clone(),
+                    uri_regex: match &rewrite.uri_regex {
+                        None => None,
+                        Some(regex) => Some((
+                            Regex::new(&regex.pattern).map_err(|source| RouterError::Regex {
+                                field: format!("{field}.route.rewrite.uri_regex"),
+                                pattern: regex.pattern.clone(),
+                                source,
+                            })?,
+                            regex.substitution.clone(),
+                        )),
+                    },
+                    authority: match &rewrite.authority {
+                        None => None,
+                        Some(authority) => {
+                            Some(HeaderValue::from_str(authority).map_err(|_| {
+                                SnapshotError::Header {
+                                    field: format!("{field}.route.rewrite.authority"),
+                                    name: "host".to_owned(),
+                                }
+                            })?)
+                        }
+                    },
+                }),
+            };
+            CompiledAction::Forward(Box::new(ForwardPlan {
+                clusters: weighted_clusters,
+                total_weight,
+                timeout: forward.timeout_ms.map(Duration::from_millis),
+                retry: forward
+                    .retry
+                    .as_ref()
+                    .filter(|retry| retry.attempts > 0)
+                    .map(CompiledRetry::compile),
+                fault: forward.fault.clone(),
+                rewrite,
+                request_headers: CompiledMutation::compile(
+                    &format!("{field}.route.request_headers"),
+                    &forward.request_headers,
+                )?,
+                response_headers: CompiledMutation::compile(
+                    &format!("{field}.route.response_headers"),
+                    &forward.response_headers,
+                )?,
+                mirrors: forward
+                    .mirrors
+                    .iter()
+                    .filter_map(|mirror| {
+                        clusters
+                            .get(&mirror.cluster)
+                            .map(|cluster| (Arc::clone(cluster), mirror.percentage))
+                    })
+                    .collect(),
+            }))
+        }
+    })
+}

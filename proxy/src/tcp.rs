@@ -1,0 +1,145 @@
+//! Opaque TCP proxying: Istio `TCPRoute` selection, cluster and endpoint pick, and a
+//! bidirectional copy.
+
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime};
+
+use rand::Rng;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+
+use crate::request_log::{Direction, RequestLog, RequestObserver, ResponseFlags};
+use crate::snapshot::{ClusterRuntime, OutboundService};
+use crate::upstream::Connector;
+
+/// A log record for a TCP connection (method empty, protocol `TCP`).
+pub fn tcp_log(direction: Direction, peer: SocketAddr, destination: SocketAddr) -> RequestLog {
+    RequestLog {
+        direction,
+        start: SystemTime::now(),
+        duration: Default::default(),
+        method: String::new(),
+        authority: destination.to_string(),
+        path: String::new(),
+        protocol: "TCP",
+        status: 0,
+        flags: ResponseFlags::empty(),
+        request_id: String::new(),
+        route_name: String::new(),
+        upstream_cluster: String::new(),
+        upstream_host: None,
+        downstream_peer: Some(peer),
+        source_principal: None,
+        attempts: 0,
+    }
+}
+
+/// The cluster of the first TCP route of `service` that accepts a connection to
+/// `destination`, picked by weight.
+pub fn select_cluster(
+    service: &OutboundService,
+    destination: SocketAddr,
+) -> Option<&std::sync::Arc<ClusterRuntime>> {
+    let route = service.tcp.iter().find(|route| {
+        route.matches.is_empty()
+            || route.matches.iter().any(|(port, subnets)| {
+                port.is_none_or(|port| port == destination.port())
+                    && (subnets.is_empty()
+                        || subnets
+                            .iter()
+                            .any(|subnet| subnet.contains(destination.ip())))
+            })
+    })?;
+    let total: u64 = route
+        .clusters
+        .iter()
+        .map(|(_, weight)| u64::from(*weight))
+        .sum();
+    if total == 0 {
+        return None;
+    }
+    let mut point = rand::rng().random_range(0..total);
+    for (cluster, weight) in &route.clusters {
+        if point < u64::from(*weight) {
+            return Some(cluster);
+        }
+        point -= u64::from(*weight);
+    }
+    None
+}
+
+/// Connects to an endpoint of `cluster` (the original destination for passthrough) and copies
+/// bytes both ways until either side closes or `shutdown` is cancelled. Records flags
+/// `UH`/`UF`/`NR` and the upstream in `log`.
+pub async fn proxy_to_cluster<D>(
+    mut downstream: D,
+    cluster: &ClusterRuntime,
+    destination: SocketAddr,
+    passthrough_allowed: bool,
+    shutdown: &CancellationToken,
+    log: &mut RequestLog,
+) where
+    D: AsyncRead + AsyncWrite + Unpin,
+{
+    log.upstream_cluster.clone_from(&cluster.name);
+    if cluster.black_hole {
+        log.flags.insert(ResponseFlags::NO_ROUTE_FOUND);
+        return;
+    }
+    let Ok(clients) = &cluster.clients else {
+        log.flags.insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
+        return;
+    };
+    let picked;
+    let (address, connector): (SocketAddr, &Connector) = if cluster.passthrough {
+        if !passthrough_allowed {
+            log.flags.insert(ResponseFlags::NO_ROUTE_FOUND);
+            return;
+        }
+        (destination, clients.tcp_for(false))
+    } else {
+        picked = match cluster.endpoints.pick(None) {
+            Some(picked) => picked,
+            None => {
+                log.flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
+                return;
+            }
+        };
+        let endpoint = picked.endpoint();
+        (endpoint.address, clients.tcp_for(endpoint.has_sidecar))
+    };
+    log.upstream_host = Some(address);
+    log.attempts = 1;
+    let mut upstream = match connector.connect(address).await {
+        Ok(upstream) => upstream,
+        Err(error) => {
+            tracing::debug!(%error, upstream = %address, "TCP upstream connect failed");
+            log.flags.insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
+            return;
+        }
+    };
+    copy(&mut downstream, &mut upstream, shutdown, log).await;
+}
+
+/// Copies both ways until either side closes or `shutdown` is cancelled.
+pub async fn copy<A, B>(a: &mut A, b: &mut B, shutdown: &CancellationToken, log: &mut RequestLog)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    tokio::select! {
+        result = tokio::io::copy_bidirectional(a, b) => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "TCP proxy connection ended with an error");
+                log.flags.insert(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
+            }
+        }
+        () = shutdown.cancelled() => {}
+    }
+}
+
+/// Finishes a TCP log: duration and hand-off to the observer.
+pub fn emit(observer: &dyn RequestObserver, mut log: RequestLog, started: Instant) {
+    log.duration = started.elapsed();
+    observer.on_request(&log);
+}

@@ -1,0 +1,318 @@
+//! Upstream connections: a connector (TCP with connect timeout, optionally Istio mutual TLS)
+//! and per-cluster pooled HTTP clients (hyper-util's pooling client with keep-alive).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use hyper::Uri;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use weft_proxy_config::{Cluster, H2UpgradePolicy, Protocol, TransportSocket};
+
+use crate::mesh_tls::MeshTls;
+
+/// The boxed error type of bodies flowing through the proxy.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type of requests and responses flowing through the proxy.
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// How long an idle pooled upstream connection is kept (Envoy's default idle timeout is 1 h;
+/// Istio's sidecar uses the cluster's `idleTimeout` when set).
+const DEFAULT_POOL_IDLE: Duration = Duration::from_secs(60);
+
+/// A connection to an upstream: plain TCP or TLS over TCP.
+#[derive(Debug)]
+pub enum UpstreamStream {
+    /// Plaintext.
+    Plain(TcpStream),
+    /// Mutual TLS (boxed: the TLS state is large).
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl UpstreamStream {
+    /// The peer's SPIFFE ID for TLS connections.
+    pub fn peer_identity(&self) -> Option<String> {
+        match self {
+            Self::Plain(_) => None,
+            Self::Tls(tls) => crate::tls::peer_identity(tls.get_ref().1),
+        }
+    }
+}
+
+impl Connection for UpstreamStream {
+    fn connected(&self) -> Connected {
+        let negotiated_h2 = match self {
+            Self::Plain(_) => false,
+            Self::Tls(tls) => tls.get_ref().1.alpn_protocol() == Some(b"h2"),
+        };
+        let connected = Connected::new();
+        if negotiated_h2 {
+            connected.negotiated_h2()
+        } else {
+            connected
+        }
+    }
+}
+
+impl AsyncRead for UpstreamStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for UpstreamStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Opens upstream connections to the address in the request URI's authority (an endpoint's
+/// `ip:port`), within a connect timeout, optionally wrapping them in TLS.
+#[derive(Clone)]
+pub struct Connector {
+    connect_timeout: Duration,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+}
+
+impl Connector {
+    /// A plaintext connector with `connect_timeout`.
+    pub fn plain(connect_timeout: Duration) -> Self {
+        Self {
+            connect_timeout,
+            tls: None,
+        }
+    }
+
+    /// A TLS connector with `connect_timeout`, presenting `sni`.
+    pub fn tls(
+        connect_timeout: Duration,
+        config: Arc<rustls::ClientConfig>,
+        sni: ServerName<'static>,
+    ) -> Self {
+        Self {
+            connect_timeout,
+            tls: Some((TlsConnector::from(config), sni)),
+        }
+    }
+
+    /// Connects to `address`. Errors: `TimedOut` after the connect timeout, the OS error, or
+    /// the TLS handshake error.
+    pub async fn connect(&self, address: SocketAddr) -> io::Result<UpstreamStream> {
+        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(address))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "upstream connect timeout"))??;
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => Ok(UpstreamStream::Plain(tcp)),
+            Some((connector, sni)) => {
+                let tls =
+                    tokio::time::timeout(self.connect_timeout, connector.connect(sni.clone(), tcp))
+                        .await
+                        .map_err(|_| {
+                            io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timeout")
+                        })??;
+                Ok(UpstreamStream::Tls(Box::new(tls)))
+            }
+        }
+    }
+}
+
+impl tower::Service<Uri> for Connector {
+    type Response = TokioIo<UpstreamStream>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connector = self.clone();
+        Box::pin(async move {
+            let address: SocketAddr = uri
+                .authority()
+                .and_then(|authority| authority.as_str().parse().ok())
+                .ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "upstream URI is not ip:port")
+                })?;
+            connector.connect(address).await.map(TokioIo::new)
+        })
+    }
+}
+
+/// A pooled HTTP client for one transport.
+pub type HttpClient = Client<Connector, ProxyBody>;
+
+/// The upstream side of one cluster: a plaintext client and, for `ISTIO_MUTUAL` clusters, an
+/// mTLS client used for endpoints with a sidecar.
+pub struct ClusterClients {
+    /// Plaintext HTTP client.
+    pub plain: HttpClient,
+    /// mTLS HTTP client (Istio auto mTLS: only for endpoints with `has_sidecar`).
+    pub mtls: Option<HttpClient>,
+    /// Plaintext TCP connector.
+    pub plain_tcp: Connector,
+    /// mTLS TCP connector (ALPN `istio`).
+    pub mtls_tcp: Option<Connector>,
+    /// What these clients were built from; a new snapshot reuses them (and their pools) when it
+    /// is unchanged.
+    pub key: ClientKey,
+}
+
+/// The cluster settings that determine its clients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientKey {
+    transport: TransportSocket,
+    http2: bool,
+    connect_timeout_ms: u64,
+    idle_timeout_ms: Option<u64>,
+}
+
+impl ClientKey {
+    /// The key of `cluster`.
+    pub fn of(cluster: &Cluster) -> Self {
+        let http2 = matches!(cluster.protocol, Protocol::Http2 | Protocol::Grpc)
+            || cluster.h2_upgrade == H2UpgradePolicy::Upgrade;
+        Self {
+            transport: cluster.transport.clone(),
+            http2,
+            connect_timeout_ms: cluster.connection_pool.tcp.connect_timeout_ms,
+            idle_timeout_ms: cluster.connection_pool.http.idle_timeout_ms,
+        }
+    }
+}
+
+impl ClusterClients {
+    /// Builds the clients for `cluster`. Returns an error naming the cluster when mTLS is
+    /// required but `tls` is `None` or cannot build a client config, or when the transport is
+    /// `SIMPLE`/`MUTUAL` (not supported yet).
+    pub fn new(cluster: &Cluster, tls: Option<&Arc<dyn MeshTls>>) -> Result<Self, String> {
+        let key = ClientKey::of(cluster);
+        let connect_timeout = Duration::from_millis(key.connect_timeout_ms);
+        let idle = key
+            .idle_timeout_ms
+            .map_or(DEFAULT_POOL_IDLE, Duration::from_millis);
+        let build = |connector: Connector| {
+            let mut builder = Client::builder(TokioExecutor::new());
+            builder
+                .pool_idle_timeout(idle)
+                .set_host(false)
+                .retry_canceled_requests(true)
+                .http2_only(key.http2);
+            builder.build(connector)
+        };
+        let plain_tcp = Connector::plain(connect_timeout);
+        let (mtls, mtls_tcp) = match &cluster.transport {
+            TransportSocket::Plaintext => (None, None),
+            TransportSocket::IstioMutual {
+                expected_identities,
+                sni,
+            } => {
+                let tls = tls.ok_or_else(|| {
+                    format!(
+                        "cluster {}: ISTIO_MUTUAL needs workload certificates (--cert-dir)",
+                        cluster.name
+                    )
+                })?;
+                let sni = ServerName::try_from(sni.clone())
+                    .or_else(|_| ServerName::try_from("outbound.weft.invalid".to_owned()))
+                    .map_err(|error| format!("cluster {}: SNI: {error}", cluster.name))?;
+                let http_alpn: &[&[u8]] = if key.http2 {
+                    &[crate::tls::ALPN_H2]
+                } else {
+                    &[crate::tls::ALPN_HTTP11]
+                };
+                let http_config = tls
+                    .client_config(expected_identities, http_alpn)
+                    .map_err(|error| format!("cluster {}: {error}", cluster.name))?;
+                let tcp_config = tls
+                    .client_config(expected_identities, &[crate::tls::ALPN_ISTIO])
+                    .map_err(|error| format!("cluster {}: {error}", cluster.name))?;
+                (
+                    Some(build(Connector::tls(
+                        connect_timeout,
+                        http_config,
+                        sni.clone(),
+                    ))),
+                    Some(Connector::tls(connect_timeout, tcp_config, sni)),
+                )
+            }
+            TransportSocket::Simple { .. } | TransportSocket::Mutual { .. } => {
+                return Err(format!(
+                    "cluster {}: SIMPLE and MUTUAL TLS origination are not supported yet",
+                    cluster.name
+                ));
+            }
+        };
+        Ok(Self {
+            plain: build(plain_tcp.clone()),
+            mtls,
+            plain_tcp,
+            mtls_tcp,
+            key,
+        })
+    }
+
+    /// Whether requests go upstream as HTTP/2.
+    pub fn http2(&self) -> bool {
+        self.key.http2
+    }
+
+    /// The HTTP client for an endpoint: mTLS if the cluster is `ISTIO_MUTUAL` and the endpoint
+    /// has a sidecar, plaintext otherwise.
+    pub fn http_for(&self, has_sidecar: bool) -> &HttpClient {
+        match (&self.mtls, has_sidecar) {
+            (Some(mtls), true) => mtls,
+            _ => &self.plain,
+        }
+    }
+
+    /// The TCP connector for an endpoint, by the same rule as [`ClusterClients::http_for`].
+    pub fn tcp_for(&self, has_sidecar: bool) -> &Connector {
+        match (&self.mtls_tcp, has_sidecar) {
+            (Some(mtls), true) => mtls,
+            _ => &self.plain_tcp,
+        }
+    }
+}

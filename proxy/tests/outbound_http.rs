@@ -1,0 +1,386 @@
+//! Protocol tests of the outbound HTTP path with real sockets on 127.0.0.1.
+
+#[path = "common/harness.rs"]
+mod harness;
+
+use std::time::Duration;
+
+use harness::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use weft_proxy::request_log::ResponseFlags;
+
+const V1: &str = "outbound|9080|v1|reviews.default.svc.cluster.local";
+const V2: &str = "outbound|9080|v2|reviews.default.svc.cluster.local";
+const V3: &str = "outbound|9080|v3|reviews.default.svc.cluster.local";
+
+fn forward_to(cluster_name: &str) -> String {
+    format!(
+        "            - action:\n                route:\n                  clusters: [{{cluster: \"{cluster_name}\"}}]\n"
+    )
+}
+
+#[tokio::test]
+async fn routes_by_header_first_match_wins() {
+    let (v1, v3) = (named_upstream("v1").await, named_upstream("v3").await);
+    let routes = format!(
+        r#"            - name: jason
+              match:
+                - headers: {{end-user: {{exact: jason}}}}
+              action:
+                route:
+                  clusters: [{{cluster: "{V3}"}}]
+{}"#,
+        forward_to(V1)
+    );
+    let clusters = cluster(V1, &[v1.address]) + &cluster(V3, &[v3.address]);
+    let proxy = outbound_proxy(http_config(&routes, &clusters), VIP).await;
+
+    let (status, _, body) = get(
+        &proxy,
+        "reviews:9080",
+        "/reviews/1",
+        &[("end-user", "jason")],
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "v3"));
+    assert_eq!(proxy.recorder.last().route_name, "jason");
+    assert_eq!(proxy.recorder.last().upstream_cluster, V3);
+    let (status, _, body) = get(&proxy, "reviews:9080", "/reviews/1", &[("end-user", "bob")]).await;
+    assert_eq!((status, body.as_str()), (200, "v1"));
+    let (_, _, body) = get(&proxy, "reviews:9080", "/reviews/1", &[]).await;
+    assert_eq!(body, "v1");
+}
+
+#[tokio::test]
+async fn weighted_split_stays_within_statistical_bounds() {
+    let (v1, v2) = (named_upstream("v1").await, named_upstream("v2").await);
+    let routes = format!(
+        "            - action:\n                route:\n                  clusters:\n                    - {{cluster: \"{V1}\", weight: 80}}\n                    - {{cluster: \"{V2}\", weight: 20}}\n"
+    );
+    let clusters = cluster(V1, &[v1.address]) + &cluster(V2, &[v2.address]);
+    let proxy = outbound_proxy(http_config(&routes, &clusters), VIP).await;
+    let total = 1000;
+    let mut to_v1 = 0;
+    for _ in 0..total {
+        let (_, _, body) = get(&proxy, "reviews", "/", &[]).await;
+        if body == "v1" {
+            to_v1 += 1;
+        }
+    }
+    // Binomial(1000, 0.8): sd ~12.6; +-6 sd.
+    assert!((725..=875).contains(&to_v1), "v1 got {to_v1}/{total}");
+}
+
+fn retry_route(cluster_name: &str, retry: &str) -> String {
+    format!(
+        "            - action:\n                route:\n                  clusters: [{{cluster: \"{cluster_name}\"}}]\n{retry}"
+    )
+}
+
+#[tokio::test]
+async fn retries_on_503_until_success() {
+    let flaky = upstream(|number, _| async move {
+        if number < 2 {
+            status(503, "busy")
+        } else {
+            status(200, "ok")
+        }
+    })
+    .await;
+    let routes = retry_route(
+        V1,
+        "                  retry: {attempts: 3, retry_on: [5xx], backoff_base_ms: 1}\n",
+    );
+    let proxy = outbound_proxy(http_config(&routes, &cluster(V1, &[flaky.address])), VIP).await;
+    let (status, _, body) = get(&proxy, "reviews", "/", &[]).await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    assert_eq!(flaky.hits.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(proxy.recorder.last().attempts, 3);
+}
+
+#[tokio::test]
+async fn exhausted_retries_return_the_last_response_with_urx() {
+    let down = upstream(|_, _| async { status(503, "busy") }).await;
+    let routes = retry_route(
+        V1,
+        "                  retry: {attempts: 2, retry_on: [gateway-error], backoff_base_ms: 1}\n",
+    );
+    let proxy = outbound_proxy(http_config(&routes, &cluster(V1, &[down.address])), VIP).await;
+    let (status, _, _) = get(&proxy, "reviews", "/", &[]).await;
+    assert_eq!(status, 503);
+    assert_eq!(down.hits.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert!(
+        proxy
+            .recorder
+            .last()
+            .flags
+            .contains(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED)
+    );
+}
+
+#[tokio::test]
+async fn status_not_in_retry_on_is_not_retried() {
+    let down = upstream(|_, _| async { status(500, "broken") }).await;
+    let routes = retry_route(
+        V1,
+        "                  retry: {attempts: 3, retry_on: [retriable-status-codes], retriable_status_codes: [503], backoff_base_ms: 1}\n",
+    );
+    let proxy = outbound_proxy(http_config(&routes, &cluster(V1, &[down.address])), VIP).await;
+    let (status, _, _) = get(&proxy, "reviews", "/", &[]).await;
+    assert_eq!(status, 500);
+    assert_eq!(down.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn per_try_timeout_retries_a_slow_try() {
+    let slow_first = upstream(|number, _| async move {
+        if number == 0 {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        status(200, "fast")
+    })
+    .await;
+    let routes = retry_route(
+        V1,
+        "                  retry: {attempts: 2, per_try_timeout_ms: 200, retry_on: [5xx], backoff_base_ms: 1}\n",
+    );
+    let proxy = outbound_proxy(
+        http_config(&routes, &cluster(V1, &[slow_first.address])),
+        VIP,
+    )
+    .await;
+    let (status, _, body) = get(&proxy, "reviews", "/", &[]).await;
+    assert_eq!((status, body.as_str()), (200, "fast"));
+    assert_eq!(proxy.recorder.last().attempts, 2);
+}
+
+#[tokio::test]
+async fn route_timeout_gives_504_ut() {
+    let slow = upstream(|_, _| async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        status(200, "late")
+    })
+    .await;
+    let routes = retry_route(V1, "                  timeout_ms: 200\n");
+    let proxy = outbound_proxy(http_config(&routes, &cluster(V1, &[slow.address])), VIP).await;
+    let (status, _, body) = get(&proxy, "reviews", "/", &[]).await;
+    assert_eq!((status, body.as_str()), (504, "upstream request timeout"));
+    assert!(
+        proxy
+            .recorder
+            .last()
+            .flags
+            .contains(ResponseFlags::UPSTREAM_REQUEST_TIMEOUT)
+    );
+}
+
+#[tokio::test]
+async fn fault_abort_answers_without_calling_upstream() {
+    let backend = named_upstream("v1").await;
+    let routes = retry_route(
+        V1,
+        "                  fault: {abort: {http_status: 418, percentage: 100}}\n",
+    );
+    let proxy = outbound_proxy(http_config(&routes, &cluster(V1, &[backend.address])), VIP).await;
+    let (status, _, body) = get(&proxy, "reviews", "/", &[]).await;
+    assert_eq!((status, body.as_str()), (418, "fault filter abort"));
+    assert_eq!(backend.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(
+        proxy
+            .recorder
+            .last()
+            .flags
+            .contains(ResponseFlags::FAULT_INJECTED)
+    );
+}
+
+#[tokio::test]
+async fn fault_delay_delays_then_forwards() {
+    let backend = named_upstream("v1").await;
+    let routes = retry_route(
+        V1,
+        "                  fault: {delay: {fixed_delay_ms: 300, percentage: 100}}\n",
+    );
+    let proxy = outbound_proxy(http_config(&routes, &cluster(V1, &[backend.address])), VIP).await;
+    let started = std::time::Instant::now();
+    let (status, _, body) = get(&proxy, "reviews", "/", &[]).await;
+    assert_eq!((status, body.as_str()), (200, "v1"));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(
+        proxy
+            .recorder
+            .last()
+            .flags
+            .contains(ResponseFlags::DELAY_INJECTED)
+    );
+}
+
+#[tokio::test]
+async fn redirect_and_direct_response_are_local() {
+    let routes = r#"            - match: [{uri: {exact: /old}}]
+              action:
+                redirect: {uri: /new, authority: example.com, redirect_code: 308}
+            - action:
+                direct_response: {status: 404, body: "gone fishing"}
+"#;
+    let proxy = outbound_proxy(http_config(routes, "  []\n"), VIP).await;
+    let (status, headers, _) = get(&proxy, "reviews:9080", "/old", &[]).await;
+    assert_eq!(status, 308);
+    assert_eq!(headers["location"], "http://example.com:9080/new");
+    let (status, _, body) = get(&proxy, "reviews", "/other", &[]).await;
+    assert_eq!((status, body.as_str()), (404, "gone fishing"));
+}
+
+#[tokio::test]
+async fn registry_only_refuses_unknown_destinations_with_502_nr() {
+    let mut config = http_config(&forward_to(V1), &cluster(V1, &[]));
+    config.outbound_traffic_policy = weft_proxy_config::OutboundTrafficPolicy::RegistryOnly;
+    let proxy = outbound_proxy(config, "203.0.113.9:80").await;
+    let (status, _, _) = get(&proxy, "example.com", "/", &[]).await;
+    assert_eq!(status, 502);
+    assert!(
+        proxy
+            .recorder
+            .last()
+            .flags
+            .contains(ResponseFlags::NO_ROUTE_FOUND)
+    );
+}
+
+#[tokio::test]
+async fn empty_cluster_gives_503_uh_and_dead_endpoint_gives_503_uf() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let routes = r#"            - match: [{uri: {prefix: /empty}}]
+              action:
+                route:
+                  clusters: [{cluster: "empty"}]
+            - action:
+                route:
+                  clusters: [{cluster: "dead"}]
+"#;
+    let clusters = cluster("empty", &[]) + &cluster("dead", &[closed]);
+    let proxy = outbound_proxy(http_config(routes, &clusters), VIP).await;
+    let (status, _, body) = get(&proxy, "reviews", "/empty", &[]).await;
+    assert_eq!((status, body.as_str()), (503, "no healthy upstream"));
+    assert!(
+        proxy
+            .recorder
+            .last()
+            .flags
+            .contains(ResponseFlags::NO_HEALTHY_UPSTREAM)
+    );
+    let (status, _, _) = get(&proxy, "reviews", "/dead", &[]).await;
+    assert_eq!(status, 503);
+    assert!(
+        proxy
+            .recorder
+            .last()
+            .flags
+            .contains(ResponseFlags::UPSTREAM_CONNECTION_FAILURE)
+    );
+}
+
+#[tokio::test]
+async fn headers_are_mutated_and_uri_rewritten_and_tracing_headers_kept() {
+    let backend = upstream(|_, _| async {
+        let mut response = status(200, "ok");
+        response
+            .headers_mut()
+            .insert("x-powered-by", "test".parse().unwrap());
+        response
+    })
+    .await;
+    let routes = format!(
+        r#"            - match: [{{uri: {{prefix: /api/}}}}]
+              action:
+                route:
+                  clusters: [{{cluster: "{V1}"}}]
+                  rewrite: {{uri: /v2/, authority: reviews.internal}}
+                  request_headers: {{set: {{x-set: one}}, add: {{x-add: two}}, remove: [x-drop]}}
+                  response_headers: {{remove: [x-powered-by], set: {{x-served-by: weft}}}}
+"#
+    );
+    let proxy = outbound_proxy(http_config(&routes, &cluster(V1, &[backend.address])), VIP).await;
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let (status, headers, _) = get(
+        &proxy,
+        "reviews",
+        "/api/items?page=2",
+        &[
+            ("x-drop", "1"),
+            ("traceparent", traceparent),
+            ("x-b3-traceid", "abc"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(!headers.contains_key("x-powered-by"));
+    assert_eq!(headers["x-served-by"], "weft");
+    let seen = backend.seen.lock();
+    let request = &seen[0];
+    assert_eq!(request.path, "/v2/items?page=2");
+    assert_eq!(request.headers["host"], "reviews.internal");
+    assert_eq!(request.headers["x-set"], "one");
+    assert_eq!(request.headers["x-add"], "two");
+    assert!(!request.headers.contains_key("x-drop"));
+    assert_eq!(request.headers["traceparent"], traceparent);
+    assert_eq!(request.headers["x-b3-traceid"], "abc");
+    let id = request.headers["x-request-id"].to_str().unwrap();
+    assert_eq!(id.len(), 36, "generated x-request-id {id}");
+    assert_eq!(proxy.recorder.last().request_id, id);
+}
+
+#[tokio::test]
+async fn existing_request_id_is_kept() {
+    let backend = named_upstream("v1").await;
+    let proxy = outbound_proxy(
+        http_config(&forward_to(V1), &cluster(V1, &[backend.address])),
+        VIP,
+    )
+    .await;
+    get(&proxy, "reviews", "/", &[("x-request-id", "given-id")]).await;
+    assert_eq!(backend.seen.lock()[0].headers["x-request-id"], "given-id");
+}
+
+#[tokio::test]
+async fn malformed_request_gets_400_and_the_proxy_keeps_serving() {
+    let backend = named_upstream("v1").await;
+    let proxy = outbound_proxy(
+        http_config(&forward_to(V1), &cluster(V1, &[backend.address])),
+        VIP,
+    )
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.address).await.unwrap();
+    stream
+        .write_all(b"GET /\x01bad HTTP/1.1\r\nHost: reviews\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply)).await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 400"), "reply: {reply:?}");
+    let (status, _, body) = get(&proxy, "reviews", "/", &[]).await;
+    assert_eq!((status, body.as_str()), (200, "v1"));
+}
+
+#[tokio::test]
+async fn unknown_authority_gets_404_nr() {
+    let backend = named_upstream("v1").await;
+    let mut config = http_config(&forward_to(V1), &cluster(V1, &[backend.address]));
+    config.outbound[0].http.as_mut().unwrap().virtual_hosts[0].domains = vec!["reviews".into()];
+    let proxy = outbound_proxy(config, VIP).await;
+    let (status, _, _) = get(&proxy, "ratings", "/", &[]).await;
+    assert_eq!(status, 404);
+    assert!(
+        proxy
+            .recorder
+            .last()
+            .flags
+            .contains(ResponseFlags::NO_ROUTE_FOUND)
+    );
+    let (status, _, _) = get(&proxy, "Reviews", "/", &[]).await;
+    assert_eq!(status, 200);
+}
