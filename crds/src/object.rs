@@ -11,6 +11,9 @@ use crate::parse::{self, ParseError};
 use crate::security::{self, AuthorizationPolicy, PeerAuthentication, RequestAuthentication};
 
 /// One mesh object of any kind Weft serves.
+// The variants differ in size (a VirtualService is large), but objects are parsed once and
+// then read in place; boxing them would only add an indirection to every match.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(untagged)]
 pub enum MeshObject {
@@ -43,7 +46,9 @@ pub enum ObjectError {
     #[error("{0}: required string field missing")]
     MissingTypeMeta(&'static str),
     /// The `apiVersion`/`kind` pair is not one Weft serves.
-    #[error("apiVersion {api_version:?} kind {kind:?} is not a mesh kind served by Weft (served: {served})")]
+    #[error(
+        "apiVersion {api_version:?} kind {kind:?} is not a mesh kind served by Weft (served: {served})"
+    )]
     UnknownKind {
         /// The document's apiVersion.
         api_version: String,
@@ -116,9 +121,7 @@ impl MeshObject {
             "WorkloadEntry" => MeshObject::WorkloadEntry(parse::from_value(value)?),
             "PeerAuthentication" => MeshObject::PeerAuthentication(parse::from_value(value)?),
             "AuthorizationPolicy" => MeshObject::AuthorizationPolicy(parse::from_value(value)?),
-            "RequestAuthentication" => {
-                MeshObject::RequestAuthentication(parse::from_value(value)?)
-            }
+            "RequestAuthentication" => MeshObject::RequestAuthentication(parse::from_value(value)?),
             _ => MeshObject::Mesh(parse::from_value(value)?),
         })
     }

@@ -44,7 +44,12 @@ pub fn from_yaml<T: DeserializeOwned>(text: &str) -> Result<T, ParseError> {
 }
 
 fn path_error(err: serde_path_to_error::Error<serde_json::Error>) -> ParseError {
-    let path = err.path().to_string();
+    let mut path = err.path().to_string();
+    // A map key that its type refuses (e.g. `http` where a port number is expected) is shown as
+    // `?` by serde_path_to_error: name the map instead.
+    if let Some(map) = path.strip_suffix(".?") {
+        path = map.to_string();
+    }
     let message = err.into_inner().to_string();
     if path == "." {
         ParseError::Field {
@@ -69,5 +74,14 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.path(), Some("spec.mtls.mode"));
         assert!(err.to_string().contains("SOMETIMES"), "{err}");
+    }
+
+    #[test]
+    fn refused_map_key_names_the_map() {
+        let err = from_yaml::<PeerAuthentication>(
+            "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: a}\nspec:\n  portLevelMtls:\n    http: {mode: STRICT}\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.path(), Some("spec.portLevelMtls"));
     }
 }

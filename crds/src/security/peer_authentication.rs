@@ -15,6 +15,8 @@ use crate::status::IstioStatus;
 ///
 /// Policies in the root namespace apply mesh-wide; a policy without selector applies to its
 /// whole namespace; a policy with a selector to the matching workloads. The narrowest wins.
+// kube's `printcolumn(...)` repeats keys such as `type_ = "string"` by design.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     derive = "PartialEq",
@@ -28,9 +30,23 @@ use crate::status::IstioStatus;
     category = "istio-io",
     category = "security-istio-io",
     doc = "PeerAuthentication defines how traffic will be tunneled (or not) to the sidecar.",
-    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mtls.mode", description = "Defines the mTLS mode used for peer authentication."),
-    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#, description = "Whether the policy is accepted, resolved and reconciled by every affected proxy."),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Mode",
+        type_ = "string",
+        json_path = ".spec.mtls.mode",
+        description = "Defines the mTLS mode used for peer authentication."
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#,
+        description = "Whether the policy is accepted, resolved and reconciled by every affected proxy."
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PeerAuthenticationSpec {
@@ -70,4 +86,3 @@ pub enum MtlsMode {
     /// Connection is an mTLS tunnel (TLS with client cert must be presented).
     Strict,
 }
-
