@@ -113,6 +113,39 @@ pub fn mutate(
     }
 }
 
+/// A 400 reply for an envelope that is not an `admission.k8s.io/v1` AdmissionReview.
+fn check_envelope(types: &TypeMeta) -> Option<(StatusCode, Vec<u8>)> {
+    if types.kind == META_KIND && types.api_version == META_API_VERSION_V1 {
+        return None;
+    }
+    Some(error_reply(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "unsupported {}/{}: only kind {META_KIND} with apiVersion {META_API_VERSION_V1} is \
+             accepted",
+            types.api_version, types.kind
+        ),
+    ))
+}
+
+/// The 400 reply for a body that did not parse as an `AdmissionReview<Pod>`: a wrong envelope
+/// is reported as such (not as a field error deep inside), anything else with the parser's
+/// message.
+fn parse_error_reply(body: &[u8], error: &serde_json::Error) -> (StatusCode, Vec<u8>) {
+    match serde_json::from_slice::<TypeMeta>(body) {
+        Ok(types) => check_envelope(&types).unwrap_or_else(|| {
+            error_reply(
+                StatusCode::BAD_REQUEST,
+                format!("malformed AdmissionReview for a v1 Pod: {error}"),
+            )
+        }),
+        Err(_) => error_reply(
+            StatusCode::BAD_REQUEST,
+            format!("body is not an AdmissionReview (apiVersion and kind): {error}"),
+        ),
+    }
+}
+
 /// Serializes `response` as an AdmissionReview, with the patch as base64 text.
 ///
 /// `AdmissionResponse.patch` is a Go `[]byte`, documented on the wire as a base64 string;
@@ -164,35 +197,13 @@ pub fn handle_inject_body(
             ),
         );
     }
-    // Check the envelope first so a wrong version is reported as such, not as a field error.
-    let types: TypeMeta = match serde_json::from_slice(body) {
-        Ok(types) => types,
-        Err(error) => {
-            return error_reply(
-                StatusCode::BAD_REQUEST,
-                format!("body is not an AdmissionReview (apiVersion and kind): {error}"),
-            );
-        }
-    };
-    if types.kind != META_KIND || types.api_version != META_API_VERSION_V1 {
-        return error_reply(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "unsupported {}/{}: only kind {META_KIND} with apiVersion {META_API_VERSION_V1} \
-                 is accepted",
-                types.api_version, types.kind
-            ),
-        );
-    }
     let review: AdmissionReview<Pod> = match serde_json::from_slice(body) {
         Ok(review) => review,
-        Err(error) => {
-            return error_reply(
-                StatusCode::BAD_REQUEST,
-                format!("malformed AdmissionReview for a v1 Pod: {error}"),
-            );
-        }
+        Err(error) => return parse_error_reply(body, &error),
     };
+    if let Some(reply) = check_envelope(&review.types) {
+        return reply;
+    }
     let Some(request) = review.request.as_ref() else {
         return error_reply(
             StatusCode::BAD_REQUEST,
