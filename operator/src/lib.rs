@@ -1,9 +1,13 @@
 //! `weft-operator`: the Weft control plane (Istio's istiod: Pilot, Citadel, Galley).
 //!
 //! - [`discovery`]: the discovery service proxies stream their configuration from;
+//! - [`snapshot`]: a Pilot snapshot as the discovery server's config builder;
 //! - [`standalone`]: the mode without Kubernetes, reading mesh YAML from a directory and writing
-//!   certificates to files.
+//!   certificates to files;
+//! - [`monitoring`]: `/metrics`, `/debug/syncz`, `/healthz`, `/readyz`.
 #![warn(missing_docs)]
 
 pub mod discovery;
+pub mod monitoring;
+pub mod snapshot;
 pub mod standalone;

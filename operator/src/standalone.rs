@@ -4,3 +4,4 @@
 
 pub mod citadel;
 pub mod config_dir;
+pub mod runner;
