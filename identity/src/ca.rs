@@ -146,6 +146,9 @@ pub enum CaError {
         /// `notAfter` of the CA certificate, Unix seconds.
         not_after_unix: i64,
     },
+    /// The trust domain of a self-signed root is not valid.
+    #[error("cannot create a root for this trust domain: {0}")]
+    InvalidTrustDomain(#[source] IdentityError),
     /// The identity to certify is not valid.
     #[error("cannot issue for this identity: {0}")]
     InvalidIdentity(#[from] IdentityError),
@@ -186,14 +189,14 @@ impl CertificateAuthority {
     /// keyCertSign + cRLSign, subject `O=<trust_domain>` (as Istio's self-signed root), valid from
     /// one minute ago for `ttl` ([`DEFAULT_ROOT_TTL`], 10 years, when `None`).
     ///
-    /// Errors: [`CaError::InvalidIdentity`] for a bad trust domain, [`CaError::InvalidTtl`] for a
+    /// Errors: [`CaError::InvalidTrustDomain`], [`CaError::InvalidTtl`] for a
     /// zero or unrepresentable lifetime, [`CaError::Rcgen`].
     pub fn self_signed(
         trust_domain: &str,
         ttl: Option<Duration>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, CaError> {
-        crate::spiffe::validate_trust_domain(trust_domain)?;
+        crate::spiffe::validate_trust_domain(trust_domain).map_err(CaError::InvalidTrustDomain)?;
         let ttl = ttl.unwrap_or(DEFAULT_ROOT_TTL);
         let now = clock.now();
         let (not_before, not_after) = issue::validity_window(now, ttl, None, "root ttl")?;

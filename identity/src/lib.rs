@@ -31,5 +31,5 @@ pub use ca::{
 pub use clock::{Clock, SystemClock, TestClock};
 pub use key::PrivateKeyPem;
 pub use rotation::{Decision, Reason, RotationPolicy};
-pub use spiffe::{Identity, IdentityError};
+pub use spiffe::{Identity, IdentityError, SvidError};
 pub use trust_bundle::{ChainError, ChainStatus, TrustBundle, TrustBundleError, TrustSource};

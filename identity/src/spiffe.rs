@@ -253,6 +253,43 @@ impl FromStr for Identity {
     }
 }
 
+/// Why no [`Identity`] could be read from a certificate ([`Identity::from_certificate_der`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SvidError {
+    /// The bytes are not a DER X.509 certificate.
+    #[error("not a valid X.509 certificate ({0})")]
+    InvalidCertificate(String),
+    /// The certificate has no URI SAN (not an Istio/Weft workload certificate).
+    #[error(
+        "certificate has no URI subject alternative name (X509-SVID.md §2 requires exactly one)"
+    )]
+    NoUriSan,
+    /// The certificate has more than one URI SAN.
+    #[error("certificate has {0:?} as URI SANs; X509-SVID.md §2 allows exactly one")]
+    SeveralUriSans(Vec<String>),
+    /// The URI SAN is not a valid Istio SPIFFE ID.
+    #[error("certificate URI SAN is not a valid SPIFFE ID: {0}")]
+    Invalid(#[from] IdentityError),
+}
+
+impl Identity {
+    /// Reads the identity of a workload certificate (an X.509-SVID, leaf DER): its single URI SAN,
+    /// parsed as a SPIFFE ID (SPIFFE `X509-SVID.md` §2). Use it on a peer's leaf after the TLS
+    /// stack has verified the chain; it does not verify anything itself.
+    ///
+    /// Errors: [`SvidError::InvalidCertificate`], [`SvidError::NoUriSan`],
+    /// [`SvidError::SeveralUriSans`], [`SvidError::Invalid`].
+    pub fn from_certificate_der(der: &[u8]) -> Result<Self, SvidError> {
+        let cert = crate::x509::parse(der).map_err(SvidError::InvalidCertificate)?;
+        let mut uris = crate::x509::uri_sans(&cert).map_err(SvidError::InvalidCertificate)?;
+        match uris.len() {
+            0 => Err(SvidError::NoUriSan),
+            1 => Ok(uris.remove(0).parse()?),
+            _ => Err(SvidError::SeveralUriSans(uris)),
+        }
+    }
+}
+
 /// Checks a trust domain against SPIFFE-ID.md §2.2: non-empty, at most 255 bytes, `[a-z0-9._-]` only.
 ///
 /// Errors: [`IdentityError::EmptyTrustDomain`], [`IdentityError::TrustDomainTooLong`] or

@@ -90,7 +90,7 @@ fn self_signed_root_has_istio_shape() {
 fn self_signed_rejects_bad_trust_domain_and_zero_ttl() {
     assert!(matches!(
         CertificateAuthority::self_signed("Cluster.Local", None, clock()),
-        Err(CaError::InvalidIdentity(
+        Err(CaError::InvalidTrustDomain(
             IdentityError::InvalidTrustDomain { .. }
         ))
     ));
@@ -589,4 +589,49 @@ fn cluster_local_name() -> rcgen::DistinguishedName {
     let mut dn = rcgen::DistinguishedName::new();
     dn.push(rcgen::DnType::OrganizationName, "cluster.local");
     dn
+}
+
+#[test]
+fn identity_reads_back_from_issued_certificates() {
+    let ca = self_signed_ca();
+    let issued = ca.issue_workload(&sleep(), HOUR).unwrap();
+    let leaf = chain_ders(&issued.cert_chain_pem).remove(0);
+    assert_eq!(Identity::from_certificate_der(&leaf).unwrap(), sleep());
+
+    let serving = ca.issue_serving(&["a.svc"], HOUR).unwrap();
+    let leaf = chain_ders(&serving.cert_chain_pem).remove(0);
+    assert_eq!(
+        Identity::from_certificate_der(&leaf),
+        Err(crate::spiffe::SvidError::NoUriSan)
+    );
+    assert!(matches!(
+        Identity::from_certificate_der(b"not der"),
+        Err(crate::spiffe::SvidError::InvalidCertificate(_))
+    ));
+}
+
+#[test]
+fn identity_from_certificate_rejects_several_or_invalid_uris() {
+    let root = root("root");
+    let mut params = ca_params("svid", DAY);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.subject_alt_names = vec![
+        rcgen::SanType::URI("spiffe://cluster.local/ns/a/sa/b".try_into().unwrap()),
+        rcgen::SanType::URI("spiffe://cluster.local/ns/c/sa/d".try_into().unwrap()),
+    ];
+    let two = signed(params.clone(), &root);
+    assert!(matches!(
+        Identity::from_certificate_der(&chain_ders(&two.cert_pem)[0]),
+        Err(crate::spiffe::SvidError::SeveralUriSans(uris)) if uris.len() == 2
+    ));
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        "spiffe://cluster.local/other/path".try_into().unwrap(),
+    )];
+    let bad = signed(params, &root);
+    assert!(matches!(
+        Identity::from_certificate_der(&chain_ders(&bad.cert_pem)[0]),
+        Err(crate::spiffe::SvidError::Invalid(
+            IdentityError::InvalidPath { .. }
+        ))
+    ));
 }
