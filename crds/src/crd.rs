@@ -8,6 +8,8 @@
 
 pub mod schema;
 
+#[cfg(test)]
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, CustomResourceValidation,
 };
@@ -133,4 +135,75 @@ pub fn kustomization(crds: &[CustomResourceDefinition], bases_dir_name: &str) ->
         out.push_str(&format!("- {bases_dir_name}/{}\n", file_name(crd)));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_property<'a>(crd: &'a CustomResourceDefinition, path: &[&str]) -> &'a JSONSchemaProps {
+        let version = &crd.spec.versions[0];
+        let mut node = version
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .unwrap();
+        for step in std::iter::once(&"spec").chain(path) {
+            node = node.properties.as_ref().unwrap().get(*step).unwrap();
+        }
+        node
+    }
+
+    #[test]
+    fn field_doc_wins_over_type_doc_and_enum_values_are_listed() {
+        let crd = multi_version::<PeerAuthentication>(security::SERVED_VERSIONS, "v1").unwrap();
+        let mode = spec_property(&crd, &["mtls", "mode"]);
+        let doc = mode.description.as_deref().unwrap();
+        assert!(
+            doc.starts_with("Defines the mTLS mode used for peer authentication."),
+            "{doc}"
+        );
+        assert!(
+            doc.contains("- `STRICT`: Connection is an mTLS tunnel"),
+            "{doc}"
+        );
+    }
+
+    #[test]
+    fn integer_keyed_map_becomes_additional_properties() {
+        let crd = multi_version::<PeerAuthentication>(security::SERVED_VERSIONS, "v1").unwrap();
+        let ports = spec_property(&crd, &["portLevelMtls"]);
+        assert!(ports.pattern_properties.is_none());
+        assert!(ports.additional_properties.is_some());
+    }
+
+    #[test]
+    fn versions_share_one_schema_with_one_storage_version() {
+        let crd = multi_version::<AuthorizationPolicy>(security::SERVED_VERSIONS, "v1").unwrap();
+        let names: Vec<(&str, bool)> = crd
+            .spec
+            .versions
+            .iter()
+            .map(|v| (v.name.as_str(), v.storage))
+            .collect();
+        assert_eq!(names, [("v1beta1", false), ("v1", true)]);
+        assert_eq!(crd.spec.versions[0].schema, crd.spec.versions[1].schema);
+        let err = multi_version::<AuthorizationPolicy>(&["v1beta1"], "v1").unwrap_err();
+        assert!(matches!(err, CrdError::StorageNotServed { .. }), "{err}");
+    }
+
+    #[test]
+    fn kustomization_lists_every_file_under_the_bases_directory() {
+        let crds = all().unwrap();
+        let text = kustomization(&crds, "bases");
+        assert!(text.starts_with(GENERATED_HEADER));
+        assert!(text.contains("kind: Kustomization\n"));
+        for crd in &crds {
+            assert!(
+                text.contains(&format!("- bases/{}\n", file_name(crd))),
+                "{text}"
+            );
+        }
+        assert_eq!(text.matches("\n- ").count(), crds.len());
+    }
 }

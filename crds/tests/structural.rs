@@ -32,6 +32,16 @@ const FORBIDDEN_IN_JUNCTORS: &[&str] = &[
     "additionalProperties",
 ];
 
+/// Whether a description holds a rustdoc intra-doc link such as "[`Foo::bar`]", which means
+/// nothing to `kubectl explain` (a Markdown link "[`x`](url)" is fine).
+fn rustdoc_link(doc: &str) -> bool {
+    doc.match_indices("`]").any(|(i, _)| {
+        let before = &doc[..i];
+        let after = &doc[i + 2..];
+        before.rfind("[`").is_some() && !after.starts_with('(')
+    })
+}
+
 /// Walks one schema node; `junctor` is true inside `allOf`/`anyOf`/`oneOf`/`not`;
 /// `is_property` is true when the node is the value of a `properties` entry.
 fn walk(
@@ -71,6 +81,11 @@ fn walk(
             .get("description")
             .and_then(Value::as_str)
             .is_some_and(|d| !d.trim().is_empty());
+        if let Some(doc) = node.get("description").and_then(Value::as_str)
+            && rustdoc_link(doc)
+        {
+            errs.push(format!("{path}: description holds a rustdoc link: {doc:?}"));
+        }
         if is_property && !documented {
             errs.push(format!("{path}: property without description"));
         }
@@ -212,6 +227,10 @@ fn the_walk_catches_what_the_api_server_refuses() {
         text.contains("d.oneOf[0]: description is not allowed inside a junctor"),
         "{text}"
     );
+    assert!(rustdoc_link("Read it through [`JwtRule::jwks_uri`]."));
+    assert!(!rustdoc_link(
+        "See [`Duration`](https://example.com) and `a` [b]."
+    ));
 }
 
 #[test]

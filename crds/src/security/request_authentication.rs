@@ -89,7 +89,7 @@ pub struct JwtRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
     /// The same as `jwksUri`, in the snake_case spelling Istio's CRD also accepts
-    /// (`+kubebuilder:altName=jwks_uri`). Read it through [`JwtRule::jwks_uri`].
+    /// (`+kubebuilder:altName=jwks_uri`). `jwksUri` wins when both are set.
     #[serde(default, rename = "jwks_uri", skip_serializing_if = "Option::is_none")]
     pub jwks_uri_alt: Option<String>,
     /// JSON Web Key Set of public keys to validate the signature of the JWT, inline. Only one
@@ -125,7 +125,8 @@ pub struct JwtRule {
 }
 
 impl JwtRule {
-    /// The JWKS URL, from `jwksUri` or, failing that, its alternate spelling `jwks_uri`.
+    /// The JWKS URL, from `jwksUri` or, failing that, its alternate spelling `jwks_uri`
+    /// (field [`JwtRule::jwks_uri_alt`]).
     pub fn jwks_uri(&self) -> Option<&str> {
         self.jwks_uri.as_deref().or(self.jwks_uri_alt.as_deref())
     }
