@@ -7,6 +7,7 @@
 //! forward ([`forward`]).
 
 mod forward;
+mod inbound;
 mod local;
 
 use std::convert::Infallible;
@@ -42,6 +43,35 @@ pub struct HttpProxy {
     pub observer: Arc<dyn RequestObserver>,
     /// Which listener this is.
     pub direction: Direction,
+    /// Inbound only: pooled clients to the local application.
+    app: Option<inbound::AppClients>,
+}
+
+impl HttpProxy {
+    /// The outbound HTTP proxy: requests are routed by the config's outbound services.
+    pub fn outbound(store: Arc<ConfigStore>, observer: Arc<dyn RequestObserver>) -> Self {
+        Self {
+            store,
+            observer,
+            direction: Direction::Outbound,
+            app: None,
+        }
+    }
+
+    /// The inbound HTTP proxy: requests go to the application at the connection's destination,
+    /// connecting within `connect_timeout`.
+    pub fn inbound(
+        store: Arc<ConfigStore>,
+        observer: Arc<dyn RequestObserver>,
+        connect_timeout: std::time::Duration,
+    ) -> Self {
+        Self {
+            store,
+            observer,
+            direction: Direction::Inbound,
+            app: Some(inbound::AppClients::new(connect_timeout)),
+        }
+    }
 }
 
 /// What the request path knows about the downstream connection.
@@ -202,14 +232,17 @@ async fn handle(
         log.downstream_peer = Some(conn.peer);
         log.source_principal = conn.source_principal.clone();
     }
-    let response = match proxy.store.snapshot() {
-        None => local_reply(
+    let response = match (proxy.store.snapshot(), &proxy.app) {
+        (None, _) => local_reply(
             503,
             "no configuration",
             ResponseFlags::NO_ROUTE_FOUND,
             guard.log(),
         ),
-        Some(snapshot) => route(&snapshot, conn, request, guard.log()).await,
+        (Some(snapshot), Some(app)) => {
+            inbound::forward(app, &snapshot, conn, request, guard.log()).await
+        }
+        (Some(snapshot), None) => route(&snapshot, conn, request, guard.log()).await,
     };
     guard.finish(response.status().as_u16());
     response

@@ -18,9 +18,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use weft_proxy_config::{InboundUpstream, MtlsMode};
+use weft_proxy_config::{InboundUpstream, MtlsMode, Protocol};
 
 use crate::config::ConfigStore;
+use crate::http::{ConnInfo, HttpProxy, serve_connection};
 use crate::listener::{DestinationMode, accept_loop, destination, sniff};
 use crate::request_log::{Direction, RequestObserver, ResponseFlags};
 use crate::tcp;
@@ -31,12 +32,36 @@ use crate::upstream::Connector;
 pub struct InboundProxy {
     /// The config.
     pub store: Arc<ConfigStore>,
-    /// Where finished connections go.
+    /// Where finished connections and requests go.
     pub observer: Arc<dyn RequestObserver>,
     /// How the destination is learnt.
     pub mode: DestinationMode,
     /// Connect timeout to the application.
     pub connect_timeout: std::time::Duration,
+    http: Arc<HttpProxy>,
+}
+
+impl InboundProxy {
+    /// The inbound listener's state; `connect_timeout` bounds connecting to the application.
+    pub fn new(
+        store: Arc<ConfigStore>,
+        observer: Arc<dyn RequestObserver>,
+        mode: DestinationMode,
+        connect_timeout: std::time::Duration,
+    ) -> Self {
+        let http = Arc::new(HttpProxy::inbound(
+            Arc::clone(&store),
+            Arc::clone(&observer),
+            connect_timeout,
+        ));
+        Self {
+            store,
+            observer,
+            mode,
+            connect_timeout,
+            http,
+        }
+    }
 }
 
 /// Serves the inbound listener on `listener` until `shutdown`.
@@ -83,7 +108,14 @@ async fn handle(
         MtlsMode::Strict | MtlsMode::Permissive => sniff(&stream).await,
     };
     let is_tls = matches!(detected, Detected::Tls { .. });
+    let declared = inbound.port(port).map(|entry| entry.protocol);
     let connector = Connector::plain(proxy.connect_timeout);
+    let mut conn = ConnInfo {
+        destination: target,
+        peer,
+        source_principal: None,
+        passthrough_allowed: false,
+    };
     if is_tls {
         let acceptor = match proxy.store.tls().map(|tls| tls.server_config()) {
             Some(Ok(config)) => TlsAcceptor::from(config),
@@ -104,7 +136,16 @@ async fn handle(
                 return tcp::emit(proxy.observer.as_ref(), log, started);
             }
         };
-        log.source_principal = crate::tls::peer_identity(tls.get_ref().1);
+        let session = tls.get_ref().1;
+        conn.source_principal = crate::tls::peer_identity(session);
+        log.source_principal.clone_from(&conn.source_principal);
+        let http = match session.alpn_protocol() {
+            Some(crate::tls::ALPN_H2 | crate::tls::ALPN_HTTP11) => true,
+            _ => declared.is_some_and(Protocol::is_http),
+        };
+        if http {
+            return serve_connection(tls, Arc::clone(&proxy.http), Arc::new(conn), shutdown).await;
+        }
         match connector.connect(target).await {
             Ok(mut app) => tcp::copy(&mut tls, &mut app, &shutdown, &mut log).await,
             Err(_) => log.flags.insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE),
@@ -113,6 +154,21 @@ async fn handle(
         tracing::debug!(%peer, port, "STRICT mTLS: plaintext connection refused");
         log.flags.insert(ResponseFlags::NO_ROUTE_FOUND);
     } else {
+        let http = match declared.unwrap_or(Protocol::Unknown) {
+            Protocol::Http | Protocol::Http2 | Protocol::Grpc => true,
+            Protocol::Tcp | Protocol::Tls => false,
+            Protocol::Unknown => {
+                let detected = match detected {
+                    Detected::Unknown if mode == MtlsMode::Disable => sniff(&stream).await,
+                    other => other,
+                };
+                matches!(detected, Detected::Http1 | Detected::Http2Preface)
+            }
+        };
+        if http {
+            return serve_connection(stream, Arc::clone(&proxy.http), Arc::new(conn), shutdown)
+                .await;
+        }
         let mut stream = stream;
         match connector.connect(target).await {
             Ok(mut app) => tcp::copy(&mut stream, &mut app, &shutdown, &mut log).await,

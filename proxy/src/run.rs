@@ -15,7 +15,7 @@ use crate::config::{ConfigSource, ConfigStore};
 use crate::http::HttpProxy;
 use crate::inbound::InboundProxy;
 use crate::listener::DestinationMode;
-use crate::request_log::{Direction, RequestObserver};
+use crate::request_log::RequestObserver;
 
 /// The bound sockets of a proxy (bound by the caller, so tests can use ephemeral ports).
 pub struct Listeners {
@@ -79,17 +79,16 @@ pub async fn run(listeners: Listeners, settings: RunSettings, shutdown: Cancella
     let store = settings.store;
     let source_task = tokio::spawn(settings.source.run(Arc::clone(&store), shutdown.clone()));
 
-    let outbound = Arc::new(HttpProxy {
-        store: Arc::clone(&store),
-        observer: Arc::clone(&observer),
-        direction: Direction::Outbound,
-    });
-    let inbound = Arc::new(InboundProxy {
-        store: Arc::clone(&store),
+    let outbound = Arc::new(HttpProxy::outbound(
+        Arc::clone(&store),
+        Arc::clone(&observer),
+    ));
+    let inbound = Arc::new(InboundProxy::new(
+        Arc::clone(&store),
         observer,
-        mode: settings.destination_mode,
-        connect_timeout: Duration::from_secs(10),
-    });
+        settings.destination_mode,
+        Duration::from_secs(10),
+    ));
     let admin = Arc::new(Admin {
         store: Arc::clone(&store),
         shutdown: shutdown.clone(),

@@ -1,5 +1,7 @@
 //! Protocol tests of the outbound HTTP path with real sockets on 127.0.0.1.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap
+
 #[path = "common/harness.rs"]
 mod harness;
 

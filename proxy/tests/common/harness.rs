@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use weft_proxy::config::ConfigStore;
 use weft_proxy::http::HttpProxy;
 use weft_proxy::listener::DestinationMode;
-use weft_proxy::request_log::{Direction, RequestLog, RequestObserver};
+use weft_proxy::request_log::{RequestLog, RequestObserver};
 use weft_proxy_config::ProxyConfig;
 
 /// The service VIP the tests' outbound listener pretends every connection was sent to.
@@ -148,16 +148,17 @@ pub fn parse(yaml: &str) -> ProxyConfig {
 pub async fn outbound_proxy(config: ProxyConfig, destination: &str) -> Proxy {
     let store = ConfigStore::new(None);
     store.apply(config).unwrap();
+    outbound_proxy_with_store(store, destination).await
+}
+
+/// Starts an outbound listener over an already-filled `store`.
+pub async fn outbound_proxy_with_store(store: Arc<ConfigStore>, destination: &str) -> Proxy {
     let recorder = Arc::new(Recorder::default());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let http = Arc::new(HttpProxy {
-        store: Arc::clone(&store),
-        observer: recorder.clone(),
-        direction: Direction::Outbound,
-    });
+    let http = Arc::new(HttpProxy::outbound(Arc::clone(&store), recorder.clone()));
     tokio::spawn(weft_proxy::outbound::serve(
         listener,
         http,

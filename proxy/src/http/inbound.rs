@@ -1,0 +1,126 @@
+//! Inbound HTTP: requests that passed the inbound listener's mTLS check go to the local
+//! application over pooled connections, one log record per request with the peer's identity
+//! (Istio's `inbound|<port>||` cluster).
+
+use std::time::Duration;
+
+use http::{Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::ConnInfo;
+use super::local::local_reply;
+use crate::request_log::{RequestLog, ResponseFlags};
+use crate::snapshot::Snapshot;
+use crate::upstream::{Connector, HttpClient, ProxyBody};
+
+/// Hop-by-hop headers never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+];
+
+/// Pooled plaintext clients to the application: HTTP/1.1 and HTTP/2 (for `HTTP2`/`GRPC`
+/// ports).
+pub struct AppClients {
+    http1: HttpClient,
+    http2: HttpClient,
+}
+
+impl AppClients {
+    /// Clients connecting within `connect_timeout`.
+    pub fn new(connect_timeout: Duration) -> Self {
+        let build = |http2: bool| {
+            let mut builder = Client::builder(TokioExecutor::new());
+            builder
+                .pool_idle_timeout(Duration::from_secs(60))
+                .set_host(false)
+                .http2_only(http2);
+            builder.build(Connector::plain(connect_timeout))
+        };
+        Self {
+            http1: build(false),
+            http2: build(true),
+        }
+    }
+}
+
+/// Forwards `request` to the application at `conn.destination`.
+pub async fn forward(
+    app: &AppClients,
+    snapshot: &Snapshot,
+    conn: &ConnInfo,
+    request: Request<Incoming>,
+    log: &mut RequestLog,
+) -> Response<ProxyBody> {
+    let port = conn.destination.port();
+    log.upstream_cluster = format!("inbound|{port}||");
+    log.upstream_host = Some(conn.destination);
+    log.attempts = 1;
+    let http2 = snapshot.config.inbound.port(port).is_some_and(|entry| {
+        matches!(
+            entry.protocol,
+            weft_proxy_config::Protocol::Http2 | weft_proxy_config::Protocol::Grpc
+        )
+    });
+    let (mut parts, body) = request.into_parts();
+    for name in HOP_BY_HOP {
+        parts.headers.remove(name);
+    }
+    if !parts.headers.contains_key(http::header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(value) = http::HeaderValue::from_str(authority.as_str())
+    {
+        parts.headers.insert(http::header::HOST, value);
+    }
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |path_and_query| path_and_query.as_str());
+    let Ok(uri) = Uri::builder()
+        .scheme("http")
+        .authority(conn.destination.to_string())
+        .path_and_query(path)
+        .build()
+    else {
+        return local_reply(400, "bad request path", ResponseFlags::empty(), log);
+    };
+    parts.uri = uri;
+    parts.version = if http2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    let request = Request::from_parts(parts, body.map_err(Into::into).boxed());
+    let client = if http2 { &app.http2 } else { &app.http1 };
+    match client.request(request).await {
+        Ok(response) => {
+            let mut response = response.map(|body| body.map_err(Into::into).boxed());
+            for name in HOP_BY_HOP {
+                response.headers_mut().remove(name);
+            }
+            response
+        }
+        Err(error) if error.is_connect() => local_reply(
+            503,
+            "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+            ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
+            log,
+        ),
+        Err(error) => {
+            tracing::debug!(%error, app = %conn.destination, "inbound request to the app failed");
+            local_reply(
+                503,
+                "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+                ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
+                log,
+            )
+        }
+    }
+}
