@@ -229,136 +229,144 @@ fn translate_policy(context: &mut Context<'_>, policy: &CrdPolicy) -> Authorizat
         ));
     }
     let trust_domain = context.view.mesh().trust_domain.clone();
-    let rules = spec
-        .rules
-        .iter()
-        .enumerate()
-        .map(|(rule_index, rule)| {
-            let rule_path = format!("spec.rules[{rule_index}]");
-            let from = rule
-                .from
-                .iter()
-                .enumerate()
-                .filter_map(|(index, from)| {
-                    let source = from.source.as_ref()?;
-                    let path = format!("{rule_path}.from[{index}].source");
-                    let mut principals = source.principals.clone();
-                    let mut not_principals = source.not_principals.clone();
-                    // `serviceAccounts` (`<ns>/<sa>`) are principals of the mesh's trust domain.
-                    let as_principal = |account: &String| match account.split_once('/') {
-                        Some((ns, sa)) => format!("{trust_domain}/ns/{ns}/sa/{sa}"),
-                        None => format!("{trust_domain}/ns/{namespace}/sa/{account}"),
-                    };
-                    if !source.service_accounts.is_empty() {
-                        if principals.is_empty() {
-                            principals = source.service_accounts.iter().map(as_principal).collect();
-                        } else {
-                            context.warn(origin.unsupported(
-                                format!("{path}.serviceAccounts"),
-                                "serviceAccounts together with principals is not expressible \
+    let action = match spec.effective_action() {
+        Action::Allow => AuthorizationAction::Allow,
+        Action::Deny => AuthorizationAction::Deny,
+        Action::Audit => AuthorizationAction::Audit,
+        Action::Custom => AuthorizationAction::Custom,
+    };
+    let mut rules = Vec::new();
+    for (rule_index, rule) in spec.rules.iter().enumerate() {
+        let before = context.warnings.len();
+        let rule_path = format!("spec.rules[{rule_index}]");
+        let from = rule
+            .from
+            .iter()
+            .enumerate()
+            .filter_map(|(index, from)| {
+                let source = from.source.as_ref()?;
+                let path = format!("{rule_path}.from[{index}].source");
+                let mut principals = source.principals.clone();
+                let mut not_principals = source.not_principals.clone();
+                // `serviceAccounts` (`<ns>/<sa>`) are principals of the mesh's trust domain.
+                let as_principal = |account: &String| match account.split_once('/') {
+                    Some((ns, sa)) => format!("{trust_domain}/ns/{ns}/sa/{sa}"),
+                    None => format!("{trust_domain}/ns/{namespace}/sa/{account}"),
+                };
+                if !source.service_accounts.is_empty() {
+                    if principals.is_empty() {
+                        principals = source.service_accounts.iter().map(as_principal).collect();
+                    } else {
+                        context.warn(origin.unsupported(
+                            format!("{path}.serviceAccounts"),
+                            "serviceAccounts together with principals is not expressible \
                                  (both must match); only principals apply",
-                            ));
-                        }
+                        ));
                     }
-                    not_principals.extend(source.not_service_accounts.iter().map(as_principal));
-                    for (present, field) in [
-                        (!source.remote_ip_blocks.is_empty(), "remoteIpBlocks"),
-                        (!source.not_remote_ip_blocks.is_empty(), "notRemoteIpBlocks"),
-                    ] {
-                        if present {
-                            context.warn(origin.unsupported(
-                                format!("{path}.{field}"),
-                                "remote (X-Forwarded-For) IP blocks are not expressible; ignored",
-                            ));
-                        }
+                }
+                not_principals.extend(source.not_service_accounts.iter().map(as_principal));
+                for (present, field) in [
+                    (!source.remote_ip_blocks.is_empty(), "remoteIpBlocks"),
+                    (!source.not_remote_ip_blocks.is_empty(), "notRemoteIpBlocks"),
+                ] {
+                    if present {
+                        context.warn(origin.unsupported(
+                            format!("{path}.{field}"),
+                            "remote (X-Forwarded-For) IP blocks are not expressible; ignored",
+                        ));
                     }
-                    let mut cidrs = |blocks: &[String], field: &str| -> Vec<Cidr> {
-                        blocks
-                            .iter()
-                            .enumerate()
-                            .filter_map(|(index, block)| match block.parse() {
-                                Ok(cidr) => Some(cidr),
-                                Err(_) => {
-                                    context.warn(origin.unsupported(
-                                        format!("{path}.{field}[{index}]"),
-                                        format!("{block:?} is not an IP block; ignored"),
-                                    ));
-                                    None
-                                }
-                            })
-                            .collect()
-                    };
-                    let ip_blocks = cidrs(&source.ip_blocks, "ipBlocks");
-                    let not_ip_blocks = cidrs(&source.not_ip_blocks, "notIpBlocks");
-                    Some(AuthzSource {
-                        principals,
-                        not_principals,
-                        request_principals: source.request_principals.clone(),
-                        not_request_principals: source.not_request_principals.clone(),
-                        namespaces: source.namespaces.clone(),
-                        not_namespaces: source.not_namespaces.clone(),
-                        ip_blocks,
-                        not_ip_blocks,
-                    })
+                }
+                let mut cidrs = |blocks: &[String], field: &str| -> Vec<Cidr> {
+                    blocks
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(index, block)| match block.parse() {
+                            Ok(cidr) => Some(cidr),
+                            Err(_) => {
+                                context.warn(origin.unsupported(
+                                    format!("{path}.{field}[{index}]"),
+                                    format!("{block:?} is not an IP block; ignored"),
+                                ));
+                                None
+                            }
+                        })
+                        .collect()
+                };
+                let ip_blocks = cidrs(&source.ip_blocks, "ipBlocks");
+                let not_ip_blocks = cidrs(&source.not_ip_blocks, "notIpBlocks");
+                Some(AuthzSource {
+                    principals,
+                    not_principals,
+                    request_principals: source.request_principals.clone(),
+                    not_request_principals: source.not_request_principals.clone(),
+                    namespaces: source.namespaces.clone(),
+                    not_namespaces: source.not_namespaces.clone(),
+                    ip_blocks,
+                    not_ip_blocks,
                 })
-                .collect();
-            let to = rule
-                .to
-                .iter()
-                .enumerate()
-                .filter_map(|(index, to)| {
-                    let operation = to.operation.as_ref()?;
-                    let path = format!("{rule_path}.to[{index}].operation");
-                    let mut numbers = |ports: &[String], field: &str| -> Vec<u16> {
-                        ports
-                            .iter()
-                            .enumerate()
-                            .filter_map(|(index, port)| match port.parse() {
-                                Ok(port) => Some(port),
-                                Err(_) => {
-                                    context.warn(origin.unsupported(
-                                        format!("{path}.{field}[{index}]"),
-                                        format!("{port:?} is not a port number; ignored"),
-                                    ));
-                                    None
-                                }
-                            })
-                            .collect()
-                    };
-                    let ports = numbers(&operation.ports, "ports");
-                    let not_ports = numbers(&operation.not_ports, "notPorts");
-                    Some(AuthzOperation {
-                        hosts: operation.hosts.clone(),
-                        not_hosts: operation.not_hosts.clone(),
-                        ports,
-                        not_ports,
-                        methods: operation.methods.clone(),
-                        not_methods: operation.not_methods.clone(),
-                        paths: operation.paths.clone(),
-                        not_paths: operation.not_paths.clone(),
-                    })
+            })
+            .collect();
+        let to = rule
+            .to
+            .iter()
+            .enumerate()
+            .filter_map(|(index, to)| {
+                let operation = to.operation.as_ref()?;
+                let path = format!("{rule_path}.to[{index}].operation");
+                let mut numbers = |ports: &[String], field: &str| -> Vec<u16> {
+                    ports
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(index, port)| match port.parse() {
+                            Ok(port) => Some(port),
+                            Err(_) => {
+                                context.warn(origin.unsupported(
+                                    format!("{path}.{field}[{index}]"),
+                                    format!("{port:?} is not a port number; ignored"),
+                                ));
+                                None
+                            }
+                        })
+                        .collect()
+                };
+                let ports = numbers(&operation.ports, "ports");
+                let not_ports = numbers(&operation.not_ports, "notPorts");
+                Some(AuthzOperation {
+                    hosts: operation.hosts.clone(),
+                    not_hosts: operation.not_hosts.clone(),
+                    ports,
+                    not_ports,
+                    methods: operation.methods.clone(),
+                    not_methods: operation.not_methods.clone(),
+                    paths: operation.paths.clone(),
+                    not_paths: operation.not_paths.clone(),
                 })
-                .collect();
-            let when = rule
-                .when
-                .iter()
-                .map(|condition| AuthzCondition {
-                    key: condition.key.clone(),
-                    values: condition.values.clone(),
-                    not_values: condition.not_values.clone(),
-                })
-                .collect();
-            AuthorizationRule { from, to, when }
-        })
-        .collect();
+            })
+            .collect();
+        let when = rule
+            .when
+            .iter()
+            .map(|condition| AuthzCondition {
+                key: condition.key.clone(),
+                values: condition.values.clone(),
+                not_values: condition.not_values.clone(),
+            })
+            .collect();
+        // Ignoring a condition widens a rule: harmless for DENY (it denies more), unsafe
+        // for ALLOW, whose rule is then left out so the policy fails closed.
+        if context.warnings.len() > before && action != AuthorizationAction::Deny {
+            context.warn(origin.unsupported(
+                rule_path,
+                "the rule uses fields that are not expressible; it is left out of this \
+                     non-DENY policy so that it cannot allow more than written",
+            ));
+            continue;
+        }
+        rules.push(AuthorizationRule { from, to, when });
+    }
     AuthorizationPolicy {
         name: format!("{namespace}/{name}"),
-        action: match spec.effective_action() {
-            Action::Allow => AuthorizationAction::Allow,
-            Action::Deny => AuthorizationAction::Deny,
-            Action::Audit => AuthorizationAction::Audit,
-            Action::Custom => AuthorizationAction::Custom,
-        },
+        action,
         rules,
     }
 }

@@ -1,1 +1,175 @@
+//! Unit tests of config generation rules that golden files cover only in combination.
 
+use weft_proxy_config::{BLACK_HOLE_CLUSTER, MtlsMode, RouteAction, TransportSocket};
+
+use crate::{ClusterView, ProxyTarget, affected_proxies, build_proxy_config};
+
+const BASE: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+  namespace: team
+  labels: {app: client}
+  annotations: {sidecar.istio.io/status: x}
+status: {podIP: 10.0.1.1}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: server
+  namespace: team
+  labels: {app: server, version: v1}
+status: {podIP: 10.0.1.2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: server, namespace: team}
+spec:
+  clusterIP: 10.96.0.2
+  selector: {app: server}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: server-1
+  namespace: team
+  labels: {kubernetes.io/service-name: server}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+- addresses: [10.0.1.2]
+  targetRef: {kind: Pod, name: server}
+"#;
+
+fn build(extra: &str, pod: &str) -> crate::BuildOutput {
+    let view = ClusterView::from_yaml(&format!("{BASE}\n---\n{extra}")).unwrap();
+    let target = ProxyTarget::for_pod(&view, "team", pod).unwrap();
+    build_proxy_config(&view, &target)
+}
+
+#[test]
+fn unset_peer_authentication_inherits_namespace_then_mesh() {
+    let mesh_strict = r#"
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: server, namespace: team}
+spec:
+  selector: {matchLabels: {app: server}}
+  mtls: {mode: UNSET}
+"#;
+    let output = build(mesh_strict, "server");
+    assert_eq!(output.config.inbound.default_mtls_mode, MtlsMode::Strict);
+    let namespace_permissive = format!(
+        "{mesh_strict}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n\
+         metadata: {{name: default, namespace: team}}\nspec: {{mtls: {{mode: PERMISSIVE}}}}\n"
+    );
+    let output = build(&namespace_permissive, "server");
+    assert_eq!(
+        output.config.inbound.default_mtls_mode,
+        MtlsMode::Permissive
+    );
+    assert_eq!(
+        build("", "server").config.inbound.default_mtls_mode,
+        MtlsMode::Permissive
+    );
+}
+
+#[test]
+fn auto_mtls_is_plaintext_without_sidecar_and_explicit_istio_mutual_wins() {
+    let output = build("", "client");
+    let cluster = output
+        .config
+        .cluster("outbound|80||server.team.svc.cluster.local")
+        .unwrap();
+    assert_eq!(cluster.transport, TransportSocket::Plaintext);
+    assert_eq!(cluster.endpoints[0].port, 8080);
+    let rule = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: server, namespace: team}
+spec:
+  host: server
+  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+"#;
+    let output = build(rule, "client");
+    let cluster = output
+        .config
+        .cluster("outbound|80||server.team.svc.cluster.local")
+        .unwrap();
+    assert!(matches!(
+        cluster.transport,
+        TransportSocket::IstioMutual { ref sni, .. }
+            if sni == "outbound_.80_._.server.team.svc.cluster.local"
+    ));
+}
+
+#[test]
+fn unknown_subset_goes_to_the_black_hole_with_a_warning() {
+    let vs = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: server, namespace: team}
+spec:
+  hosts: [server]
+  http:
+  - route:
+    - destination: {host: server, subset: v9}
+"#;
+    let output = build(vs, "client");
+    let listener = &output.config.outbound[0];
+    let route = &listener.http.as_ref().unwrap().virtual_hosts[0].routes[0];
+    let RouteAction::Route(forward) = &route.action else {
+        panic!("expected a forward action, got {route:?}");
+    };
+    assert_eq!(forward.clusters[0].cluster, BLACK_HOLE_CLUSTER);
+    assert_eq!(output.warnings.len(), 1);
+    assert_eq!(
+        output.warnings[0].field_path,
+        "spec.http[0].route[0].destination"
+    );
+    assert!(output.config.validate().is_ok());
+}
+
+#[test]
+fn workload_sidecar_beats_the_namespace_default() {
+    let sidecars = r#"
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: team}
+spec:
+  egress: [{hosts: ["~/*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: client, namespace: team}
+spec:
+  workloadSelector: {labels: {app: client}}
+  egress: [{hosts: ["./*"]}]
+"#;
+    assert_eq!(build(sidecars, "client").config.outbound.len(), 1);
+    assert!(build(sidecars, "server").config.outbound.is_empty());
+}
+
+#[test]
+fn affected_proxies_are_those_whose_config_changes() {
+    let before = ClusterView::from_yaml(BASE).unwrap();
+    let rule = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: \
+                {name: server, namespace: team}\nspec:\n  host: server\n  trafficPolicy: \
+                {loadBalancer: {simple: RANDOM}}\n";
+    let after = ClusterView::from_yaml(&format!("{BASE}\n---\n{rule}")).unwrap();
+    let affected = affected_proxies(&before, &after);
+    let names: Vec<&str> = affected.iter().map(|t| t.instance_name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["client"],
+        "only the pod with a sidecar is a proxy"
+    );
+    assert!(affected_proxies(&after, &after).is_empty());
+}

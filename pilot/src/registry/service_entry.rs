@@ -111,7 +111,7 @@ fn entry_services(
             {
                 continue;
             }
-            let field = "spec.workloadSelector";
+            let field = "spec";
             let workload_origin = Origin {
                 kind: "WorkloadEntry",
                 namespace,
