@@ -123,7 +123,13 @@ async fn crds_establish_and_the_corpus_is_accepted_unchanged() {
                 Api::all_with(client.clone(), &resource)
             };
             let mut obj: DynamicObject = serde_json::from_value(doc.clone()).unwrap();
-            obj.metadata.namespace = namespaced.then(|| ns_name.clone());
+            if namespaced {
+                obj.metadata.namespace = Some(ns_name.clone());
+            } else {
+                // Cluster-scoped objects (the Mesh) must not collide with a real one.
+                let name = obj.metadata.name.take().unwrap_or_default();
+                obj.metadata.name = Some(format!("{ns_name}-{name}"));
+            }
             match api.create(&dry_run, &obj).await {
                 Ok(back) => {
                     created += 1;
