@@ -154,6 +154,7 @@ pub async fn stream_once(
             source,
         })?;
     let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .handshake(TokioIo::new(tls))
         .await?;

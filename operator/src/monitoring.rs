@@ -34,7 +34,10 @@ async fn metrics(State(m): State<Monitoring>) -> impl IntoResponse {
     match encoded {
         Ok(()) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             text,
         ),
         Err(e) => (
@@ -53,7 +56,10 @@ async fn readyz(State(m): State<Monitoring>) -> impl IntoResponse {
     if m.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "no configuration loaded yet")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no configuration loaded yet",
+        )
     }
 }
 

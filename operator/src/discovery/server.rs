@@ -159,7 +159,7 @@ impl DiscoveryServer {
             .collect();
         for (id, hello, peer) in targets {
             match self.build(&*builder, &hello, &peer) {
-                Ok(config) => self.offer(id, config, changed_at),
+                Ok(config) => self.offer(id, config, Some(changed_at)),
                 Err(e) => {
                     self.metrics.push_errors.inc();
                     tracing::warn!(proxy = %hello.workload, namespace = %hello.namespace, error = %e, "no config for proxy");
@@ -182,7 +182,7 @@ impl DiscoveryServer {
         result
     }
 
-    fn offer(&self, id: u64, config: ProxyConfig, changed_at: Instant) {
+    fn offer(&self, id: u64, config: ProxyConfig, changed_at: Option<Instant>) {
         let version = if config.version.is_empty() {
             config.content_hash().unwrap_or_default()
         } else {
@@ -263,7 +263,7 @@ impl DiscoveryServer {
         );
         self.metrics.connected.inc();
         tracing::info!(proxy = %hello.workload, namespace = %hello.namespace, "proxy connected");
-        self.offer(id, config, Instant::now());
+        self.offer(id, config, None);
         let server = self.clone();
         tokio::spawn(async move {
             server.read_acks(id, body, decoder).await;
@@ -375,6 +375,7 @@ impl DiscoveryServer {
                     async move { Ok::<_, Infallible>(server.handle(req, peer).await) }
                 });
                 let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .timer(hyper_util::rt::TokioTimer::new())
                     .keep_alive_interval(Some(Duration::from_secs(20)))
                     .serve_connection(TokioIo::new(tls), service);
                 tokio::select! {

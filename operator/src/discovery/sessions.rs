@@ -83,16 +83,19 @@ impl SessionState {
     }
 
     /// Decides whether `version` must be pushed: yes when nothing was sent yet or the last sent
-    /// version differs. `changed_at` is when the triggering change happened (for the
-    /// convergence histogram). Returns the push to make, or `None`.
-    pub fn plan_push(&mut self, version: &str, changed_at: Instant) -> Option<Push> {
+    /// version differs. `changed_at` is when the triggering config event happened (for the
+    /// convergence histogram); `None` for the first push of a new stream, which no config event
+    /// caused. Returns the push to make, or `None`.
+    pub fn plan_push(&mut self, version: &str, changed_at: Option<Instant>) -> Option<Push> {
         if self.sent.as_ref().is_some_and(|(v, _)| v == version) {
             return None;
         }
         let nonce = self.next_nonce;
         self.next_nonce += 1;
         self.sent = Some((version.to_string(), nonce));
-        self.pending_since.get_or_insert(changed_at);
+        if let Some(t) = changed_at {
+            self.pending_since.get_or_insert(t);
+        }
         Some(Push {
             version: version.to_string(),
             nonce,
@@ -236,14 +239,14 @@ mod tests {
     fn pushes_only_when_the_version_changes() {
         let mut s = session();
         let t0 = Instant::now();
-        let p1 = s.plan_push("a", t0).unwrap();
+        let p1 = s.plan_push("a", Some(t0)).unwrap();
         assert_eq!(p1.nonce, 1);
         assert_eq!(
-            s.plan_push("a", t0),
+            s.plan_push("a", Some(t0)),
             None,
             "same content is not pushed again"
         );
-        let p2 = s.plan_push("b", t0).unwrap();
+        let p2 = s.plan_push("b", Some(t0)).unwrap();
         assert_eq!(p2.nonce, 2);
     }
 
@@ -251,8 +254,8 @@ mod tests {
     fn ack_of_the_latest_push_converges_and_stale_acks_are_ignored() {
         let mut s = session();
         let t0 = Instant::now();
-        let p1 = s.plan_push("a", t0).unwrap();
-        let p2 = s.plan_push("b", t0).unwrap();
+        let p1 = s.plan_push("a", Some(t0)).unwrap();
+        let p2 = s.plan_push("b", Some(t0)).unwrap();
         assert_eq!(s.ack("a", p1.nonce, t0), AckOutcome::Stale);
         assert_eq!(s.status().state, "STALE");
         let later = t0 + Duration::from_millis(40);
@@ -268,7 +271,7 @@ mod tests {
     #[test]
     fn nack_is_recorded_with_its_reason() {
         let mut s = session();
-        let p = s.plan_push("a", Instant::now()).unwrap();
+        let p = s.plan_push("a", Some(Instant::now())).unwrap();
         assert_eq!(
             s.nack("a", p.nonce, "cluster x missing"),
             AckOutcome::Refused

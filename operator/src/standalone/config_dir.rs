@@ -137,10 +137,11 @@ impl ConfigDir {
             seen.push(path.clone());
             let modified = meta.modified().ok();
             let len = meta.len();
-            if let Some(state) = self.files.get(&path) {
-                if state.modified == modified && state.len == len {
-                    continue;
-                }
+            if let Some(state) = self.files.get(&path)
+                && state.modified == modified
+                && state.len == len
+            {
+                continue;
             }
             match read_file(&path) {
                 Ok(objects) => {

@@ -62,7 +62,11 @@ fn identities(objects: &[MeshObject], trust_domain: &str) -> BTreeSet<String> {
         .iter()
         .filter_map(|o| match o {
             MeshObject::WorkloadEntry(we) => {
-                let ns = we.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+                let ns = we
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into());
                 let sa = we
                     .spec
                     .service_account
@@ -108,11 +112,12 @@ pub async fn run(settings: StandaloneSettings, shutdown: CancellationToken) -> a
     citadel
         .issue_into(&operator_identity, &operator_dir)
         .context("issuing the operator's certificate")?;
-    let store = CertStore::load(CertPaths::istio(&operator_dir)).context("loading the operator's certificate")?;
+    let store = CertStore::load(CertPaths::istio(&operator_dir))
+        .context("loading the operator's certificate")?;
     let _reload = store.watch(Duration::from_secs(1));
     let tls = weft_proxy::tls::server_config(&store, &[b"h2"]).context("discovery TLS config")?;
 
-    let mut registry = Registry::with_prefix("");
+    let mut registry = Registry::default();
     let metrics = DiscoveryMetrics::new(&mut registry);
     let debounce = DebounceSettings {
         after: spec.debounce_after(),
@@ -126,7 +131,11 @@ pub async fn run(settings: StandaloneSettings, shutdown: CancellationToken) -> a
         .await
         .with_context(|| format!("binding discovery address {}", settings.discovery_addr))?;
     tracing::info!(address = %settings.discovery_addr, "discovery service listening");
-    tokio::spawn(server.clone().serve(listener, Arc::new(tls), shutdown.clone()));
+    tokio::spawn(
+        server
+            .clone()
+            .serve(listener, Arc::new(tls), shutdown.clone()),
+    );
     tokio::spawn(server.clone().run_pushes(shutdown.clone()));
     let monitoring = Monitoring {
         registry: Arc::new(Mutex::new(registry)),
