@@ -233,6 +233,9 @@ impl CertificateAuthority {
     /// it; `cert-chain.pem` is empty or starts with `ca-cert.pem`; `ca-cert.pem` followed by the
     /// rest of `cert-chain.pem` verifies to a root in `root-cert.pem`. When `cert-chain.pem` is
     /// empty and `ca-cert.pem` is not itself a root, the chain defaults to `ca-cert.pem`.
+    /// `ca-key.pem` must be PKCS#8 (`BEGIN PRIVATE KEY`, what OpenSSL 3 and Istio's
+    /// `tools/certs` Makefiles write); SEC1/PKCS#1 keys are refused with an `openssl pkcs8` hint
+    /// because ring cannot load them.
     ///
     /// Errors: [`CaError::Pem`], [`CaError::TrustBundle`], [`CaError::CaCertCount`],
     /// [`CaError::NotACa`], [`CaError::CaExpired`], [`CaError::UnsupportedKey`],

@@ -264,6 +264,8 @@ impl TrustBundle {
     /// Verifies a DER chain (leaf first) at time `at`: starting from the leaf, each certificate
     /// must be signed by a bundle root (done) or by the next certificate of the chain, which must
     /// be a CA; every certificate used, and the root, must be within its validity period at `at`.
+    /// Not checked here (the TLS stack, rustls-webpki, does): pathLenConstraint, name
+    /// constraints, extended key usage and revocation.
     ///
     /// Errors: [`ChainError::Empty`], [`ChainError::EmptyBundle`], [`ChainError::OutsideValidity`],
     /// [`ChainError::BrokenLink`], [`ChainError::Untrusted`], [`ChainError::InvalidCertificate`].
