@@ -2,6 +2,8 @@
 //! mTLS HTTP/2 discovery stream, a push when a file changes, the ACK visible in
 //! `/debug/syncz`, and a proxy with the wrong identity refused.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
