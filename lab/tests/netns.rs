@@ -1,5 +1,7 @@
 //! The lab builds real namespaces and removes all of them. Needs root, `ip` and `iptables`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 use weft_lab::{Lab, preflight};
 
 fn netns_list() -> String {
