@@ -5,9 +5,10 @@
 //! an equivalent, with Istio's names and defaults; Weft-only settings (certificate lifetimes,
 //! debounce) take the values of the Istio environment variables that control the same thing.
 //! Every field is optional: read the effective value through the accessors on [`MeshSpec`],
-//! which apply the documented defaults.
+//! which apply the documented defaults, and check it with [`MeshSpec::validate`].
 
 mod settings;
+mod validation;
 
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -17,6 +18,7 @@ use crate::duration::Duration;
 use crate::status::IstioStatus;
 
 pub use settings::*;
+pub use validation::MeshError;
 
 /// The API group of Weft's own kinds.
 pub const GROUP: &str = "mesh.weft.dev";

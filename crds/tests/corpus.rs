@@ -85,6 +85,15 @@ fn valid_documents_parse_and_round_trip_without_loss() {
         // One schema is served at every version and the typed object always writes the
         // storage version: compare everything else.
         output["apiVersion"] = input["apiVersion"].clone();
+        if let MeshObject::Mesh(mesh) = &obj {
+            let problems = mesh.spec.validate();
+            if !problems.is_empty() {
+                errs.push(format!(
+                    "{}: Mesh does not validate: {problems:?}",
+                    support::shown(&path)
+                ));
+            }
+        }
         if !json_eq(&output, &input) {
             errs.push(format!(
                 "{} ({} {}):\n  in:  {input}\n  out: {output}",

@@ -42,11 +42,11 @@ pub struct CertificateSettings {
     /// `DEFAULT_WORKLOAD_CERT_TTL`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload_cert_ttl: Option<Duration>,
-    /// The fraction (0 to 1) of a workload certificate's lifetime after which it is renewed;
+    /// The fraction (strictly between 0 and 1) of a workload certificate's lifetime after which it is renewed;
     /// 0.5 renews half-way. Istio's `SECRET_GRACE_PERIOD_RATIO` counts from the other end (renew
     /// when less than ratio × lifetime remains); both agree at the default 0.5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.0, max = 1.0))]
+    #[schemars(range(min = 0.0, max = 1.0), extend("exclusiveMinimum" = true, "exclusiveMaximum" = true))]
     pub rotate_at_fraction: Option<f64>,
     /// Lifetime of the self-signed root certificate, e.g. `87600h`. Default 87600h (10 years,
     /// Istio's `CITADEL_SELF_SIGNED_CA_CERT_TTL`).
