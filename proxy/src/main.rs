@@ -7,12 +7,16 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
-use weft_proxy::config::{ConfigStore, FileSource};
+use weft_proxy::admin::PrometheusRender;
+use weft_proxy::config::{ConfigSource, ConfigStore, FileSource};
+use weft_proxy::discovery_source::DiscoverySource;
 use weft_proxy::listener::DestinationMode;
 use weft_proxy::mesh_tls::{CertStoreTls, MeshTls};
-use weft_proxy::request_log::TracingObserver;
 use weft_proxy::run::{Listeners, RunSettings, run};
+use weft_proxy::telemetry::{AccessLog, Telemetry};
+use weft_proxy::telemetry_observer::TelemetryObserver;
 
 #[derive(Parser)]
 #[command(name = "weft-proxy", about = "The Weft sidecar data plane")]
@@ -26,14 +30,55 @@ enum Command {
     /// Install the iptables rules that capture the pod's traffic (run as the init container).
     Init(weft_proxy::capture::CaptureArgs),
     /// Run the proxy.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Wait until the local proxy is ready (the injector's `postStart` hook when
+    /// `holdApplicationUntilProxyStarts` is on): polls `/healthz/ready` on 15021.
+    WaitReady(WaitReadyArgs),
+}
+
+#[derive(clap::Args)]
+struct WaitReadyArgs {
+    /// The health endpoint to poll.
+    #[arg(long, default_value = "127.0.0.1:15021")]
+    health_addr: SocketAddr,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout_s: u64,
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// The proxy config (YAML, or JSON by `.json` extension); re-read when it changes.
-    #[arg(long, env = "WEFT_PROXY_CONFIG")]
-    config: PathBuf,
+    /// The proxy config (YAML, or JSON by `.json` extension); re-read when it changes. For
+    /// tests and standalone use; otherwise the config comes from `--discovery-address`.
+    #[arg(long, env = "WEFT_PROXY_CONFIG", conflicts_with = "discovery_address")]
+    config: Option<PathBuf>,
+    /// The control plane's discovery service, `host:port` (Istio's `discoveryAddress`,
+    /// e.g. `istiod.istio-system.svc:15012`). Needs `--cert-dir`.
+    #[arg(long, env = "DISCOVERY_ADDRESS", required_unless_present = "config")]
+    discovery_address: Option<String>,
+    /// The mesh's SPIFFE trust domain (the control plane's identity is checked in it).
+    #[arg(long, env = "TRUST_DOMAIN", default_value = "cluster.local")]
+    trust_domain: String,
+    /// The control plane's namespace (its SPIFFE ID is `.../ns/<this>/sa/weft-operator`).
+    #[arg(long, env = "CONTROL_PLANE_NAMESPACE", default_value = "istio-system")]
+    control_plane_namespace: String,
+    /// The workload's namespace (downward API `POD_NAMESPACE`).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// The workload's name: the pod name, or the WorkloadEntry name outside Kubernetes
+    /// (downward API `POD_NAME`).
+    #[arg(long, env = "POD_NAME", default_value = "")]
+    workload: String,
+    /// Log level when `RUST_LOG` is not set (`sidecar.istio.io/logLevel`).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Worker threads (Istio `ProxyConfig.concurrency`); default: 2.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Drain time on shutdown as a Go duration (Istio `terminationDrainDuration`, e.g. `5s`);
+    /// overrides `--drain-time-ms`.
+    #[arg(long)]
+    termination_drain_duration: Option<String>,
     /// Directory with the workload certificate (Istio's cert-chain.pem, key.pem,
     /// root-cert.pem, or tls.crt, tls.key, ca.crt). Without it mTLS is unavailable.
     #[arg(long, env = "WEFT_CERT_DIR")]
@@ -59,43 +104,123 @@ struct RunArgs {
     /// How often the config file is checked for changes, in ms.
     #[arg(long, default_value_t = 500)]
     config_poll_ms: u64,
+    /// Access log destination: `stdout` (Istio's default with `accessLogFile: /dev/stdout`),
+    /// `off`, or a file path.
+    #[arg(long, default_value = "stdout")]
+    access_log: String,
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let level = match &cli.command {
+        Command::Run(args) => args.log_level.clone(),
+        _ => "info".to_string(),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
         )
         .init();
-    match Cli::parse().command {
+    match cli.command {
         Command::Init(args) => weft_proxy::capture::run(&args).context("traffic capture"),
+        Command::WaitReady(args) => wait_ready(&args),
         Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.concurrency.unwrap_or(2).max(1))
             .enable_all()
             .build()
             .context("starting the runtime")?
-            .block_on(run_proxy(args)),
+            .block_on(run_proxy(*args)),
     }
 }
 
+/// Polls the health endpoint until it answers 200 or the timeout passes.
+fn wait_ready(args: &WaitReadyArgs) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + Duration::from_secs(args.timeout_s);
+    while std::time::Instant::now() < deadline {
+        if let Ok(mut s) =
+            std::net::TcpStream::connect_timeout(&args.health_addr, Duration::from_secs(1))
+        {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+            let _ = s.write_all(
+                b"GET /healthz/ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            );
+            let mut head = [0u8; 12];
+            if s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200") {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    anyhow::bail!("the proxy was not ready within {} s", args.timeout_s)
+}
+
 async fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
-    let tls: Option<Arc<dyn MeshTls>> = match &args.cert_dir {
+    let cert_store = match &args.cert_dir {
         None => None,
         Some(dir) => {
             let paths =
                 weft_proxy::tls::CertPaths::discover(dir).context("certificate directory")?;
             let store = weft_proxy::tls::CertStore::load(paths).context("workload certificates")?;
-            store.watch(Duration::from_secs(5));
-            Some(Arc::new(CertStoreTls::new(store)))
+            store.watch(Duration::from_secs(1));
+            Some(store)
         }
     };
+    let tls: Option<Arc<dyn MeshTls>> = cert_store
+        .as_ref()
+        .map(|store| Arc::new(CertStoreTls::new(Arc::clone(store))) as Arc<dyn MeshTls>);
     let store = ConfigStore::new(tls);
-    let source = FileSource::new(
-        args.config.clone(),
-        Duration::from_millis(args.config_poll_ms),
-    );
-    if let Err(error) = source.load_once(&store) {
-        tracing::error!(%error, "initial config rejected; not ready until a valid one arrives");
-    }
+    let access_log = match args.access_log.as_str() {
+        "off" => AccessLog::off(),
+        "stdout" => AccessLog::stdout(),
+        path => AccessLog::file(path).with_context(|| format!("access log file {path}"))?,
+    };
+    let mut registry = Registry::default();
+    let telemetry = Arc::new(Telemetry::new(&mut registry, access_log));
+    let registry = Arc::new(registry);
+    let observer = Arc::new(TelemetryObserver::new(telemetry, Arc::clone(&store)));
+    let prometheus: PrometheusRender = Arc::new(move || {
+        weft_proxy::telemetry::encode(&registry).unwrap_or_else(|error| {
+            tracing::warn!(%error, "rendering metrics failed");
+            String::new()
+        })
+    });
+    let source: Box<dyn ConfigSource> = match (&args.config, &args.discovery_address) {
+        (Some(path), _) => {
+            let source = FileSource::new(path.clone(), Duration::from_millis(args.config_poll_ms));
+            if let Err(error) = source.load_once(&store) {
+                tracing::error!(%error, "initial config rejected; not ready until a valid one arrives");
+            }
+            Box::new(source)
+        }
+        (None, Some(address)) => {
+            let certs = cert_store
+                .as_ref()
+                .context("--discovery-address needs --cert-dir (the workload certificate)")?;
+            let workload = if args.workload.is_empty() {
+                anyhow::bail!("--workload (or POD_NAME) is required with --discovery-address");
+            } else {
+                args.workload.clone()
+            };
+            Box::new(
+                DiscoverySource::new(
+                    address.clone(),
+                    certs,
+                    &args.trust_domain,
+                    &args.control_plane_namespace,
+                    args.namespace.clone(),
+                    workload,
+                )
+                .context("discovery TLS configuration")?,
+            )
+        }
+        (None, None) => anyhow::bail!("either --config or --discovery-address is required"),
+    };
+    let drain_time = match &args.termination_drain_duration {
+        Some(text) => parse_go_duration(text)
+            .with_context(|| format!("--termination-drain-duration {text:?}"))?,
+        None => Duration::from_millis(args.drain_time_ms),
+    };
     let listeners = Listeners::bind(
         args.outbound_addr,
         args.inbound_addr,
@@ -125,12 +250,30 @@ async fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
     });
     let settings = RunSettings {
         store,
-        source: Box::new(source),
-        observer: Arc::new(TracingObserver),
-        prometheus: None,
+        source,
+        observer,
+        prometheus: Some(prometheus),
         destination_mode: DestinationMode::Original,
-        drain_time: Duration::from_millis(args.drain_time_ms),
+        drain_time,
     };
     run(listeners, settings, shutdown).await;
     Ok(())
+}
+
+/// Parses a Go duration with one unit (`5s`, `500ms`, `1m`), as Istio's
+/// `terminationDrainDuration`.
+fn parse_go_duration(text: &str) -> anyhow::Result<Duration> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .context("missing unit (ms, s, m, h)")?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().context("not a number")?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => anyhow::bail!("unknown unit {other:?} (ms, s, m, h)"),
+    };
+    Ok(Duration::from_secs_f64(seconds))
 }
