@@ -145,10 +145,19 @@ impl Admin {
             (_, "/ready") if self.store.is_ready() => text(StatusCode::OK, "LIVE\n".into()),
             (_, "/ready") => text(StatusCode::SERVICE_UNAVAILABLE, "PRE_INITIALIZING\n".into()),
             (_, "/stats") => text(StatusCode::OK, self.stats.render()),
-            (_, "/stats/prometheus") => match &self.prometheus {
-                Some(render) => text(StatusCode::OK, render()),
-                None => text(StatusCode::OK, String::new()),
-            },
+            (_, "/stats/prometheus") => {
+                let body = self
+                    .prometheus
+                    .as_ref()
+                    .map(|render| render())
+                    .unwrap_or_default();
+                let mut response = text(StatusCode::OK, body);
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static(crate::telemetry::CONTENT_TYPE),
+                );
+                response
+            }
             (&Method::POST, "/quitquitquit") => {
                 self.shutdown.cancel();
                 text(StatusCode::OK, "OK\n".into())

@@ -176,6 +176,10 @@ fn empty_log(direction: Direction) -> RequestLog {
         downstream_peer: None,
         source_principal: None,
         attempts: 0,
+        destination_service: String::new(),
+        request_bytes: 0,
+        response_bytes: 0,
+        traceparent: None,
     }
 }
 
@@ -229,6 +233,11 @@ async fn handle(
             .and_then(|id| id.to_str().ok())
             .unwrap_or_default()
             .to_owned();
+        log.traceparent = request
+            .headers()
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
         log.downstream_peer = Some(conn.peer);
         log.source_principal = conn.source_principal.clone();
     }
@@ -259,6 +268,7 @@ async fn route(
         // REGISTRY_ONLY (the listener only serves HTTP here when the policy refuses passthrough).
         return local_reply(502, "", ResponseFlags::NO_ROUTE_FOUND, log);
     };
+    log.destination_service.clone_from(&service.hostname);
     let Some(table) = &service.http else {
         return local_reply(404, "", ResponseFlags::NO_ROUTE_FOUND, log);
     };

@@ -59,6 +59,7 @@ async fn handle(
     let mut log = tcp::tcp_log(Direction::Outbound, peer, destination);
     match snapshot.outbound_for(destination) {
         Some(service) => {
+            log.destination_service.clone_from(&service.hostname);
             let http = match service.protocol {
                 Protocol::Http | Protocol::Http2 | Protocol::Grpc => true,
                 Protocol::Tcp | Protocol::Tls => false,

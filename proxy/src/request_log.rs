@@ -144,6 +144,14 @@ pub struct RequestLog {
     pub source_principal: Option<String>,
     /// Tries made (1 + retries).
     pub attempts: u32,
+    /// The destination service's hostname (outbound), empty when unknown.
+    pub destination_service: String,
+    /// Bytes received from downstream (TCP: all bytes; HTTP: not counted yet, 0).
+    pub request_bytes: u64,
+    /// Bytes sent to downstream (TCP: all bytes; HTTP: not counted yet, 0).
+    pub response_bytes: u64,
+    /// The W3C `traceparent` of the request, if any (propagated untouched).
+    pub traceparent: Option<String>,
 }
 
 /// Receives every finished request. The telemetry module implements it with metrics and the

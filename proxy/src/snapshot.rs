@@ -258,6 +258,8 @@ pub struct CompiledTcpRoute {
 pub struct OutboundService {
     /// Listener name.
     pub name: String,
+    /// The service's hostname.
+    pub hostname: String,
     /// Protocol.
     pub protocol: Protocol,
     /// HTTP routes.
@@ -472,6 +474,7 @@ fn compile_listener(
         .collect();
     Ok(OutboundService {
         name: listener.name.clone(),
+        hostname: listener.hostname.clone(),
         protocol: listener.protocol,
         http,
         tcp,

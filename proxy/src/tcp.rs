@@ -31,6 +31,10 @@ pub fn tcp_log(direction: Direction, peer: SocketAddr, destination: SocketAddr) 
         downstream_peer: Some(peer),
         source_principal: None,
         attempts: 0,
+        destination_service: String::new(),
+        request_bytes: 0,
+        response_bytes: 0,
+        traceparent: None,
     }
 }
 
@@ -121,19 +125,24 @@ pub async fn proxy_to_cluster<D>(
     copy(&mut downstream, &mut upstream, shutdown, log).await;
 }
 
-/// Copies both ways until either side closes or `shutdown` is cancelled.
+/// Copies both ways (`a` is the downstream) until either side closes or `shutdown` is
+/// cancelled; records the byte counts in `log`.
 pub async fn copy<A, B>(a: &mut A, b: &mut B, shutdown: &CancellationToken, log: &mut RequestLog)
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
     tokio::select! {
-        result = tokio::io::copy_bidirectional(a, b) => {
-            if let Err(error) = result {
+        result = tokio::io::copy_bidirectional(a, b) => match result {
+            Ok((received, sent)) => {
+                log.request_bytes = received;
+                log.response_bytes = sent;
+            }
+            Err(error) => {
                 tracing::debug!(%error, "TCP proxy connection ended with an error");
                 log.flags.insert(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
             }
-        }
+        },
         () = shutdown.cancelled() => {}
     }
 }

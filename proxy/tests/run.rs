@@ -14,13 +14,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use harness::*;
 use http_body_util::{BodyExt, Full};
+use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use weft_proxy::config::{ConfigStore, FileSource};
 use weft_proxy::listener::DestinationMode;
 use weft_proxy::run::{Listeners, RunSettings, run};
+use weft_proxy::telemetry::{AccessLog, Telemetry};
+use weft_proxy::telemetry_observer::TelemetryObserver;
 
 struct Running {
     outbound: SocketAddr,
+    prometheus: SocketAddr,
     health: SocketAddr,
     admin: SocketAddr,
     shutdown: CancellationToken,
@@ -29,31 +33,37 @@ struct Running {
 
 async fn start(config_path: &Path, drain: Duration) -> Running {
     let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let listeners = Listeners::bind(local, local, local, local, None)
+    let listeners = Listeners::bind(local, local, local, local, Some(local))
         .await
         .unwrap();
-    let running_addresses = (
-        listeners.outbound.local_addr().unwrap(),
-        listeners.health.local_addr().unwrap(),
-        listeners.admin.local_addr().unwrap(),
-    );
+    let outbound = listeners.outbound.local_addr().unwrap();
+    let health = listeners.health.local_addr().unwrap();
+    let admin = listeners.admin.local_addr().unwrap();
+    let prometheus = listeners.prometheus.as_ref().unwrap().local_addr().unwrap();
+    let store = ConfigStore::new(None);
+    let mut registry = Registry::default();
+    let telemetry = Arc::new(Telemetry::new(&mut registry, AccessLog::off()));
+    let registry = Arc::new(registry);
     let settings = RunSettings {
-        store: ConfigStore::new(None),
+        store: Arc::clone(&store),
         source: Box::new(FileSource::new(
             config_path.to_owned(),
             Duration::from_millis(20),
         )),
-        observer: Arc::new(Recorder::default()),
-        prometheus: None,
+        observer: Arc::new(TelemetryObserver::new(telemetry, store)),
+        prometheus: Some(Arc::new(move || {
+            weft_proxy::telemetry::encode(&registry).unwrap()
+        })),
         destination_mode: DestinationMode::Fixed(VIP.parse().unwrap()),
         drain_time: drain,
     };
     let shutdown = CancellationToken::new();
     let done = tokio::spawn(run(listeners, settings, shutdown.clone()));
     Running {
-        outbound: running_addresses.0,
-        health: running_addresses.1,
-        admin: running_addresses.2,
+        outbound,
+        prometheus,
+        health,
+        admin,
         shutdown,
         done,
     }
@@ -196,4 +206,34 @@ async fn shutdown_drains_in_flight_requests_and_stops_accepting() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn prometheus_endpoint_reports_istio_metrics_for_proxied_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    let mut config = http_config(&direct("hello"), "  []\n");
+    config.node.workload_name = "productpage-v1".into();
+    write(&path, &config.to_yaml().unwrap());
+    let proxy = start(&path, Duration::from_secs(1)).await;
+    eventually(|| async { fetch("GET", proxy.health, "/healthz/ready").await.0 == 200 }).await;
+    assert_eq!(fetch("GET", proxy.outbound, "/").await.0, 200);
+    let (status, metrics) = fetch("GET", proxy.prometheus, "/stats/prometheus").await;
+    assert_eq!(status, 200);
+    let line = metrics
+        .lines()
+        .find(|line| line.starts_with("istio_requests_total{"))
+        .unwrap_or_else(|| panic!("no istio_requests_total in {metrics}"));
+    assert!(line.contains(r#"reporter="source""#), "{line}");
+    assert!(
+        line.contains(r#"source_workload="productpage-v1""#),
+        "{line}"
+    );
+    assert!(
+        line.contains(r#"destination_service="reviews.default.svc.cluster.local""#),
+        "{line}"
+    );
+    assert!(line.contains(r#"response_code="200""#), "{line}");
+    assert!(line.ends_with(" 1"), "{line}");
+    assert_eq!(fetch("GET", proxy.prometheus, "/config_dump").await.0, 404);
 }
