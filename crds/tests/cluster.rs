@@ -1,6 +1,7 @@
 //! Against a real API server: every CRD applies and becomes Established, and every valid corpus
 //! document is accepted (dry run) with its spec unchanged, so the schemas neither reject nor
-//! prune anything Istio users write.
+//! prune anything Istio users write, while the schema's own rules (CEL) still refuse what
+//! Istio's CRDs refuse.
 //!
 //! Needs `KUBECONFIG`. Without it the test prints `SKIPPED: no cluster (KUBECONFIG unset)` and
 //! returns. With `WEFT_E2E_CLUSTER=1` (set by `make e2e-cluster`) an unreachable cluster is a
@@ -143,6 +144,27 @@ async fn crds_establish_and_the_corpus_is_accepted_unchanged() {
                 }
                 Err(e) => errs.push(format!("{shown}: refused: {e}")),
             }
+        }
+    }
+    // Rules only the schema enforces: the API server must refuse these.
+    let refused = [(
+        "AuthorizationPolicy bound by selector and targetRefs",
+        serde_json::json!({
+            "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "both-bindings"},
+            "spec": {"selector": {"matchLabels": {"app": "a"}},
+                     "targetRefs": [{"kind": "Service", "group": "", "name": "a"}]}
+        }),
+    )];
+    for (what, doc) in refused {
+        let gvk = GroupVersionKind::gvk("security.istio.io", "v1", "AuthorizationPolicy");
+        let resource = ApiResource::from_gvk_with_plural(&gvk, "authorizationpolicies");
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns_name, &resource);
+        let obj: DynamicObject = serde_json::from_value(doc).unwrap();
+        if api.create(&dry_run, &obj).await.is_ok() {
+            errs.push(format!(
+                "{what}: accepted, expected the schema to refuse it"
+            ));
         }
     }
     ns_api

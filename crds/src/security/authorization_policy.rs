@@ -49,6 +49,11 @@ use crate::status::IstioStatus;
     )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+// Istio's CRD carries the same rule: a policy is bound one way only.
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.selector) ? 1 : 0) + (has(self.targetRef) ? 1 : 0) + (has(self.targetRefs) ? 1 : 0) <= 1",
+    "message": "only one of targetRefs, targetRef or selector can be set"
+}]))]
 pub struct AuthorizationPolicySpec {
     /// Optional. The selector decides where to apply the authorization policy. The selector will
     /// match with workloads in the same namespace as the authorization policy. If the policy is

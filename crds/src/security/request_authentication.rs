@@ -50,6 +50,11 @@ pub const DEFAULT_JWKS_FETCH_TIMEOUT: std::time::Duration = std::time::Duration:
     )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+// Istio's CRD carries the same rule: a policy is bound one way only.
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.selector) ? 1 : 0) + (has(self.targetRef) ? 1 : 0) + (has(self.targetRefs) ? 1 : 0) <= 1",
+    "message": "only one of targetRefs, targetRef or selector can be set"
+}]))]
 pub struct RequestAuthenticationSpec {
     /// Optional. The selector decides where to apply the request authentication policy. It
     /// matches workloads in the policy's namespace (and, in the root namespace, in every
