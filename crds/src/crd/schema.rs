@@ -338,25 +338,18 @@ fn repair_maps(node: &mut Map<String, Value>, path: &str) -> Result<(), SchemaEr
         .and_then(Value::as_object)
         .is_some_and(|p| !p.is_empty());
     if let Some(Value::Object(patterns)) = node.remove("patternProperties") {
-        if patterns.len() != 1 {
+        let count = patterns.len();
+        let mut schemas = patterns.into_iter().map(|(_, schema)| schema);
+        let (Some(schema), None) = (schemas.next(), schemas.next()) else {
             return Err(SchemaError::PatternProperties {
                 path: shown(path),
-                count: patterns.len(),
+                count,
             });
+        };
+        if has_props || matches!(node.get("additionalProperties"), Some(Value::Object(_))) {
+            return Err(SchemaError::PropertiesAndMap { path: shown(path) });
         }
-        let values = patterns.into_iter().next().map(|(_, v)| v);
-        match (values, node.get("additionalProperties")) {
-            (_, Some(Value::Object(_))) => {
-                return Err(SchemaError::PropertiesAndMap { path: shown(path) });
-            }
-            (_, _) if has_props => {
-                return Err(SchemaError::PropertiesAndMap { path: shown(path) });
-            }
-            (Some(values), _) => {
-                node.insert("additionalProperties".into(), values);
-            }
-            (None, _) => {}
-        }
+        node.insert("additionalProperties".into(), schema);
     }
     match node.get("additionalProperties") {
         Some(Value::Bool(false)) => {
@@ -518,6 +511,22 @@ mod tests {
         make_structural(&mut s).unwrap();
         assert_eq!(s["properties"]["n"]["format"], "int64");
         assert_eq!(s["properties"]["k"]["enum"], json!(["X"]));
+    }
+
+    #[test]
+    fn refuses_maps_it_cannot_express() {
+        let mut s = json!({"type": "object", "patternProperties": {
+            "^a$": {"type": "string"}, "^b$": {"type": "string"}}});
+        assert!(matches!(
+            make_structural(&mut s),
+            Err(SchemaError::PatternProperties { count: 2, .. })
+        ));
+        let mut s = json!({"type": "object", "properties": {"a": {"type": "string"}},
+            "additionalProperties": {"type": "string"}});
+        assert!(matches!(
+            make_structural(&mut s),
+            Err(SchemaError::PropertiesAndMap { .. })
+        ));
     }
 
     #[test]
