@@ -2,6 +2,7 @@
 //! once at construction.
 
 mod documents;
+mod index;
 
 use std::collections::BTreeMap;
 
@@ -19,6 +20,7 @@ use weft_proxy_config::OutboundTrafficPolicy;
 pub use documents::DocumentError;
 
 use crate::registry::Registry;
+pub(crate) use index::MeshIndex;
 
 /// The Kubernetes cluster domain Istio assumes (`cluster.local`), the suffix of every Service
 /// host name `<name>.<namespace>.svc.<domain>`.
@@ -175,6 +177,7 @@ pub struct ClusterView {
     pods_by_name: BTreeMap<(String, String), usize>,
     workload_entries_by_name: BTreeMap<(String, String), usize>,
     registry: Registry,
+    index: MeshIndex,
 }
 
 impl ClusterView {
@@ -197,12 +200,14 @@ impl ClusterView {
             .map(|(index, entry)| (key(&entry.metadata), index))
             .collect();
         let registry = Registry::build(&mesh, &objects);
+        let index = MeshIndex::build(&mesh, &objects);
         Self {
             mesh,
             objects,
             pods_by_name,
             workload_entries_by_name,
             registry,
+            index,
         }
     }
 
@@ -257,6 +262,11 @@ impl ClusterView {
     /// The service registry (Kubernetes Services and ServiceEntries, with endpoints).
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The VirtualService and DestinationRule host indexes.
+    pub(crate) fn index(&self) -> &MeshIndex {
+        &self.index
     }
 
     /// The pod `namespace/name`, if present.

@@ -3,7 +3,7 @@
 use weft_crds::networking::DestinationRule;
 
 use super::Context;
-use crate::host::{ExportTo, host_matches, resolve_host, specificity};
+use crate::host::specificity;
 use crate::selector::selects;
 use crate::view::{namespace_of, sort_key};
 
@@ -22,21 +22,17 @@ pub(crate) fn find<'a>(
     let target = context.target;
     let mesh = view.mesh();
     let proxy_namespace = target.namespace.as_str();
-    let candidates: Vec<(&DestinationRule, (bool, usize))> = view
-        .objects()
-        .destination_rules
-        .iter()
-        .filter_map(|rule| {
-            let namespace = namespace_of(&rule.metadata);
-            let host = resolve_host(&rule.spec.host, namespace, &mesh.cluster_domain);
-            if !host_matches(&host, hostname) {
-                return None;
-            }
-            if !ExportTo::parse(&rule.spec.export_to, namespace).visible_to(proxy_namespace) {
-                return None;
-            }
-            Some((rule, specificity(&host)))
+    let index = &view.index().destination_rules;
+    let rules = &view.objects().destination_rules;
+    let candidates: Vec<(&DestinationRule, (bool, usize))> = index
+        .matching(hostname)
+        .filter(|(_, position)| {
+            index
+                .export_to
+                .get(*position)
+                .is_some_and(|export| export.visible_to(proxy_namespace))
         })
+        .filter_map(|(host, position)| Some((rules.get(position)?, specificity(host))))
         .collect();
     let best = |filter: &dyn Fn(&DestinationRule) -> bool| {
         candidates

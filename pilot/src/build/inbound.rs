@@ -105,15 +105,19 @@ fn workload_ports(context: &Context<'_>) -> BTreeMap<u16, InboundPort> {
 /// The workload's mTLS mode and port-level overrides, by Istio's precedence: the oldest
 /// policy in the workload's namespace whose selector selects it, over the oldest
 /// namespace-wide policy, over the oldest mesh-wide policy (root namespace, no selector), over
-/// `PERMISSIVE`; `UNSET` inherits from the next level. Port-level modes (`portLevelMtls`,
+/// `PERMISSIVE`; `UNSET` inherits from the next level. Selector policies in the root namespace
+/// are ignored, as Istio documents. Port-level modes (`portLevelMtls`,
 /// keyed by workload port) come from the workload policy only, as in Istio; `UNSET` there
 /// inherits the workload's mode.
 fn peer_authentication(context: &Context<'_>) -> (MtlsMode, Vec<(u16, MtlsMode)>) {
     let target = context.target;
     let view = context.view;
     let policies = &view.objects().peer_authentications;
+    // Istio ignores selector policies in the root namespace.
+    let in_root = target.namespace == view.mesh().root_namespace;
     let workload = policies.iter().find(|policy| {
-        namespace_of(&policy.metadata) == target.namespace
+        !in_root
+            && namespace_of(&policy.metadata) == target.namespace
             && policy.spec.selector.as_ref().is_some_and(|selector| {
                 !selector.match_labels.is_empty() && selects(&selector.match_labels, &target.labels)
             })

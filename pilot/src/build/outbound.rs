@@ -10,10 +10,10 @@ use super::Context;
 use super::routes::{RouteInputs, default_route, virtual_service_routes};
 use super::scope::Scope;
 use super::tcp::tcp_routes;
-use crate::host::{host_matches, resolve_host, specificity};
+use crate::host::specificity;
 use crate::registry::{ServiceInstance, ServiceSource};
 use crate::unsupported::Unsupported;
-use crate::view::{namespace_of, sort_key};
+use crate::view::sort_key;
 
 /// Every outbound listener of the proxy, sorted by name. Services without VIPs share a
 /// port-only listener (`0.0.0.0_<port>`): HTTP ones are merged into one listener with a
@@ -80,26 +80,34 @@ fn virtual_service_for<'a>(
     scope: &Scope<'a>,
     hostname: &str,
 ) -> Option<&'a VirtualService> {
-    let domain = &context.view.mesh().cluster_domain;
-    scope
-        .virtual_services
-        .iter()
-        .filter_map(|vs| {
-            let namespace = namespace_of(&vs.metadata);
-            vs.spec
-                .hosts
-                .iter()
-                .map(|host| resolve_host(host, namespace, domain))
-                .filter(|host| host_matches(host, hostname))
-                .map(|host| specificity(&host))
-                .max()
-                .map(|best| (best, *vs))
-        })
-        .max_by(|(a, vs_a), (b, vs_b)| {
-            a.cmp(b)
-                .then_with(|| sort_key(&vs_b.metadata).cmp(&sort_key(&vs_a.metadata)))
-        })
-        .map(|(_, vs)| vs)
+    let view = context.view;
+    let list = &view.objects().virtual_services;
+    let mut best: Option<((bool, usize), &'a VirtualService)> = None;
+    for (host, position) in view.index().virtual_services.matching(hostname) {
+        if !scope
+            .virtual_services
+            .get(position)
+            .copied()
+            .unwrap_or(false)
+        {
+            continue;
+        }
+        let Some(vs) = list.get(position) else {
+            continue;
+        };
+        let rank = specificity(host);
+        let better = match &best {
+            None => true,
+            Some((best_rank, best_vs)) => {
+                rank > *best_rank
+                    || (rank == *best_rank && sort_key(&vs.metadata) < sort_key(&best_vs.metadata))
+            }
+        };
+        if better {
+            best = Some((rank, vs));
+        }
+    }
+    best.map(|(_, vs)| vs)
 }
 
 /// The authorities a service answers to, as Istio's `generateVirtualHostDomains`: the host

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use weft_crds::networking::{OutboundTrafficMode, Sidecar, VirtualService};
+use weft_crds::networking::{OutboundTrafficMode, Sidecar};
 use weft_proxy_config::OutboundTrafficPolicy;
 
 use super::Context;
-use crate::host::{ExportTo, host_matches, resolve_host};
+use crate::host::{host_matches, resolve_host};
 use crate::registry::ServiceInstance;
 use crate::selector::selects;
 use crate::unsupported::Origin;
@@ -19,8 +19,9 @@ pub(crate) struct Scope<'a> {
     pub services: Vec<&'a ServiceInstance>,
     /// Visible service ports, per host name.
     ports: BTreeMap<&'a str, Vec<u16>>,
-    /// VirtualServices bound to the mesh that the proxy can see, in Istio's conflict order.
-    pub virtual_services: Vec<&'a VirtualService>,
+    /// Per VirtualService (by index in the view's list): whether it is bound to the mesh and
+    /// visible to the proxy.
+    pub virtual_services: Vec<bool>,
     /// The outbound traffic policy (the Sidecar's, else the mesh's).
     pub outbound_traffic_policy: OutboundTrafficPolicy,
 }
@@ -133,23 +134,28 @@ impl<'a> Scope<'a> {
             }
         }
 
+        let vs_export = &view.index().virtual_services.export_to;
         let virtual_services = view
             .objects()
             .virtual_services
             .iter()
-            .filter(|vs| {
+            .enumerate()
+            .map(|(position, vs)| {
                 let namespace = namespace_of(&vs.metadata);
                 let bound_to_mesh =
                     vs.spec.gateways.is_empty() || vs.spec.gateways.iter().any(|g| g == "mesh");
                 bound_to_mesh
-                    && ExportTo::parse(&vs.spec.export_to, namespace).visible_to(proxy_namespace)
-                    && vs.spec.hosts.iter().any(|host| {
-                        covered(
-                            namespace,
-                            &resolve_host(host, namespace, &mesh.cluster_domain),
-                            None,
-                        )
-                    })
+                    && vs_export
+                        .get(position)
+                        .is_some_and(|export| export.visible_to(proxy_namespace))
+                    && (egress.is_none()
+                        || vs.spec.hosts.iter().any(|host| {
+                            covered(
+                                namespace,
+                                &resolve_host(host, namespace, &mesh.cluster_domain),
+                                None,
+                            )
+                        }))
             })
             .collect();
 

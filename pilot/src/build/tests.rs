@@ -173,3 +173,47 @@ fn affected_proxies_are_those_whose_config_changes() {
     );
     assert!(affected_proxies(&after, &after).is_empty());
 }
+
+#[test]
+fn unnamed_protocol_is_sniffed_with_http_and_tcp_routes() {
+    let service = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: opaque, namespace: team}
+spec:
+  clusterIP: 10.96.0.9
+  ports: [{name: web, port: 7000}]
+"#;
+    let output = build(service, "client");
+    let listener = output
+        .config
+        .outbound
+        .iter()
+        .find(|listener| listener.hostname == "opaque.team.svc.cluster.local")
+        .unwrap();
+    assert_eq!(listener.protocol, weft_proxy_config::Protocol::Unknown);
+    assert!(listener.http.is_some(), "sniffed HTTP gets routes");
+    assert_eq!(
+        listener.tcp.len(),
+        1,
+        "non-HTTP traffic gets the default TCP route"
+    );
+}
+
+#[test]
+fn headless_service_is_matched_by_endpoint_addresses_and_passed_through() {
+    let text = BASE.replace("clusterIP: 10.96.0.2", "clusterIP: None");
+    let view = ClusterView::from_yaml(&text).unwrap();
+    let target = ProxyTarget::for_pod(&view, "team", "client").unwrap();
+    let config = build_proxy_config(&view, &target).config;
+    let listener = &config.outbound[0];
+    assert_eq!(
+        listener.addresses,
+        vec!["10.0.1.2".parse::<std::net::IpAddr>().unwrap()]
+    );
+    let cluster = config
+        .cluster("outbound|80||server.team.svc.cluster.local")
+        .unwrap();
+    assert_eq!(cluster.lb_policy, weft_proxy_config::LbPolicy::Passthrough);
+    assert!(cluster.endpoints.is_empty());
+}
