@@ -9,11 +9,12 @@
 mod forward;
 mod inbound;
 mod local;
+mod log_guard;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use http::header::HeaderValue;
 use http::{Request, Response};
@@ -29,6 +30,7 @@ use crate::request_log::{Direction, RequestLog, RequestObserver, ResponseFlags};
 use crate::router::RequestView;
 use crate::snapshot::{CompiledAction, Snapshot};
 use crate::upstream::ProxyBody;
+use log_guard::LogGuard;
 
 pub use local::{full_body, local_reply};
 
@@ -122,42 +124,6 @@ pub async fn serve_connection<I>(
     }
 }
 
-/// A request log that is emitted exactly once: by [`LogGuard::finish`], or on drop with flag
-/// `DC` when the downstream went away before the response.
-struct LogGuard<'a> {
-    log: Option<RequestLog>,
-    started: Instant,
-    observer: &'a dyn RequestObserver,
-}
-
-impl LogGuard<'_> {
-    fn log(&mut self) -> &mut RequestLog {
-        // Always Some until finish/drop.
-        self.log
-            .get_or_insert_with(|| empty_log(Direction::Outbound))
-    }
-
-    fn finish(mut self, status: u16) {
-        let elapsed = self.started.elapsed();
-        if let Some(mut log) = self.log.take() {
-            log.status = status;
-            log.duration = elapsed;
-            self.observer.on_request(&log);
-        }
-    }
-}
-
-impl Drop for LogGuard<'_> {
-    fn drop(&mut self) {
-        if let Some(mut log) = self.log.take() {
-            log.duration = self.started.elapsed();
-            log.flags
-                .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-            self.observer.on_request(&log);
-        }
-    }
-}
-
 fn empty_log(direction: Direction) -> RequestLog {
     RequestLog {
         direction,
@@ -204,11 +170,12 @@ async fn handle(
     conn: &ConnInfo,
     mut request: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let mut guard = LogGuard {
-        log: Some(empty_log(proxy.direction)),
-        started: Instant::now(),
-        observer: proxy.observer.as_ref(),
-    };
+    let request_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut guard = LogGuard::new(
+        empty_log(proxy.direction),
+        Arc::clone(&proxy.observer),
+        Arc::clone(&request_bytes),
+    );
     if !request.headers().contains_key(X_REQUEST_ID)
         && let Ok(value) = HeaderValue::from_str(&request_id())
     {
@@ -241,6 +208,7 @@ async fn handle(
         log.downstream_peer = Some(conn.peer);
         log.source_principal = conn.source_principal.clone();
     }
+    let request = request.map(|body| log_guard::count_request_body(body, request_bytes));
     let response = match (proxy.store.snapshot(), &proxy.app) {
         (None, _) => local_reply(
             503,
@@ -253,15 +221,14 @@ async fn handle(
         }
         (Some(snapshot), None) => route(&snapshot, conn, request, guard.log()).await,
     };
-    guard.finish(response.status().as_u16());
-    response
+    guard.attach(response)
 }
 
 /// Routes one request through `snapshot`.
 async fn route(
     snapshot: &Snapshot,
     conn: &ConnInfo,
-    request: Request<Incoming>,
+    request: Request<ProxyBody>,
     log: &mut RequestLog,
 ) -> Response<ProxyBody> {
     let Some(service) = snapshot.outbound_for(conn.destination) else {

@@ -386,3 +386,34 @@ async fn unknown_authority_gets_404_nr() {
     let (status, _, _) = get(&proxy, "Reviews", "/", &[]).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn log_counts_body_bytes_and_is_emitted_after_the_body() {
+    let backend = upstream(|_, _| async { status(200, "0123456789") }).await;
+    let proxy = outbound_proxy(
+        http_config(&forward_to(V1), &cluster(V1, &[backend.address])),
+        VIP,
+    )
+    .await;
+    let request = http::Request::post(format!("http://{}/upload", proxy.address))
+        .header("host", "reviews")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"hello",
+        )))
+        .unwrap();
+    let response = client().request(request).await.unwrap();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap();
+    assert_eq!(body.to_bytes().len(), 10);
+    for _ in 0..200 {
+        if !proxy.recorder.logs.lock().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let log = proxy.recorder.last();
+    assert_eq!((log.request_bytes, log.response_bytes), (5, 10));
+    assert_eq!(log.status, 200);
+    assert!(log.flags.is_empty(), "{}", log.flags);
+}

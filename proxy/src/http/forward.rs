@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, Uri, Version};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use rand::Rng;
 use weft_proxy_config::RetryOn;
@@ -19,7 +19,7 @@ use super::ConnInfo;
 use super::local::{full_body, local_reply};
 use crate::request_log::{RequestLog, ResponseFlags};
 use crate::snapshot::{ClusterRuntime, CompiledRetry, ForwardPlan};
-use crate::upstream::ProxyBody;
+use crate::upstream::{BoxError, ProxyBody};
 
 /// Largest request body buffered so it can be replayed on retry or mirrored (Envoy's default
 /// per-request buffer limit is 1 MiB).
@@ -84,7 +84,7 @@ impl TryOutcome {
 pub async fn forward(
     plan: &ForwardPlan,
     conn: &ConnInfo,
-    request: Request<Incoming>,
+    request: Request<ProxyBody>,
     matched_prefix: Option<&str>,
     log: &mut RequestLog,
 ) -> Response<ProxyBody> {
@@ -125,15 +125,14 @@ pub async fn forward(
     let buffer = plan.retry.is_some() || !plan.mirrors.is_empty();
     let routed = async {
         if !buffer {
-            let body = body.map_err(Into::into).boxed();
             let outcome =
                 try_once(cluster, conn, &parts, body, None, plan.retry.as_ref(), log).await;
             log.attempts = 1;
             return outcome;
         }
-        let bytes = match Limited::new(body, RETRY_BUFFER_LIMIT).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => {
+        let bytes = match buffer_body(body, RETRY_BUFFER_LIMIT).await {
+            Some(bytes) => bytes,
+            None => {
                 return Routed::Local(local_reply(
                     413,
                     "payload too large",
@@ -234,7 +233,7 @@ async fn try_once(
 fn finish(outcome: TryOutcome, log: &mut RequestLog) -> Routed {
     match outcome {
         TryOutcome::Response(response) => {
-            Routed::Upstream(response.map(|body| body.map_err(Into::into).boxed()))
+            Routed::Upstream(response.map(|body| body.map_err(BoxError::from).boxed()))
         }
         TryOutcome::NoHealthyUpstream => Routed::Local(local_reply(
             503,
@@ -425,6 +424,21 @@ fn mirror_request(cluster: Arc<ClusterRuntime>, conn: ConnInfo, parts: &Parts, b
             tracing::debug!(cluster = %cluster.name, ?upstream, "mirror request failed");
         }
     });
+}
+
+/// Reads the whole body if it is at most `limit` bytes; `None` when it is larger or fails.
+async fn buffer_body(mut body: ProxyBody, limit: usize) -> Option<Bytes> {
+    let mut buffer = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.ok()?;
+        if let Some(data) = frame.data_ref() {
+            if buffer.len() + data.len() > limit {
+                return None;
+            }
+            buffer.extend_from_slice(data);
+        }
+    }
+    Some(buffer.freeze())
 }
 
 /// Whether a `percentage` (0–100) chance hits.

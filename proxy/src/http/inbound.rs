@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
@@ -14,7 +13,7 @@ use super::ConnInfo;
 use super::local::local_reply;
 use crate::request_log::{RequestLog, ResponseFlags};
 use crate::snapshot::Snapshot;
-use crate::upstream::{Connector, HttpClient, ProxyBody};
+use crate::upstream::{BoxError, Connector, HttpClient, ProxyBody};
 
 /// Hop-by-hop headers never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 6] = [
@@ -56,7 +55,7 @@ pub async fn forward(
     app: &AppClients,
     snapshot: &Snapshot,
     conn: &ConnInfo,
-    request: Request<Incoming>,
+    request: Request<ProxyBody>,
     log: &mut RequestLog,
 ) -> Response<ProxyBody> {
     let port = conn.destination.port();
@@ -97,11 +96,11 @@ pub async fn forward(
     } else {
         Version::HTTP_11
     };
-    let request = Request::from_parts(parts, body.map_err(Into::into).boxed());
+    let request = Request::from_parts(parts, body);
     let client = if http2 { &app.http2 } else { &app.http1 };
     match client.request(request).await {
         Ok(response) => {
-            let mut response = response.map(|body| body.map_err(Into::into).boxed());
+            let mut response = response.map(|body| body.map_err(BoxError::from).boxed());
             for name in HOP_BY_HOP {
                 response.headers_mut().remove(name);
             }

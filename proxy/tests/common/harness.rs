@@ -191,6 +191,7 @@ pub async fn get(
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
+    let logged = proxy.recorder.logs.lock().len();
     let response = client()
         .request(builder.body(Full::new(Bytes::new())).unwrap())
         .await
@@ -198,6 +199,14 @@ pub async fn get(
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response.into_body().collect().await.unwrap().to_bytes();
+    // The proxy logs once it has finished sending the body, which can be just after the
+    // client has read it.
+    for _ in 0..200 {
+        if proxy.recorder.logs.lock().len() > logged {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
