@@ -10,6 +10,35 @@
 //! The semantics are Istio's, read from its reference documentation: protocol selection,
 //! `exportTo`, Sidecar egress scoping, VirtualService and DestinationRule precedence,
 //! PeerAuthentication precedence and auto mTLS.
+//!
+//! ```
+//! use weft_pilot::{ClusterView, ProxyTarget, build_proxy_config};
+//!
+//! let view = ClusterView::from_yaml(
+//!     r#"
+//! apiVersion: networking.istio.io/v1
+//! kind: ServiceEntry
+//! metadata: {name: orders, namespace: vms}
+//! spec:
+//!   hosts: [orders.vms.internal]
+//!   addresses: [240.240.0.1]
+//!   location: MESH_INTERNAL
+//!   resolution: STATIC
+//!   ports: [{number: 80, name: http}]
+//!   workloadSelector: {labels: {app: orders}}
+//! ---
+//! apiVersion: networking.istio.io/v1
+//! kind: WorkloadEntry
+//! metadata: {name: orders-1, namespace: vms}
+//! spec: {address: 192.0.2.1, labels: {app: orders}}
+//! "#,
+//! )?;
+//! let target = ProxyTarget::for_workload_entry(&view, "vms", "orders-1")?;
+//! let output = build_proxy_config(&view, &target);
+//! assert_eq!(output.config.outbound[0].name, "orders.vms.internal:80");
+//! assert!(output.warnings.is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![warn(missing_docs)]
 
 mod affected;

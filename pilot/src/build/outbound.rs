@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use weft_crds::networking::VirtualService;
-use weft_proxy_config::{Cluster, OutboundListener, Protocol, RouteConfiguration, VirtualHost};
+use weft_proxy_config::{
+    Cluster, OutboundListener, OutboundTrafficPolicy, Protocol, RouteConfiguration, VirtualHost,
+};
 
 use super::Context;
 use super::routes::{RouteInputs, default_route, virtual_service_routes};
@@ -69,7 +71,27 @@ pub(crate) fn build<'a>(
             });
         }
     }
-    resolve_conflicts(context, scope, listeners)
+    let listeners = resolve_conflicts(context, scope, listeners);
+    if scope.outbound_traffic_policy == OutboundTrafficPolicy::RegistryOnly {
+        for listener in &listeners {
+            let port_only = listener.addresses.is_empty() && !listener.protocol.is_http();
+            if let Some(service) = scope.service(&listener.hostname).filter(|_| port_only) {
+                context.warn(Unsupported::new(
+                    service.kind(),
+                    &service.namespace,
+                    &service.name,
+                    "spec.addresses",
+                    format!(
+                        "without addresses, port {} is matched by port alone and the model's TCP \
+                         listeners cannot match SNI: REGISTRY_ONLY is not enforced for other \
+                         destinations on this port",
+                        listener.port
+                    ),
+                ));
+            }
+        }
+    }
+    listeners
 }
 
 /// The VirtualService bound to the mesh whose hosts cover `hostname` most specifically
