@@ -27,7 +27,7 @@ use kube::core::admission::{
 };
 
 use crate::config::InjectionConfig;
-use crate::inject::{inject, should_inject};
+use crate::inject::{inject_owned, should_inject};
 
 /// Largest request body [`handle_inject_body`] reads: 3 MiB (3 × 1024 × 1024 bytes), the
 /// Kubernetes API server's own limit on a request body, so no genuine AdmissionReview is larger.
@@ -91,7 +91,7 @@ pub fn mutate(
     if !should_inject(&pod, namespace_labels, config).inject {
         return response;
     }
-    let injected = match inject(&pod, config) {
+    let injected = match inject_owned(pod, config) {
         Ok(injected) => injected,
         Err(error) => return response.deny(format!("weft sidecar injection failed: {error}")),
     };
@@ -151,11 +151,17 @@ fn parse_error_reply(body: &[u8], error: &serde_json::Error) -> (StatusCode, Vec
 /// `AdmissionResponse.patch` is a Go `[]byte`, documented on the wire as a base64 string;
 /// kube-core serializes its `Vec<u8>` as an array of numbers (kube-rs issue #1781), which Go's
 /// decoder happens to accept. Weft sends the documented form.
-fn encode_review(response: AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
+fn encode_review(mut response: AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
+    // Take the bytes out first: serializing them through a `Value` would build one JSON
+    // number per byte.
+    let patch = response.patch.take();
     let mut review = serde_json::to_value(response.into_review())?;
-    if let Some(patch) = review.pointer_mut("/response/patch") {
-        let bytes: Vec<u8> = serde_json::from_value(patch.take())?;
-        *patch = serde_json::Value::String(BASE64_STANDARD.encode(bytes));
+    if let (Some(patch), Some(fields)) = (
+        patch,
+        review.get_mut("response").and_then(|r| r.as_object_mut()),
+    ) {
+        let encoded = serde_json::Value::String(BASE64_STANDARD.encode(patch));
+        fields.insert("patch".to_string(), encoded);
     }
     serde_json::to_vec(&review)
 }

@@ -2,6 +2,49 @@
 //!
 //! Both are pure functions of the pod and the [`InjectionConfig`]: the admission webhook, a
 //! future `weftctl kube-inject` and the tests call the same code.
+//!
+//! # The `weft-proxy` command lines
+//!
+//! The injected containers run `weft-proxy` (on `PATH` in the proxy image) with the flags below;
+//! `weft-proxy` implements exactly this CLI, and the names are stable. Each flag is one argument
+//! followed by its value as a separate argument; lists are comma-separated without spaces.
+//!
+//! `istio-init` (omitted in CNI mode) installs the capture rules and exits:
+//!
+//! ```text
+//! weft-proxy init
+//!   --proxy-uid <uid>                        traffic from this UID is never captured (1337)
+//!   --proxy-gid <gid>                        ... nor from this GID (1337)
+//!   --outbound-port <port>                   where captured outbound traffic goes (15001)
+//!   --inbound-port <port>                    where captured inbound traffic goes (15006)
+//!   --include-outbound-ip-ranges <cidrs|*>   always given; default `*`
+//!   --exclude-outbound-ip-ranges <cidrs>     only when non-empty
+//!   --include-inbound-ports <ports|*>        always given; default `*`
+//!   --exclude-inbound-ports <ports>          always given: 15020,15021,15090 plus the pod's
+//!   --include-outbound-ports <ports>         only when non-empty
+//!   --exclude-outbound-ports <ports>         only when non-empty
+//! ```
+//!
+//! Each list flag mirrors the annotation `traffic.sidecar.istio.io/<camelCaseName>`; CIDRs are
+//! `addr/len`, IPv4 or IPv6; ports are 1-65535; exclusions are sorted and de-duplicated.
+//!
+//! `istio-proxy` runs the sidecar:
+//!
+//! ```text
+//! weft-proxy run
+//!   --discovery-address <host:port>          xDS and CA server (ProxyConfig.discoveryAddress)
+//!   --trust-domain <domain>                  the mesh's SPIFFE trust domain
+//!   --log-level <level>                      trace|debug|info|warning|error|critical|off
+//!   --concurrency <n>                        only when set (ProxyConfig.concurrency)
+//!   --termination-drain-duration <duration>  only when set, Go syntax such as `5s`
+//!                                            (ProxyConfig.terminationDrainDuration)
+//! ```
+//!
+//! and, when the application is held until the proxy is ready (not in native-sidecar mode),
+//! `weft-proxy wait-ready` as its `postStart` hook: it must exit 0 once `GET /healthz/ready` on
+//! 15021 succeeds. The proxy also serves the rewritten application probes
+//! (`/app-health/<container>/{livez,readyz,startupz}`, see [`app_health_path`]) on the status
+//! port 15020, forwarding each to the original recorded in `ISTIO_KUBE_APP_PROBERS`.
 
 mod containers;
 mod decision;
@@ -83,7 +126,8 @@ pub enum InjectError {
 /// Adds (Istio's injection template, with `weft-proxy` in place of `pilot-agent`):
 /// - `istio-init` first in `initContainers` (omitted when `config.cni_enabled`);
 /// - `istio-proxy`: with `config.native_sidecars`, an init container with
-///   `restartPolicy: Always` right after `istio-init`; otherwise a container, placed first with a
+///   `restartPolicy: Always` right after `istio-init` (its startup probe holds the later
+///   containers until the proxy is ready); otherwise a container, placed first with a
 ///   `weft-proxy wait-ready` `postStart` hook when `holdApplicationUntilProxyStarts` is on, and
 ///   last when it is off (as Istio);
 /// - the volumes `istio-envoy`, `istiod-ca-cert` and `workload-certs`;
@@ -100,7 +144,11 @@ pub enum InjectError {
 /// above with an unusable value, [`InjectError::NameConflict`],
 /// [`InjectError::ServiceAccountTooLong`], [`InjectError::Encode`].
 pub fn inject(pod: &Pod, config: &InjectionConfig) -> Result<Pod, InjectError> {
-    let mut pod = pod.clone();
+    inject_owned(pod.clone(), config)
+}
+
+/// [`inject`] for a pod the caller no longer needs: same rules, same errors, one copy fewer.
+pub fn inject_owned(mut pod: Pod, config: &InjectionConfig) -> Result<Pod, InjectError> {
     let annotations = pod.metadata.annotations.clone().unwrap_or_default();
     if annotations.contains_key(SIDECAR_STATUS) {
         return Ok(pod);

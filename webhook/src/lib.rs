@@ -3,14 +3,14 @@
 //!
 //! Nothing in this crate opens a socket or talks to the API server: `weft-operator` serves the
 //! webhooks (axum over rustls) and hands each request body to [`admission::handle_inject_body`],
-//! which returns the HTTP status and the body to send back. The same [`inject::inject`] function
+//! which returns the HTTP status and the body to send back. The same [`inject()`] function
 //! can back a `weftctl kube-inject` command, as Istio's `injectPod` serves both its webhook and
 //! `istioctl kube-inject`.
 //!
 //! - [`config`]: the mesh settings the injector needs ([`InjectionConfig`]).
 //! - [`names`]: the Istio label and annotation names the injector reads and writes.
-//! - [`inject`]: the injection decision ([`inject::should_inject`]) and the pod rewrite
-//!   ([`inject::inject`]).
+//! - [`mod@inject`]: the injection decision ([`should_inject`]) and the pod rewrite
+//!   ([`inject()`]).
 //! - [`admission`]: the `AdmissionReview` round trip and the RFC 6902 patch.
 #![warn(missing_docs)]
 

@@ -101,21 +101,7 @@ fn capabilities(add: &[&str], drop: &[&str]) -> Capabilities {
 /// The `istio-init` container: runs `weft-proxy init`, which installs the traffic-capture rules
 /// in the pod's network namespace and exits.
 ///
-/// Command line (the contract `weft-proxy init` implements; flag names are stable):
-///
-/// ```text
-/// weft-proxy init
-///   --proxy-uid <uid>                        traffic from this UID is never captured (1337)
-///   --proxy-gid <gid>                        ... nor from this GID (1337)
-///   --outbound-port <port>                   where captured outbound traffic goes (15001)
-///   --inbound-port <port>                    where captured inbound traffic goes (15006)
-///   --include-outbound-ip-ranges <cidrs|*>   always given; default `*`
-///   --exclude-outbound-ip-ranges <cidrs>     only when non-empty
-///   --include-inbound-ports <ports|*>        always given; default `*`
-///   --exclude-inbound-ports <ports>          always given; 15020,15021,15090 plus the pod's
-///   --include-outbound-ports <ports>         only when non-empty
-///   --exclude-outbound-ports <ports>         only when non-empty
-/// ```
+/// Flags: see "The `weft-proxy` command lines" in the [`crate::inject`] module docs.
 ///
 /// Lists are comma-separated without spaces; CIDRs are `addr/len` (IPv4 or IPv6). Each flag
 /// mirrors the Istio annotation `traffic.sidecar.istio.io/<camelCaseName>`. Runs as root with
@@ -198,18 +184,8 @@ fn health_probe(period_seconds: i32, failure_threshold: i32) -> Probe {
 
 /// The `istio-proxy` container: runs `weft-proxy run`.
 ///
-/// Command line (the contract `weft-proxy run` implements; flag names are stable):
-///
-/// ```text
-/// weft-proxy run
-///   --discovery-address <host:port>          xDS and CA server (ProxyConfig.discoveryAddress)
-///   --trust-domain <domain>                  the mesh's SPIFFE trust domain
-///   --log-level <level>                      sidecar.istio.io/logLevel
-///   --concurrency <n>                        only when set (ProxyConfig.concurrency)
-///   --termination-drain-duration <go dur>    only when set (ProxyConfig.terminationDrainDuration)
-/// ```
-///
-/// and `weft-proxy wait-ready` as the `postStart` hook when the application is held until the
+/// Flags: see "The `weft-proxy` command lines" in the [`crate::inject`] module docs, including
+/// `weft-proxy wait-ready` as the `postStart` hook when the application is held until the
 /// proxy is ready. `extra_env` (workload metadata, recorded probes) is appended to the
 /// downward-API variables `POD_NAME`, `POD_NAMESPACE`, `INSTANCE_IP`, `SERVICE_ACCOUNT`,
 /// `HOST_IP`.
