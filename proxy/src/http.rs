@@ -6,6 +6,7 @@
 //! matching route, then answer locally (redirect, direct response, fault abort, no route) or
 //! forward ([`forward`]).
 
+mod cors;
 mod forward;
 mod inbound;
 mod local;
@@ -32,6 +33,7 @@ use crate::snapshot::{CompiledAction, Snapshot};
 use crate::upstream::ProxyBody;
 use log_guard::LogGuard;
 
+pub use cors::CompiledCors;
 pub use local::{full_body, local_reply};
 
 /// The `x-request-id` header (Envoy generates it when absent; Istio's tracing relies on it).

@@ -17,6 +17,7 @@ use weft_proxy_config::{
 };
 
 use crate::balance::Endpoints;
+use crate::http::CompiledCors;
 use crate::mesh_tls::MeshTls;
 use crate::router::{CompiledMatch, DomainIndex, RouterError};
 use crate::upstream::{ClientKey, ClusterClients};
@@ -30,6 +31,9 @@ pub enum SnapshotError {
     /// A route table did not compile.
     #[error("config does not compile: {0}")]
     Router(#[from] RouterError),
+    /// A CORS policy does not compile.
+    #[error("{0}")]
+    Cors(String),
     /// A header mutation has a name or value HTTP does not allow.
     #[error("{field}: header {name:?} cannot be sent")]
     Header {
@@ -150,6 +154,21 @@ impl CompiledRetry {
         self.retry_on.iter().any(|on| conditions.contains(on))
     }
 
+    /// Whether a gRPC status (the `grpc-status` of a trailers-only response) is retried:
+    /// `cancelled` 1, `deadline-exceeded` 4, `resource-exhausted` 8, `internal` 13,
+    /// `unavailable` 14 (Envoy's `x-envoy-retry-grpc-on`).
+    pub fn retries_grpc(&self, code: u32) -> bool {
+        let condition = match code {
+            1 => RetryOn::Cancelled,
+            4 => RetryOn::DeadlineExceeded,
+            8 => RetryOn::ResourceExhausted,
+            13 => RetryOn::Internal,
+            14 => RetryOn::Unavailable,
+            _ => return false,
+        };
+        self.on(&[condition])
+    }
+
     /// Whether a response with `status` is retried (Envoy: `5xx`, `gateway-error`,
     /// `retriable-4xx` (409), `retriable-status-codes`).
     pub fn retries_status(&self, status: u16) -> bool {
@@ -192,6 +211,8 @@ pub struct ForwardPlan {
     pub response_headers: CompiledMutation,
     /// Mirrors: cluster and percentage.
     pub mirrors: Vec<(Arc<ClusterRuntime>, f64)>,
+    /// CORS policy.
+    pub cors: Option<CompiledCors>,
 }
 
 impl ForwardPlan {
@@ -552,6 +573,12 @@ fn compile_action(
                             .map(|cluster| (Arc::clone(cluster), mirror.percentage))
                     })
                     .collect(),
+                cors: forward
+                    .cors
+                    .as_ref()
+                    .map(|cors| CompiledCors::compile(&format!("{field}.route.cors"), cors))
+                    .transpose()
+                    .map_err(SnapshotError::Cors)?,
             }))
         }
     })

@@ -417,3 +417,119 @@ async fn log_counts_body_bytes_and_is_emitted_after_the_body() {
     assert_eq!(log.status, 200);
     assert!(log.flags.is_empty(), "{}", log.flags);
 }
+
+#[tokio::test]
+async fn grpc_unavailable_is_retried_by_grpc_condition() {
+    let flaky = upstream(|number, _| async move {
+        let mut response = status(200, "");
+        if number == 0 {
+            response
+                .headers_mut()
+                .insert("grpc-status", "14".parse().unwrap());
+        } else {
+            response
+                .headers_mut()
+                .insert("grpc-status", "0".parse().unwrap());
+        }
+        response
+    })
+    .await;
+    let routes = retry_route(
+        V1,
+        "                  retry: {attempts: 2, retry_on: [unavailable], backoff_base_ms: 1}\n",
+    );
+    let proxy = outbound_proxy(http_config(&routes, &cluster(V1, &[flaky.address])), VIP).await;
+    let (status, headers, _) = get(&proxy, "reviews", "/pkg.Svc/Call", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["grpc-status"], "0");
+    assert_eq!(flaky.hits.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn cors_preflight_is_answered_and_actual_requests_decorated() {
+    let backend = named_upstream("v1").await;
+    let routes = format!(
+        r#"            - action:
+                route:
+                  clusters: [{{cluster: "{V1}"}}]
+                  cors:
+                    allow_origins: [{{exact: "https://shop.example"}}]
+                    allow_methods: [GET, POST]
+                    allow_headers: [x-token]
+                    expose_headers: [x-trace]
+                    max_age_ms: 86400000
+                    allow_credentials: true
+"#
+    );
+    let proxy = outbound_proxy(http_config(&routes, &cluster(V1, &[backend.address])), VIP).await;
+    let request = http::Request::builder()
+        .method("OPTIONS")
+        .uri(format!("http://{}/", proxy.address))
+        .header("host", "reviews")
+        .header("origin", "https://shop.example")
+        .header("access-control-request-method", "POST")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let response = client().request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let headers = response.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    assert_eq!(headers["access-control-allow-methods"], "GET,POST");
+    assert_eq!(headers["access-control-allow-headers"], "x-token");
+    assert_eq!(headers["access-control-max-age"], "86400");
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    assert_eq!(backend.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    let (status, headers, body) = get(
+        &proxy,
+        "reviews",
+        "/",
+        &[("origin", "https://shop.example")],
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "v1"));
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    assert_eq!(headers["access-control-expose-headers"], "x-trace");
+
+    let (_, headers, _) = get(
+        &proxy,
+        "reviews",
+        "/",
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert!(!headers.contains_key("access-control-allow-origin"));
+}
+
+#[tokio::test]
+async fn mirror_sends_a_shadow_copy() {
+    let primary = named_upstream("primary").await;
+    let shadow = named_upstream("shadow").await;
+    let routes = format!(
+        r#"            - action:
+                route:
+                  clusters: [{{cluster: "{V1}"}}]
+                  mirrors: [{{cluster: "{V2}", percentage: 100}}]
+"#
+    );
+    let clusters = cluster(V1, &[primary.address]) + &cluster(V2, &[shadow.address]);
+    let proxy = outbound_proxy(http_config(&routes, &clusters), VIP).await;
+    let (_, _, body) = get(&proxy, "reviews:9080", "/m", &[]).await;
+    assert_eq!(body, "primary");
+    for _ in 0..200 {
+        if shadow.hits.load(std::sync::atomic::Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seen = shadow.seen.lock();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].headers["host"], "reviews-shadow:9080");
+    assert_eq!(seen[0].path, "/m");
+}

@@ -16,6 +16,7 @@ use rand::Rng;
 use weft_proxy_config::RetryOn;
 
 use super::ConnInfo;
+use super::cors::CompiledCors;
 use super::local::{full_body, local_reply};
 use crate::request_log::{RequestLog, ResponseFlags};
 use crate::snapshot::{ClusterRuntime, CompiledRetry, ForwardPlan};
@@ -65,7 +66,15 @@ impl TryOutcome {
     /// as named; HTTP/2 refused streams surface as resets here).
     fn retriable(&self, retry: &CompiledRetry) -> bool {
         match self {
-            Self::Response(response) => retry.retries_status(response.status().as_u16()),
+            Self::Response(response) => {
+                retry.retries_status(response.status().as_u16())
+                    || response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|value| value.to_str().ok())
+                        .and_then(|value| value.parse().ok())
+                        .is_some_and(|code| retry.retries_grpc(code))
+            }
             Self::ConnectFailure => retry.on(&[
                 RetryOn::ConnectFailure,
                 RetryOn::FiveXx,
@@ -88,6 +97,15 @@ pub async fn forward(
     matched_prefix: Option<&str>,
     log: &mut RequestLog,
 ) -> Response<ProxyBody> {
+    let cors_origin = match &plan.cors {
+        None => None,
+        Some(cors) => match cors.allowed_origin(request.headers()) {
+            Some(origin) if CompiledCors::is_preflight(request.method(), request.headers()) => {
+                return cors.preflight_response(origin);
+            }
+            origin => origin.cloned(),
+        },
+    };
     if let Some(fault) = &plan.fault {
         if let Some(delay) = &fault.delay
             && hit(delay.percentage)
@@ -166,6 +184,9 @@ pub async fn forward(
     };
     strip_hop_by_hop(response.headers_mut());
     plan.response_headers.apply(response.headers_mut());
+    if let (Some(cors), Some(origin)) = (&plan.cors, cors_origin) {
+        cors.decorate(origin, response.headers_mut());
+    }
     response
 }
 
