@@ -17,9 +17,9 @@
 //!   --proxy-gid <gid>                        ... nor from this GID (1337)
 //!   --outbound-port <port>                   where captured outbound traffic goes (15001)
 //!   --inbound-port <port>                    where captured inbound traffic goes (15006)
-//!   --include-outbound-ip-ranges <cidrs|*>   always given; default `*`
+//!   --include-outbound-ip-ranges <cidrs|*>   always given; default `*`; empty = none
 //!   --exclude-outbound-ip-ranges <cidrs>     only when non-empty
-//!   --include-inbound-ports <ports|*>        always given; default `*`
+//!   --include-inbound-ports <ports|*>        always given; default `*`; empty = none
 //!   --exclude-inbound-ports <ports>          always given: 15020,15021,15090 plus the pod's
 //!   --include-outbound-ports <ports>         only when non-empty
 //!   --exclude-outbound-ports <ports>         only when non-empty

@@ -35,7 +35,9 @@ pub const CA_ROOT_CERT_CONFIGMAP: &str = "istio-ca-root-cert";
 /// Where the root certificate is mounted (Istio's `/var/run/secrets/istio`).
 pub const CA_ROOT_CERT_DIR: &str = "/var/run/secrets/istio";
 /// Volume holding the workload's certificate and key from the Secret named by
-/// [`workload_cert_secret_name`], mounted at [`WORKLOAD_CERT_DIR`].
+/// [`workload_cert_secret_name`], mounted at [`WORKLOAD_CERT_DIR`]. The volume is not
+/// `optional`: the kubelet keeps the pod in `ContainerCreating` until the operator's CA has
+/// written the Secret, so the proxy never starts without its identity.
 pub const WORKLOAD_CERT_VOLUME: &str = "workload-certs";
 /// Where the workload certificate is mounted (Istio's
 /// `/var/run/secrets/workload-spiffe-credentials`).

@@ -109,3 +109,80 @@ fn rewrite_one(
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::ContainerPort;
+
+    use super::*;
+
+    fn http_probe(port: IntOrString, scheme: Option<&str>) -> Option<Probe> {
+        Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/health".into()),
+                port,
+                scheme: scheme.map(str::to_string),
+                ..Default::default()
+            }),
+            timeout_seconds: Some(4),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn named_ports_are_resolved_and_https_becomes_http_towards_the_agent() {
+        let mut containers = vec![Container {
+            name: "web".into(),
+            ports: Some(vec![ContainerPort {
+                name: Some("admin".into()),
+                container_port: 9443,
+                ..Default::default()
+            }]),
+            liveness_probe: http_probe(IntOrString::String("admin".into()), Some("HTTPS")),
+            ..Default::default()
+        }];
+        let probers = rewrite_http_probes(&mut containers);
+        let rewritten = containers[0]
+            .liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(rewritten.port, IntOrString::Int(15020));
+        assert_eq!(rewritten.path.as_deref(), Some("/app-health/web/livez"));
+        assert_eq!(rewritten.scheme.as_deref(), Some("HTTP"));
+        let original = &probers["/app-health/web/livez"];
+        assert_eq!(original.http_get.port, IntOrString::Int(9443));
+        assert_eq!(original.http_get.scheme.as_deref(), Some("HTTPS"));
+        assert_eq!(original.http_get.path.as_deref(), Some("/health"));
+        assert_eq!(original.timeout_seconds, Some(4));
+    }
+
+    #[test]
+    fn unresolvable_named_ports_are_left_alone() {
+        let probe = http_probe(IntOrString::String("missing".into()), None);
+        let mut containers = vec![Container {
+            name: "web".into(),
+            readiness_probe: probe.clone(),
+            ..Default::default()
+        }];
+        let probers = rewrite_http_probes(&mut containers);
+        assert!(probers.is_empty());
+        assert_eq!(containers[0].readiness_probe, probe);
+    }
+
+    #[test]
+    fn recorded_probers_serialize_as_istio_does() {
+        let mut containers = vec![Container {
+            name: "web".into(),
+            startup_probe: http_probe(IntOrString::Int(8080), None),
+            ..Default::default()
+        }];
+        let probers = rewrite_http_probes(&mut containers);
+        assert_eq!(
+            serde_json::to_string(&probers).unwrap(),
+            r#"{"/app-health/web/startupz":{"httpGet":{"path":"/health","port":8080},"timeoutSeconds":4}}"#
+        );
+    }
+}
