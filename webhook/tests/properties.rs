@@ -266,3 +266,39 @@ proptest! {
         prop_assert_eq!(patched, serde_json::to_value(&injected).unwrap());
     }
 }
+
+/// A valid request body for the raw-body properties below.
+fn valid_body() -> Vec<u8> {
+    let yaml = include_str!("../testdata/inject/deployment-multi-container.yaml");
+    let value: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+    serde_json::to_vec(&value).unwrap()
+}
+
+fn no_labels(_: &str) -> Option<BTreeMap<String, String>> {
+    None
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn arbitrary_bodies_get_an_answer_not_a_panic(body in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let (status, reply) =
+            weft_webhook::admission::handle_inject_body(&body, &no_labels, &InjectionConfig::default());
+        prop_assert_eq!(status, http::StatusCode::BAD_REQUEST);
+        let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+        prop_assert_eq!(&reply["response"]["allowed"], &json!(false));
+    }
+
+    #[test]
+    fn corrupted_reviews_get_an_answer_not_a_panic(cut in 0..4000usize, byte in any::<u8>(), at in 0..4000usize) {
+        let mut body = valid_body();
+        let at = at % body.len();
+        body[at] = byte;
+        body.truncate(cut.max(1).min(body.len()));
+        let (status, reply) =
+            weft_webhook::admission::handle_inject_body(&body, &no_labels, &InjectionConfig::default());
+        prop_assert!(status == http::StatusCode::OK || status == http::StatusCode::BAD_REQUEST);
+        prop_assert!(serde_json::from_slice::<serde_json::Value>(&reply).is_ok());
+    }
+}
