@@ -333,3 +333,47 @@ fn node_spiffe_id_follows_istio() {
         "spiffe://cluster.local/ns/default/sa/bookinfo-productpage"
     );
 }
+
+/// Every `testdata/*.yaml` config parses and validates; every `testdata/invalid/*.yaml` parses
+/// and fails validation with the error its first line (`# expect: <message prefix>`) names.
+#[test]
+fn testdata_configs_validate_as_labelled() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+    let mut valid = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .extension()
+            .is_some_and(|extension| extension == "yaml")
+        {
+            let config = ProxyConfig::from_yaml(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            assert_eq!(config.validate(), Ok(()), "{}", path.display());
+            valid += 1;
+        }
+    }
+    let mut invalid = 0;
+    for entry in std::fs::read_dir(dir.join("invalid")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expected = text
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} has no `# expect:` first line", path.display()));
+        let errors = ProxyConfig::from_yaml(&text)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(
+            messages.iter().any(|message| message.starts_with(expected)),
+            "{}: expected {expected:?}, got {messages:?}",
+            path.display()
+        );
+        invalid += 1;
+    }
+    assert!(
+        valid >= 1 && invalid >= 5,
+        "found {valid} valid and {invalid} invalid configs"
+    );
+}

@@ -89,6 +89,12 @@ async fn handle(
     let Ok((destination, redirected)) = destination(&stream, proxy.mode) else {
         return;
     };
+    if !redirected {
+        // Connected to the inbound port itself: there is no application port to forward to,
+        // and forwarding to our own port would loop.
+        tracing::debug!(%peer, "inbound connection without an original destination; closing");
+        return;
+    }
     let Some(snapshot) = proxy.store.snapshot() else {
         return;
     };
@@ -97,7 +103,7 @@ async fn handle(
     let inbound = &snapshot.config.inbound;
     let port = destination.port();
     let target = match inbound.upstream {
-        InboundUpstream::OriginalDestination if redirected => destination,
+        InboundUpstream::OriginalDestination => destination,
         _ => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
     };
     log.upstream_cluster = format!("inbound|{port}||");
