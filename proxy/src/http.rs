@@ -11,6 +11,7 @@ mod forward;
 mod inbound;
 mod local;
 mod log_guard;
+mod upgrade;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -109,7 +110,7 @@ pub async fn serve_connection<I>(
         async move { Ok::<_, Infallible>(handle(&proxy, &conn, request).await) }
     });
     let builder = auto::Builder::new(TokioExecutor::new());
-    let connection = builder.serve_connection(TokioIo::new(io), service);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => {

@@ -533,3 +533,66 @@ async fn mirror_sends_a_shadow_copy() {
     assert_eq!(seen[0].headers["host"], "reviews-shadow:9080");
     assert_eq!(seen[0].path, "/m");
 }
+
+/// Reads from `stream` until the end of an HTTP head (`\r\n\r\n`); returns the head.
+async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "closed mid-head");
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+#[tokio::test]
+async fn upgrade_requests_are_spliced_after_101() {
+    // An upstream that switches to an echo protocol.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_address = listener.local_addr().unwrap();
+    let seen_head = std::sync::Arc::new(parking_lot::Mutex::new(String::new()));
+    let seen = std::sync::Arc::clone(&seen_head);
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        *seen.lock() = read_head(&mut stream).await;
+        stream
+            .write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let (mut read, mut write) = stream.split();
+        let _ = tokio::io::copy(&mut read, &mut write).await;
+    });
+    let proxy = outbound_proxy(
+        http_config(&forward_to(V1), &cluster(V1, &[upstream_address])),
+        VIP,
+    )
+    .await;
+    let mut client = tokio::net::TcpStream::connect(proxy.address).await.unwrap();
+    client
+        .write_all(
+            b"GET /chat HTTP/1.1\r\nHost: reviews\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let head = read_head(&mut client).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: echo"),
+        "{head}"
+    );
+    client.write_all(b"ping").await.unwrap();
+    let mut echoed = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echoed, b"ping");
+    let upstream_head = seen_head.lock().to_ascii_lowercase();
+    assert!(upstream_head.contains("upgrade: echo"), "{upstream_head}");
+    assert!(
+        upstream_head.contains("connection: upgrade"),
+        "{upstream_head}"
+    );
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
@@ -18,6 +18,7 @@ use weft_proxy_config::RetryOn;
 use super::ConnInfo;
 use super::cors::CompiledCors;
 use super::local::{full_body, local_reply};
+use super::upgrade;
 use crate::request_log::{RequestLog, ResponseFlags};
 use crate::snapshot::{ClusterRuntime, CompiledRetry, ForwardPlan};
 use crate::upstream::{BoxError, ProxyBody};
@@ -25,16 +26,6 @@ use crate::upstream::{BoxError, ProxyBody};
 /// Largest request body buffered so it can be replayed on retry or mirrored (Envoy's default
 /// per-request buffer limit is 1 MiB).
 const RETRY_BUFFER_LIMIT: usize = 1024 * 1024;
-
-/// Hop-by-hop headers never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 6] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-];
 
 /// The response to send downstream: the upstream's, or a local reply.
 enum Routed {
@@ -93,10 +84,12 @@ impl TryOutcome {
 pub async fn forward(
     plan: &ForwardPlan,
     conn: &ConnInfo,
-    request: Request<ProxyBody>,
+    mut request: Request<ProxyBody>,
     matched_prefix: Option<&str>,
     log: &mut RequestLog,
 ) -> Response<ProxyBody> {
+    let upgrade = upgrade::is_upgrade_request(request.headers());
+    let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let cors_origin = match &plan.cors {
         None => None,
         Some(cors) => match cors.allowed_origin(request.headers()) {
@@ -138,9 +131,10 @@ pub async fn forward(
         return local_reply(502, "", ResponseFlags::NO_ROUTE_FOUND, log);
     }
     let (mut parts, body) = request.into_parts();
-    prepare_request(plan, &mut parts, matched_prefix);
+    prepare_request(plan, &mut parts, matched_prefix, upgrade);
 
-    let buffer = plan.retry.is_some() || !plan.mirrors.is_empty();
+    // Upgrades are neither retried nor mirrored: the body is the start of a byte stream.
+    let buffer = !upgrade && (plan.retry.is_some() || !plan.mirrors.is_empty());
     let routed = async {
         if !buffer {
             let outcome =
@@ -182,7 +176,11 @@ pub async fn forward(
         Routed::Upstream(response) => response,
         Routed::Local(local) => return local,
     };
-    strip_hop_by_hop(response.headers_mut());
+    let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+    if let (true, Some(downstream)) = (switching, downstream_upgrade) {
+        upgrade::splice(downstream, hyper::upgrade::on(&mut response));
+    }
+    upgrade::strip_hop_by_hop(response.headers_mut(), switching);
     plan.response_headers.apply(response.headers_mut());
     if let (Some(cors), Some(origin)) = (&plan.cors, cors_origin) {
         cors.decorate(origin, response.headers_mut());
@@ -362,10 +360,16 @@ fn upstream_request(
     Some(request)
 }
 
-/// Applies the route's request-side changes once, before any try: hop-by-hop removal, a `Host`
+/// Applies the route's request-side changes once, before any try: hop-by-hop removal (but
+/// not the upgrade headers of an upgrade request), a `Host`
 /// header for HTTP/1.1 upstreams, header mutations, URI and authority rewrite.
-fn prepare_request(plan: &ForwardPlan, parts: &mut Parts, matched_prefix: Option<&str>) {
-    strip_hop_by_hop(&mut parts.headers);
+fn prepare_request(
+    plan: &ForwardPlan,
+    parts: &mut Parts,
+    matched_prefix: Option<&str>,
+    upgrade: bool,
+) {
+    upgrade::strip_hop_by_hop(&mut parts.headers, upgrade);
     if !parts.headers.contains_key(header::HOST)
         && let Some(authority) = parts.uri.authority()
         && let Ok(value) = HeaderValue::from_str(authority.as_str())
@@ -401,12 +405,6 @@ fn prepare_request(plan: &ForwardPlan, parts: &mut Parts, matched_prefix: Option
         if let Ok(uri) = Uri::builder().path_and_query(new_path).build() {
             parts.uri = uri;
         }
-    }
-}
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    for name in HOP_BY_HOP {
-        headers.remove(name);
     }
 }
 

@@ -11,19 +11,10 @@ use hyper_util::rt::TokioExecutor;
 
 use super::ConnInfo;
 use super::local::local_reply;
+use super::upgrade;
 use crate::request_log::{RequestLog, ResponseFlags};
 use crate::snapshot::Snapshot;
 use crate::upstream::{BoxError, Connector, HttpClient, ProxyBody};
-
-/// Hop-by-hop headers never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 6] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-];
 
 /// Pooled plaintext clients to the application: HTTP/1.1 and HTTP/2 (for `HTTP2`/`GRPC`
 /// ports).
@@ -55,9 +46,11 @@ pub async fn forward(
     app: &AppClients,
     snapshot: &Snapshot,
     conn: &ConnInfo,
-    request: Request<ProxyBody>,
+    mut request: Request<ProxyBody>,
     log: &mut RequestLog,
 ) -> Response<ProxyBody> {
+    let upgrade = upgrade::is_upgrade_request(request.headers());
+    let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let port = conn.destination.port();
     log.upstream_cluster = format!("inbound|{port}||");
     log.upstream_host = Some(conn.destination);
@@ -69,9 +62,7 @@ pub async fn forward(
         )
     });
     let (mut parts, body) = request.into_parts();
-    for name in HOP_BY_HOP {
-        parts.headers.remove(name);
-    }
+    upgrade::strip_hop_by_hop(&mut parts.headers, upgrade);
     if !parts.headers.contains_key(http::header::HOST)
         && let Some(authority) = parts.uri.authority()
         && let Ok(value) = http::HeaderValue::from_str(authority.as_str())
@@ -91,19 +82,25 @@ pub async fn forward(
         return local_reply(400, "bad request path", ResponseFlags::empty(), log);
     };
     parts.uri = uri;
-    parts.version = if http2 {
+    parts.version = if http2 && !upgrade {
         Version::HTTP_2
     } else {
         Version::HTTP_11
     };
     let request = Request::from_parts(parts, body);
-    let client = if http2 { &app.http2 } else { &app.http1 };
+    let client = if http2 && !upgrade {
+        &app.http2
+    } else {
+        &app.http1
+    };
     match client.request(request).await {
         Ok(response) => {
             let mut response = response.map(|body| body.map_err(BoxError::from).boxed());
-            for name in HOP_BY_HOP {
-                response.headers_mut().remove(name);
+            let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+            if let (true, Some(downstream)) = (switching, downstream_upgrade) {
+                upgrade::splice(downstream, hyper::upgrade::on(&mut response));
             }
+            upgrade::strip_hop_by_hop(response.headers_mut(), switching);
             response
         }
         Err(error) if error.is_connect() => local_reply(

@@ -1,0 +1,83 @@
+//! HTTP/1.1 upgrades (WebSocket and other `Upgrade:` protocols), which Istio allows on every
+//! HTTP route: the upgrade request goes upstream with its `Connection`/`Upgrade` headers, and
+//! after a `101 Switching Protocols` both sides are spliced as raw byte streams.
+
+use http::header::{self, HeaderMap};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) removed before forwarding; `connection` and `upgrade`
+/// are kept on upgrade requests and `101` responses.
+const HOP_BY_HOP: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+];
+
+/// Whether the request asks for a protocol upgrade (`Connection: upgrade` and an `Upgrade`
+/// header).
+pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Removes hop-by-hop headers, keeping `connection` and `upgrade` when `upgrade` is true.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    for name in HOP_BY_HOP {
+        if upgrade && (name == "connection" || name == "upgrade") {
+            continue;
+        }
+        headers.remove(name);
+    }
+    if upgrade {
+        headers.insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("upgrade"),
+        );
+    }
+}
+
+/// Once both sides have switched protocols, copies bytes between them until either closes.
+pub fn splice(downstream: OnUpgrade, upstream: OnUpgrade) {
+    tokio::spawn(async move {
+        let (downstream, upstream) = tokio::join!(downstream, upstream);
+        match (downstream, upstream) {
+            (Ok(downstream), Ok(upstream)) => {
+                let mut downstream = TokioIo::new(downstream);
+                let mut upstream = TokioIo::new(upstream);
+                if let Err(error) =
+                    tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await
+                {
+                    tracing::debug!(%error, "upgraded connection ended with an error");
+                }
+            }
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::debug!(%error, "protocol upgrade failed");
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upgrade_needs_both_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::UPGRADE, "websocket".parse().unwrap());
+        assert!(!is_upgrade_request(&headers));
+        headers.insert(header::CONNECTION, "keep-alive, Upgrade".parse().unwrap());
+        assert!(is_upgrade_request(&headers));
+        headers.remove(header::UPGRADE);
+        assert!(!is_upgrade_request(&headers));
+    }
+}
