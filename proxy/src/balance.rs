@@ -9,8 +9,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use std::time::Instant;
+
 use rand::Rng;
-use weft_proxy_config::{Endpoint, LbPolicy};
+use weft_proxy_config::{Endpoint, LbPolicy, OutlierDetection};
+
+use crate::outlier::{OutlierPolicy, OutlierState, TryResult};
 
 /// One endpoint of a cluster, with its live active-request count.
 #[derive(Debug)]
@@ -24,6 +28,7 @@ pub struct EndpointState {
     /// The endpoint's SPIFFE ID, if known.
     pub identity: Option<String>,
     active: AtomicUsize,
+    outlier: OutlierState,
 }
 
 impl EndpointState {
@@ -45,6 +50,11 @@ impl PickedEndpoint {
     pub fn endpoint(&self) -> &EndpointState {
         &self.endpoints.list[self.index]
     }
+
+    /// Reports how the try to this endpoint ended, for outlier detection.
+    pub fn report(&self, result: TryResult) {
+        self.endpoints.report(self.index, result);
+    }
 }
 
 impl Drop for PickedEndpoint {
@@ -63,12 +73,22 @@ pub struct Endpoints {
     cumulative: Vec<u64>,
     policy: LbPolicy,
     cursor: AtomicU64,
+    outlier: Option<OutlierPolicy>,
+    /// The clock origin of ejection times.
+    origin: Instant,
+    /// The latest end of any ejection (ms since `origin`): before it, picks check ejections.
+    ejections_until_ms: AtomicU64,
 }
 
 impl Endpoints {
-    /// Builds the balancer for `endpoints` under `policy`. Endpoints with weight 0 are treated as
-    /// weight 1 (validation rejects them anyway).
-    pub fn new(endpoints: &[Endpoint], policy: LbPolicy) -> Arc<Self> {
+    /// Builds the balancer for `endpoints` under `policy`, with passive health checking when
+    /// `outlier` is set. Endpoints with weight 0 are treated as weight 1 (validation rejects
+    /// them anyway).
+    pub fn new(
+        endpoints: &[Endpoint],
+        policy: LbPolicy,
+        outlier: Option<&OutlierDetection>,
+    ) -> Arc<Self> {
         let mut total = 0u64;
         let mut cumulative = Vec::with_capacity(endpoints.len());
         let list = endpoints
@@ -83,6 +103,7 @@ impl Endpoints {
                     has_sidecar: endpoint.has_sidecar,
                     identity: endpoint.identity.clone(),
                     active: AtomicUsize::new(0),
+                    outlier: OutlierState::default(),
                 }
             })
             .collect();
@@ -91,6 +112,9 @@ impl Endpoints {
             cumulative,
             policy,
             cursor: AtomicU64::new(0),
+            outlier: OutlierPolicy::from_model(outlier),
+            origin: Instant::now(),
+            ejections_until_ms: AtomicU64::new(0),
         })
     }
 
@@ -120,11 +144,69 @@ impl Endpoints {
         if self.list.len() > 1 && Some(self.list[index].address) == exclude {
             index = (index + 1) % self.list.len();
         }
+        index = self.skip_ejected(index);
         self.list[index].active.fetch_add(1, Ordering::Relaxed);
         Some(PickedEndpoint {
             endpoints: Arc::clone(self),
             index,
         })
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// `index`, or the next endpoint that is not ejected. Ejections are ignored when every
+    /// endpoint is ejected or fewer than `min_health_percent` are healthy (Envoy's panic mode).
+    fn skip_ejected(&self, index: usize) -> usize {
+        let Some(policy) = &self.outlier else {
+            return index;
+        };
+        let now = self.now_ms();
+        if now >= self.ejections_until_ms.load(Ordering::Relaxed) {
+            return index; // Fast path: no ejection in force.
+        }
+        let healthy = self
+            .list
+            .iter()
+            .filter(|endpoint| !endpoint.outlier.is_ejected(now))
+            .count();
+        let healthy_percent = healthy as f64 * 100.0 / self.list.len() as f64;
+        if healthy == 0 || healthy_percent < policy.min_health_percent {
+            return index;
+        }
+        (0..self.list.len())
+            .map(|step| (index + step) % self.list.len())
+            .find(|candidate| !self.list[*candidate].outlier.is_ejected(now))
+            .unwrap_or(index)
+    }
+
+    /// Records a try's result on endpoint `index` and ejects it when a threshold trips and the
+    /// ejection ceiling allows (always at least one endpoint, as Envoy).
+    fn report(&self, index: usize, result: TryResult) {
+        let (Some(policy), Some(endpoint)) = (&self.outlier, self.list.get(index)) else {
+            return;
+        };
+        if !endpoint.outlier.record(policy, result) {
+            return;
+        }
+        let now = self.now_ms();
+        if endpoint.outlier.is_ejected(now) {
+            return;
+        }
+        let ejected = self
+            .list
+            .iter()
+            .filter(|endpoint| endpoint.outlier.is_ejected(now))
+            .count();
+        let ceiling =
+            ((self.list.len() as f64 * policy.max_ejection_percent / 100.0) as usize).max(1);
+        if ejected >= ceiling {
+            return;
+        }
+        let until = endpoint.outlier.eject(policy, now);
+        self.ejections_until_ms.fetch_max(until, Ordering::Relaxed);
+        tracing::info!(endpoint = %endpoint.address, ejected_ms = until - now, "outlier ejected");
     }
 
     /// The endpoint whose weight range contains `point` (`0 <= point < total`).
@@ -176,7 +258,11 @@ mod tests {
 
     #[test]
     fn round_robin_follows_weights_exactly() {
-        let endpoints = Endpoints::new(&[endpoint(1, 1), endpoint(2, 3)], LbPolicy::RoundRobin);
+        let endpoints = Endpoints::new(
+            &[endpoint(1, 1), endpoint(2, 3)],
+            LbPolicy::RoundRobin,
+            None,
+        );
         let picks: Vec<u8> = (0..8)
             .map(|_| last_octet(&endpoints.pick(None).unwrap()))
             .collect();
@@ -185,13 +271,13 @@ mod tests {
 
     #[test]
     fn empty_cluster_has_no_pick() {
-        let endpoints = Endpoints::new(&[], LbPolicy::RoundRobin);
+        let endpoints = Endpoints::new(&[], LbPolicy::RoundRobin, None);
         assert!(endpoints.pick(None).is_none());
     }
 
     #[test]
     fn exclude_moves_to_another_endpoint() {
-        let endpoints = Endpoints::new(&[endpoint(1, 1), endpoint(2, 1)], LbPolicy::Random);
+        let endpoints = Endpoints::new(&[endpoint(1, 1), endpoint(2, 1)], LbPolicy::Random, None);
         let first = SocketAddr::from(([10, 0, 0, 1], 80));
         for _ in 0..50 {
             assert_eq!(last_octet(&endpoints.pick(Some(first)).unwrap()), 2);
@@ -200,7 +286,11 @@ mod tests {
 
     #[test]
     fn least_request_avoids_the_busy_endpoint() {
-        let endpoints = Endpoints::new(&[endpoint(1, 1), endpoint(2, 1)], LbPolicy::LeastRequest);
+        let endpoints = Endpoints::new(
+            &[endpoint(1, 1), endpoint(2, 1)],
+            LbPolicy::LeastRequest,
+            None,
+        );
         // Hold many requests on whichever endpoint comes first.
         let held: Vec<PickedEndpoint> = (0..1).map(|_| endpoints.pick(None).unwrap()).collect();
         let busy = last_octet(&held[0]);
@@ -220,9 +310,74 @@ mod tests {
         assert!(endpoints.list().iter().all(|e| e.active_requests() == 0));
     }
 
+    fn outlier(max_ejection_percent: f64) -> OutlierDetection {
+        OutlierDetection {
+            consecutive_5xx_errors: Some(2),
+            consecutive_gateway_errors: None,
+            interval_ms: 10_000,
+            base_ejection_time_ms: 60_000,
+            max_ejection_percent,
+            min_health_percent: 0.0,
+        }
+    }
+
+    #[test]
+    fn ejected_endpoint_is_skipped() {
+        let policy = outlier(50.0);
+        let endpoints = Endpoints::new(
+            &[endpoint(1, 1), endpoint(2, 1)],
+            LbPolicy::RoundRobin,
+            Some(&policy),
+        );
+        let bad = endpoints.pick(None).unwrap();
+        assert_eq!(last_octet(&bad), 1);
+        bad.report(TryResult::from_status(503));
+        bad.report(TryResult::from_status(503));
+        drop(bad);
+        for _ in 0..10 {
+            assert_eq!(last_octet(&endpoints.pick(None).unwrap()), 2);
+        }
+    }
+
+    #[test]
+    fn ejections_respect_the_ceiling_but_allow_one() {
+        let policy = outlier(10.0);
+        let endpoints = Endpoints::new(
+            &[endpoint(1, 1), endpoint(2, 1), endpoint(3, 1)],
+            LbPolicy::RoundRobin,
+            Some(&policy),
+        );
+        for index in 0..3 {
+            for _ in 0..2 {
+                endpoints.report(index, TryResult::LOCAL_ERROR);
+            }
+        }
+        let now = endpoints.now_ms();
+        let ejected: Vec<bool> = endpoints
+            .list()
+            .iter()
+            .map(|endpoint| endpoint.outlier.is_ejected(now))
+            .collect();
+        assert_eq!(ejected, [true, false, false]);
+    }
+
+    #[test]
+    fn successes_reset_the_count() {
+        let policy = outlier(100.0);
+        let endpoints = Endpoints::new(
+            &[endpoint(1, 1), endpoint(2, 1)],
+            LbPolicy::RoundRobin,
+            Some(&policy),
+        );
+        endpoints.report(0, TryResult::from_status(500));
+        endpoints.report(0, TryResult::Success);
+        endpoints.report(0, TryResult::from_status(500));
+        assert!(!endpoints.list()[0].outlier.is_ejected(endpoints.now_ms()));
+    }
+
     #[test]
     fn picked_endpoint_counts_as_active_until_dropped() {
-        let endpoints = Endpoints::new(&[endpoint(1, 1)], LbPolicy::RoundRobin);
+        let endpoints = Endpoints::new(&[endpoint(1, 1)], LbPolicy::RoundRobin, None);
         let picked = endpoints.pick(None).unwrap();
         assert_eq!(endpoints.list()[0].active_requests(), 1);
         drop(picked);

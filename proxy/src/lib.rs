@@ -20,6 +20,7 @@ pub mod inbound;
 pub mod listener;
 pub mod mesh_tls;
 pub mod outbound;
+pub mod outlier;
 pub mod request_log;
 pub mod router;
 pub mod run;

@@ -404,7 +404,11 @@ fn cluster_runtime(
     }
     ClusterRuntime {
         name: cluster.name.clone(),
-        endpoints: Endpoints::new(&cluster.endpoints, cluster.lb_policy),
+        endpoints: Endpoints::new(
+            &cluster.endpoints,
+            cluster.lb_policy,
+            cluster.outlier_detection.as_ref(),
+        ),
         passthrough: cluster.lb_policy == LbPolicy::Passthrough,
         black_hole: false,
         clients,

@@ -8,6 +8,7 @@ use rand::Rng;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
+use crate::outlier::TryResult;
 use crate::request_log::{Direction, RequestLog, RequestObserver, ResponseFlags};
 use crate::snapshot::{ClusterRuntime, OutboundService};
 use crate::upstream::Connector;
@@ -94,7 +95,7 @@ pub async fn proxy_to_cluster<D>(
         log.flags.insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
         return;
     };
-    let picked;
+    let mut picked = None;
     let (address, connector): (SocketAddr, &Connector) = if cluster.passthrough {
         if !passthrough_allowed {
             log.flags.insert(ResponseFlags::NO_ROUTE_FOUND);
@@ -102,19 +103,27 @@ pub async fn proxy_to_cluster<D>(
         }
         (destination, clients.tcp_for(false))
     } else {
-        picked = match cluster.endpoints.pick(None) {
-            Some(picked) => picked,
-            None => {
-                log.flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
-                return;
-            }
+        let Some(endpoint) = cluster.endpoints.pick(None) else {
+            log.flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
+            return;
         };
-        let endpoint = picked.endpoint();
-        (endpoint.address, clients.tcp_for(endpoint.has_sidecar))
+        let target = (
+            endpoint.endpoint().address,
+            clients.tcp_for(endpoint.endpoint().has_sidecar),
+        );
+        picked = Some(endpoint);
+        target
     };
     log.upstream_host = Some(address);
     log.attempts = 1;
-    let mut upstream = match connector.connect(address).await {
+    let connected = connector.connect(address).await;
+    if let Some(picked) = &picked {
+        picked.report(match &connected {
+            Ok(_) => TryResult::Success,
+            Err(_) => TryResult::LOCAL_ERROR,
+        });
+    }
+    let mut upstream = match connected {
         Ok(upstream) => upstream,
         Err(error) => {
             tracing::debug!(%error, upstream = %address, "TCP upstream connect failed");

@@ -596,3 +596,33 @@ async fn upgrade_requests_are_spliced_after_101() {
         "{upstream_head}"
     );
 }
+
+#[tokio::test]
+async fn outlier_detection_ejects_a_failing_endpoint() {
+    let bad = upstream(|_, _| async { status(503, "bad") }).await;
+    let good = named_upstream("good").await;
+    let clusters = format!(
+        r#"  - name: "{V1}"
+    lb_policy: ROUND_ROBIN
+    outlier_detection: {{consecutive_5xx_errors: 1, base_ejection_time_ms: 60000, max_ejection_percent: 50}}
+    endpoints:
+      - {{address: 127.0.0.1, port: {}}}
+      - {{address: 127.0.0.1, port: {}}}
+"#,
+        bad.address.port(),
+        good.address.port()
+    );
+    let proxy = outbound_proxy(http_config(&forward_to(V1), &clusters), VIP).await;
+    let mut failures = 0;
+    for _ in 0..20 {
+        let (status, _, _) = get(&proxy, "reviews", "/", &[]).await;
+        if status == 503 {
+            failures += 1;
+        }
+    }
+    assert_eq!(
+        failures, 1,
+        "only the request that tripped the detector fails"
+    );
+    assert_eq!(bad.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -19,6 +19,7 @@ use super::ConnInfo;
 use super::cors::CompiledCors;
 use super::local::{full_body, local_reply};
 use super::upgrade;
+use crate::outlier::TryResult;
 use crate::request_log::{RequestLog, ResponseFlags};
 use crate::snapshot::{ClusterRuntime, CompiledRetry, ForwardPlan};
 use crate::upstream::{BoxError, ProxyBody};
@@ -294,18 +295,19 @@ async fn send(
     let Ok(clients) = &cluster.clients else {
         return (TryOutcome::Unusable, None);
     };
-    let picked;
+    let mut picked = None;
     let (address, has_sidecar) = if cluster.passthrough {
         if !conn.passthrough_allowed {
             return (TryOutcome::Unusable, None);
         }
         (conn.destination, false)
     } else {
-        picked = match cluster.endpoints.pick(exclude) {
-            Some(picked) => picked,
-            None => return (TryOutcome::NoHealthyUpstream, None),
+        let Some(endpoint) = cluster.endpoints.pick(exclude) else {
+            return (TryOutcome::NoHealthyUpstream, None);
         };
-        (picked.endpoint().address, picked.endpoint().has_sidecar)
+        let target = (endpoint.endpoint().address, endpoint.endpoint().has_sidecar);
+        picked = Some(endpoint);
+        target
     };
     let client = clients.http_for(has_sidecar);
     let Some(request) = upstream_request(parts, address, body, clients.http2()) else {
@@ -313,20 +315,24 @@ async fn send(
     };
     let future = client.request(request);
     let result = match retry.and_then(|retry| retry.per_try_timeout) {
-        None => future.await,
-        Some(per_try) => match tokio::time::timeout(per_try, future).await {
-            Ok(result) => result,
-            Err(_) => return (TryOutcome::Timeout, Some(address)),
-        },
+        None => Some(future.await),
+        Some(per_try) => tokio::time::timeout(per_try, future).await.ok(),
     };
     let outcome = match result {
-        Ok(response) => TryOutcome::Response(response),
-        Err(error) if error.is_connect() => TryOutcome::ConnectFailure,
-        Err(error) => {
+        None => TryOutcome::Timeout,
+        Some(Ok(response)) => TryOutcome::Response(response),
+        Some(Err(error)) if error.is_connect() => TryOutcome::ConnectFailure,
+        Some(Err(error)) => {
             tracing::debug!(%error, upstream = %address, "upstream request failed");
             TryOutcome::Reset
         }
     };
+    if let Some(picked) = &picked {
+        picked.report(match &outcome {
+            TryOutcome::Response(response) => TryResult::from_status(response.status().as_u16()),
+            _ => TryResult::LOCAL_ERROR,
+        });
+    }
     (outcome, Some(address))
 }
 
