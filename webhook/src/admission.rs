@@ -63,7 +63,7 @@ pub fn mutate(
     namespace_labels: &BTreeMap<String, String>,
     config: &InjectionConfig,
 ) -> AdmissionResponse {
-    let request: AdmissionRequest<Pod> = match review.try_into() {
+    let mut request: AdmissionRequest<Pod> = match review.try_into() {
         Ok(request) => request,
         Err(_) => return AdmissionResponse::invalid("AdmissionReview has no request"),
     };
@@ -73,38 +73,39 @@ pub fn mutate(
     if !is_pod || request.operation != Operation::Create {
         return response;
     }
-    let Some(original) = request.object.as_ref() else {
+    let Some(mut pod) = request.object.take() else {
         return response.deny("AdmissionReview request.object is missing for a Pod CREATE");
     };
     // Pods created by controllers may reach admission without a namespace; Istio fills it
-    // from the request the same way, so the patch may add /metadata/namespace.
-    let mut pod = original.clone();
-    if pod
+    // from the request the same way, so the patch then adds /metadata/namespace.
+    let filled_namespace = pod
         .metadata
         .namespace
         .as_deref()
         .unwrap_or_default()
         .is_empty()
-    {
-        pod.metadata.namespace = request.namespace.clone();
+        && request.namespace.is_some();
+    if filled_namespace {
+        pod.metadata.namespace = request.namespace.take();
     }
     if !should_inject(&pod, namespace_labels, config).inject {
         return response;
+    }
+    let mut before = match serde_json::to_value(&pod) {
+        Ok(before) => before,
+        Err(error) => return response.deny(format!("weft sidecar injection: {error}")),
+    };
+    if filled_namespace && let Some(metadata) = before.get_mut("metadata") {
+        // The object as the API server sent it had no namespace.
+        metadata.as_object_mut().map(|m| m.remove("namespace"));
     }
     let injected = match inject_owned(pod, config) {
         Ok(injected) => injected,
         Err(error) => return response.deny(format!("weft sidecar injection failed: {error}")),
     };
-    let (before, after) = match (
-        serde_json::to_value(original),
-        serde_json::to_value(&injected),
-    ) {
-        (Ok(before), Ok(after)) => (before, after),
-        (Err(error), _) | (_, Err(error)) => {
-            return response.deny(format!(
-                "weft sidecar injection: cannot encode the pod: {error}"
-            ));
-        }
+    let after = match serde_json::to_value(&injected) {
+        Ok(after) => after,
+        Err(error) => return response.deny(format!("weft sidecar injection: {error}")),
     };
     let patch = json_patch::diff(&before, &after);
     match response.clone().with_patch(patch) {
