@@ -319,7 +319,18 @@ impl Snapshot {
                 .and_then(|old| old.clients.as_ref().ok())
                 .filter(|clients| clients.key == ClientKey::of(cluster))
                 .cloned();
-            let runtime = cluster_runtime(cluster, reused, tls);
+            let mut runtime = cluster_runtime(cluster, reused, tls);
+            // Unchanged endpoints keep their balancer state: round-robin cursor, active
+            // requests and outlier ejections (Envoy keeps host state across EDS updates).
+            if let Some(old) = previous.and_then(|snapshot| {
+                let old_model = snapshot.config.cluster(&cluster.name)?;
+                let same = old_model.endpoints == cluster.endpoints
+                    && old_model.lb_policy == cluster.lb_policy
+                    && old_model.outlier_detection == cluster.outlier_detection;
+                same.then(|| snapshot.clusters.get(&cluster.name))?
+            }) {
+                runtime.endpoints = Arc::clone(&old.endpoints);
+            }
             clusters.insert(cluster.name.clone(), Arc::new(runtime));
         }
         for special in [PASSTHROUGH_CLUSTER, BLACK_HOLE_CLUSTER] {
@@ -586,4 +597,47 @@ fn compile_action(
             }))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(endpoint_port: u16, label: &str) -> ProxyConfig {
+        ProxyConfig::from_yaml(&format!(
+            "node: {{id: a, namespace: default, labels: {{x: {label}}}}}\n\
+             clusters:\n  - name: c\n    endpoints: [{{address: 10.0.0.1, port: {endpoint_port}}}]\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn unchanged_clusters_keep_balancer_and_clients_across_updates() {
+        let first = Snapshot::build(config(80, "one"), None, None).unwrap();
+        let second = Snapshot::build(config(80, "two"), Some(&first), None).unwrap();
+        let (old, new) = (first.cluster("c").unwrap(), second.cluster("c").unwrap());
+        assert!(Arc::ptr_eq(&old.endpoints, &new.endpoints));
+        assert!(Arc::ptr_eq(
+            old.clients.as_ref().unwrap(),
+            new.clients.as_ref().unwrap()
+        ));
+        let third = Snapshot::build(config(81, "two"), Some(&second), None).unwrap();
+        let changed = third.cluster("c").unwrap();
+        assert!(!Arc::ptr_eq(&new.endpoints, &changed.endpoints));
+        assert!(Arc::ptr_eq(
+            new.clients.as_ref().unwrap(),
+            changed.clients.as_ref().unwrap()
+        ));
+    }
+
+    #[test]
+    fn invalid_config_is_rejected_with_every_reason() {
+        let mut config = config(80, "one");
+        config.clusters.push(config.clusters[0].clone());
+        config.clusters[0].endpoints[0].weight = 0;
+        let Err(SnapshotError::Invalid(errors)) = Snapshot::build(config, None, None) else {
+            panic!("expected a validation error");
+        };
+        assert_eq!(errors.len(), 2, "{errors:?}");
+    }
 }
