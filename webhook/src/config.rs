@@ -78,6 +78,10 @@ pub struct InjectionConfig {
     /// Rewrite application HTTP probes through the proxy unless the pod says otherwise (Istio's
     /// `sidecarInjectorWebhook.rewriteAppHTTPProbe`, default `true`).
     pub rewrite_app_http_probers: bool,
+    /// This control plane's revision (Istio's `revision`, default `default`): namespaces and
+    /// pods labelled `istio.io/rev=<revision>` are injected, and the value is recorded in
+    /// `sidecar.istio.io/status`.
+    pub revision: String,
 }
 
 impl Default for InjectionConfig {
@@ -99,6 +103,7 @@ impl Default for InjectionConfig {
             log_level: "warning".to_string(),
             enable_namespaces_by_default: false,
             rewrite_app_http_probers: true,
+            revision: "default".to_string(),
         }
     }
 }

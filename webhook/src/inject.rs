@@ -238,7 +238,7 @@ pub fn inject_owned(mut pod: Pod, config: &InjectionConfig) -> Result<Pod, Injec
         containers: None,
         volumes: Some(volumes.iter().map(|v| v.name.clone()).collect()),
         image_pull_secrets: None,
-        revision: "default".to_string(),
+        revision: config.revision.clone(),
     };
     if native {
         injected_init.push(proxy);

@@ -6,6 +6,10 @@
 /// namespace (Istio's `istio-injection` label).
 pub const NAMESPACE_INJECTION_LABEL: &str = "istio-injection";
 
+/// Namespace or pod label naming the control-plane revision that injects it (Istio's
+/// `istio.io/rev`); honoured when it names this mesh's revision (`default`).
+pub const REVISION_LABEL: &str = "istio.io/rev";
+
 /// Pod label or annotation that overrides the namespace's injection policy: `true` or `false`
 /// (Istio's `sidecar.istio.io/inject`). The label wins over the annotation.
 pub const SIDECAR_INJECT: &str = "sidecar.istio.io/inject";

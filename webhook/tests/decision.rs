@@ -62,6 +62,12 @@ fn decision_table_follows_istio_precedence() {
         ("kube-system", pod("kube-system", &[(INJECT, "true")], &[]), &enabled, false, IgnoredNamespace("kube-system".into())),
         ("kube-public", pod("kube-public", &[], &[]), &enabled, false, IgnoredNamespace("kube-public".into())),
         ("operator namespace", pod("weft-system", &[], &[]), &enabled, false, IgnoredNamespace("weft-system".into())),
+        ("namespace revision default", pod("demo", &[], &[]), &[("istio.io/rev", "default")], true, NamespaceRevision("default".into())),
+        ("namespace revision default, annotation opts out", pod("demo", &[], &[(INJECT, "false")]), &[("istio.io/rev", "default")], false, PodAnnotation("false".into())),
+        ("other revision's namespace", pod("demo", &[(INJECT, "true")], &[]), &[("istio.io/rev", "canary")], false, NamespaceRevision("canary".into())),
+        ("istio-injection beats istio.io/rev", pod("demo", &[], &[]), &[("istio-injection", "enabled"), ("istio.io/rev", "canary")], true, NamespaceEnabled),
+        ("pod revision default", pod("demo", &[("istio.io/rev", "default")], &[]), &[], true, PodRevision("default".into())),
+        ("pod revision other", pod("demo", &[("istio.io/rev", "canary"), (INJECT, "true")], &[]), &[], false, PodRevision("canary".into())),
         ("already injected", pod("demo", &[(INJECT, "true")], &[("sidecar.istio.io/status", "{}")]), &enabled, false, AlreadyInjected),
     ];
     let config = InjectionConfig::default();

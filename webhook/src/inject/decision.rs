@@ -11,7 +11,7 @@ use std::fmt;
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::config::InjectionConfig;
-use crate::names::{NAMESPACE_INJECTION_LABEL, SIDECAR_INJECT, SIDECAR_STATUS};
+use crate::names::{NAMESPACE_INJECTION_LABEL, REVISION_LABEL, SIDECAR_INJECT, SIDECAR_STATUS};
 
 /// Namespaces Istio never injects (`kube-system`, `kube-public`; Istio's `ignoredNamespaces`).
 pub const IGNORED_NAMESPACES: [&str; 2] = ["kube-system", "kube-public"];
@@ -43,6 +43,12 @@ pub enum DecisionReason {
     PodAnnotation(String),
     /// The namespace is labelled `istio-injection=enabled`.
     NamespaceEnabled,
+    /// The namespace has no `istio-injection` label but an `istio.io/rev` label: this mesh's
+    /// revision injects, any other revision belongs to another control plane.
+    NamespaceRevision(String),
+    /// The namespace has neither label and the pod has `istio.io/rev`: this mesh's revision
+    /// injects, any other revision belongs to another control plane.
+    PodRevision(String),
     /// The namespace has no `istio-injection` label; the mesh default
     /// (`enableNamespacesByDefault`) applies.
     MeshDefault,
@@ -73,6 +79,10 @@ impl fmt::Display for DecisionReason {
                     "namespace is labelled {NAMESPACE_INJECTION_LABEL}=enabled"
                 )
             }
+            Self::NamespaceRevision(rev) => {
+                write!(f, "namespace is labelled {REVISION_LABEL}={rev:?}")
+            }
+            Self::PodRevision(rev) => write!(f, "pod is labelled {REVISION_LABEL}={rev:?}"),
             Self::MeshDefault => write!(
                 f,
                 "namespace has no {NAMESPACE_INJECTION_LABEL} label; mesh default applies"
@@ -101,12 +111,19 @@ fn truthy(value: &str) -> bool {
 /// 3. namespace `kube-system`, `kube-public` or the operator's → no;
 /// 4. namespace label `istio-injection=disabled` → no (Istio's webhook `namespaceSelector`
 ///    excludes such namespaces entirely, so no pod setting can override it);
-/// 5. pod label `sidecar.istio.io/inject` → its value (`true`/`yes`/`y`/`on` = yes);
-/// 6. namespace label `istio-injection=enabled` → the pod annotation `sidecar.istio.io/inject`
-///    if present, else yes;
-/// 7. otherwise the mesh default `enable_namespaces_by_default`, again overridden by the pod
+/// 5. namespace without `istio-injection` but with `istio.io/rev` other than
+///    `config.revision` → no (another control plane's namespace); likewise a pod's
+///    `istio.io/rev` in a namespace with neither label;
+/// 6. pod label `sidecar.istio.io/inject` → its value (`true`/`yes`/`y`/`on` = yes);
+/// 7. namespace label `istio-injection=enabled`, or `istio.io/rev=<config.revision>` on the
+///    namespace (or on the pod, when the namespace has neither label) → the pod annotation
+///    `sidecar.istio.io/inject` if present, else yes;
+/// 8. otherwise the mesh default `enable_namespaces_by_default`, again overridden by the pod
 ///    annotation when that default is on. When it is off, a pod *annotation* alone does not
 ///    inject, as in Istio, whose `objectSelector` can only see labels.
+///
+/// Rules 4-7 reproduce the selectors of Istio's `istio-sidecar-injector` webhooks
+/// (`namespace.`, `object.`, `rev.namespace.` and `rev.object.sidecar-injector.istio.io`).
 pub fn should_inject(
     pod: &Pod,
     namespace_labels: &BTreeMap<String, String>,
@@ -142,6 +159,19 @@ pub fn should_inject(
     if namespace_policy == Some("disabled") {
         return decided(false, DecisionReason::NamespaceDisabled);
     }
+    // `istio.io/rev` selects a control plane; it only counts without `istio-injection`.
+    let namespace_revision = namespace_labels
+        .get(REVISION_LABEL)
+        .filter(|_| namespace_policy.is_none());
+    if let Some(revision) = namespace_revision.filter(|r| **r != config.revision) {
+        return decided(false, DecisionReason::NamespaceRevision(revision.clone()));
+    }
+    let pod_revision = meta.labels.as_ref().and_then(|l| l.get(REVISION_LABEL));
+    let namespace_unlabelled = namespace_policy.is_none() && namespace_revision.is_none();
+    if let Some(revision) = pod_revision.filter(|r| namespace_unlabelled && **r != config.revision)
+    {
+        return decided(false, DecisionReason::PodRevision(revision.clone()));
+    }
     if let Some(value) = meta.labels.as_ref().and_then(|l| l.get(SIDECAR_INJECT)) {
         return decided(truthy(value), DecisionReason::PodLabel(value.clone()));
     }
@@ -149,13 +179,14 @@ pub fn should_inject(
         .annotations
         .as_ref()
         .and_then(|a| a.get(SIDECAR_INJECT));
-    let (default, reason) = if namespace_policy == Some("enabled") {
-        (true, DecisionReason::NamespaceEnabled)
-    } else {
-        (
+    let (default, reason) = match (namespace_policy, namespace_revision, pod_revision) {
+        (Some("enabled"), _, _) => (true, DecisionReason::NamespaceEnabled),
+        (_, Some(revision), _) => (true, DecisionReason::NamespaceRevision(revision.clone())),
+        (None, None, Some(revision)) => (true, DecisionReason::PodRevision(revision.clone())),
+        _ => (
             config.enable_namespaces_by_default,
             DecisionReason::MeshDefault,
-        )
+        ),
     };
     match annotation {
         Some(value) if default => {
