@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod balance;
 pub mod capture;
+pub mod circuit;
 pub mod config;
 pub mod discovery_source;
 pub mod http;

@@ -17,6 +17,7 @@ use weft_proxy_config::{
 };
 
 use crate::balance::Endpoints;
+use crate::circuit::{CircuitBreaker, Counters};
 use crate::http::CompiledCors;
 use crate::mesh_tls::MeshTls;
 use crate::router::{CompiledMatch, DomainIndex, RouterError};
@@ -65,6 +66,8 @@ pub struct ClusterRuntime {
     pub black_hole: bool,
     /// Pooled clients, or why they could not be built (requests then fail with `UF`).
     pub clients: Result<Arc<ClusterClients>, String>,
+    /// Circuit breaking limits and counters.
+    pub breaker: CircuitBreaker,
 }
 
 /// A compiled header mutation, applied in the order remove, set, add.
@@ -319,7 +322,11 @@ impl Snapshot {
                 .and_then(|old| old.clients.as_ref().ok())
                 .filter(|clients| clients.key == ClientKey::of(cluster))
                 .cloned();
-            let mut runtime = cluster_runtime(cluster, reused, tls);
+            let counters = previous
+                .and_then(|snapshot| snapshot.clusters.get(&cluster.name))
+                .map(|old| Arc::clone(old.breaker.counters()))
+                .unwrap_or_default();
+            let mut runtime = cluster_runtime(cluster, reused, tls, counters);
             // Unchanged endpoints keep their balancer state: round-robin cursor, active
             // requests and outlier ejections (Envoy keeps host state across EDS updates).
             if let Some(old) = previous.and_then(|snapshot| {
@@ -348,7 +355,7 @@ impl Snapshot {
                 .and_then(|snapshot| snapshot.clusters.get(special))
                 .and_then(|old| old.clients.as_ref().ok())
                 .cloned();
-            let mut runtime = cluster_runtime(&cluster, reused, None);
+            let mut runtime = cluster_runtime(&cluster, reused, None, Arc::default());
             runtime.black_hole = special == BLACK_HOLE_CLUSTER;
             clusters.insert(special.to_owned(), Arc::new(runtime));
         }
@@ -405,6 +412,7 @@ fn cluster_runtime(
     cluster: &Cluster,
     reused: Option<Arc<ClusterClients>>,
     tls: Option<&Arc<dyn MeshTls>>,
+    counters: Arc<Counters>,
 ) -> ClusterRuntime {
     let clients = match reused {
         Some(clients) => Ok(clients),
@@ -422,6 +430,11 @@ fn cluster_runtime(
         ),
         passthrough: cluster.lb_policy == LbPolicy::Passthrough,
         black_hole: false,
+        breaker: CircuitBreaker::new(
+            &cluster.connection_pool,
+            ClientKey::of(cluster).http2(),
+            counters,
+        ),
         clients,
     }
 }

@@ -91,6 +91,10 @@ pub async fn proxy_to_cluster<D>(
         log.flags.insert(ResponseFlags::NO_ROUTE_FOUND);
         return;
     }
+    let Some(_admitted) = cluster.breaker.connection() else {
+        log.flags.insert(ResponseFlags::UPSTREAM_OVERFLOW);
+        return;
+    };
     let Ok(clients) = &cluster.clients else {
         log.flags.insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
         return;

@@ -210,6 +210,11 @@ pub struct ClientKey {
 }
 
 impl ClientKey {
+    /// Whether requests go upstream as HTTP/2.
+    pub fn http2(&self) -> bool {
+        self.http2
+    }
+
     /// The key of `cluster`.
     pub fn of(cluster: &Cluster) -> Self {
         let http2 = matches!(cluster.protocol, Protocol::Http2 | Protocol::Grpc)

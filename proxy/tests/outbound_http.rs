@@ -626,3 +626,43 @@ async fn outlier_detection_ejects_a_failing_endpoint() {
     );
     assert_eq!(bad.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn circuit_breaker_overflow_gives_503_uo() {
+    let slow = upstream(|_, _| async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        status(200, "slow")
+    })
+    .await;
+    let clusters = format!(
+        r#"  - name: "{V1}"
+    connection_pool: {{tcp: {{max_connections: 1}}, http: {{http1_max_pending_requests: 0}}}}
+    endpoints: [{{address: 127.0.0.1, port: {}}}]
+"#,
+        slow.address.port()
+    );
+    let proxy =
+        std::sync::Arc::new(outbound_proxy(http_config(&forward_to(V1), &clusters), VIP).await);
+    let first = {
+        let proxy = std::sync::Arc::clone(&proxy);
+        tokio::spawn(async move { get(&proxy, "reviews", "/", &[]).await.0 })
+    };
+    for _ in 0..200 {
+        if slow.hits.load(std::sync::atomic::Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (status, _, body) = get(&proxy, "reviews", "/", &[]).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        proxy
+            .recorder
+            .last()
+            .flags
+            .contains(ResponseFlags::UPSTREAM_OVERFLOW)
+    );
+    assert_eq!(first.await.unwrap(), 200);
+    // The slot is free again.
+    assert_eq!(get(&proxy, "reviews", "/", &[]).await.0, 200);
+}

@@ -131,6 +131,14 @@ pub async fn forward(
     if cluster.black_hole {
         return local_reply(502, "", ResponseFlags::NO_ROUTE_FOUND, log);
     }
+    let Some(_admitted) = cluster.breaker.request() else {
+        return local_reply(
+            503,
+            "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+            ResponseFlags::UPSTREAM_OVERFLOW,
+            log,
+        );
+    };
     let (mut parts, body) = request.into_parts();
     prepare_request(plan, &mut parts, matched_prefix, upgrade);
 
@@ -201,6 +209,7 @@ async fn retry_loop(
 ) -> Routed {
     let retries = plan.retry.as_ref().map_or(0, |retry| retry.attempts);
     let mut previous = None;
+    let mut _retry_permit = None;
     for attempt in 0..=retries {
         log.attempts = attempt + 1;
         let body = full_body(bytes.clone());
@@ -220,6 +229,11 @@ async fn retry_loop(
             }
             return finish(outcome, log);
         }
+        // Held through the next try; over `maxRetries` the current outcome stands.
+        _retry_permit = match cluster.breaker.retry() {
+            Some(permit) => Some(permit),
+            None => return finish(outcome, log),
+        };
         let base = plan
             .retry
             .as_ref()
