@@ -14,6 +14,16 @@
 //!
 //! Pods that are not to be injected (including already-injected ones), non-`CREATE`
 //! operations and non-Pod objects are allowed unchanged.
+//!
+//! # The patch
+//!
+//! `json_patch::diff` between the pod as k8s-openapi (Kubernetes 1.33 API) reads it and the
+//! injected pod, as Istio diffs its original and injected pods. Fields unknown to that API
+//! version are in neither document, so no operation touches them. Because `json_patch::diff`
+//! compares arrays index by index, inserting `istio-init` (or a held proxy) at index 0 is
+//! expressed as field-level edits of the element that was there plus an `add` at the end;
+//! applied to the API server's object this is exact, except that an unknown field on that
+//! displaced element would stay at index 0.
 
 use std::collections::BTreeMap;
 
