@@ -31,6 +31,22 @@ pub enum LabError {
     /// A command failed.
     #[error(transparent)]
     Command(#[from] CommandError),
+    /// `weft-operator`, `weft-proxy` or `weft-sample-app` is not built.
+    #[error(
+        "weft-operator, weft-proxy and weft-sample-app must be built first: cargo build --workspace --bins (make test does)"
+    )]
+    MissingBinaries,
+    /// A component did not become ready in time.
+    #[error("{what} did not become ready; its log:\n{log}")]
+    NotReady {
+        /// What.
+        what: String,
+        /// The tail of its log.
+        log: String,
+    },
+    /// Injection (the webhook's function) failed or gave an unexpected pod.
+    #[error("injection: {0}")]
+    Inject(String),
     /// A log file could not be created.
     #[error("cannot create log file {path}: {source}")]
     Log {

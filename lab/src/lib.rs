@@ -11,6 +11,7 @@
 
 mod command;
 mod lab;
+pub mod mesh;
 mod process;
 
 pub use command::{CommandError, run_checked};

@@ -115,7 +115,9 @@ async fn handle(
     };
     let is_tls = matches!(detected, Detected::Tls { .. });
     let declared = inbound.port(port).map(|entry| entry.protocol);
-    let connector = Connector::plain(proxy.connect_timeout);
+    // Bound to 127.0.0.6 so that the capture rules do not send it back to us.
+    let connector = Connector::plain(proxy.connect_timeout)
+        .with_source(crate::upstream::INBOUND_PASSTHROUGH_SOURCE.into());
     let mut conn = ConnInfo {
         destination: target,
         peer,

@@ -113,7 +113,15 @@ impl AsyncWrite for UpstreamStream {
 pub struct Connector {
     connect_timeout: Duration,
     tls: Option<(TlsConnector, ServerName<'static>)>,
+    source: Option<std::net::IpAddr>,
 }
+
+/// The source address inbound connections to the workload's own IP are bound to. Istio's
+/// capture rules return early for traffic from `127.0.0.6` on `lo`
+/// (`-A ISTIO_OUTPUT -s 127.0.0.6/32 -o lo -j RETURN`); without it, the proxy's connection to
+/// its own pod IP is redirected back to the inbound listener and loops (Istio's
+/// `InboundPassthroughClusterIpv4` binds the same address).
+pub const INBOUND_PASSTHROUGH_SOURCE: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 6);
 
 impl Connector {
     /// A plaintext connector with `connect_timeout`.
@@ -121,7 +129,16 @@ impl Connector {
         Self {
             connect_timeout,
             tls: None,
+            source: None,
         }
+    }
+
+    /// The same connector, binding connections to non-loopback addresses of `source`'s
+    /// family to `source` (see [`INBOUND_PASSTHROUGH_SOURCE`]); loopback targets are connected
+    /// as usual.
+    pub fn with_source(mut self, source: std::net::IpAddr) -> Self {
+        self.source = Some(source);
+        self
     }
 
     /// A TLS connector with `connect_timeout`, presenting `sni`.
@@ -133,13 +150,30 @@ impl Connector {
         Self {
             connect_timeout,
             tls: Some((TlsConnector::from(config), sni)),
+            source: None,
         }
     }
 
     /// Connects to `address`. Errors: `TimedOut` after the connect timeout, the OS error, or
     /// the TLS handshake error.
     pub async fn connect(&self, address: SocketAddr) -> io::Result<UpstreamStream> {
-        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(address))
+        let connect = async {
+            match self.source {
+                Some(source)
+                    if source.is_ipv4() == address.is_ipv4() && !address.ip().is_loopback() =>
+                {
+                    let socket = if address.is_ipv4() {
+                        tokio::net::TcpSocket::new_v4()?
+                    } else {
+                        tokio::net::TcpSocket::new_v6()?
+                    };
+                    socket.bind(SocketAddr::new(source, 0))?;
+                    socket.connect(address).await
+                }
+                _ => TcpStream::connect(address).await,
+            }
+        };
+        let tcp = tokio::time::timeout(self.connect_timeout, connect)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "upstream connect timeout"))??;
         let _ = tcp.set_nodelay(true);

@@ -32,7 +32,11 @@ impl AppClients {
                 .pool_idle_timeout(Duration::from_secs(60))
                 .set_host(false)
                 .http2_only(http2);
-            builder.build(Connector::plain(connect_timeout))
+            // Bound to 127.0.0.6 so that the capture rules do not send it back to us.
+            builder.build(
+                Connector::plain(connect_timeout)
+                    .with_source(crate::upstream::INBOUND_PASSTHROUGH_SOURCE.into()),
+            )
         };
         Self {
             http1: build(false),

@@ -1,0 +1,500 @@
+//! A whole mesh on one machine: the control plane in standalone mode in one lab host, and
+//! workloads in others, each an application plus a `weft-proxy` injected exactly as the
+//! mutating webhook injects a pod: the workload is described as a Pod, passed through
+//! [`weft_webhook::inject`], and the injected init container's and proxy container's command
+//! lines are what runs in the host's namespace (capture rules as root, the proxy as UID 1337).
+//!
+//! Workloads are registered with the control plane as Istio's WorkloadEntry objects, written
+//! into its config directory; services are ServiceEntries the caller writes.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Container, ContainerPort, Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use weft_webhook::InjectionConfig;
+
+use crate::lab::{Host, Lab, LabError};
+
+/// The proxy's user and group (Istio's 1337).
+pub const PROXY_UID: u32 = 1337;
+
+/// Paths of the binaries a local mesh runs.
+#[derive(Debug, Clone)]
+pub struct MeshBinaries {
+    /// `weft-operator`.
+    pub operator: PathBuf,
+    /// `weft-proxy`.
+    pub proxy: PathBuf,
+    /// `weft-sample-app`.
+    pub app: PathBuf,
+}
+
+impl MeshBinaries {
+    /// Finds the binaries next to the running executable (`target/<profile>/` for tests run
+    /// by cargo, whose executables live in `target/<profile>/deps/`), or in `dir` when given.
+    /// Errors when one is missing, saying to build them (`cargo build --workspace --bins`).
+    pub fn locate(dir: Option<&Path>) -> Result<Self, LabError> {
+        let mut candidates = Vec::new();
+        if let Some(dir) = dir {
+            candidates.push(dir.to_path_buf());
+        }
+        if let Ok(exe) = std::env::current_exe() {
+            for ancestor in exe.ancestors().skip(1).take(2) {
+                candidates.push(ancestor.to_path_buf());
+            }
+        }
+        for dir in candidates {
+            let bins = Self {
+                operator: dir.join("weft-operator"),
+                proxy: dir.join("weft-proxy"),
+                app: dir.join("weft-sample-app"),
+            };
+            if bins.operator.is_file() && bins.proxy.is_file() && bins.app.is_file() {
+                return Ok(bins);
+            }
+        }
+        Err(LabError::MissingBinaries)
+    }
+}
+
+/// One workload: a WorkloadEntry, a sample application and a sidecar.
+#[derive(Debug, Clone)]
+pub struct WorkloadSpec {
+    /// The lab host name (1-8 of `[a-z0-9]`) and the WorkloadEntry/pod name.
+    pub name: String,
+    /// The namespace.
+    pub namespace: String,
+    /// The service account (the workload's identity).
+    pub service_account: String,
+    /// Labels (`app`, `version`, ...), matched by ServiceEntry `workloadSelector` and subsets.
+    pub labels: BTreeMap<String, String>,
+    /// The application's port.
+    pub port: u16,
+    /// Arguments of `weft-sample-app` (e.g. `serve --service reviews --version v1`); `None`
+    /// for a workload that only sends traffic.
+    pub app_args: Option<Vec<String>>,
+    /// Pod annotations (e.g. `traffic.sidecar.istio.io/excludeOutboundPorts`).
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A running workload.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Its spec.
+    pub spec: WorkloadSpec,
+    /// Its lab host.
+    pub host: Host,
+    proxy_process: usize,
+    app_process: Option<usize>,
+}
+
+/// A mesh on one machine. Dropping it tears everything down (the [`Lab`] does).
+pub struct LocalMesh {
+    lab: Lab,
+    bins: MeshBinaries,
+    config_dir: PathBuf,
+    state_dir: PathBuf,
+    operator_host: Host,
+    operator_process: Option<usize>,
+    workloads: BTreeMap<String, Workload>,
+    injection: InjectionConfig,
+}
+
+impl std::fmt::Debug for LocalMesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalMesh")
+            .field("lab", &self.lab)
+            .field("workloads", &self.workloads.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The discovery port of the control plane.
+pub const DISCOVERY_PORT: u16 = 15012;
+/// The monitoring port of the control plane.
+pub const MONITORING_PORT: u16 = 15014;
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LabError + '_ {
+    move |source| LabError::Log {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl LocalMesh {
+    /// Builds the lab, attaches this process to it, and starts the control plane with an
+    /// empty config directory. Errors when the lab cannot be built or the binaries are missing.
+    pub fn start(bins: MeshBinaries) -> Result<Self, LabError> {
+        let mut lab = Lab::new()?;
+        lab.attach_root()?;
+        let operator_host = lab.add_host("istiod")?;
+        let base = lab.log_dir().to_path_buf();
+        let config_dir = base.join("config");
+        let state_dir = base.join("state");
+        for dir in [&config_dir, &state_dir] {
+            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+            set_mode(dir, 0o755)?;
+        }
+        set_mode(&base, 0o755)?;
+        let injection = InjectionConfig {
+            discovery_address: format!("{}:{DISCOVERY_PORT}", operator_host.ip),
+            trust_domain: "cluster.local".to_string(),
+            ..InjectionConfig::default()
+        };
+        let mut mesh = Self {
+            lab,
+            bins,
+            config_dir,
+            state_dir,
+            operator_host,
+            operator_process: None,
+            workloads: BTreeMap::new(),
+            injection,
+        };
+        mesh.start_operator()?;
+        Ok(mesh)
+    }
+
+    /// The lab.
+    pub fn lab(&self) -> &Lab {
+        &self.lab
+    }
+
+    /// The control plane's config directory (Istio YAML goes here).
+    pub fn config_dir(&self) -> &Path {
+        &self.config_dir
+    }
+
+    /// The control plane's state directory (CA, certificates).
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// The control plane's address.
+    pub fn operator_ip(&self) -> Ipv4Addr {
+        self.operator_host.ip
+    }
+
+    /// (Re)starts the control plane and waits until its monitoring endpoint answers.
+    pub fn start_operator(&mut self) -> Result<(), LabError> {
+        let args = vec![
+            "--config-dir".to_string(),
+            self.config_dir.display().to_string(),
+            "--state-dir".to_string(),
+            self.state_dir.display().to_string(),
+            "--cert-owner".to_string(),
+            format!("{PROXY_UID}:{PROXY_UID}"),
+            "--poll-interval-ms".to_string(),
+            "100".to_string(),
+        ];
+        let host = self.operator_host.clone();
+        let operator = self.bins.operator.clone();
+        let index = self
+            .lab
+            .spawn(&host, "operator", &operator, &args, &[], None)?;
+        self.operator_process = Some(index);
+        let addr = SocketAddr::from((host.ip, MONITORING_PORT));
+        if wait_until(Duration::from_secs(20), || {
+            http_get(addr, "/healthz").is_ok_and(|(s, _)| s == 200)
+        }) {
+            Ok(())
+        } else {
+            Err(LabError::NotReady {
+                what: "weft-operator".into(),
+                log: self.lab.log("operator"),
+            })
+        }
+    }
+
+    /// Stops the control plane (the proxies keep their last config).
+    pub fn stop_operator(&mut self) {
+        if let Some(index) = self.operator_process.take()
+            && let Some(p) = self.lab.process(index)
+        {
+            p.stop(Duration::from_secs(5));
+        }
+    }
+
+    /// Writes (or replaces) `name` in the config directory, atomically.
+    pub fn write_config(&self, name: &str, yaml: &str) -> Result<(), LabError> {
+        let tmp = self.config_dir.join(format!(".{name}.tmp"));
+        let path = self.config_dir.join(name);
+        std::fs::write(&tmp, yaml).map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io_err(&path))
+    }
+
+    /// Removes `name` from the config directory.
+    pub fn remove_config(&self, name: &str) -> Result<(), LabError> {
+        let path = self.config_dir.join(name);
+        std::fs::remove_file(&path).map_err(io_err(&path))
+    }
+
+    /// The directory of `namespace`/`service_account`'s certificate files.
+    pub fn cert_dir(&self, namespace: &str, service_account: &str) -> PathBuf {
+        self.state_dir
+            .join("certs")
+            .join(namespace)
+            .join(service_account)
+    }
+
+    /// Adds a workload: registers its WorkloadEntry, waits for its certificate, starts its
+    /// application, injects it (capture rules and proxy from the webhook's output) and waits
+    /// until its proxy is ready. Errors name what did not come up, with its log.
+    pub fn add_workload(&mut self, spec: WorkloadSpec) -> Result<Workload, LabError> {
+        let host = self.lab.add_host(&spec.name)?;
+        let labels: String = spec
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}: {v:?}, "))
+            .collect();
+        let entry = format!(
+            "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  address: {ip}\n  serviceAccount: {sa}\n  labels: {{{labels}}}\n",
+            name = spec.name,
+            ns = spec.namespace,
+            ip = host.ip,
+            sa = spec.service_account,
+            labels = labels.trim_end_matches(", "),
+        );
+        self.write_config(&format!("workload-{}.yaml", spec.name), &entry)?;
+        let cert_dir = self.cert_dir(&spec.namespace, &spec.service_account);
+        let chain = cert_dir.join("cert-chain.pem");
+        if !wait_until(Duration::from_secs(20), || chain.is_file()) {
+            return Err(LabError::NotReady {
+                what: format!(
+                    "certificate for {}/{}",
+                    spec.namespace, spec.service_account
+                ),
+                log: self.lab.log("operator"),
+            });
+        }
+
+        let app_process = match &spec.app_args {
+            Some(args) => {
+                let app = self.bins.app.clone();
+                Some(
+                    self.lab
+                        .spawn(&host, &format!("{}-app", spec.name), &app, args, &[], None)?,
+                )
+            }
+            None => None,
+        };
+
+        let injected = weft_webhook::inject(&self.pod(&spec), &self.injection)
+            .map_err(|e| LabError::Inject(e.to_string()))?;
+        let pod_spec = injected.spec.unwrap_or_default();
+        let init = pod_spec
+            .init_containers
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.name == "istio-init")
+            .ok_or_else(|| LabError::Inject("no istio-init container".into()))?;
+        let proxy = pod_spec
+            .containers
+            .iter()
+            .find(|c| c.name == "istio-proxy")
+            .cloned()
+            .ok_or_else(|| LabError::Inject("no istio-proxy container".into()))?;
+        let init_args = init.args.unwrap_or_default();
+        let proxy_bin = self.bins.proxy.display().to_string();
+        let mut full = vec![proxy_bin.as_str()];
+        full.extend(init_args.iter().map(String::as_str));
+        self.lab.exec(&host, full[0], &full[1..])?;
+
+        let mut proxy_args = proxy.args.unwrap_or_default();
+        proxy_args.extend([
+            "--cert-dir".to_string(),
+            cert_dir.display().to_string(),
+            "--access-log".to_string(),
+            "off".to_string(),
+        ]);
+        let env = vec![
+            ("POD_NAME".to_string(), spec.name.clone()),
+            ("POD_NAMESPACE".to_string(), spec.namespace.clone()),
+            ("SERVICE_ACCOUNT".to_string(), spec.service_account.clone()),
+            ("INSTANCE_IP".to_string(), host.ip.to_string()),
+        ];
+        let proxy_bin = self.bins.proxy.clone();
+        let proxy_process = self.lab.spawn(
+            &host,
+            &format!("{}-proxy", spec.name),
+            &proxy_bin,
+            &proxy_args,
+            &env,
+            Some((PROXY_UID, PROXY_UID)),
+        )?;
+        let health = SocketAddr::from((host.ip, 15021));
+        if !wait_until(Duration::from_secs(20), || {
+            http_get(health, "/healthz/ready").is_ok_and(|(s, _)| s == 200)
+        }) {
+            return Err(LabError::NotReady {
+                what: format!("proxy of {}", spec.name),
+                log: self.lab.log(&format!("{}-proxy", spec.name)),
+            });
+        }
+        let workload = Workload {
+            spec,
+            host,
+            proxy_process,
+            app_process,
+        };
+        self.workloads
+            .insert(workload.spec.name.clone(), workload.clone());
+        Ok(workload)
+    }
+
+    fn pod(&self, spec: &WorkloadSpec) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(spec.name.clone()),
+                namespace: Some(spec.namespace.clone()),
+                labels: Some(spec.labels.clone()),
+                annotations: (!spec.annotations.is_empty()).then(|| spec.annotations.clone()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                service_account_name: Some(spec.service_account.clone()),
+                containers: vec![Container {
+                    name: "app".to_string(),
+                    image: Some("weft-sample-app".to_string()),
+                    ports: Some(vec![ContainerPort {
+                        container_port: i32::from(spec.port),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    /// The running workload named `name`.
+    pub fn workload(&self, name: &str) -> Option<&Workload> {
+        self.workloads.get(name)
+    }
+
+    /// Runs `weft-sample-app load` inside `from`'s namespace (its traffic is captured by its
+    /// sidecar) and returns the JSON report. `resolve` maps host names to VIPs.
+    pub fn load(
+        &self,
+        from: &str,
+        url: &str,
+        resolve: &[(&str, Ipv4Addr)],
+        headers: &[(&str, &str)],
+        requests: usize,
+        concurrency: usize,
+    ) -> Result<serde_json::Value, LabError> {
+        let workload = self
+            .workloads
+            .get(from)
+            .ok_or_else(|| LabError::Inject(format!("no workload {from}")))?;
+        let mut args = vec![
+            "load".to_string(),
+            "--url".to_string(),
+            url.to_string(),
+            "--requests".to_string(),
+            requests.to_string(),
+            "--concurrency".to_string(),
+            concurrency.to_string(),
+        ];
+        for (host, ip) in resolve {
+            args.extend(["--resolve".to_string(), format!("{host}={ip}")]);
+        }
+        for (k, v) in headers {
+            args.extend(["--header".to_string(), format!("{k}={v}")]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let app = self.bins.app.display().to_string();
+        let out = self.lab.exec(&workload.host, &app, &refs)?;
+        serde_json::from_slice(&out.stdout)
+            .map_err(|e| LabError::Inject(format!("load report: {e}")))
+    }
+
+    /// Stops the proxy of `name` with SIGTERM (graceful drain); returns whether it exited in time.
+    pub fn stop_proxy(&mut self, name: &str) -> bool {
+        let Some(index) = self.workloads.get(name).map(|w| w.proxy_process) else {
+            return false;
+        };
+        self.lab
+            .process(index)
+            .is_some_and(|p| p.stop(Duration::from_secs(10)))
+    }
+
+    /// Whether `name`'s application process is still running.
+    pub fn app_running(&mut self, name: &str) -> bool {
+        let Some(Some(index)) = self.workloads.get(name).map(|w| w.app_process) else {
+            return false;
+        };
+        self.lab.process(index).is_some_and(|p| p.is_running())
+    }
+
+    /// `name`'s proxy metrics (Prometheus text from 15090).
+    pub fn proxy_metrics(&self, name: &str) -> Result<String, LabError> {
+        let host = &self
+            .workloads
+            .get(name)
+            .ok_or_else(|| LabError::Inject(format!("no workload {name}")))?
+            .host;
+        http_get(SocketAddr::from((host.ip, 15090)), "/stats/prometheus")
+            .map(|(_, body)| body)
+            .map_err(|e| LabError::Inject(format!("metrics of {name}: {e}")))
+    }
+
+    /// The control plane's `/debug/syncz` (every proxy's sync status), as JSON.
+    pub fn sync_status(&self) -> Result<serde_json::Value, LabError> {
+        let (_, body) = http_get(
+            SocketAddr::from((self.operator_host.ip, MONITORING_PORT)),
+            "/debug/syncz",
+        )
+        .map_err(|e| LabError::Inject(format!("syncz: {e}")))?;
+        serde_json::from_str(&body).map_err(|e| LabError::Inject(format!("syncz: {e}")))
+    }
+
+    /// The log of a process (`operator`, `<workload>-proxy`, `<workload>-app`).
+    pub fn log(&self, name: &str) -> String {
+        self.lab.log(name)
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), LabError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err(path))
+}
+
+/// Polls `ok` every 50 ms until it holds or `timeout` passes. Returns whether it held.
+pub fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A plain HTTP/1.1 GET with `Connection: close`; returns status and body. Errors on connection
+/// or a response that is not HTTP.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let status = text
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("not an HTTP response"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
