@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::app_health::AppProbers;
 use crate::config::ConfigStore;
 use crate::request_log::{Direction, RequestLog, RequestObserver, ResponseFlags};
 use crate::upstream::ProxyBody;
@@ -177,6 +178,28 @@ pub async fn serve<F>(
 ) where
     F: Fn(&Method, &str) -> Response<ProxyBody> + Send + Sync + 'static,
 {
+    serve_async(
+        listener,
+        move |method, path| {
+            let response = respond(&method, &path);
+            async move { response }
+        },
+        shutdown,
+        tracker,
+    )
+    .await;
+}
+
+/// Like [`serve`], with an asynchronous responder (e.g. one that probes the application).
+pub async fn serve_async<F, Fut>(
+    listener: TcpListener,
+    respond: F,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) where
+    F: Fn(Method, String) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<ProxyBody>> + Send + 'static,
+{
     let respond = Arc::new(respond);
     let connection_shutdown = shutdown.clone();
     crate::listener::accept_loop(listener, shutdown, tracker, move |stream, _peer| {
@@ -184,8 +207,8 @@ pub async fn serve<F>(
         let shutdown = connection_shutdown.clone();
         async move {
             let service = service_fn(move |request: Request<Incoming>| {
-                let response = respond(request.method(), request.uri().path());
-                async move { Ok::<_, Infallible>(response) }
+                let response = respond(request.method().clone(), request.uri().path().to_owned());
+                async move { Ok::<_, Infallible>(response.await) }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
             let connection = builder.serve_connection(TokioIo::new(stream), service);
@@ -200,4 +223,23 @@ pub async fn serve<F>(
         }
     })
     .await;
+}
+
+/// The status port (Istio's pilot-agent port 15020): `/healthz/ready` as on 15021, and the
+/// rewritten application probes `/app-health/<container>/<kind>z` ([`AppProbers`]).
+pub async fn status_response(
+    store: &ConfigStore,
+    probers: Option<&AppProbers>,
+    path: &str,
+) -> Response<ProxyBody> {
+    if path.starts_with("/app-health/") {
+        return match probers {
+            Some(probers) => match probers.probe(path).await {
+                Some(status) => text(status, String::new()),
+                None => text(StatusCode::NOT_FOUND, "no such probe\n".into()),
+            },
+            None => text(StatusCode::NOT_FOUND, "no probes configured\n".into()),
+        };
+    }
+    health_response(store, path)
 }

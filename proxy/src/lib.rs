@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod app_health;
 pub mod balance;
 pub mod capture;
 pub mod circuit;

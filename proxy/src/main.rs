@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use weft_proxy::admin::PrometheusRender;
+use weft_proxy::app_health::AppProbers;
 use weft_proxy::config::{ConfigSource, ConfigStore, FileSource};
 use weft_proxy::discovery_source::DiscoverySource;
 use weft_proxy::listener::DestinationMode;
@@ -108,6 +109,16 @@ struct RunArgs {
     /// `off`, or a file path.
     #[arg(long, default_value = "stdout")]
     access_log: String,
+    /// Status listener (`/healthz/ready` and the rewritten application probes
+    /// `/app-health/<container>/<kind>z`, Istio's pilot-agent port).
+    #[arg(long, default_value = "0.0.0.0:15020")]
+    status_addr: SocketAddr,
+    /// The original application probes, as the injector records them (JSON).
+    #[arg(long, env = "ISTIO_KUBE_APP_PROBERS", default_value = "")]
+    app_probers: String,
+    /// The pod's IP (downward API `status.podIP`); application probes go there.
+    #[arg(long, env = "INSTANCE_IP", default_value = "127.0.0.1")]
+    instance_ip: std::net::IpAddr,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -229,7 +240,12 @@ async fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
         Some(args.prometheus_addr),
     )
     .await
-    .context("binding listeners")?;
+    .context("binding listeners")?
+    .with_status(args.status_addr)
+    .await
+    .context("binding the status listener")?;
+    let app_probers = AppProbers::from_json(&args.app_probers, args.instance_ip)
+        .context("ISTIO_KUBE_APP_PROBERS")?;
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();
     tokio::spawn(async move {
@@ -255,6 +271,7 @@ async fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
         prometheus: Some(prometheus),
         destination_mode: DestinationMode::Original,
         drain_time,
+        app_probers: Some(Arc::new(app_probers)),
     };
     run(listeners, settings, shutdown).await;
     Ok(())

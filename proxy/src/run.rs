@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, Admin, PrometheusRender, ProxyStats};
+use crate::app_health::AppProbers;
 use crate::config::{ConfigSource, ConfigStore};
 use crate::http::HttpProxy;
 use crate::inbound::InboundProxy;
@@ -29,10 +30,13 @@ pub struct Listeners {
     pub admin: TcpListener,
     /// Prometheus (15090), when telemetry is wired.
     pub prometheus: Option<TcpListener>,
+    /// Status (15020: `/healthz/ready` and the rewritten application probes).
+    pub status: Option<TcpListener>,
 }
 
 impl Listeners {
-    /// Binds all listeners. Errors: the OS error of the first bind that fails.
+    /// Binds the four always-present listeners; add `prometheus` and `status` with
+    /// [`Listeners::with_status`]. Errors: the OS error of the first bind that fails.
     pub async fn bind(
         outbound: SocketAddr,
         inbound: SocketAddr,
@@ -49,7 +53,14 @@ impl Listeners {
                 Some(address) => Some(TcpListener::bind(address).await?),
                 None => None,
             },
+            status: None,
         })
+    }
+
+    /// Also binds the status listener (15020). Errors: the OS error of the bind.
+    pub async fn with_status(mut self, status: SocketAddr) -> std::io::Result<Self> {
+        self.status = Some(TcpListener::bind(status).await?);
+        Ok(self)
     }
 }
 
@@ -67,6 +78,8 @@ pub struct RunSettings {
     pub destination_mode: DestinationMode,
     /// In-flight requests get this long after shutdown starts.
     pub drain_time: Duration,
+    /// The rewritten application probes served on the status port.
+    pub app_probers: Option<Arc<AppProbers>>,
 }
 
 /// Runs the proxy until `shutdown` is cancelled (SIGTERM, `/quitquitquit`), then drains:
@@ -131,6 +144,21 @@ pub async fn run(listeners: Listeners, settings: RunSettings, shutdown: Cancella
             move |method, path| match path {
                 "/stats/prometheus" => prometheus.response(method, path),
                 _ => prometheus.response(method, "/not-found"),
+            },
+            shutdown.clone(),
+            tracker.clone(),
+        )));
+    }
+
+    if let Some(listener) = listeners.status {
+        let status_store = Arc::clone(&store);
+        let probers = settings.app_probers.clone();
+        servers.push(tokio::spawn(admin::serve_async(
+            listener,
+            move |_, path| {
+                let store = Arc::clone(&status_store);
+                let probers = probers.clone();
+                async move { admin::status_response(&store, probers.as_deref(), &path).await }
             },
             shutdown.clone(),
             tracker.clone(),

@@ -16,6 +16,7 @@ use harness::*;
 use http_body_util::{BodyExt, Full};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
+use weft_proxy::app_health::AppProbers;
 use weft_proxy::config::{ConfigStore, FileSource};
 use weft_proxy::listener::DestinationMode;
 use weft_proxy::run::{Listeners, RunSettings, run};
@@ -25,6 +26,7 @@ use weft_proxy::telemetry_observer::TelemetryObserver;
 struct Running {
     outbound: SocketAddr,
     prometheus: SocketAddr,
+    status: SocketAddr,
     health: SocketAddr,
     admin: SocketAddr,
     shutdown: CancellationToken,
@@ -32,10 +34,22 @@ struct Running {
 }
 
 async fn start(config_path: &Path, drain: Duration) -> Running {
+    start_with_probers(config_path, drain, None).await
+}
+
+async fn start_with_probers(
+    config_path: &Path,
+    drain: Duration,
+    app_probers: Option<AppProbers>,
+) -> Running {
     let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let listeners = Listeners::bind(local, local, local, local, Some(local))
         .await
+        .unwrap()
+        .with_status(local)
+        .await
         .unwrap();
+    let status = listeners.status.as_ref().unwrap().local_addr().unwrap();
     let outbound = listeners.outbound.local_addr().unwrap();
     let health = listeners.health.local_addr().unwrap();
     let admin = listeners.admin.local_addr().unwrap();
@@ -56,12 +70,14 @@ async fn start(config_path: &Path, drain: Duration) -> Running {
         })),
         destination_mode: DestinationMode::Fixed(VIP.parse().unwrap()),
         drain_time: drain,
+        app_probers: app_probers.map(Arc::new),
     };
     let shutdown = CancellationToken::new();
     let done = tokio::spawn(run(listeners, settings, shutdown.clone()));
     Running {
         outbound,
         prometheus,
+        status,
         health,
         admin,
         shutdown,
@@ -236,4 +252,43 @@ async fn prometheus_endpoint_reports_istio_metrics_for_proxied_requests() {
     assert!(line.contains(r#"response_code="200""#), "{line}");
     assert!(line.ends_with(" 1"), "{line}");
     assert_eq!(fetch("GET", proxy.prometheus, "/config_dump").await.0, 404);
+}
+
+#[tokio::test]
+async fn status_port_runs_the_rewritten_application_probes() {
+    let app = upstream(|_, seen| async move {
+        match seen.path.as_str() {
+            "/health" if seen.headers.get("x-probe").is_some() => status(200, "ok"),
+            _ => status(500, "sick"),
+        }
+    })
+    .await;
+    let probers = AppProbers::from_json(
+        &format!(
+            r#"{{"/app-health/web/readyz":{{"httpGet":{{"path":"/health","port":{port},"httpHeaders":[{{"name":"x-probe","value":"1"}}]}}}},
+               "/app-health/web/livez":{{"httpGet":{{"path":"/other","port":{port}}}}}}}"#,
+            port = app.address.port()
+        ),
+        "127.0.0.1".parse().unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    write(&path, &config_yaml("x"));
+    let proxy = start_with_probers(&path, Duration::from_secs(1), Some(probers)).await;
+    assert_eq!(
+        fetch("GET", proxy.status, "/app-health/web/readyz").await.0,
+        200
+    );
+    assert_eq!(
+        fetch("GET", proxy.status, "/app-health/web/livez").await.0,
+        500
+    );
+    assert_eq!(
+        fetch("GET", proxy.status, "/app-health/web/startupz")
+            .await
+            .0,
+        404
+    );
+    eventually(|| async { fetch("GET", proxy.status, "/healthz/ready").await.0 == 200 }).await;
 }
