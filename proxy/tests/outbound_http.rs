@@ -666,3 +666,36 @@ async fn circuit_breaker_overflow_gives_503_uo() {
     // The slot is free again.
     assert_eq!(get(&proxy, "reviews", "/", &[]).await.0, 200);
 }
+
+#[tokio::test]
+async fn http2_prior_knowledge_to_a_grpc_cluster_stays_http2() {
+    let backend = upstream(|_, _| async { status(200, "h2") }).await;
+    let clusters = format!(
+        "  - name: \"{V1}\"\n    protocol: GRPC\n    endpoints: [{{address: 127.0.0.1, port: {}}}]\n",
+        backend.address.port()
+    );
+    let mut config = http_config(&forward_to(V1), &clusters);
+    config.outbound[0].protocol = weft_proxy_config::Protocol::Grpc;
+    let proxy = outbound_proxy(config, VIP).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let request = http::Request::post(format!("http://{}/pkg.Svc/Call", proxy.address))
+        .header("content-type", "application/grpc")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"\0\0\0\0\0",
+        )))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    for _ in 0..200 {
+        if !proxy.recorder.logs.lock().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(proxy.recorder.last().protocol, "HTTP/2");
+    let seen = backend.seen.lock();
+    assert_eq!(seen[0].headers["content-type"], "application/grpc");
+}
