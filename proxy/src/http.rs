@@ -4,7 +4,7 @@
 //! Per request: load the current snapshot (one `ArcSwap` load), find the outbound service by
 //! the connection's original destination, pick the virtual host by authority and the first
 //! matching route, then answer locally (redirect, direct response, fault abort, no route) or
-//! forward ([`forward`]).
+//! forward (the `forward` submodule).
 
 mod cors;
 mod forward;

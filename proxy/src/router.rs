@@ -122,7 +122,7 @@ pub struct RequestView<'a> {
     pub query: Option<&'a str>,
     /// The method.
     pub method: &'a str,
-    /// The authority (host[:port]).
+    /// The authority (`host[:port]`).
     pub authority: &'a str,
     /// `http` or `https`.
     pub scheme: &'a str,
