@@ -12,15 +12,83 @@ use weft_lab::mesh::{LocalMesh, MeshBinaries, WorkloadSpec};
 /// The namespace of the test workloads.
 pub const NS: &str = "demo";
 
-/// Starts a local mesh, or returns why the environment cannot run one (printed by the caller as
-/// `SKIPPED: …`).
-pub fn start_mesh() -> Result<LocalMesh, String> {
+/// One scenario at a time: the machine has two cores, and timing assertions (delays,
+/// timeouts, convergence) must not compete with another scenario's proxies.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A running scenario: the mesh, holding the lock that keeps scenarios apart.
+pub struct Scenario {
+    /// The mesh (dropped before the lock: teardown happens inside the critical section).
+    pub mesh: LocalMesh,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for Scenario {
+    type Target = LocalMesh;
+    fn deref(&self) -> &LocalMesh {
+        &self.mesh
+    }
+}
+
+impl std::ops::DerefMut for Scenario {
+    fn deref_mut(&mut self) -> &mut LocalMesh {
+        &mut self.mesh
+    }
+}
+
+/// Starts a local mesh (with `files` in its config directory from the start), or returns why
+/// the environment cannot run one, which the caller prints as `SKIPPED: …`.
+pub fn start_mesh_with(files: &[(&str, &str)]) -> Result<Scenario, String> {
     if std::env::var_os("WEFT_E2E_SKIP_NETNS").is_some() {
         return Err("WEFT_E2E_SKIP_NETNS is set".into());
     }
     weft_lab::preflight().map_err(|e| e.to_string())?;
     let bins = MeshBinaries::locate(None).map_err(|e| e.to_string())?;
-    LocalMesh::start(bins).map_err(|e| format!("starting the mesh failed: {e}"))
+    let serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mesh =
+        LocalMesh::start_with(bins, files).map_err(|e| format!("starting the mesh failed: {e}"))?;
+    Ok(Scenario {
+        mesh,
+        _serial: serial,
+    })
+}
+
+/// [`start_mesh_with`] and no files.
+pub fn start_mesh() -> Result<Scenario, String> {
+    start_mesh_with(&[])
+}
+
+/// Starts a mesh or returns from the calling test, printing why it is skipped.
+#[macro_export]
+macro_rules! mesh_or_skip {
+    ($($files:expr)?) => {
+        match $crate::start_mesh_with(&[$($files)?]) {
+            Ok(mesh) => mesh,
+            Err(why) => {
+                println!("SKIPPED: {why}");
+                return;
+            }
+        }
+    };
+}
+
+/// Repeats `probe` every 200 ms until `done` accepts its result or `timeout` passes; returns
+/// the last result and the time it took.
+pub fn eventually<T>(
+    timeout: std::time::Duration,
+    mut probe: impl FnMut() -> T,
+    mut done: impl FnMut(&T) -> bool,
+) -> (T, std::time::Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        let value = probe();
+        if done(&value) || started.elapsed() > timeout {
+            return (value, started.elapsed());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// A workload running `weft-sample-app serve --service <app> --version <version>`, calling
@@ -101,4 +169,49 @@ pub fn host(name: &str) -> String {
 /// The count of `key` in a load report's map `field` (0 when absent).
 pub fn count(report: &serde_json::Value, field: &str, key: &str) -> u64 {
     report[field][key].as_u64().unwrap_or(0)
+}
+
+/// The DestinationRule with subsets v1 and v2 (by the `version` label) for service `name`.
+pub fn subsets(name: &str) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: {name}, namespace: {NS}}}
+spec:
+  host: {name}.{NS}.svc.cluster.local
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+"#
+    )
+}
+
+/// Sets up `reviews` (v1 and v2 behind one VIP, with subsets) and a sidecar client `client`;
+/// returns the VIP.
+pub fn reviews_mesh(mesh: &mut LocalMesh) -> Ipv4Addr {
+    let vip = mesh.lab().vip(3);
+    mesh.write_config("svc-reviews.yaml", &service_entry("reviews", vip))
+        .expect("service entry");
+    mesh.write_config("dr-reviews.yaml", &subsets("reviews"))
+        .expect("destination rule");
+    mesh.add_workload(service("reviews1", "reviews", "v1", &[], &[]))
+        .expect("reviews v1");
+    mesh.add_workload(service("reviews2", "reviews", "v2", &[], &[]))
+        .expect("reviews v2");
+    mesh.add_workload(client("client", "client"))
+        .expect("client");
+    vip
+}
+
+/// Sends `requests` from `client` to `reviews` (path `/reviews/0`) with `headers`.
+pub fn reviews_load(
+    mesh: &LocalMesh,
+    vip: Ipv4Addr,
+    headers: &[(&str, &str)],
+    requests: usize,
+) -> serde_json::Value {
+    let host = host("reviews");
+    let url = format!("http://{host}:9080/reviews/0");
+    mesh.load("client", &url, &[(&host, vip)], headers, requests, 4)
+        .expect("load")
 }

@@ -129,6 +129,12 @@ impl LocalMesh {
     /// Builds the lab, attaches this process to it, and starts the control plane with an
     /// empty config directory. Errors when the lab cannot be built or the binaries are missing.
     pub fn start(bins: MeshBinaries) -> Result<Self, LabError> {
+        Self::start_with(bins, &[])
+    }
+
+    /// As [`LocalMesh::start`], with `files` (name, YAML) in the config directory before the
+    /// control plane starts (e.g. a `Mesh` with short certificate lifetimes, read at start-up).
+    pub fn start_with(bins: MeshBinaries, files: &[(&str, &str)]) -> Result<Self, LabError> {
         let mut lab = Lab::new()?;
         lab.attach_root()?;
         let operator_host = lab.add_host("istiod")?;
@@ -145,6 +151,10 @@ impl LocalMesh {
             trust_domain: "cluster.local".to_string(),
             ..InjectionConfig::default()
         };
+        for (name, yaml) in files {
+            let path = config_dir.join(name);
+            std::fs::write(&path, yaml).map_err(io_err(&path))?;
+        }
         let mut mesh = Self {
             lab,
             bins,
@@ -370,6 +380,40 @@ impl LocalMesh {
             }),
             status: None,
         }
+    }
+
+    /// Adds a host with no sidecar and no registration: a plaintext client outside the mesh.
+    pub fn add_plain_host(&mut self, name: &str) -> Result<Host, LabError> {
+        self.lab.add_host(name)
+    }
+
+    /// Runs `weft-sample-app load` from a host without sidecar (see [`LocalMesh::add_plain_host`]).
+    pub fn load_from_host(
+        &self,
+        host: &Host,
+        url: &str,
+        resolve: &[(&str, Ipv4Addr)],
+        requests: usize,
+    ) -> Result<serde_json::Value, LabError> {
+        let mut args = vec![
+            "load".to_string(),
+            "--url".to_string(),
+            url.to_string(),
+            "--requests".to_string(),
+            requests.to_string(),
+            "--concurrency".to_string(),
+            "1".to_string(),
+            "--timeout-ms".to_string(),
+            "3000".to_string(),
+        ];
+        for (name, ip) in resolve {
+            args.extend(["--resolve".to_string(), format!("{name}={ip}")]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let app = self.bins.app.display().to_string();
+        let out = self.lab.exec(host, &app, &refs)?;
+        serde_json::from_slice(&out.stdout)
+            .map_err(|e| LabError::Inject(format!("load report: {e}")))
     }
 
     /// The running workload named `name`.
