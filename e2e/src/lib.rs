@@ -3,6 +3,8 @@
 //! The data-path tests (`tests/datapath_*.rs`) need root, `ip` and `iptables`; without them they
 //! print `SKIPPED: …` and return. Set `WEFT_E2E_SKIP_NETNS=1` to skip them explicitly.
 #![warn(missing_docs)]
+// Test scaffolding: a setup step that fails is the test failing, with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
