@@ -88,6 +88,9 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The peer's SPIFFE ID (inbound mTLS).
     pub source_principal: Option<String>,
+    /// Lowercase hex SHA-256 of the peer's leaf certificate (inbound mTLS), for
+    /// `x-forwarded-client-cert`.
+    pub peer_certificate_hash: Option<String>,
     /// Whether forwarding to `destination` itself is allowed (false when the connection was not
     /// redirected, so passthrough would loop back into the proxy).
     pub passthrough_allowed: bool,

@@ -14,6 +14,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
+use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -122,6 +123,7 @@ async fn handle(
         destination: target,
         peer,
         source_principal: None,
+        peer_certificate_hash: None,
         passthrough_allowed: false,
     };
     if is_tls {
@@ -146,6 +148,10 @@ async fn handle(
         };
         let session = tls.get_ref().1;
         conn.source_principal = crate::tls::peer_identity(session);
+        conn.peer_certificate_hash = session
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| hex::encode(Sha256::digest(leaf.as_ref())));
         log.source_principal.clone_from(&conn.source_principal);
         let http = match session.alpn_protocol() {
             Some(crate::tls::ALPN_H2 | crate::tls::ALPN_HTTP11) => true,

@@ -53,6 +53,7 @@ async fn handle(
         destination,
         peer,
         source_principal: None,
+        peer_certificate_hash: None,
         passthrough_allowed: redirected,
     };
     let started = Instant::now();

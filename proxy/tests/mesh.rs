@@ -221,6 +221,20 @@ async fn sidecar_to_sidecar_mtls_carries_http_and_identity() {
         Some("spiffe://cluster.local/ns/default/sa/client")
     );
     assert_eq!(log.upstream_host, Some(app.address));
+    // The application sees Istio's x-forwarded-client-cert.
+    let xfcc = app.seen.lock()[0].headers["x-forwarded-client-cert"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let hash = xfcc
+        .split(';')
+        .find_map(|part| part.strip_prefix("Hash="))
+        .unwrap();
+    assert_eq!(hash.len(), 64, "{xfcc}");
+    assert!(
+        xfcc.ends_with(r#"Subject="";URI=spiffe://cluster.local/ns/default/sa/client"#),
+        "{xfcc}"
+    );
 }
 
 /// The wrong server identity fails the handshake: 503 UF, nothing reaches the app.
@@ -263,7 +277,9 @@ async fn permissive_plaintext_http_is_logged_per_request() {
     let inbound = inbound(app.address, "PERMISSIVE", None).await;
     let mut stream = TcpStream::connect(inbound.address).await.unwrap();
     stream
-        .write_all(b"GET /a HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
+        .write_all(
+            b"GET /a HTTP/1.1\r\nHost: app\r\nX-Forwarded-Client-Cert: URI=forged\r\nConnection: close\r\n\r\n",
+        )
         .await
         .unwrap();
     let mut reply = Vec::new();
@@ -278,4 +294,10 @@ async fn permissive_plaintext_http_is_logged_per_request() {
     );
     assert_eq!(log.source_principal, None);
     assert_eq!(app.seen.lock()[0].headers["host"], "app");
+    // Without mTLS a client-supplied XFCC is dropped (SANITIZE_SET).
+    assert!(
+        !app.seen.lock()[0]
+            .headers
+            .contains_key("x-forwarded-client-cert")
+    );
 }

@@ -45,6 +45,36 @@ impl AppClients {
     }
 }
 
+/// Istio's sidecar default (`forwardClientCertDetails: SANITIZE_SET`): a client-supplied
+/// `x-forwarded-client-cert` is dropped; with mTLS the proxy sets
+/// `By=<own SPIFFE ID>;Hash=<peer cert SHA-256>;Subject="";URI=<peer SPIFFE ID>`.
+fn set_forwarded_client_cert(headers: &mut http::HeaderMap, snapshot: &Snapshot, conn: &ConnInfo) {
+    headers.remove(X_FORWARDED_CLIENT_CERT);
+    let Some(peer) = &conn.source_principal else {
+        return;
+    };
+    let node = &snapshot.config.node;
+    let mut value = String::with_capacity(160);
+    if !node.service_account.is_empty() {
+        value.push_str("By=");
+        value.push_str(&node.spiffe_id());
+        value.push(';');
+    }
+    if let Some(hash) = &conn.peer_certificate_hash {
+        value.push_str("Hash=");
+        value.push_str(hash);
+        value.push(';');
+    }
+    value.push_str("Subject=\"\";URI=");
+    value.push_str(peer);
+    if let Ok(value) = http::HeaderValue::from_str(&value) {
+        headers.insert(X_FORWARDED_CLIENT_CERT, value);
+    }
+}
+
+/// The XFCC header name.
+const X_FORWARDED_CLIENT_CERT: &str = "x-forwarded-client-cert";
+
 /// Forwards `request` to the application at `conn.destination`.
 pub async fn forward(
     app: &AppClients,
@@ -67,6 +97,7 @@ pub async fn forward(
     });
     let (mut parts, body) = request.into_parts();
     upgrade::strip_hop_by_hop(&mut parts.headers, upgrade);
+    set_forwarded_client_cert(&mut parts.headers, snapshot, conn);
     if !parts.headers.contains_key(http::header::HOST)
         && let Some(authority) = parts.uri.authority()
         && let Ok(value) = http::HeaderValue::from_str(authority.as_str())
