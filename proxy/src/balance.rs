@@ -21,6 +21,8 @@ use crate::outlier::{OutlierPolicy, OutlierState, TryResult};
 pub struct EndpointState {
     /// Where to connect.
     pub address: SocketAddr,
+    /// `address` as a URI authority, built once (the upstream request URI and pool key).
+    pub authority: http::uri::Authority,
     /// Load-balancing weight (at least 1).
     pub weight: u32,
     /// Whether the endpoint runs a sidecar (auto mTLS applies).
@@ -97,8 +99,11 @@ impl Endpoints {
                 let weight = endpoint.weight.max(1);
                 total += u64::from(weight);
                 cumulative.push(total);
+                let address = SocketAddr::new(endpoint.address, endpoint.port);
                 EndpointState {
-                    address: SocketAddr::new(endpoint.address, endpoint.port),
+                    address,
+                    authority: http::uri::Authority::try_from(address.to_string())
+                        .unwrap_or_else(|_| http::uri::Authority::from_static("invalid")),
                     weight,
                     has_sidecar: endpoint.has_sidecar,
                     identity: endpoint.identity.clone(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
+use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -324,7 +325,13 @@ async fn send(
         target
     };
     let client = clients.http_for(has_sidecar);
-    let Some(request) = upstream_request(parts, address, body, clients.http2()) else {
+    let authority = match &picked {
+        Some(picked) => Some(picked.endpoint().authority.clone()),
+        None => Authority::try_from(address.to_string()).ok(),
+    };
+    let Some(request) =
+        authority.and_then(|authority| upstream_request(parts, authority, body, clients.http2()))
+    else {
         return (TryOutcome::Unusable, Some(address));
     };
     let future = client.request(request);
@@ -354,20 +361,21 @@ async fn send(
 /// of the upstream client, the prepared headers.
 fn upstream_request(
     parts: &Parts,
-    address: SocketAddr,
+    authority: Authority,
     body: ProxyBody,
     http2: bool,
 ) -> Option<Request<ProxyBody>> {
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |path_and_query| path_and_query.as_str());
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(address.to_string())
-        .path_and_query(path)
-        .build()
-        .ok()?;
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(http::uri::Scheme::HTTP);
+    uri.authority = Some(authority);
+    uri.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    let uri = Uri::from_parts(uri).ok()?;
     let mut request = Request::new(body);
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = uri;
