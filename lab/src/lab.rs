@@ -126,6 +126,8 @@ impl Lab {
                 log_dir,
             };
             lab.init_hub()?;
+            // A previous lab on the same subnet may have left its logs and state: start clean.
+            let _ = std::fs::remove_dir_all(&lab.log_dir);
             std::fs::create_dir_all(&lab.log_dir).map_err(|source| LabError::Log {
                 path: lab.log_dir.clone(),
                 source,
