@@ -377,3 +377,16 @@ fn testdata_configs_validate_as_labelled() {
         "found {valid} valid and {invalid} invalid configs"
     );
 }
+
+#[test]
+fn content_hash_does_not_depend_on_yaml_key_order() {
+    let one = ProxyConfig::from_yaml(
+        "node: {id: a, namespace: n, labels: {b: '2', a: '1'}}\noutbound_traffic_policy: REGISTRY_ONLY\n",
+    )
+    .unwrap();
+    let two = ProxyConfig::from_yaml(
+        "outbound_traffic_policy: REGISTRY_ONLY\nnode: {labels: {a: '1', b: '2'}, namespace: n, id: a}\n",
+    )
+    .unwrap();
+    assert_eq!(one.content_hash().unwrap(), two.content_hash().unwrap());
+}

@@ -285,7 +285,7 @@ async fn route(
     log.route_name.clone_from(&found.name);
     match &found.action {
         CompiledAction::Redirect(redirect) => local::redirect(redirect, &request, log),
-        CompiledAction::DirectResponse(direct) => local::direct_response(direct, log),
+        CompiledAction::DirectResponse(direct) => local::direct_response(direct),
         CompiledAction::Forward(plan) => {
             let matched_prefix = matched_prefix.map(str::to_owned);
             forward::forward(plan, conn, request, matched_prefix.as_deref(), log).await

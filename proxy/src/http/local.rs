@@ -70,7 +70,7 @@ pub fn redirect<B>(
 }
 
 /// Istio `HTTPDirectResponse`.
-pub fn direct_response(direct: &DirectResponseAction, log: &mut RequestLog) -> Response<ProxyBody> {
+pub fn direct_response(direct: &DirectResponseAction) -> Response<ProxyBody> {
     let mut response = Response::new(full_body(direct.body.clone().unwrap_or_default()));
     *response.status_mut() =
         StatusCode::from_u16(direct.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -79,7 +79,6 @@ pub fn direct_response(direct: &DirectResponseAction, log: &mut RequestLog) -> R
             .headers_mut()
             .insert(CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
     }
-    let _ = log;
     response
 }
 
