@@ -21,6 +21,7 @@ pub mod http;
 pub mod inbound;
 pub mod listener;
 pub mod mesh_tls;
+pub mod origination;
 pub mod outbound;
 pub mod outlier;
 pub mod request_log;

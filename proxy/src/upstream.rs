@@ -264,8 +264,8 @@ impl ClientKey {
 
 impl ClusterClients {
     /// Builds the clients for `cluster`. Returns an error naming the cluster when mTLS is
-    /// required but `tls` is `None` or cannot build a client config, or when the transport is
-    /// `SIMPLE`/`MUTUAL` (not supported yet).
+    /// required but `tls` is `None` or cannot build a client config, or when a `SIMPLE`/`MUTUAL`
+    /// origination's files are unusable or no SNI host is known.
     pub fn new(cluster: &Cluster, tls: Option<&Arc<dyn MeshTls>>) -> Result<Self, String> {
         let key = ClientKey::of(cluster);
         let connect_timeout = Duration::from_millis(key.connect_timeout_ms);
@@ -317,11 +317,64 @@ impl ClusterClients {
                     Some(Connector::tls(connect_timeout, tcp_config, sni)),
                 )
             }
-            TransportSocket::Simple { .. } | TransportSocket::Mutual { .. } => {
-                return Err(format!(
-                    "cluster {}: SIMPLE and MUTUAL TLS origination are not supported yet",
-                    cluster.name
-                ));
+            TransportSocket::Simple {
+                ca_certificates,
+                sni,
+                ..
+            } => {
+                // Every endpoint gets TLS: the "plain" (default) clients originate it.
+                let sni = origination_sni(cluster, sni.as_deref())?;
+                let http_alpn: &[&[u8]] = if key.http2 {
+                    &[crate::tls::ALPN_H2]
+                } else {
+                    &[crate::tls::ALPN_HTTP11]
+                };
+                let http_config =
+                    crate::origination::client_config(ca_certificates.as_deref(), None, http_alpn)
+                        .map_err(|error| format!("cluster {}: {error}", cluster.name))?;
+                let tcp_config =
+                    crate::origination::client_config(ca_certificates.as_deref(), None, &[])
+                        .map_err(|error| format!("cluster {}: {error}", cluster.name))?;
+                let tcp = Connector::tls(connect_timeout, tcp_config, sni.clone());
+                return Ok(Self {
+                    plain: build(Connector::tls(connect_timeout, http_config, sni)),
+                    mtls: None,
+                    plain_tcp: tcp,
+                    mtls_tcp: None,
+                    key,
+                });
+            }
+            TransportSocket::Mutual {
+                client_certificate,
+                private_key,
+                ca_certificates,
+                sni,
+                ..
+            } => {
+                let sni = origination_sni(cluster, sni.as_deref())?;
+                let http_alpn: &[&[u8]] = if key.http2 {
+                    &[crate::tls::ALPN_H2]
+                } else {
+                    &[crate::tls::ALPN_HTTP11]
+                };
+                let client = Some((client_certificate.as_str(), private_key.as_str()));
+                let http_config = crate::origination::client_config(
+                    ca_certificates.as_deref(),
+                    client,
+                    http_alpn,
+                )
+                .map_err(|error| format!("cluster {}: {error}", cluster.name))?;
+                let tcp_config =
+                    crate::origination::client_config(ca_certificates.as_deref(), client, &[])
+                        .map_err(|error| format!("cluster {}: {error}", cluster.name))?;
+                let tcp = Connector::tls(connect_timeout, tcp_config, sni.clone());
+                return Ok(Self {
+                    plain: build(Connector::tls(connect_timeout, http_config, sni)),
+                    mtls: None,
+                    plain_tcp: tcp,
+                    mtls_tcp: None,
+                    key,
+                });
             }
         };
         Ok(Self {
@@ -354,4 +407,23 @@ impl ClusterClients {
             _ => &self.plain_tcp,
         }
     }
+}
+
+/// The SNI (and verified host name) of a `SIMPLE`/`MUTUAL` cluster: the configured `sni`, else
+/// the service hostname from the Istio cluster name.
+fn origination_sni(cluster: &Cluster, sni: Option<&str>) -> Result<ServerName<'static>, String> {
+    let host = match sni {
+        Some(sni) if !sni.is_empty() => sni.to_owned(),
+        _ => cluster
+            .name
+            .parse::<weft_proxy_config::ClusterName>()
+            .map(|name| name.hostname)
+            .map_err(|_| {
+                format!(
+                    "cluster {}: TLS origination needs an sni (the cluster name has no hostname)",
+                    cluster.name
+                )
+            })?,
+    };
+    ServerName::try_from(host).map_err(|error| format!("cluster {}: SNI: {error}", cluster.name))
 }
