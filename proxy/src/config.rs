@@ -109,18 +109,25 @@ pub trait ConfigSource: Send {
 pub struct FileSource {
     path: PathBuf,
     interval: Duration,
+    /// The file's (mtime, size) when it was last read, so an unchanged file is not re-applied.
+    read_stamp: parking_lot::Mutex<Option<(SystemTime, u64)>>,
 }
 
 impl FileSource {
     /// Watches `path`, polling every `interval` (500 ms is plenty for a file).
     pub fn new(path: PathBuf, interval: Duration) -> Self {
-        Self { path, interval }
+        Self {
+            path,
+            interval,
+            read_stamp: parking_lot::Mutex::new(None),
+        }
     }
 
     /// Reads, parses and applies the file once. Returns the applied version.
     ///
     /// Errors: [`ConfigError`] for a missing, unparsable or invalid file.
     pub fn load_once(&self, store: &ConfigStore) -> Result<String, ConfigError> {
+        *self.read_stamp.lock() = self.stamp();
         let text = std::fs::read_to_string(&self.path).map_err(|source| ConfigError::Read {
             path: self.path.clone(),
             source,
@@ -154,11 +161,10 @@ impl ConfigSource for FileSource {
         shutdown: CancellationToken,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
-            let mut last = None;
             loop {
                 let stamp = self.stamp();
-                if stamp != last {
-                    last = stamp;
+                let changed = stamp != *self.read_stamp.lock();
+                if changed {
                     match self.load_once(&store) {
                         Ok(version) => {
                             tracing::info!(path = %self.path.display(), %version, "config applied")
