@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CARGO_FLAGS ?= --locked
 
-.PHONY: help build test test-unit e2e e2e-cluster manifests manifests-check lint fmt demo bench bundle doc clean
+.PHONY: help deps build test test-unit e2e e2e-cluster manifests manifests-check lint fmt demo bench bundle doc clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -11,7 +11,7 @@ help: ## List the targets
 build: ## Build every binary (weft-operator, weft-proxy, weftctl) in release mode
 	$(CARGO) build $(CARGO_FLAGS) --release --workspace --bins
 
-test: ## Run every test: unit, golden, protocol and (as root) the network-namespace data-path suite
+test: deps ## Run every test: unit, golden, protocol and (as root) the network-namespace data-path suite
 	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
 	$(CARGO) test $(CARGO_FLAGS) --workspace
 
@@ -29,8 +29,8 @@ manifests: ## Regenerate the CRDs in config/crd/bases from the types in crds/
 	$(CARGO) run $(CARGO_FLAGS) -q -p weft-crds --bin crdgen -- config/crd/bases
 
 manifests-check: manifests ## Fail when the checked-in CRDs differ from the types
-	@git diff --exit-code -- config/crd/bases || { echo "config/crd/bases is out of date: run 'make manifests' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- config/crd/bases)" || { echo "untracked generated CRDs: run 'make manifests' and commit"; git status --porcelain -- config/crd/bases; exit 1; }
+	@git diff --exit-code -- config/crd || { echo "config/crd is out of date: run 'make manifests' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- config/crd)" || { echo "untracked generated CRDs: run 'make manifests' and commit"; git status --porcelain -- config/crd; exit 1; }
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
@@ -42,7 +42,10 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 doc: ## Build the API documentation
 	$(CARGO) doc $(CARGO_FLAGS) --workspace --no-deps
 
-demo: ## The main job: the whole mesh on this machine, on Istio YAML (needs root)
+deps: ## Install the system packages the demo and the data-path tests need (iproute2, iptables)
+	scripts/install-deps.sh
+
+demo: deps ## The main job: the whole mesh on this machine, on Istio YAML (needs root)
 	$(CARGO) build $(CARGO_FLAGS) --release --workspace --bins
 	./target/release/weftctl demo
 

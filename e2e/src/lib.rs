@@ -6,7 +6,6 @@
 // Test scaffolding: a setup step that fails is the test failing, with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use weft_lab::mesh::{LocalMesh, MeshBinaries, WorkloadSpec};
@@ -93,8 +92,8 @@ pub fn eventually<T>(
     }
 }
 
-/// A workload running `weft-sample-app serve --service <app> --version <version>`, calling
-/// `calls` (`NAME=URL`) with `resolve` (`HOST=IP`).
+/// A workload of app `app`, version `version`, in [`NS`], calling `calls` (`NAME=URL`) with
+/// `resolve` (`HOST=IP`).
 pub fn service(
     name: &str,
     app: &str,
@@ -102,65 +101,24 @@ pub fn service(
     calls: &[(&str, &str)],
     resolve: &[(&str, Ipv4Addr)],
 ) -> WorkloadSpec {
-    let mut args = vec![
-        "serve".to_string(),
-        "--service".to_string(),
-        app.to_string(),
-        "--version".to_string(),
-        version.to_string(),
-        "--listen".to_string(),
-        "0.0.0.0:9080".to_string(),
-    ];
+    let mut extra = Vec::new();
     for (n, url) in calls {
-        args.extend(["--call".to_string(), format!("{n}={url}")]);
+        extra.extend(["--call".to_string(), format!("{n}={url}")]);
     }
     for (host, ip) in resolve {
-        args.extend(["--resolve".to_string(), format!("{host}={ip}")]);
+        extra.extend(["--resolve".to_string(), format!("{host}={ip}")]);
     }
-    WorkloadSpec {
-        name: name.to_string(),
-        namespace: NS.to_string(),
-        service_account: app.to_string(),
-        labels: BTreeMap::from([
-            ("app".to_string(), app.to_string()),
-            ("version".to_string(), version.to_string()),
-        ]),
-        port: 9080,
-        app_args: Some(args),
-        annotations: BTreeMap::new(),
-    }
+    WorkloadSpec::app(name, NS, app, version, &extra)
 }
 
-/// A workload that only sends traffic (its sidecar captures the load client's requests).
+/// A workload in [`NS`] that only sends traffic (its sidecar captures the load client's requests).
 pub fn client(name: &str, service_account: &str) -> WorkloadSpec {
-    WorkloadSpec {
-        name: name.to_string(),
-        namespace: NS.to_string(),
-        service_account: service_account.to_string(),
-        labels: BTreeMap::from([("app".to_string(), service_account.to_string())]),
-        port: 9080,
-        app_args: None,
-        annotations: BTreeMap::new(),
-    }
+    WorkloadSpec::client(name, NS, service_account)
 }
 
-/// A ServiceEntry registering `<name>.demo.svc.cluster.local:9080` (HTTP) at `vip`, its
-/// endpoints the WorkloadEntries labelled `app: <name>` — Istio's way of describing services
-/// outside Kubernetes.
+/// The ServiceEntry of service `name` in [`NS`] at `vip`.
 pub fn service_entry(name: &str, vip: Ipv4Addr) -> String {
-    format!(
-        r#"apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: {name}, namespace: {NS}}}
-spec:
-  hosts: [{name}.{NS}.svc.cluster.local]
-  addresses: [{vip}]
-  ports: [{{number: 9080, name: http, protocol: HTTP}}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  workloadSelector: {{labels: {{app: {name}}}}}
-"#
-    )
+    weft_lab::mesh::service_entry_yaml(name, NS, vip)
 }
 
 /// The fully qualified host of service `name`.

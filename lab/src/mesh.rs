@@ -81,6 +81,71 @@ pub struct WorkloadSpec {
     pub annotations: BTreeMap<String, String>,
 }
 
+impl WorkloadSpec {
+    /// A workload running `weft-sample-app serve --service <app> --version <version>` on 9080,
+    /// with service account `<app>` and labels `app`/`version`; `extra` are more `serve`
+    /// arguments (e.g. `--call NAME=URL`, `--resolve HOST=IP`).
+    pub fn app(name: &str, namespace: &str, app: &str, version: &str, extra: &[String]) -> Self {
+        let mut args: Vec<String> = [
+            "serve",
+            "--service",
+            app,
+            "--version",
+            version,
+            "--listen",
+            "0.0.0.0:9080",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().cloned());
+        Self {
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+            service_account: app.to_string(),
+            labels: BTreeMap::from([
+                ("app".to_string(), app.to_string()),
+                ("version".to_string(), version.to_string()),
+            ]),
+            port: 9080,
+            app_args: Some(args),
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    /// A workload that only sends traffic (with `load`), as service account `service_account`.
+    pub fn client(name: &str, namespace: &str, service_account: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+            service_account: service_account.to_string(),
+            labels: BTreeMap::from([("app".to_string(), service_account.to_string())]),
+            port: 9080,
+            app_args: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// A ServiceEntry registering `<name>.<namespace>.svc.cluster.local:9080` (HTTP) at `vip`, its
+/// endpoints the WorkloadEntries labelled `app: <name>` — Istio's way of describing services
+/// outside Kubernetes.
+pub fn service_entry_yaml(name: &str, namespace: &str, vip: Ipv4Addr) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  hosts: [{name}.{namespace}.svc.cluster.local]
+  addresses: [{vip}]
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  workloadSelector: {{labels: {{app: {name}}}}}
+"#
+    )
+}
+
 /// A running workload.
 #[derive(Debug, Clone)]
 pub struct Workload {

@@ -46,7 +46,8 @@ pub struct Report {
     pub status: BTreeMap<u16, usize>,
     /// Answers by the `version` field of the JSON body (`-` when absent).
     pub versions: BTreeMap<String, usize>,
-    /// Answers by the version of the first upstream the service called, when it called one.
+    /// Upstream answers seen by the service, keyed `<upstream>/<version>` (or
+    /// `<upstream>/status-<code>` when the upstream call failed).
     pub upstream_versions: BTreeMap<String, usize>,
     /// Latency percentiles, ms.
     pub p50_ms: f64,
@@ -151,12 +152,17 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<Report> {
                             serde_json::from_slice(&body).unwrap_or_default();
                         let version = json["version"].as_str().unwrap_or("-").to_string();
                         *report.versions.entry(version).or_default() += 1;
-                        if let Some(up) = json["upstreams"]
-                            .as_object()
-                            .and_then(|m| m.values().next())
-                        {
-                            let v = up["version"].as_str().unwrap_or("-").to_string();
-                            *report.upstream_versions.entry(v).or_default() += 1;
+                        if let Some(upstreams) = json["upstreams"].as_object() {
+                            for (name, up) in upstreams {
+                                let v = up["version"].as_str().unwrap_or("-");
+                                let status = up["status"].as_u64().unwrap_or(0);
+                                let key = if status == 200 {
+                                    format!("{name}/{v}")
+                                } else {
+                                    format!("{name}/status-{status}")
+                                };
+                                *report.upstream_versions.entry(key).or_default() += 1;
+                            }
                         }
                     }
                     Ok(Err(e)) => {

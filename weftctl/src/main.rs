@@ -1,3 +1,49 @@
-//! Weft's command-line tool, like istioctl
+//! `weftctl`: Weft's command-line tool, like istioctl.
 
-fn main() {}
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+mod demo;
+mod manifests;
+
+/// Weft's command-line tool.
+#[derive(Parser, Debug)]
+#[command(
+    name = "weftctl",
+    version,
+    about = "Weft service mesh command-line tool"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the whole mesh on this machine on the Istio YAML in demo/, and print a report
+    /// (needs root, ip and iptables).
+    Demo(demo::DemoArgs),
+    /// Write the CustomResourceDefinitions Weft serves (one YAML file per kind).
+    Manifests {
+        /// Directory to write into.
+        #[arg(long, default_value = "config/crd/bases")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo(args) => demo::run(args)?,
+        Command::Manifests { out } => {
+            let written = manifests::write_crds(&out)
+                .with_context(|| format!("writing CRDs into {}", out.display()))?;
+            for path in written {
+                println!("wrote {}", path.display());
+            }
+        }
+    }
+    Ok(())
+}
