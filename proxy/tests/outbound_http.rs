@@ -699,3 +699,76 @@ async fn http2_prior_knowledge_to_a_grpc_cluster_stays_http2() {
     let seen = backend.seen.lock();
     assert_eq!(seen[0].headers["content-type"], "application/grpc");
 }
+
+/// An upstream answering with the number of request body bytes it received.
+async fn length_upstream() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |request: http::Request<hyper::body::Incoming>| async move {
+                        let body = http_body_util::BodyExt::collect(request.into_body())
+                            .await
+                            .unwrap()
+                            .to_bytes();
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(body.len().to_string())),
+                        ))
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn bodies_too_large_to_replay_are_streamed_once_instead_of_refused() {
+    let backend = length_upstream().await;
+    let routes = retry_route(
+        V1,
+        "                  retry: {attempts: 2, retry_on: [5xx]}\n",
+    );
+    let proxy = outbound_proxy(http_config(&routes, &cluster(V1, &[backend])), VIP).await;
+    let big = bytes::Bytes::from(vec![7u8; 3 * 1024 * 1024]);
+    // Declared length over the limit.
+    let request = http::Request::post(format!("http://{}/upload", proxy.address))
+        .header("host", "reviews")
+        .body(http_body_util::Full::new(big.clone()))
+        .unwrap();
+    let response = client().request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap();
+    assert_eq!(body.to_bytes(), big.len().to_string());
+    // Chunked (no length): discovered while buffering.
+    let chunks = futures::stream::iter((0..48).map(|_| {
+        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes::Bytes::from(
+            vec![1u8; 64 * 1024],
+        )))
+    }));
+    let request = http::Request::post(format!("http://{}/upload", proxy.address))
+        .header("host", "reviews")
+        .body(http_body_util::StreamBody::new(chunks))
+        .unwrap();
+    let chunked_client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let response = chunked_client.request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap();
+    assert_eq!(body.to_bytes(), (48 * 64 * 1024).to_string());
+}

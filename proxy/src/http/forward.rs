@@ -152,13 +152,20 @@ pub async fn forward(
             log.attempts = 1;
             return outcome;
         }
-        let bytes = match buffer_body(body, RETRY_BUFFER_LIMIT).await {
-            Some(bytes) => bytes,
-            None => {
+        let bytes = match buffer_body(&parts, body, RETRY_BUFFER_LIMIT).await {
+            Buffered::Complete(bytes) => bytes,
+            Buffered::Streaming(body) => {
+                // Too large (or with trailers) to replay: one try, no retries or mirrors, as
+                // Envoy does when a body exceeds its buffer limit.
+                let outcome = try_once(cluster, conn, &parts, body, None, None, log).await;
+                log.attempts = 1;
+                return outcome;
+            }
+            Buffered::Failed => {
                 return Routed::Local(local_reply(
-                    413,
-                    "payload too large",
-                    ResponseFlags::empty(),
+                    400,
+                    "downstream request body failed",
+                    ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION,
                     log,
                 ));
             }
@@ -473,19 +480,78 @@ fn mirror_request(cluster: Arc<ClusterRuntime>, conn: ConnInfo, parts: &Parts, b
     });
 }
 
-/// Reads the whole body if it is at most `limit` bytes; `None` when it is larger or fails.
-async fn buffer_body(mut body: ProxyBody, limit: usize) -> Option<Bytes> {
+/// A request body prepared for replay.
+enum Buffered {
+    /// The whole body, replayable.
+    Complete(Bytes),
+    /// Not replayable (over the limit, or with trailers): what was read, then the rest.
+    Streaming(ProxyBody),
+    /// The downstream body failed while being read.
+    Failed,
+}
+
+/// Reads the whole body if it has no trailers and is at most `limit` bytes (a larger
+/// `content-length` is not even read); otherwise hands back an equivalent streaming body.
+async fn buffer_body(parts: &Parts, mut body: ProxyBody, limit: usize) -> Buffered {
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Buffered::Streaming(body);
+    }
     let mut buffer = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.ok()?;
+        let Ok(frame) = frame else {
+            return Buffered::Failed;
+        };
+        let fits = frame
+            .data_ref()
+            .is_some_and(|data| buffer.len() + data.len() <= limit);
+        if !fits {
+            let read = hyper::body::Frame::data(buffer.freeze());
+            return Buffered::Streaming(
+                PrefixedBody {
+                    pending: [Some(read), Some(frame)],
+                    rest: body,
+                }
+                .boxed(),
+            );
+        }
         if let Some(data) = frame.data_ref() {
-            if buffer.len() + data.len() > limit {
-                return None;
-            }
             buffer.extend_from_slice(data);
         }
     }
-    Some(buffer.freeze())
+    Buffered::Complete(buffer.freeze())
+}
+
+/// A body that yields up to two already-read frames, then the rest of the original body.
+struct PrefixedBody {
+    pending: [Option<hyper::body::Frame<Bytes>>; 2],
+    rest: ProxyBody,
+}
+
+impl hyper::body::Body for PrefixedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        for slot in &mut this.pending {
+            if let Some(frame) = slot.take() {
+                return std::task::Poll::Ready(Some(Ok(frame)));
+            }
+        }
+        std::pin::Pin::new(&mut this.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pending.iter().all(Option::is_none) && self.rest.is_end_stream()
+    }
 }
 
 /// Whether a `percentage` (0–100) chance hits.
