@@ -13,6 +13,7 @@ mod policy;
 mod routes;
 mod scope;
 mod tcp;
+mod version;
 
 use std::collections::BTreeSet;
 
@@ -91,7 +92,7 @@ pub fn build_proxy_config(view: &ClusterView, target: &ProxyTarget) -> BuildOutp
     };
     // Hashing serialises maps with string keys only; it cannot fail for this model. Should it
     // ever, the version stays empty, which the proxy reports as "unversioned".
-    if let Ok(hash) = config.content_hash() {
+    if let Some(hash) = version::content_version(&config) {
         config.version = hash;
     }
     BuildOutput {
