@@ -23,7 +23,6 @@ e2e: ## Run only the data-path end-to-end suite (needs root, ip, iptables)
 
 e2e-cluster: ## Run the cluster end-to-end tests against the cluster in KUBECONFIG (skips without one)
 	WEFT_E2E_CLUSTER=1 $(CARGO) test $(CARGO_FLAGS) -p weft-crds --test cluster -- --nocapture
-	WEFT_E2E_CLUSTER=1 $(CARGO) test $(CARGO_FLAGS) -p weft-e2e --test cluster -- --nocapture
 
 manifests: ## Regenerate the CRDs in config/crd/bases from the types in crds/
 	$(CARGO) run $(CARGO_FLAGS) -q -p weft-crds --bin crdgen -- config/crd/bases
@@ -52,8 +51,8 @@ demo: deps ## The main job: the whole mesh on this machine, on Istio YAML (needs
 bench: ## Benchmarks; results are recorded in docs/benchmarks.md
 	$(CARGO) bench $(CARGO_FLAGS) --workspace
 
-bundle: ## Generate the OLM bundle under bundle/
-	$(CARGO) run $(CARGO_FLAGS) -q -p weftctl -- bundle --out bundle
+bundle: ## Generate the OLM bundle under bundle/ (not built yet: comes with the operator issue)
+	@echo "make bundle: the OLM bundle generator does not exist yet (it comes with the operator's install manifests)" >&2; exit 1
 
 clean:
 	$(CARGO) clean
