@@ -11,6 +11,7 @@ mod forward;
 mod inbound;
 mod local;
 mod log_guard;
+mod replay;
 mod upgrade;
 
 use std::convert::Infallible;

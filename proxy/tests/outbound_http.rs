@@ -772,3 +772,74 @@ async fn bodies_too_large_to_replay_are_streamed_once_instead_of_refused() {
         .unwrap();
     assert_eq!(body.to_bytes(), (48 * 64 * 1024).to_string());
 }
+
+#[tokio::test]
+async fn post_body_is_replayed_after_a_connect_failure() {
+    let live = length_upstream().await;
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let clusters = format!(
+        "  - name: \"{V1}\"\n    lb_policy: ROUND_ROBIN\n    endpoints:\n      - {{address: 127.0.0.1, port: {}}}\n      - {{address: 127.0.0.1, port: {}}}\n",
+        dead.port(),
+        live.port()
+    );
+    let routes = retry_route(
+        V1,
+        "                  retry: {attempts: 2, retry_on: [connect-failure], backoff_base_ms: 1}\n",
+    );
+    let proxy = outbound_proxy(http_config(&routes, &clusters), VIP).await;
+    let request = http::Request::post(format!("http://{}/upload", proxy.address))
+        .header("host", "reviews")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"0123456789",
+        )))
+        .unwrap();
+    let response = client().request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap();
+    assert_eq!(body.to_bytes(), "10");
+    assert_eq!(proxy.recorder.last().attempts, 2);
+}
+
+#[tokio::test]
+async fn streaming_request_is_not_held_back_by_the_retry_policy() {
+    // The upstream answers as soon as the headers arrive, without reading the body.
+    let backend = upstream(|_, _| async { status(200, "early") }).await;
+    let routes = retry_route(
+        V1,
+        "                  retry: {attempts: 2, retry_on: [5xx]}\n",
+    );
+    let proxy = outbound_proxy(http_config(&routes, &cluster(V1, &[backend.address])), VIP).await;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    let frames = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|bytes| {
+            (
+                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes)),
+                receiver,
+            )
+        })
+    });
+    let body = http_body_util::StreamBody::new(Box::pin(frames));
+    sender
+        .send(bytes::Bytes::from_static(b"first message"))
+        .await
+        .unwrap();
+    let request = http::Request::post(format!("http://{}/stream", proxy.address))
+        .header("host", "reviews")
+        .body(body)
+        .unwrap();
+    let streaming_client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    // The body is still open: the response must come anyway.
+    let response = tokio::time::timeout(Duration::from_secs(5), streaming_client.request(request))
+        .await
+        .expect("response while the request body is still streaming")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    drop(sender);
+}

@@ -19,11 +19,16 @@ use weft_proxy_config::RetryOn;
 use super::ConnInfo;
 use super::cors::CompiledCors;
 use super::local::{full_body, local_reply};
+use super::replay::{Replay, TeeBody};
 use super::upgrade;
 use crate::outlier::TryResult;
 use crate::request_log::{RequestLog, ResponseFlags};
 use crate::snapshot::{ClusterRuntime, CompiledRetry, ForwardPlan};
 use crate::upstream::{BoxError, ProxyBody};
+use tokio::sync::oneshot;
+
+/// How long a mirror waits for the request body to finish streaming.
+const MIRROR_BODY_WAIT: Duration = Duration::from_secs(60);
 
 /// Largest request body buffered so it can be replayed on retry or mirrored (Envoy's default
 /// per-request buffer limit is 1 MiB).
@@ -144,38 +149,25 @@ pub async fn forward(
     prepare_request(plan, &mut parts, matched_prefix, upgrade);
 
     // Upgrades are neither retried nor mirrored: the body is the start of a byte stream.
-    let buffer = !upgrade && (plan.retry.is_some() || !plan.mirrors.is_empty());
+    let replayable = !upgrade && (plan.retry.is_some() || !plan.mirrors.is_empty());
     let routed = async {
-        if !buffer {
+        if !replayable {
             let outcome =
                 try_once(cluster, conn, &parts, body, None, plan.retry.as_ref(), log).await;
             log.attempts = 1;
             return outcome;
         }
-        let bytes = match buffer_body(&parts, body, RETRY_BUFFER_LIMIT).await {
-            Buffered::Complete(bytes) => bytes,
-            Buffered::Streaming(body) => {
-                // Too large (or with trailers) to replay: one try, no retries or mirrors, as
-                // Envoy does when a body exceeds its buffer limit.
-                let outcome = try_once(cluster, conn, &parts, body, None, None, log).await;
-                log.attempts = 1;
-                return outcome;
-            }
-            Buffered::Failed => {
-                return Routed::Local(local_reply(
-                    400,
-                    "downstream request body failed",
-                    ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION,
-                    log,
-                ));
-            }
-        };
-        for (mirror, percentage) in &plan.mirrors {
-            if hit(*percentage) {
-                mirror_request(Arc::clone(mirror), conn.clone(), &parts, bytes.clone());
-            }
+        let mirrors: Vec<&Arc<ClusterRuntime>> = plan
+            .mirrors
+            .iter()
+            .filter(|(_, percentage)| hit(*percentage))
+            .map(|(mirror, _)| mirror)
+            .collect();
+        let (tee, replay, mirror_bodies) = TeeBody::new(body, RETRY_BUFFER_LIMIT, mirrors.len());
+        for (mirror, body) in mirrors.into_iter().zip(mirror_bodies) {
+            mirror_request(Arc::clone(mirror), conn.clone(), &parts, body);
         }
-        retry_loop(plan, cluster, conn, &parts, &bytes, log).await
+        retry_loop(plan, cluster, conn, &parts, tee.boxed(), replay, log).await
     };
     let outcome = match plan.timeout {
         None => Some(routed.await),
@@ -212,17 +204,30 @@ async fn retry_loop(
     cluster: &ClusterRuntime,
     conn: &ConnInfo,
     parts: &Parts,
-    bytes: &Bytes,
+    first_body: ProxyBody,
+    replay: oneshot::Receiver<Replay>,
     log: &mut RequestLog,
 ) -> Routed {
     let retries = plan.retry.as_ref().map_or(0, |retry| retry.attempts);
     let mut previous = None;
     let mut _retry_permit = None;
+    let mut body = Some(first_body);
+    let mut replay = Some(replay);
+    let mut complete: Option<Bytes> = None;
     for attempt in 0..=retries {
         log.attempts = attempt + 1;
-        let body = full_body(bytes.clone());
-        let (outcome, upstream) =
-            send(cluster, conn, parts, body, previous, plan.retry.as_ref()).await;
+        let Some(this_body) = body.take() else {
+            break;
+        };
+        let (outcome, upstream) = send(
+            cluster,
+            conn,
+            parts,
+            this_body,
+            previous,
+            plan.retry.as_ref(),
+        )
+        .await;
         log.upstream_host = upstream.or(log.upstream_host);
         previous = upstream;
         let last = attempt == retries;
@@ -235,6 +240,27 @@ async fn retry_loop(
                 log.flags
                     .insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
             }
+            return finish(outcome, log);
+        }
+        // The next try needs the body again: the complete copy, or what the last try left.
+        body = match complete.as_ref() {
+            Some(bytes) => Some(full_body(bytes.clone())),
+            None => match replay.take().map(|mut receiver| receiver.try_recv()) {
+                Some(Ok(Replay::Complete(bytes))) => {
+                    let next = full_body(bytes.clone());
+                    complete = Some(bytes);
+                    Some(next)
+                }
+                Some(Ok(Replay::Resume(rest))) => {
+                    let (tee, next_replay, _) = TeeBody::new(rest, RETRY_BUFFER_LIMIT, 0);
+                    replay = Some(next_replay);
+                    Some(tee.boxed())
+                }
+                _ => None,
+            },
+        };
+        if body.is_none() {
+            // Not replayable (too large, or still streaming): the outcome stands.
             return finish(outcome, log);
         }
         // Held through the next try; over `maxRetries` the current outcome stands.
@@ -445,7 +471,12 @@ fn prepare_request(
 
 /// Sends a copy of the request to `cluster` in the background (Istio `mirror`): the `Host`
 /// gets `-shadow` appended, as Envoy does, and the response is discarded.
-fn mirror_request(cluster: Arc<ClusterRuntime>, conn: ConnInfo, parts: &Parts, bytes: Bytes) {
+fn mirror_request(
+    cluster: Arc<ClusterRuntime>,
+    conn: ConnInfo,
+    parts: &Parts,
+    body: oneshot::Receiver<Bytes>,
+) {
     let mut shadow = Request::new(());
     *shadow.method_mut() = parts.method.clone();
     *shadow.uri_mut() = parts.uri.clone();
@@ -469,6 +500,11 @@ fn mirror_request(cluster: Arc<ClusterRuntime>, conn: ConnInfo, parts: &Parts, b
     }
     let (shadow_parts, ()) = shadow.into_parts();
     tokio::spawn(async move {
+        // The copy arrives when the request body has streamed through (never, if it is too
+        // large to keep); give up after the longest time a request is expected to take.
+        let Ok(Ok(bytes)) = tokio::time::timeout(MIRROR_BODY_WAIT, body).await else {
+            return;
+        };
         let (outcome, upstream) =
             send(&cluster, &conn, &shadow_parts, full_body(bytes), None, None).await;
         if let TryOutcome::Response(response) = outcome {
@@ -478,80 +514,6 @@ fn mirror_request(cluster: Arc<ClusterRuntime>, conn: ConnInfo, parts: &Parts, b
             tracing::debug!(cluster = %cluster.name, ?upstream, "mirror request failed");
         }
     });
-}
-
-/// A request body prepared for replay.
-enum Buffered {
-    /// The whole body, replayable.
-    Complete(Bytes),
-    /// Not replayable (over the limit, or with trailers): what was read, then the rest.
-    Streaming(ProxyBody),
-    /// The downstream body failed while being read.
-    Failed,
-}
-
-/// Reads the whole body if it has no trailers and is at most `limit` bytes (a larger
-/// `content-length` is not even read); otherwise hands back an equivalent streaming body.
-async fn buffer_body(parts: &Parts, mut body: ProxyBody, limit: usize) -> Buffered {
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Buffered::Streaming(body);
-    }
-    let mut buffer = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else {
-            return Buffered::Failed;
-        };
-        let fits = frame
-            .data_ref()
-            .is_some_and(|data| buffer.len() + data.len() <= limit);
-        if !fits {
-            let read = hyper::body::Frame::data(buffer.freeze());
-            return Buffered::Streaming(
-                PrefixedBody {
-                    pending: [Some(read), Some(frame)],
-                    rest: body,
-                }
-                .boxed(),
-            );
-        }
-        if let Some(data) = frame.data_ref() {
-            buffer.extend_from_slice(data);
-        }
-    }
-    Buffered::Complete(buffer.freeze())
-}
-
-/// A body that yields up to two already-read frames, then the rest of the original body.
-struct PrefixedBody {
-    pending: [Option<hyper::body::Frame<Bytes>>; 2],
-    rest: ProxyBody,
-}
-
-impl hyper::body::Body for PrefixedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        for slot in &mut this.pending {
-            if let Some(frame) = slot.take() {
-                return std::task::Poll::Ready(Some(Ok(frame)));
-            }
-        }
-        std::pin::Pin::new(&mut this.rest).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.pending.iter().all(Option::is_none) && self.rest.is_end_stream()
-    }
 }
 
 /// Whether a `percentage` (0–100) chance hits.
