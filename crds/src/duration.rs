@@ -41,11 +41,10 @@ impl Duration {
     /// Parses `text` (Go `time.ParseDuration` syntax). Errors when the syntax is wrong or the
     /// value is negative.
     pub fn parse(text: &str) -> Result<Self, DurationError> {
-        let parsed =
-            kube::core::Duration::from_str(text).map_err(|e| DurationError::Syntax {
-                text: text.to_string(),
-                reason: e.to_string(),
-            })?;
+        let parsed = kube::core::Duration::from_str(text).map_err(|e| DurationError::Syntax {
+            text: text.to_string(),
+            reason: e.to_string(),
+        })?;
         if parsed.is_negative() {
             return Err(DurationError::Negative(text.to_string()));
         }
@@ -143,14 +142,29 @@ mod tests {
 
     #[test]
     fn rejects_bad_and_negative() {
-        assert!(matches!(Duration::parse("abc"), Err(DurationError::Syntax { .. })));
-        assert!(matches!(Duration::parse("5"), Err(DurationError::Syntax { .. })));
-        assert!(matches!(Duration::parse("-1s"), Err(DurationError::Negative(_))));
+        assert!(matches!(
+            Duration::parse("abc"),
+            Err(DurationError::Syntax { .. })
+        ));
+        assert!(matches!(
+            Duration::parse("5"),
+            Err(DurationError::Syntax { .. })
+        ));
+        assert!(matches!(
+            Duration::parse("-1s"),
+            Err(DurationError::Negative(_))
+        ));
     }
 
     #[test]
     fn from_std_writes_seconds() {
-        assert_eq!(Duration::from_std(std::time::Duration::from_millis(1500)).as_str(), "1.5s");
-        assert_eq!(Duration::from_std(std::time::Duration::from_secs(10)).as_str(), "10s");
+        assert_eq!(
+            Duration::from_std(std::time::Duration::from_millis(1500)).as_str(),
+            "1.5s"
+        );
+        assert_eq!(
+            Duration::from_std(std::time::Duration::from_secs(10)).as_str(),
+            "10s"
+        );
     }
 }
