@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod manifests;
+mod proxy_status;
 
 /// Weft's command-line tool.
 #[derive(Parser, Debug)]
@@ -25,6 +26,8 @@ enum Command {
     /// Run the whole mesh on this machine on the Istio YAML in demo/, and print a report
     /// (needs root, ip and iptables).
     Demo(demo::DemoArgs),
+    /// Show each connected proxy's sync state (like `istioctl proxy-status`).
+    ProxyStatus(proxy_status::ProxyStatusArgs),
     /// Write the CustomResourceDefinitions Weft serves (one YAML file per kind).
     Manifests {
         /// Directory to write into.
@@ -37,6 +40,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo(args) => demo::run(args)?,
+        Command::ProxyStatus(args) => proxy_status::run(args)?,
         Command::Manifests { out } => {
             let written = manifests::write_crds(&out)
                 .with_context(|| format!("writing CRDs into {}", out.display()))?;
