@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use rand::Rng;
-use weft_proxy_config::{Endpoint, LbPolicy, OutlierDetection};
+use weft_proxy_config::{Endpoint, LbPolicy, Locality, OutlierDetection};
 
 use crate::outlier::{OutlierPolicy, OutlierState, TryResult};
 
@@ -75,6 +75,9 @@ pub struct Endpoints {
     cumulative: Vec<u64>,
     policy: LbPolicy,
     cursor: AtomicU64,
+    /// Locality priority levels: ranges of `list` (sorted by priority), best first. One level
+    /// covering everything when locality load balancing is off.
+    levels: Vec<std::ops::Range<usize>>,
     outlier: Option<OutlierPolicy>,
     /// The clock origin of ejection times.
     origin: Instant,
@@ -84,13 +87,32 @@ pub struct Endpoints {
 
 impl Endpoints {
     /// Builds the balancer for `endpoints` under `policy`, with passive health checking when
-    /// `outlier` is set. Endpoints with weight 0 are treated as weight 1 (validation rejects
-    /// them anyway).
+    /// `outlier` is set. With `locality` (the proxy's own), endpoints are tried by locality
+    /// priority (same region/zone/sub-zone first, then same zone, same region, anywhere), a
+    /// level being used while it has endpoints that are not ejected: Istio's default locality
+    /// failover, which it enables only with outlier detection. Endpoints with weight 0 are
+    /// treated as weight 1 (validation rejects them anyway).
     pub fn new(
         endpoints: &[Endpoint],
         policy: LbPolicy,
         outlier: Option<&OutlierDetection>,
+        locality: Option<&Locality>,
     ) -> Arc<Self> {
+        let priority = |endpoint: &Endpoint| {
+            locality.map_or(0, |own| locality_priority(own, &endpoint.locality))
+        };
+        let mut sorted: Vec<&Endpoint> = endpoints.iter().collect();
+        sorted.sort_by_key(|endpoint| priority(endpoint));
+        let mut levels: Vec<std::ops::Range<usize>> = Vec::new();
+        for (index, endpoint) in sorted.iter().enumerate() {
+            match levels.last_mut() {
+                Some(level) if priority(sorted[level.start]) == priority(endpoint) => {
+                    level.end = index + 1;
+                }
+                _ => levels.push(index..index + 1),
+            }
+        }
+        let endpoints = sorted;
         let mut total = 0u64;
         let mut cumulative = Vec::with_capacity(endpoints.len());
         let list = endpoints
@@ -117,6 +139,7 @@ impl Endpoints {
             cumulative,
             policy,
             cursor: AtomicU64::new(0),
+            levels,
             outlier: OutlierPolicy::from_model(outlier),
             origin: Instant::now(),
             ejections_until_ms: AtomicU64::new(0),
@@ -132,24 +155,32 @@ impl Endpoints {
     /// exists (so a retry goes elsewhere, like Envoy's previous-hosts retry predicate). `None`
     /// when the cluster has no endpoints (response flag `UH`) or the policy is `PASSTHROUGH`.
     pub fn pick(self: &Arc<Self>, exclude: Option<SocketAddr>) -> Option<PickedEndpoint> {
-        let total = *self.cumulative.last()?;
+        if self.policy == LbPolicy::Passthrough {
+            return None;
+        }
+        let level = self.active_level()?;
+        let base = level
+            .start
+            .checked_sub(1)
+            .map_or(0, |before| self.cumulative[before]);
+        let total = self.cumulative[level.end - 1] - base;
         let mut index = match self.policy {
             LbPolicy::Passthrough => return None,
             LbPolicy::RoundRobin => {
-                self.by_weight(self.cursor.fetch_add(1, Ordering::Relaxed) % total)
+                self.by_weight(base + self.cursor.fetch_add(1, Ordering::Relaxed) % total)
             }
-            LbPolicy::Random => self.by_weight(rand::rng().random_range(0..total)),
+            LbPolicy::Random => self.by_weight(base + rand::rng().random_range(0..total)),
             LbPolicy::LeastRequest => {
                 let mut rng = rand::rng();
-                let first = self.by_weight(rng.random_range(0..total));
-                let second = self.by_weight(rng.random_range(0..total));
+                let first = self.by_weight(base + rng.random_range(0..total));
+                let second = self.by_weight(base + rng.random_range(0..total));
                 self.less_loaded(first, second)
             }
         };
-        if self.list.len() > 1 && Some(self.list[index].address) == exclude {
-            index = (index + 1) % self.list.len();
+        if level.len() > 1 && Some(self.list[index].address) == exclude {
+            index = level.start + (index - level.start + 1) % level.len();
         }
-        index = self.skip_ejected(index);
+        index = self.skip_ejected(index, level.clone());
         self.list[index].active.fetch_add(1, Ordering::Relaxed);
         Some(PickedEndpoint {
             endpoints: Arc::clone(self),
@@ -157,13 +188,37 @@ impl Endpoints {
         })
     }
 
+    /// The best locality level that has an endpoint not ejected (the first level when no
+    /// ejection is in force or all are ejected); `None` without endpoints.
+    fn active_level(&self) -> Option<&std::ops::Range<usize>> {
+        let first = self.levels.first()?;
+        if self.levels.len() == 1 || self.outlier.is_none() {
+            return Some(first);
+        }
+        let now = self.now_ms();
+        if now >= self.ejections_until_ms.load(Ordering::Relaxed) {
+            return Some(first);
+        }
+        Some(
+            self.levels
+                .iter()
+                .find(|level| {
+                    self.list[(*level).clone()]
+                        .iter()
+                        .any(|endpoint| !endpoint.outlier.is_ejected(now))
+                })
+                .unwrap_or(first),
+        )
+    }
+
     fn now_ms(&self) -> u64 {
         u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// `index`, or the next endpoint that is not ejected. Ejections are ignored when every
-    /// endpoint is ejected or fewer than `min_health_percent` are healthy (Envoy's panic mode).
-    fn skip_ejected(&self, index: usize) -> usize {
+    /// `index`, or the next endpoint of `level` that is not ejected. Ejections are ignored when
+    /// every endpoint of the level is ejected or fewer than `min_health_percent` are healthy
+    /// (Envoy's panic mode).
+    fn skip_ejected(&self, index: usize, level: std::ops::Range<usize>) -> usize {
         let Some(policy) = &self.outlier else {
             return index;
         };
@@ -171,17 +226,17 @@ impl Endpoints {
         if now >= self.ejections_until_ms.load(Ordering::Relaxed) {
             return index; // Fast path: no ejection in force.
         }
-        let healthy = self
-            .list
+        let endpoints = &self.list[level.clone()];
+        let healthy = endpoints
             .iter()
             .filter(|endpoint| !endpoint.outlier.is_ejected(now))
             .count();
-        let healthy_percent = healthy as f64 * 100.0 / self.list.len() as f64;
+        let healthy_percent = healthy as f64 * 100.0 / endpoints.len() as f64;
         if healthy == 0 || healthy_percent < policy.min_health_percent {
             return index;
         }
-        (0..self.list.len())
-            .map(|step| (index + step) % self.list.len())
+        (0..level.len())
+            .map(|step| level.start + (index - level.start + step) % level.len())
             .find(|candidate| !self.list[*candidate].outlier.is_ejected(now))
             .unwrap_or(index)
     }
@@ -235,6 +290,23 @@ impl Endpoints {
     }
 }
 
+/// Istio's locality failover priority of an endpoint for a proxy at `own`: 0 same region, zone
+/// and sub-zone; 1 same region and zone; 2 same region; 3 elsewhere. Everything is 0 when the
+/// proxy's region is unknown.
+fn locality_priority(own: &Locality, endpoint: &Locality) -> u8 {
+    if own.region.is_empty() {
+        0
+    } else if endpoint.region != own.region {
+        3
+    } else if endpoint.zone != own.zone {
+        2
+    } else if endpoint.sub_zone != own.sub_zone {
+        1
+    } else {
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -267,6 +339,7 @@ mod tests {
             &[endpoint(1, 1), endpoint(2, 3)],
             LbPolicy::RoundRobin,
             None,
+            None,
         );
         let picks: Vec<u8> = (0..8)
             .map(|_| last_octet(&endpoints.pick(None).unwrap()))
@@ -276,13 +349,18 @@ mod tests {
 
     #[test]
     fn empty_cluster_has_no_pick() {
-        let endpoints = Endpoints::new(&[], LbPolicy::RoundRobin, None);
+        let endpoints = Endpoints::new(&[], LbPolicy::RoundRobin, None, None);
         assert!(endpoints.pick(None).is_none());
     }
 
     #[test]
     fn exclude_moves_to_another_endpoint() {
-        let endpoints = Endpoints::new(&[endpoint(1, 1), endpoint(2, 1)], LbPolicy::Random, None);
+        let endpoints = Endpoints::new(
+            &[endpoint(1, 1), endpoint(2, 1)],
+            LbPolicy::Random,
+            None,
+            None,
+        );
         let first = SocketAddr::from(([10, 0, 0, 1], 80));
         for _ in 0..50 {
             assert_eq!(last_octet(&endpoints.pick(Some(first)).unwrap()), 2);
@@ -294,6 +372,7 @@ mod tests {
         let endpoints = Endpoints::new(
             &[endpoint(1, 1), endpoint(2, 1)],
             LbPolicy::LeastRequest,
+            None,
             None,
         );
         // Hold many requests on whichever endpoint comes first.
@@ -333,6 +412,7 @@ mod tests {
             &[endpoint(1, 1), endpoint(2, 1)],
             LbPolicy::RoundRobin,
             Some(&policy),
+            None,
         );
         let bad = endpoints.pick(None).unwrap();
         assert_eq!(last_octet(&bad), 1);
@@ -351,6 +431,7 @@ mod tests {
             &[endpoint(1, 1), endpoint(2, 1), endpoint(3, 1)],
             LbPolicy::RoundRobin,
             Some(&policy),
+            None,
         );
         for index in 0..3 {
             for _ in 0..2 {
@@ -373,6 +454,7 @@ mod tests {
             &[endpoint(1, 1), endpoint(2, 1)],
             LbPolicy::RoundRobin,
             Some(&policy),
+            None,
         );
         endpoints.report(0, TryResult::from_status(500));
         endpoints.report(0, TryResult::Success);
@@ -380,9 +462,67 @@ mod tests {
         assert!(!endpoints.list()[0].outlier.is_ejected(endpoints.now_ms()));
     }
 
+    fn located(last: u8, region: &str, zone: &str) -> Endpoint {
+        Endpoint {
+            locality: Locality {
+                region: region.into(),
+                zone: zone.into(),
+                sub_zone: String::new(),
+            },
+            ..endpoint(last, 1)
+        }
+    }
+
+    #[test]
+    fn locality_failover_prefers_the_closest_healthy_level() {
+        let own = Locality {
+            region: "r1".into(),
+            zone: "z1".into(),
+            sub_zone: String::new(),
+        };
+        let policy = outlier(100.0);
+        let endpoints = Endpoints::new(
+            &[
+                located(3, "r2", "z9"),
+                located(2, "r1", "z2"),
+                located(1, "r1", "z1"),
+            ],
+            LbPolicy::RoundRobin,
+            Some(&policy),
+            Some(&own),
+        );
+        let picks = |endpoints: &Arc<Endpoints>| -> Vec<u8> {
+            (0..4)
+                .map(|_| last_octet(&endpoints.pick(None).unwrap()))
+                .collect()
+        };
+        assert_eq!(picks(&endpoints), [1, 1, 1, 1]);
+        // Endpoint order in the list is by priority: same zone, same region, elsewhere.
+        endpoints.report(0, TryResult::LOCAL_ERROR);
+        endpoints.report(0, TryResult::LOCAL_ERROR);
+        assert_eq!(picks(&endpoints), [2, 2, 2, 2]);
+        endpoints.report(1, TryResult::LOCAL_ERROR);
+        endpoints.report(1, TryResult::LOCAL_ERROR);
+        assert_eq!(picks(&endpoints), [3, 3, 3, 3]);
+    }
+
+    #[test]
+    fn without_locality_all_endpoints_share_one_level() {
+        let endpoints = Endpoints::new(
+            &[located(1, "r1", "z1"), located(2, "r2", "z2")],
+            LbPolicy::RoundRobin,
+            None,
+            None,
+        );
+        let picks: Vec<u8> = (0..4)
+            .map(|_| last_octet(&endpoints.pick(None).unwrap()))
+            .collect();
+        assert_eq!(picks, [1, 2, 1, 2]);
+    }
+
     #[test]
     fn picked_endpoint_counts_as_active_until_dropped() {
-        let endpoints = Endpoints::new(&[endpoint(1, 1)], LbPolicy::RoundRobin, None);
+        let endpoints = Endpoints::new(&[endpoint(1, 1)], LbPolicy::RoundRobin, None, None);
         let picked = endpoints.pick(None).unwrap();
         assert_eq!(endpoints.list()[0].active_requests(), 1);
         drop(picked);

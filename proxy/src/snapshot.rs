@@ -12,8 +12,8 @@ use http::header::{HeaderName, HeaderValue};
 use regex::Regex;
 use weft_proxy_config::{
     BLACK_HOLE_CLUSTER, Cidr, Cluster, DirectResponseAction, FaultInjection, HeaderMutation,
-    LbPolicy, OutboundListener, PASSTHROUGH_CLUSTER, Protocol, ProxyConfig, RedirectAction,
-    RetryOn, RetryPolicy, RouteAction, WeightedCluster,
+    LbPolicy, Locality, OutboundListener, PASSTHROUGH_CLUSTER, Protocol, ProxyConfig,
+    RedirectAction, RetryOn, RetryPolicy, RouteAction, WeightedCluster,
 };
 
 use crate::balance::Endpoints;
@@ -326,12 +326,14 @@ impl Snapshot {
                 .and_then(|snapshot| snapshot.clusters.get(&cluster.name))
                 .map(|old| Arc::clone(old.breaker.counters()))
                 .unwrap_or_default();
-            let mut runtime = cluster_runtime(cluster, reused, tls, counters);
+            let mut runtime =
+                cluster_runtime(cluster, reused, tls, counters, &config.node.locality);
             // Unchanged endpoints keep their balancer state: round-robin cursor, active
             // requests and outlier ejections (Envoy keeps host state across EDS updates).
             if let Some(old) = previous.and_then(|snapshot| {
                 let old_model = snapshot.config.cluster(&cluster.name)?;
                 let same = old_model.endpoints == cluster.endpoints
+                    && snapshot.config.node.locality == config.node.locality
                     && old_model.lb_policy == cluster.lb_policy
                     && old_model.outlier_detection == cluster.outlier_detection;
                 same.then(|| snapshot.clusters.get(&cluster.name))?
@@ -355,7 +357,13 @@ impl Snapshot {
                 .and_then(|snapshot| snapshot.clusters.get(special))
                 .and_then(|old| old.clients.as_ref().ok())
                 .cloned();
-            let mut runtime = cluster_runtime(&cluster, reused, None, Arc::default());
+            let mut runtime = cluster_runtime(
+                &cluster,
+                reused,
+                None,
+                Arc::default(),
+                &config.node.locality,
+            );
             runtime.black_hole = special == BLACK_HOLE_CLUSTER;
             clusters.insert(special.to_owned(), Arc::new(runtime));
         }
@@ -413,6 +421,7 @@ fn cluster_runtime(
     reused: Option<Arc<ClusterClients>>,
     tls: Option<&Arc<dyn MeshTls>>,
     counters: Arc<Counters>,
+    locality: &Locality,
 ) -> ClusterRuntime {
     let clients = match reused {
         Some(clients) => Ok(clients),
@@ -427,6 +436,8 @@ fn cluster_runtime(
             &cluster.endpoints,
             cluster.lb_policy,
             cluster.outlier_detection.as_ref(),
+            // Istio applies locality failover only to clusters with outlier detection.
+            cluster.outlier_detection.as_ref().map(|_| locality),
         ),
         passthrough: cluster.lb_policy == LbPolicy::Passthrough,
         black_hole: false,
