@@ -7,6 +7,7 @@
 //! - [`monitoring`]: `/metrics`, `/debug/syncz`, `/healthz`, `/readyz`.
 #![warn(missing_docs)]
 
+pub mod citadel;
 pub mod discovery;
 pub mod monitoring;
 pub mod snapshot;
