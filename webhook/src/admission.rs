@@ -1,5 +1,7 @@
-//! The admission round trip for sidecar injection: `AdmissionReview` in, `AdmissionReview` with
-//! an RFC 6902 JSON patch out (`kube::core::admission`).
+//! The admission round trips (`kube::core::admission`): for sidecar injection,
+//! `AdmissionReview` in, `AdmissionReview` with an RFC 6902 JSON patch out
+//! ([`handle_inject_body`]); for mesh config validation, `AdmissionReview` in, allowed with
+//! warnings or denied with every problem out ([`handle_validate_body`]).
 //!
 //! # Failure policy
 //!
@@ -31,13 +33,14 @@ use base64::Engine;
 use base64::prelude::BASE64_STANDARD;
 use http::StatusCode;
 use k8s_openapi::api::core::v1::Pod;
-use kube::core::TypeMeta;
 use kube::core::admission::{
     AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND, Operation,
 };
+use kube::core::{DynamicObject, TypeMeta};
 
 use crate::config::InjectionConfig;
 use crate::inject::{inject_owned, should_inject};
+use crate::validation::validate_value;
 
 /// Largest request body [`handle_inject_body`] reads: 3 MiB (3 × 1024 × 1024 bytes), the
 /// Kubernetes API server's own limit on a request body, so no genuine AdmissionReview is larger.
@@ -240,6 +243,98 @@ pub fn handle_inject_body(
     let labels = namespaces.namespace_labels(&namespace).unwrap_or_default();
     let response = mutate(review, &labels, config);
     match encode_review(response) {
+        Ok(body) => (StatusCode::OK, body),
+        Err(error) => error_reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the AdmissionReview response: {error}"),
+        ),
+    }
+}
+
+/// Answers one validation `AdmissionReview` for a mesh object (Istio's Galley webhook).
+///
+/// Takes the parsed review. Returns the response: allowed, with every warning of
+/// [`crate::validate()`] as an admission warning (`path: rule`), when the object has no errors;
+/// denied with `configuration is invalid:` followed by every problem, one per line as
+/// `path: rule`, when parsing (`MeshObject::from_value`: wrong types, unknown fields, unknown
+/// kinds or versions) or validation finds any (see
+/// [`crate::validation::validate_value`]). `DELETE` (and `CONNECT`) requests are allowed
+/// unchecked; a `CREATE`/`UPDATE` without an object is denied.
+pub fn validate_review(review: AdmissionReview<DynamicObject>) -> AdmissionResponse {
+    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(request) => request,
+        Err(_) => return AdmissionResponse::invalid("AdmissionReview has no request"),
+    };
+    let response = AdmissionResponse::from(&request);
+    if !matches!(request.operation, Operation::Create | Operation::Update) {
+        return response;
+    }
+    let Some(object) = request.object else {
+        return response.deny("AdmissionReview request.object is missing for a CREATE or UPDATE");
+    };
+    let value = match serde_json::to_value(&object) {
+        Ok(value) => value,
+        Err(error) => return response.deny(format!("configuration is invalid:\n{error}")),
+    };
+    let outcome = validate_value(value);
+    if !outcome.errors.is_empty() {
+        let lines: Vec<String> = outcome.errors.iter().map(ToString::to_string).collect();
+        return response.deny(format!("configuration is invalid:\n{}", lines.join("\n")));
+    }
+    let mut response = response;
+    if !outcome.warnings.is_empty() {
+        response.warnings = Some(outcome.warnings.iter().map(ToString::to_string).collect());
+    }
+    response
+}
+
+/// Handles the raw body of a `POST /validate` request; the fuzzing entry point.
+///
+/// Takes the body bytes. Returns the HTTP status and the JSON body to send; never panics.
+/// Replies:
+/// - `200 OK` with an `admission.k8s.io/v1` AdmissionReview from [`validate_review`]
+///   (allowed with warnings, or denied listing every problem with its field path);
+/// - `413 Payload Too Large` when the body exceeds [`MAX_BODY_BYTES`];
+/// - `400 Bad Request` when the body is not JSON, not an `AdmissionReview`, not
+///   `admission.k8s.io/v1`, or has no `request`;
+/// - `500 Internal Server Error` if the reply cannot be encoded.
+pub fn handle_validate_body(body: &[u8]) -> (StatusCode, Vec<u8>) {
+    if body.len() > MAX_BODY_BYTES {
+        return error_reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body is {} bytes; the limit is {MAX_BODY_BYTES} bytes",
+                body.len()
+            ),
+        );
+    }
+    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
+        Ok(review) => review,
+        Err(error) => {
+            return match serde_json::from_slice::<TypeMeta>(body) {
+                Ok(types) => check_envelope(&types).unwrap_or_else(|| {
+                    error_reply(
+                        StatusCode::BAD_REQUEST,
+                        format!("malformed AdmissionReview: {error}"),
+                    )
+                }),
+                Err(_) => error_reply(
+                    StatusCode::BAD_REQUEST,
+                    format!("body is not an AdmissionReview (apiVersion and kind): {error}"),
+                ),
+            };
+        }
+    };
+    if let Some(reply) = check_envelope(&review.types) {
+        return reply;
+    }
+    if review.request.is_none() {
+        return error_reply(
+            StatusCode::BAD_REQUEST,
+            "AdmissionReview has no request".into(),
+        );
+    }
+    match encode_review(validate_review(review)) {
         Ok(body) => (StatusCode::OK, body),
         Err(error) => error_reply(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -11,13 +11,17 @@
 //! - [`names`]: the Istio label and annotation names the injector reads and writes.
 //! - [`mod@inject`]: the injection decision ([`should_inject`]) and the pod rewrite
 //!   ([`inject()`]).
-//! - [`admission`]: the `AdmissionReview` round trip and the RFC 6902 patch.
+//! - [`admission`]: the `AdmissionReview` round trips: the RFC 6902 patch for injection,
+//!   allow/deny with warnings for validation.
+//! - [`mod@validation`]: Istio's semantic rules for every mesh kind ([`validate()`]).
 #![warn(missing_docs)]
 
 pub mod admission;
 pub mod config;
 pub mod inject;
 pub mod names;
+pub mod validation;
 
 pub use config::{InjectionConfig, ProxyResources};
 pub use inject::{Decision, DecisionReason, InjectError, inject, should_inject};
+pub use validation::{Finding, Validation, validate, validate_value};
