@@ -4,7 +4,8 @@
 //! - [`snapshot`]: a Pilot snapshot as the discovery server's config builder;
 //! - [`standalone`]: the mode without Kubernetes, reading mesh YAML from a directory and writing
 //!   certificates to files;
-//! - [`monitoring`]: `/metrics`, `/debug/syncz`, `/healthz`, `/readyz`.
+//! - [`monitoring`]: `/metrics`, `/debug/syncz`, `/healthz`, `/readyz`;
+//! - [`webhook_server`]: the admission webhooks (`/inject`, `/validate`) over HTTPS.
 #![warn(missing_docs)]
 
 pub mod citadel;
@@ -12,3 +13,4 @@ pub mod discovery;
 pub mod monitoring;
 pub mod snapshot;
 pub mod standalone;
+pub mod webhook_server;
