@@ -247,6 +247,14 @@ fn issuer_selects_the_rule() {
     );
 }
 
+/// `(name, headers, query, where the token should be found)`.
+type ExtractionCase<'a> = (
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    Option<&'a str>,
+    Option<TokenLocation<'a>>,
+);
+
 #[test]
 fn default_locations_and_extraction() {
     let token = rs256(&claims());
@@ -254,12 +262,7 @@ fn default_locations_and_extraction() {
     let lower = format!("bearer {token}");
     let query = format!("a=1&access_token={token}");
     let rules = [rule()];
-    let cases: Vec<(
-        &str,
-        Vec<(&str, &str)>,
-        Option<&str>,
-        Option<TokenLocation<'_>>,
-    )> = vec![
+    let cases: Vec<ExtractionCase<'_>> = vec![
         (
             "authorization header",
             vec![("Authorization", &bearer)],
