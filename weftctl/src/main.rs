@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod demo;
 mod manifests;
 mod proxy_status;
+mod validate;
 
 /// Weft's command-line tool.
 #[derive(Parser, Debug)]
@@ -28,6 +29,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Show each connected proxy's sync state (like `istioctl proxy-status`).
     ProxyStatus(proxy_status::ProxyStatusArgs),
+    /// Validate mesh YAML offline, with the validating webhook's rules (like `istioctl validate`);
+    /// exits non-zero when a document is rejected.
+    Validate(validate::ValidateArgs),
     /// Write the CustomResourceDefinitions Weft serves (one YAML file per kind).
     Manifests {
         /// Directory to write into.
@@ -41,6 +45,11 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(args)?,
         Command::ProxyStatus(args) => proxy_status::run(args)?,
+        Command::Validate(args) => {
+            if !validate::run(args)? {
+                std::process::exit(1);
+            }
+        }
         Command::Manifests { out } => {
             let written = manifests::write_crds(&out)
                 .with_context(|| format!("writing CRDs into {}", out.display()))?;
