@@ -88,11 +88,11 @@ pub fn build_proxy_config(view: &ClusterView, target: &ProxyTarget) -> BuildOutp
         outbound_traffic_policy: scope.outbound_traffic_policy,
         inbound,
         outbound,
-        clusters,
+        clusters: clusters.iter().map(|c| c.cluster.clone()).collect(),
     };
     // Hashing serialises maps with string keys only; it cannot fail for this model. Should it
     // ever, the version stays empty, which the proxy reports as "unversioned".
-    if let Some(hash) = version::content_version(&config) {
+    if let Some(hash) = version::content_version(&config, &clusters) {
         config.version = hash;
     }
     BuildOutput {

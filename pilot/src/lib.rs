@@ -43,6 +43,7 @@
 
 mod affected;
 mod build;
+mod cache;
 mod host;
 mod proxy;
 mod registry;

@@ -19,6 +19,7 @@ use weft_proxy_config::OutboundTrafficPolicy;
 
 pub use documents::DocumentError;
 
+use crate::cache::BuildCache;
 use crate::registry::Registry;
 pub(crate) use index::MeshIndex;
 
@@ -178,6 +179,7 @@ pub struct ClusterView {
     workload_entries_by_name: BTreeMap<(String, String), usize>,
     registry: Registry,
     index: MeshIndex,
+    cache: BuildCache,
 }
 
 impl ClusterView {
@@ -208,6 +210,7 @@ impl ClusterView {
             workload_entries_by_name,
             registry,
             index,
+            cache: BuildCache::default(),
         }
     }
 
@@ -267,6 +270,11 @@ impl ClusterView {
     /// The VirtualService and DestinationRule host indexes.
     pub(crate) fn index(&self) -> &MeshIndex {
         &self.index
+    }
+
+    /// The cache of proxy-independent config parts built from this view.
+    pub(crate) fn cache(&self) -> &BuildCache {
+        &self.cache
     }
 
     /// The pod `namespace/name`, if present.

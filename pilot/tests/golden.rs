@@ -132,3 +132,30 @@ fn builds_are_deterministic() {
         assert_eq!(build(&text), build(&reversed), "{}", dir.display());
     }
 }
+
+#[test]
+fn cached_parts_do_not_leak_between_proxies() {
+    // The view caches clusters on first use; every proxy of a case built from one shared view
+    // (cache warmed by the others) must equal its build from a fresh view (a clone starts with
+    // an empty cache), warnings included.
+    for dir in cases() {
+        let view =
+            ClusterView::from_yaml(&fs::read_to_string(dir.join("input.yaml")).unwrap()).unwrap();
+        let targets = ProxyTarget::all(&view);
+        let shared: Vec<_> = targets
+            .iter()
+            .map(|target| build_proxy_config(&view, target))
+            .collect();
+        for (target, shared) in targets.iter().zip(&shared).rev() {
+            let fresh = build_proxy_config(&view.clone(), target);
+            assert_eq!(
+                *shared,
+                fresh,
+                "{}: {}/{}",
+                dir.display(),
+                target.namespace,
+                target.instance_name
+            );
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! `outbound|<port>|<subset>|<host>` for every subset of the DestinationRule that applies.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use weft_crds::networking::{ClientTlsMode, DestinationRule};
 use weft_proxy_config::{Cluster, ClusterName, Endpoint, LbPolicy, MtlsMode, TransportSocket};
@@ -11,28 +12,62 @@ use super::destination_rule;
 use super::inbound::inferred_service_mtls;
 use super::policy::MergedPolicy;
 use super::scope::Scope;
+use crate::cache::{CachedCluster, PortClusters};
+use crate::proxy::ProxyTarget;
 use crate::registry::{ServiceInstance, ServiceLocation, ServiceResolution};
 use crate::selector::selects;
 use crate::unsupported::Origin;
-use crate::view::{name_of, namespace_of};
+use crate::view::{ClusterView, name_of, namespace_of};
 
-/// Every cluster of the proxy, sorted by name.
-pub(crate) fn build(context: &mut Context<'_>, scope: &Scope<'_>) -> Vec<Cluster> {
+/// Every cluster of the proxy, sorted by name, as references into the view's cache (see
+/// [`crate::cache::BuildCache`]); the warnings of the clusters used are recorded.
+pub(crate) fn build(context: &mut Context<'_>, scope: &Scope<'_>) -> Vec<Arc<CachedCluster>> {
     let mut clusters = Vec::new();
     for service in &scope.services {
         let rule = destination_rule::find(context, &service.hostname, &service.namespace);
         for port in scope.ports_of(service) {
-            clusters.push(cluster(context, service, *port, rule, None));
-            if let Some(rule) = rule {
-                for index in 0..rule.spec.subsets.len() {
-                    clusters.push(cluster(context, service, *port, Some(rule), Some(index)));
-                }
+            let view = context.view;
+            let cached = view.cache().clusters(service, *port, rule, || {
+                port_clusters(view, context.target, service, *port, rule)
+            });
+            for warning in &cached.warnings {
+                context.warn(warning.clone());
             }
+            clusters.extend(cached.clusters.iter().cloned());
         }
     }
-    clusters.sort_by(|a, b| a.name.cmp(&b.name));
-    clusters.dedup_by(|a, b| a.name == b.name);
+    clusters.sort_by(|a, b| a.cluster.name.cmp(&b.cluster.name));
+    clusters.dedup_by(|a, b| a.cluster.name == b.cluster.name);
     clusters
+}
+
+/// The default cluster of `service` on `port` and one per subset of `rule`, with their JSON.
+/// Proxy-independent: `target` only fills the build context, whose warnings are kept.
+fn port_clusters(
+    view: &ClusterView,
+    target: &ProxyTarget,
+    service: &ServiceInstance,
+    port: u16,
+    rule: Option<&DestinationRule>,
+) -> PortClusters {
+    let mut context = Context {
+        view,
+        target,
+        warnings: BTreeSet::new(),
+    };
+    let subsets = rule.map_or(0, |rule| rule.spec.subsets.len());
+    let clusters = std::iter::once(None)
+        .chain((0..subsets).map(Some))
+        .map(|subset| {
+            let cluster = cluster(&mut context, service, port, rule, subset);
+            let json = serde_json::to_vec(&cluster).unwrap_or_default().into();
+            Arc::new(CachedCluster { cluster, json })
+        })
+        .collect();
+    PortClusters {
+        clusters,
+        warnings: context.warnings.into_iter().collect(),
+    }
 }
 
 fn cluster(

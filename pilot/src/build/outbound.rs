@@ -2,16 +2,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use weft_crds::networking::VirtualService;
 use weft_proxy_config::{
-    Cluster, OutboundListener, OutboundTrafficPolicy, Protocol, RouteConfiguration, VirtualHost,
+    OutboundListener, OutboundTrafficPolicy, Protocol, RouteConfiguration, VirtualHost,
 };
 
 use super::Context;
 use super::routes::{RouteInputs, default_route, virtual_service_routes};
 use super::scope::Scope;
 use super::tcp::tcp_routes;
+use crate::cache::CachedCluster;
 use crate::host::specificity;
 use crate::registry::{ServiceInstance, ServiceSource};
 use crate::unsupported::Unsupported;
@@ -24,9 +26,9 @@ use crate::view::sort_key;
 pub(crate) fn build<'a>(
     context: &mut Context<'a>,
     scope: &Scope<'a>,
-    clusters: &[Cluster],
+    clusters: &[Arc<CachedCluster>],
 ) -> Vec<OutboundListener> {
-    let cluster_names: BTreeSet<String> = clusters.iter().map(|c| c.name.clone()).collect();
+    let cluster_names: BTreeSet<String> = clusters.iter().map(|c| c.cluster.name.clone()).collect();
     let mut listeners = Vec::new();
     for service in &scope.services {
         for port in scope.ports_of(service) {

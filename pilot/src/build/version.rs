@@ -1,9 +1,13 @@
-//! The content version of a built config, computed without copying it.
+//! The content version of a built config, computed without copying it and without
+//! re-serialising the clusters the view's cache already holds as JSON.
 
-use std::io;
+use std::io::{self, Write};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use weft_proxy_config::ProxyConfig;
+
+use crate::cache::CachedCluster;
 
 /// An [`io::Write`] that feeds every byte into a SHA-256 state instead of a buffer.
 struct HashWriter(Sha256);
@@ -19,17 +23,75 @@ impl io::Write for HashWriter {
     }
 }
 
-/// [`ProxyConfig::content_hash`] of `config`, whose `version` must be empty: the hex SHA-256 of
-/// its compact JSON, streamed into the hash rather than cloned and buffered (the config of a
-/// proxy seeing 500 services is hundreds of KiB). `None` when serialisation fails, which it
-/// cannot for this model (every map has string keys).
-pub(super) fn content_version(config: &ProxyConfig) -> Option<String> {
+/// [`ProxyConfig::content_hash`] of `config`, whose `version` must be empty and whose
+/// `clusters` must be those of `cached`, in order: the hex SHA-256 of the config's compact JSON,
+/// streamed into the hash. The JSON is written field by field in `ProxyConfig`'s declaration
+/// order, exactly as `serde_json::to_vec(config)` writes it, taking each cluster's bytes from
+/// the cache (the clusters are most of a config: ~1 MiB for a proxy seeing 500 services). The
+/// golden tests check the result against [`ProxyConfig::content_hash`].
+///
+/// Returns `None` when serialisation fails, which it cannot for this model (every map has
+/// string keys).
+pub(super) fn content_version(
+    config: &ProxyConfig,
+    cached: &[Arc<CachedCluster>],
+) -> Option<String> {
     debug_assert!(
         config.version.is_empty(),
         "the version is not part of the hash"
     );
-    let mut writer = io::BufWriter::with_capacity(64 * 1024, HashWriter(Sha256::new()));
-    serde_json::to_writer(&mut writer, config).ok()?;
-    let HashWriter(state) = writer.into_inner().ok()?;
+    let mut out = io::BufWriter::with_capacity(64 * 1024, HashWriter(Sha256::new()));
+    write_json(&mut out, config, cached).ok()?;
+    let HashWriter(state) = out.into_inner().ok()?;
     Some(hex::encode(state.finalize()))
+}
+
+fn write_json(
+    out: &mut impl Write,
+    config: &ProxyConfig,
+    cached: &[Arc<CachedCluster>],
+) -> Result<(), serde_json::Error> {
+    // Destructured so that a new field fails to compile here instead of changing the hash.
+    let ProxyConfig {
+        model_version,
+        version,
+        node,
+        outbound_traffic_policy,
+        inbound,
+        outbound,
+        clusters,
+    } = config;
+    let field = |out: &mut dyn Write, first: bool, name: &str| {
+        out.write_all(if first { b"{\"" } else { b",\"" })
+            .and_then(|()| out.write_all(name.as_bytes()))
+            .and_then(|()| out.write_all(b"\":"))
+            .map_err(serde_json::Error::io)
+    };
+    field(out, true, "model_version")?;
+    serde_json::to_writer(&mut *out, model_version)?;
+    field(out, false, "version")?;
+    serde_json::to_writer(&mut *out, version)?;
+    field(out, false, "node")?;
+    serde_json::to_writer(&mut *out, node)?;
+    field(out, false, "outbound_traffic_policy")?;
+    serde_json::to_writer(&mut *out, outbound_traffic_policy)?;
+    field(out, false, "inbound")?;
+    serde_json::to_writer(&mut *out, inbound)?;
+    field(out, false, "outbound")?;
+    serde_json::to_writer(&mut *out, outbound)?;
+    field(out, false, "clusters")?;
+    let io = serde_json::Error::io;
+    out.write_all(b"[").map_err(io)?;
+    for (index, cluster) in clusters.iter().enumerate() {
+        if index > 0 {
+            out.write_all(b",").map_err(io)?;
+        }
+        match cached.get(index) {
+            Some(entry) if !entry.json.is_empty() && entry.cluster.name == cluster.name => {
+                out.write_all(&entry.json).map_err(io)?;
+            }
+            _ => serde_json::to_writer(&mut *out, cluster)?,
+        }
+    }
+    out.write_all(b"]}").map_err(io)
 }
