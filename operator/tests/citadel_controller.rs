@@ -15,7 +15,9 @@ use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 use weft_crds::mesh::MeshSpec;
 use weft_identity::{CertificateAuthority, Decision, Identity, RotationPolicy, TestClock};
-use weft_operator::citadel::controller::{load_ca, reconcile_namespace, reconcile_service_account};
+use weft_operator::citadel::controller::{
+    error_policy_service_account, load_ca, reconcile_namespace, reconcile_service_account,
+};
 use weft_operator::citadel::plan::{SecretAction, plan_workload_secret};
 use weft_operator::citadel::{CitadelSettings, Context};
 
@@ -373,4 +375,51 @@ async fn without_cacerts_a_self_signed_root_is_created_in_weft_ca_secret() {
     assert_eq!(pem(&body, "ca-cert.pem"), ca.ca_cert_pem());
     assert_eq!(pem(&body, "root-cert.pem"), ca.trust_bundle_pem());
     no_more_requests(&mut handle);
+}
+
+#[tokio::test]
+async fn api_failures_back_off_exponentially_and_reset_on_success() {
+    let Fake {
+        mut handle, ctx, ..
+    } = fake();
+    let sa = Arc::new(service_account());
+    let server_error = (
+        500,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+               "reason": "InternalError", "code": 500, "message": "etcd unavailable"}),
+    );
+    let mut delays = Vec::new();
+    for _ in 0..3 {
+        let task = tokio::spawn(reconcile_service_account(sa.clone(), ctx.clone()));
+        let path = "/api/v1/namespaces/demo";
+        expect(&mut handle, Method::GET, path, server_error.clone()).await;
+        let error = task.await.unwrap().unwrap_err();
+        assert!(error.is_transient(), "{error}");
+        let action = error_policy_service_account(sa.clone(), &error, ctx.clone());
+        delays.push(action);
+    }
+    let secs = |s| Action::requeue(Duration::from_secs(s));
+    assert_eq!(delays, vec![secs(1), secs(2), secs(4)]);
+
+    // A success resets the count: the next failure waits one second again.
+    let task = tokio::spawn(reconcile_service_account(sa.clone(), ctx.clone()));
+    let labels = json!({"istio-injection": "disabled"});
+    expect(
+        &mut handle,
+        Method::GET,
+        "/api/v1/namespaces/demo",
+        (200, namespace(labels)),
+    )
+    .await;
+    task.await.unwrap().unwrap();
+    let task = tokio::spawn(reconcile_service_account(sa.clone(), ctx.clone()));
+    expect(
+        &mut handle,
+        Method::GET,
+        "/api/v1/namespaces/demo",
+        server_error,
+    )
+    .await;
+    let error = task.await.unwrap().unwrap_err();
+    assert_eq!(error_policy_service_account(sa, &error, ctx), secs(1));
 }
