@@ -444,4 +444,43 @@ mod tests {
             "a zero count is the first retry"
         );
     }
+
+    fn api_error(code: u16) -> CitadelError {
+        CitadelError::Kube {
+            verb: "apply",
+            kind: "Secret",
+            namespace: "demo".into(),
+            name: "weft-workload-cert-reviews".into(),
+            source: kube::Error::Api(
+                kube::core::Status::failure("refused", "Reason")
+                    .with_code(code)
+                    .boxed(),
+            ),
+        }
+    }
+
+    #[test]
+    fn bad_requests_and_plan_errors_are_permanent_the_rest_transient() {
+        let rows = [
+            (400, false),
+            (422, false),
+            (403, true),
+            (409, true),
+            (429, true),
+            (500, true),
+            (503, true),
+        ];
+        for (code, transient) in rows {
+            assert_eq!(api_error(code).is_transient(), transient, "HTTP {code}");
+        }
+        let plan = CitadelError::Plan(crate::citadel::PlanError::MissingField {
+            field: "metadata.uid",
+        });
+        assert!(!plan.is_transient());
+        let message = api_error(422).to_string();
+        assert!(
+            message.starts_with("apply Secret demo/weft-workload-cert-reviews"),
+            "{message}"
+        );
+    }
 }
