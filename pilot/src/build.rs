@@ -87,12 +87,12 @@ pub fn build_proxy_config(view: &ClusterView, target: &ProxyTarget) -> BuildOutp
         node,
         outbound_traffic_policy: scope.outbound_traffic_policy,
         inbound,
-        outbound,
-        clusters: clusters.iter().map(|c| c.cluster.clone()).collect(),
+        outbound: outbound.listeners,
+        clusters: clusters.iter().map(|c| c.value.clone()).collect(),
     };
     // Hashing serialises maps with string keys only; it cannot fail for this model. Should it
     // ever, the version stays empty, which the proxy reports as "unversioned".
-    if let Some(hash) = version::content_version(&config, &clusters) {
+    if let Some(hash) = version::content_version(&config, &outbound.cached, &clusters) {
         config.version = hash;
     }
     BuildOutput {

@@ -10,21 +10,30 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use serde::Serialize;
 use weft_crds::networking::DestinationRule;
-use weft_proxy_config::Cluster;
+use weft_proxy_config::{Cluster, OutboundListener};
 
 use crate::registry::ServiceInstance;
 use crate::unsupported::Unsupported;
 
-/// One cached cluster and its compact JSON (what `serde_json::to_vec` writes for it, the
-/// bytes it contributes to the config's content hash).
+/// One cached part and its compact JSON (what `serde_json::to_vec` writes for it, the bytes
+/// it contributes to the config's content hash).
 #[derive(Debug)]
-pub(crate) struct CachedCluster {
-    /// The cluster.
-    pub cluster: Cluster,
-    /// `serde_json::to_vec(&cluster)`; empty when serialisation failed (it cannot for this
-    /// model), in which case the hash falls back to serialising the cluster again.
+pub(crate) struct Cached<T> {
+    /// The part.
+    pub value: T,
+    /// `serde_json::to_vec(&value)`; empty when serialisation failed (it cannot for this
+    /// model), in which case the hash falls back to serialising the value again.
     pub json: Box<[u8]>,
+}
+
+impl<T: Serialize> Cached<T> {
+    /// `value` with its JSON.
+    pub fn new(value: T) -> Self {
+        let json = serde_json::to_vec(&value).unwrap_or_default().into();
+        Self { value, json }
+    }
 }
 
 /// The clusters of one (service, port, DestinationRule): the default cluster first, then one
@@ -32,9 +41,18 @@ pub(crate) struct CachedCluster {
 #[derive(Debug, Default)]
 pub(crate) struct PortClusters {
     /// The clusters, unsorted.
-    pub clusters: Vec<Arc<CachedCluster>>,
+    pub clusters: Vec<Arc<Cached<Cluster>>>,
     /// Warnings to report to every proxy that receives these clusters.
     pub warnings: Vec<Unsupported>,
+}
+
+/// Identifies a listener without VirtualService: (service, port, whether the proxy is in the
+/// service's namespace, which adds the short name to its domains). Addresses as [`ClusterKey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ListenerKey {
+    service: usize,
+    port: u16,
+    same_namespace: bool,
 }
 
 /// Identifies a (service, port, rule) of one view by the addresses of the view's own objects.
@@ -52,6 +70,7 @@ struct ClusterKey {
 #[derive(Debug, Default)]
 pub(crate) struct BuildCache {
     clusters: Mutex<HashMap<ClusterKey, Arc<PortClusters>>>,
+    listeners: Mutex<HashMap<ListenerKey, Arc<Cached<OutboundListener>>>>,
 }
 
 impl Clone for BuildCache {
@@ -77,11 +96,38 @@ impl BuildCache {
             port,
             rule: rule.map(|rule| std::ptr::from_ref(rule).addr()),
         };
-        let lock = || self.clusters.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(found) = lock().get(&key) {
-            return found.clone();
-        }
-        let built = Arc::new(build());
-        lock().entry(key).or_insert(built).clone()
+        get_or_build(&self.clusters, key, build)
     }
+
+    /// The outbound listener of `service` on `port` for a proxy with no VirtualService for the
+    /// service (the default route; domains depend only on `same_namespace`), from the cache or
+    /// from `build` (then cached).
+    pub fn default_listener(
+        &self,
+        service: &ServiceInstance,
+        port: u16,
+        same_namespace: bool,
+        build: impl FnOnce() -> OutboundListener,
+    ) -> Arc<Cached<OutboundListener>> {
+        let key = ListenerKey {
+            service: std::ptr::from_ref(service).addr(),
+            port,
+            same_namespace,
+        };
+        get_or_build(&self.listeners, key, || Cached::new(build()))
+    }
+}
+
+/// The entry `key` of `map`, or `build`'s result, stored. The lock is not held while building.
+fn get_or_build<K: Eq + std::hash::Hash, V>(
+    map: &Mutex<HashMap<K, Arc<V>>>,
+    key: K,
+    build: impl FnOnce() -> V,
+) -> Arc<V> {
+    let lock = || map.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(found) = lock().get(&key) {
+        return found.clone();
+    }
+    let built = Arc::new(build());
+    lock().entry(key).or_insert(built).clone()
 }

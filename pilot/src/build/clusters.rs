@@ -12,7 +12,7 @@ use super::destination_rule;
 use super::inbound::inferred_service_mtls;
 use super::policy::MergedPolicy;
 use super::scope::Scope;
-use crate::cache::{CachedCluster, PortClusters};
+use crate::cache::{Cached, PortClusters};
 use crate::proxy::ProxyTarget;
 use crate::registry::{ServiceInstance, ServiceLocation, ServiceResolution};
 use crate::selector::selects;
@@ -21,7 +21,7 @@ use crate::view::{ClusterView, name_of, namespace_of};
 
 /// Every cluster of the proxy, sorted by name, as references into the view's cache (see
 /// [`crate::cache::BuildCache`]); the warnings of the clusters used are recorded.
-pub(crate) fn build(context: &mut Context<'_>, scope: &Scope<'_>) -> Vec<Arc<CachedCluster>> {
+pub(crate) fn build(context: &mut Context<'_>, scope: &Scope<'_>) -> Vec<Arc<Cached<Cluster>>> {
     let mut clusters = Vec::new();
     for service in &scope.services {
         let rule = destination_rule::find(context, &service.hostname, &service.namespace);
@@ -36,8 +36,8 @@ pub(crate) fn build(context: &mut Context<'_>, scope: &Scope<'_>) -> Vec<Arc<Cac
             clusters.extend(cached.clusters.iter().cloned());
         }
     }
-    clusters.sort_by(|a, b| a.cluster.name.cmp(&b.cluster.name));
-    clusters.dedup_by(|a, b| a.cluster.name == b.cluster.name);
+    clusters.sort_by(|a, b| a.value.name.cmp(&b.value.name));
+    clusters.dedup_by(|a, b| a.value.name == b.value.name);
     clusters
 }
 
@@ -59,9 +59,13 @@ fn port_clusters(
     let clusters = std::iter::once(None)
         .chain((0..subsets).map(Some))
         .map(|subset| {
-            let cluster = cluster(&mut context, service, port, rule, subset);
-            let json = serde_json::to_vec(&cluster).unwrap_or_default().into();
-            Arc::new(CachedCluster { cluster, json })
+            Arc::new(Cached::new(cluster(
+                &mut context,
+                service,
+                port,
+                rule,
+                subset,
+            )))
         })
         .collect();
     PortClusters {

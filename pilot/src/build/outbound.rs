@@ -6,30 +6,42 @@ use std::sync::Arc;
 
 use weft_crds::networking::VirtualService;
 use weft_proxy_config::{
-    OutboundListener, OutboundTrafficPolicy, Protocol, RouteConfiguration, VirtualHost,
+    Cluster, OutboundListener, OutboundTrafficPolicy, Protocol, RouteConfiguration, VirtualHost,
 };
 
 use super::Context;
 use super::routes::{RouteInputs, default_route, virtual_service_routes};
 use super::scope::Scope;
 use super::tcp::tcp_routes;
-use crate::cache::CachedCluster;
+use crate::cache::Cached;
 use crate::host::specificity;
 use crate::registry::{ServiceInstance, ServiceSource};
 use crate::unsupported::Unsupported;
 use crate::view::sort_key;
 
+/// The outbound listeners of a proxy, sorted by name, and the cached listeners among them.
+pub(crate) struct Listeners {
+    /// The listeners.
+    pub listeners: Vec<OutboundListener>,
+    /// The listeners taken from the view's cache (with their JSON), by name; a cached
+    /// listener merged into a port-only listener is absent from `listeners`.
+    pub cached: Vec<Arc<Cached<OutboundListener>>>,
+}
+
 /// Every outbound listener of the proxy, sorted by name. Services without VIPs share a
 /// port-only listener (`0.0.0.0_<port>`): HTTP ones are merged into one listener with a
 /// virtual host each (as Istio's wildcard HTTP listener); for other protocols the first
-/// (by host name) keeps the port and the others are reported.
+/// (by host name) keeps the port and the others are reported. An HTTP service port without
+/// VirtualService has a proxy-independent listener, taken from the view's cache.
 pub(crate) fn build<'a>(
     context: &mut Context<'a>,
     scope: &Scope<'a>,
-    clusters: &[Arc<CachedCluster>],
-) -> Vec<OutboundListener> {
-    let cluster_names: BTreeSet<String> = clusters.iter().map(|c| c.cluster.name.clone()).collect();
+    clusters: &[Arc<Cached<Cluster>>],
+) -> Listeners {
+    let cluster_names: BTreeSet<String> = clusters.iter().map(|c| c.value.name.clone()).collect();
+    let view = context.view;
     let mut listeners = Vec::new();
+    let mut cached = Vec::new();
     for service in &scope.services {
         for port in scope.ports_of(service) {
             let Some(service_port) = service.port(*port) else {
@@ -42,37 +54,21 @@ pub(crate) fn build<'a>(
             };
             let vs = virtual_service_for(context, scope, &service.hostname);
             let protocol = service_port.protocol;
-            let http = (protocol.is_http() || protocol == Protocol::Unknown).then(|| {
-                let routes = match vs {
-                    Some(vs) if !vs.spec.http.is_empty() => {
-                        virtual_service_routes(context, &inputs, vs)
-                    }
-                    _ => vec![default_route(service, *port)],
-                };
-                RouteConfiguration {
-                    virtual_hosts: vec![VirtualHost {
-                        name: format!("{}:{port}", service.hostname),
-                        domains: domains(context, service, *port),
-                        routes,
-                    }],
-                }
-            });
-            let tcp = if protocol.is_http() {
-                Vec::new()
+            if vs.is_none() && protocol.is_http() {
+                let same_namespace = service.namespace == context.target.namespace;
+                let entry = view
+                    .cache()
+                    .default_listener(service, *port, same_namespace, || {
+                        listener(context, &inputs, service, protocol, None)
+                    });
+                listeners.push(entry.value.clone());
+                cached.push(entry);
             } else {
-                tcp_routes(context, &inputs, service, protocol, vs)
-            };
-            listeners.push(OutboundListener {
-                name: format!("{}:{port}", service.hostname),
-                hostname: service.hostname.clone(),
-                addresses: service.vips.clone(),
-                port: *port,
-                protocol,
-                http,
-                tcp,
-            });
+                listeners.push(listener(context, &inputs, service, protocol, vs));
+            }
         }
     }
+    cached.sort_by(|a, b| a.value.name.cmp(&b.value.name));
     let listeners = resolve_conflicts(context, scope, listeners);
     if scope.outbound_traffic_policy == OutboundTrafficPolicy::RegistryOnly {
         for listener in &listeners {
@@ -93,7 +89,45 @@ pub(crate) fn build<'a>(
             }
         }
     }
-    listeners
+    Listeners { listeners, cached }
+}
+
+/// The listener of `service` on `inputs.port`, routed by `vs` when one applies.
+fn listener(
+    context: &mut Context<'_>,
+    inputs: &RouteInputs<'_, '_>,
+    service: &ServiceInstance,
+    protocol: Protocol,
+    vs: Option<&VirtualService>,
+) -> OutboundListener {
+    let port = inputs.port;
+    let http = (protocol.is_http() || protocol == Protocol::Unknown).then(|| {
+        let routes = match vs {
+            Some(vs) if !vs.spec.http.is_empty() => virtual_service_routes(context, inputs, vs),
+            _ => vec![default_route(service, port)],
+        };
+        RouteConfiguration {
+            virtual_hosts: vec![VirtualHost {
+                name: format!("{}:{port}", service.hostname),
+                domains: domains(context, service, port),
+                routes,
+            }],
+        }
+    });
+    let tcp = if protocol.is_http() {
+        Vec::new()
+    } else {
+        tcp_routes(context, inputs, service, protocol, vs)
+    };
+    OutboundListener {
+        name: format!("{}:{port}", service.hostname),
+        hostname: service.hostname.clone(),
+        addresses: service.vips.clone(),
+        port,
+        protocol,
+        http,
+        tcp,
+    }
 }
 
 /// The VirtualService bound to the mesh whose hosts cover `hostname` most specifically
