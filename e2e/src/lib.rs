@@ -175,3 +175,33 @@ pub fn reviews_load(
     mesh.load("client", &url, &[(&host, vip)], headers, requests, 4)
         .expect("load")
 }
+
+/// The config version `workload`'s proxy last acknowledged, from the control plane's sync
+/// status (`None` while it has acknowledged nothing).
+pub fn acked_version(mesh: &LocalMesh, workload: &str) -> Option<String> {
+    let key = format!("{workload}.{NS}");
+    let status = mesh.sync_status().ok()?;
+    status
+        .as_array()?
+        .iter()
+        .find(|row| row["proxy"] == key.as_str())?["acked"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Writes `yaml` as `file` into the control plane's config directory and waits until the
+/// `client` workload's proxy has acknowledged a config built from it (its acknowledged version
+/// changes), so that what is measured next runs on the new rules. Panics after 10 s.
+pub fn apply(mesh: &LocalMesh, file: &str, yaml: &str) {
+    let before = acked_version(mesh, "client");
+    mesh.write_config(file, yaml).expect("writing config");
+    let (now, _) = eventually(
+        std::time::Duration::from_secs(10),
+        || acked_version(mesh, "client"),
+        |v| v.is_some() && *v != before,
+    );
+    assert!(
+        now.is_some() && now != before,
+        "the client's proxy did not acknowledge a config built from {file} within 10 s"
+    );
+}

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use weft_e2e::{NS, count, eventually, mesh_or_skip, reviews_load, reviews_mesh};
+use weft_e2e::{NS, apply, count, eventually, mesh_or_skip, reviews_load, reviews_mesh};
 
 const HOST: &str = "reviews.demo.svc.cluster.local";
 
@@ -21,7 +21,7 @@ fn all_to(subset: &str) -> String {
 fn config_change_reaches_proxies_and_a_bad_file_keeps_the_last_good_config() {
     let mut mesh = mesh_or_skip!();
     let vip = reviews_mesh(&mut mesh);
-    mesh.write_config("vs-reviews.yaml", &all_to("v1")).unwrap();
+    apply(&mesh, "vs-reviews.yaml", &all_to("v1"));
     let (v1, _) = eventually(
         Duration::from_secs(10),
         || reviews_load(&mesh, vip, &[], 20),
@@ -46,7 +46,7 @@ fn config_change_reaches_proxies_and_a_bad_file_keeps_the_last_good_config() {
     );
 
     // A good edit reaches the proxies; measure how long it takes to be in force.
-    mesh.write_config("vs-reviews.yaml", &all_to("v2")).unwrap();
+    apply(&mesh, "vs-reviews.yaml", &all_to("v2"));
     let (v2, took) = eventually(
         Duration::from_secs(10),
         || reviews_load(&mesh, vip, &[], 4),
@@ -76,7 +76,7 @@ fn config_change_reaches_proxies_and_a_bad_file_keeps_the_last_good_config() {
 fn traffic_flows_while_the_control_plane_is_down_and_after_it_returns() {
     let mut mesh = mesh_or_skip!();
     let vip = reviews_mesh(&mut mesh);
-    mesh.write_config("vs-reviews.yaml", &all_to("v1")).unwrap();
+    apply(&mesh, "vs-reviews.yaml", &all_to("v1"));
     let (ready, _) = eventually(
         Duration::from_secs(10),
         || reviews_load(&mesh, vip, &[], 10),
@@ -120,7 +120,7 @@ spec:
 fn certificates_rotate_under_steady_traffic_with_no_failed_request() {
     let mut mesh = mesh_or_skip!(("mesh.yaml", SHORT_LIVED));
     let vip = reviews_mesh(&mut mesh);
-    mesh.write_config("vs-reviews.yaml", &all_to("v1")).unwrap();
+    apply(&mesh, "vs-reviews.yaml", &all_to("v1"));
     let (ready, _) = eventually(
         Duration::from_secs(10),
         || reviews_load(&mesh, vip, &[], 10),

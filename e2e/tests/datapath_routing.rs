@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use weft_e2e::{NS, count, eventually, mesh_or_skip, reviews_load, reviews_mesh};
+use weft_e2e::{NS, apply, count, eventually, mesh_or_skip, reviews_load, reviews_mesh};
 
 const HOST: &str = "reviews.demo.svc.cluster.local";
 
@@ -19,13 +19,13 @@ fn vs(http: &str) -> String {
 fn traffic_shifting_by_weight_stays_within_statistical_bounds() {
     let mut mesh = mesh_or_skip!();
     let vip = reviews_mesh(&mut mesh);
-    mesh.write_config(
+    apply(
+        &mesh,
         "vs-reviews.yaml",
         &vs(&format!(
             "  - route:\n    - destination: {{host: {HOST}, subset: v1}}\n      weight: 70\n    - destination: {{host: {HOST}, subset: v2}}\n      weight: 30\n"
         )),
-    )
-    .unwrap();
+    );
     // Wait until the split is in force (both versions answer).
     let (warm, _) = eventually(
         Duration::from_secs(10),
@@ -52,13 +52,13 @@ fn traffic_shifting_by_weight_stays_within_statistical_bounds() {
 fn header_based_routing_sends_matching_requests_to_the_subset() {
     let mut mesh = mesh_or_skip!();
     let vip = reviews_mesh(&mut mesh);
-    mesh.write_config(
+    apply(
+        &mesh,
         "vs-reviews.yaml",
         &vs(&format!(
             "  - match:\n    - headers:\n        end-user: {{exact: jason}}\n    route:\n    - destination: {{host: {HOST}, subset: v2}}\n  - route:\n    - destination: {{host: {HOST}, subset: v1}}\n"
         )),
-    )
-    .unwrap();
+    );
     let (jason, _) = eventually(
         Duration::from_secs(10),
         || reviews_load(&mesh, vip, &[("end-user", "jason")], 40),
@@ -73,13 +73,13 @@ fn header_based_routing_sends_matching_requests_to_the_subset() {
 fn fault_injection_delays_and_aborts() {
     let mut mesh = mesh_or_skip!();
     let vip = reviews_mesh(&mut mesh);
-    mesh.write_config(
+    apply(
+        &mesh,
         "vs-reviews.yaml",
         &vs(&format!(
             "  - fault:\n      delay: {{fixedDelay: 300ms, percentage: {{value: 100}}}}\n    route:\n    - destination: {{host: {HOST}, subset: v1}}\n"
         )),
-    )
-    .unwrap();
+    );
     let (delayed, _) = eventually(
         Duration::from_secs(10),
         || reviews_load(&mesh, vip, &[], 8),
@@ -91,13 +91,13 @@ fn fault_injection_delays_and_aborts() {
     );
     assert_eq!(count(&delayed, "status", "200"), 8, "{delayed}");
 
-    mesh.write_config(
+    apply(
+        &mesh,
         "vs-reviews.yaml",
         &vs(&format!(
             "  - fault:\n      abort: {{httpStatus: 418, percentage: {{value: 100}}}}\n    route:\n    - destination: {{host: {HOST}, subset: v1}}\n"
         )),
-    )
-    .unwrap();
+    );
     let (aborted, _) = eventually(
         Duration::from_secs(10),
         || reviews_load(&mesh, vip, &[], 20),
@@ -121,13 +121,13 @@ fn retries_hide_intermittent_503s_and_no_retries_expose_them() {
     let vip = reviews_mesh(&mut mesh);
     // The app fails every other request with 503.
     let flaky = [("x-weft-fail-every", "2")];
-    mesh.write_config(
+    apply(
+        &mesh,
         "vs-reviews.yaml",
         &vs(&format!(
             "  - retries: {{attempts: 0}}\n    route:\n    - destination: {{host: {HOST}, subset: v1}}\n"
         )),
-    )
-    .unwrap();
+    );
     let (bare, _) = eventually(
         Duration::from_secs(10),
         || reviews_load(&mesh, vip, &flaky, 40),
@@ -138,13 +138,13 @@ fn retries_hide_intermittent_503s_and_no_retries_expose_them() {
         "without retries about half fail: {bare}"
     );
 
-    mesh.write_config(
+    apply(
+        &mesh,
         "vs-reviews.yaml",
         &vs(&format!(
             "  - retries: {{attempts: 3, retryOn: 5xx}}\n    route:\n    - destination: {{host: {HOST}, subset: v1}}\n"
         )),
-    )
-    .unwrap();
+    );
     let (retried, _) = eventually(
         Duration::from_secs(10),
         || reviews_load(&mesh, vip, &flaky, 40),
@@ -162,13 +162,13 @@ fn route_timeout_and_per_try_timeout_answer_504() {
     let mut mesh = mesh_or_skip!();
     let vip = reviews_mesh(&mut mesh);
     let slow = [("x-weft-delay-ms", "1500")];
-    mesh.write_config(
+    apply(
+        &mesh,
         "vs-reviews.yaml",
         &vs(&format!(
             "  - timeout: 200ms\n    retries: {{attempts: 0}}\n    route:\n    - destination: {{host: {HOST}, subset: v1}}\n"
         )),
-    )
-    .unwrap();
+    );
     let (timed_out, _) = eventually(
         Duration::from_secs(10),
         || reviews_load(&mesh, vip, &slow, 4),
@@ -180,13 +180,13 @@ fn route_timeout_and_per_try_timeout_answer_504() {
         "route timeout not applied: {timed_out}"
     );
 
-    mesh.write_config(
+    apply(
+        &mesh,
         "vs-reviews.yaml",
         &vs(&format!(
             "  - retries: {{attempts: 2, perTryTimeout: 100ms, retryOn: 5xx}}\n    route:\n    - destination: {{host: {HOST}, subset: v1}}\n"
         )),
-    )
-    .unwrap();
+    );
     let (per_try, _) = eventually(
         Duration::from_secs(10),
         || reviews_load(&mesh, vip, &slow, 4),

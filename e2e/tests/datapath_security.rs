@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use weft_e2e::{NS, count, eventually, mesh_or_skip, reviews_load, reviews_mesh};
+use weft_e2e::{NS, apply, count, eventually, mesh_or_skip, reviews_load, reviews_mesh};
 
 fn peer_authentication(mode: &str) -> String {
     format!(
@@ -21,8 +21,7 @@ fn strict_refuses_plaintext_and_permissive_accepts_both() {
     let server_ip = mesh.workload("reviews1").unwrap().host.ip;
     let direct = format!("http://{server_ip}:9080/reviews/0");
 
-    mesh.write_config("pa.yaml", &peer_authentication("STRICT"))
-        .unwrap();
+    apply(&mesh, "pa.yaml", &peer_authentication("STRICT"));
     let (refused, _) = eventually(
         Duration::from_secs(10),
         || mesh.load_from_host(&outsider, &direct, &[], 5).unwrap(),
@@ -40,8 +39,7 @@ fn strict_refuses_plaintext_and_permissive_accepts_both() {
         "STRICT must serve mTLS clients: {inside}"
     );
 
-    mesh.write_config("pa.yaml", &peer_authentication("PERMISSIVE"))
-        .unwrap();
+    apply(&mesh, "pa.yaml", &peer_authentication("PERMISSIVE"));
     let (accepted, _) = eventually(
         Duration::from_secs(10),
         || mesh.load_from_host(&outsider, &direct, &[], 5).unwrap(),
