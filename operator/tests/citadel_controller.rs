@@ -341,12 +341,8 @@ async fn the_trust_bundle_configmap_is_published_then_left_alone() {
 async fn without_cacerts_a_self_signed_root_is_created_in_weft_ca_secret() {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
-    let settings = CitadelSettings {
-        namespace: "istio-system".to_string(),
-        mesh: MeshSpec::default(),
-    };
     let clock = Arc::new(TestClock::new(start()));
-    let task = tokio::spawn(async move { load_ca(&client, &settings, clock).await });
+    let task = tokio::spawn(async move { load_ca(&client, &settings(), clock).await });
     let secrets = "/api/v1/namespaces/istio-system/secrets";
     expect(
         &mut handle,
@@ -422,4 +418,80 @@ async fn api_failures_back_off_exponentially_and_reset_on_success() {
     .await;
     let error = task.await.unwrap().unwrap_err();
     assert_eq!(error_policy_service_account(sa, &error, ctx), secs(1));
+}
+
+fn settings() -> CitadelSettings {
+    CitadelSettings {
+        namespace: "istio-system".to_string(),
+        mesh: MeshSpec::default(),
+    }
+}
+
+/// A CA Secret in the plug-in layout holding `ca`'s material, as the API server returns it.
+fn ca_secret(name: &str, ca: &CertificateAuthority) -> Value {
+    use base64::Engine as _;
+    let parts = ca.to_pem_parts();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": "istio-system"},
+        "data": {
+            "ca-cert.pem": b64(&parts.ca_cert_pem),
+            "ca-key.pem": b64(parts.ca_key_pem.expose_secret()),
+            "root-cert.pem": b64(&parts.root_cert_pem),
+            "cert-chain.pem": b64(&parts.cert_chain_pem),
+        }
+    })
+}
+
+#[tokio::test]
+async fn cacerts_is_used_as_it_is_and_nothing_is_written() {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let clock = Arc::new(TestClock::new(start()));
+    let plugged = CertificateAuthority::self_signed("cluster.local", None, clock.clone()).unwrap();
+    let task = tokio::spawn(async move { load_ca(&client, &settings(), clock).await });
+    let path = "/api/v1/namespaces/istio-system/secrets/cacerts";
+    expect(
+        &mut handle,
+        Method::GET,
+        path,
+        (200, ca_secret("cacerts", &plugged)),
+    )
+    .await;
+    let ca = task.await.unwrap().unwrap();
+    assert_eq!(ca.ca_cert_pem(), plugged.ca_cert_pem());
+    no_more_requests(&mut handle);
+}
+
+#[tokio::test]
+async fn a_root_created_first_by_another_replica_is_adopted() {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let clock = Arc::new(TestClock::new(start()));
+    let theirs = CertificateAuthority::self_signed("cluster.local", None, clock.clone()).unwrap();
+    let task = tokio::spawn(async move { load_ca(&client, &settings(), clock).await });
+    let secrets = "/api/v1/namespaces/istio-system/secrets";
+    let own = format!("{secrets}/weft-ca-secret");
+    expect(
+        &mut handle,
+        Method::GET,
+        &format!("{secrets}/cacerts"),
+        not_found(),
+    )
+    .await;
+    expect(&mut handle, Method::GET, &own, not_found()).await;
+    let conflict = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                          "reason": "AlreadyExists", "code": 409, "message": "exists"});
+    let create = format!("{secrets}?&fieldManager=weft-operator");
+    expect(&mut handle, Method::POST, &create, (409, conflict)).await;
+    let stored = ca_secret("weft-ca-secret", &theirs);
+    expect(&mut handle, Method::GET, &own, (200, stored)).await;
+    let ca = task.await.unwrap().unwrap();
+    assert_eq!(
+        ca.ca_cert_pem(),
+        theirs.ca_cert_pem(),
+        "the other replica's root"
+    );
+    no_more_requests(&mut handle);
 }
