@@ -23,6 +23,10 @@ use super::{
 /// Kubernetes' limit on object names (DNS subdomain, 253 characters).
 pub const MAX_NAME_LEN: usize = 253;
 
+/// The shortest requeue after issuing a certificate (1 s): reached only when the CA's own
+/// `notAfter` clamps the leaf so much that it is born past its rotation point.
+pub const MIN_REISSUE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Errors of the plan. Messages name the object and the rule, never key material.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -220,7 +224,9 @@ fn until(now: SystemTime, at: SystemTime) -> Duration {
 /// (missing or malformed data, key mismatch, wrong SPIFFE ID, not yet valid, expired, signed by
 /// another or a retired CA, past the rotation point), or with the same certificate when only
 /// `ca.crt`, the owner reference or the labels are stale; [`SecretAction::Keep`] otherwise.
-/// `requeue_after` is the time left until the kept or new certificate's rotation point.
+/// `requeue_after` is the time left until the kept or new certificate's rotation point (at
+/// least [`MIN_REISSUE_INTERVAL`] after issuing). The owner reference must be among the
+/// Secret's owners and the labels among its labels; others' additions are left alone.
 ///
 /// Errors: [`PlanError::MissingField`], [`PlanError::Identity`],
 /// [`PlanError::SecretNameTooLong`], [`PlanError::SecretType`] (an existing Secret of another
@@ -280,10 +286,13 @@ pub fn plan_workload_secret(
                 SecretAction::Create(secret)
             },
             reason: SecretReason::Reissue(reason),
+            // A leaf clamped to a CA that is about to expire can be past its rotation point
+            // as soon as it is issued: wait at least MIN_REISSUE_INTERVAL, never spin.
             requeue_after: until(
                 now,
                 policy.rotation_time(issued.not_before, issued.not_after),
-            ),
+            )
+            .max(MIN_REISSUE_INTERVAL),
         })
     };
     let Some(existing) = existing else {
@@ -315,7 +324,12 @@ pub fn plan_workload_secret(
     let (chain, key) = (chain.unwrap_or_default(), key.unwrap_or_default());
     let reason = if data_str(data, tls_keys::CA) != Ok(Some(bundle.as_str())) {
         SecretReason::TrustBundleChanged
-    } else if existing.metadata.owner_references.as_deref() != Some(std::slice::from_ref(&owner))
+    } else if !existing
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|r| *r == owner)
         || !workload_secret_labels()
             .iter()
             .all(|(k, v)| existing.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v))

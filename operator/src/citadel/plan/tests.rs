@@ -220,6 +220,23 @@ fn stored_secrets_are_kept_or_replaced_for_the_right_reason() {
             reason: |r| *r == SecretReason::MetadataChanged,
             keeps_certificate: true,
         },
+        Row {
+            name: "valid, with an owner and a label added by someone else",
+            edit: Box::new(|s| {
+                let mut other = owner_reference("team", "uid-9");
+                other.kind = "ConfigMap".to_string();
+                other.controller = None;
+                s.metadata.owner_references.as_mut().unwrap().push(other);
+                s.metadata
+                    .labels
+                    .as_mut()
+                    .unwrap()
+                    .insert("team".to_string(), "bookinfo".to_string());
+            }),
+            now: start() + HOUR,
+            reason: |r| *r == SecretReason::Valid,
+            keeps_certificate: true,
+        },
     ];
     for row in rows {
         let mut stored = good.clone();
@@ -233,7 +250,7 @@ fn stored_secrets_are_kept_or_replaced_for_the_right_reason() {
             row.name,
             plan.reason
         );
-        if row.name == "valid" {
+        if plan.reason == SecretReason::Valid {
             assert_eq!(plan.action, SecretAction::Keep, "{}", row.name);
             assert_eq!(
                 plan.requeue_after,
@@ -476,4 +493,24 @@ fn broken_ca_secrets_are_errors_never_a_silent_new_root() {
             ..
         })
     ));
+}
+
+#[test]
+fn a_leaf_born_past_its_rotation_point_is_requeued_after_a_second_not_at_once() {
+    let clock = clock();
+    // The CA ends 20 s from now; leaves are valid from one minute ago and clamped to end with
+    // it, so half of their 80 s life is over before they are issued.
+    let ca = CertificateAuthority::self_signed(TD, Some(Duration::from_secs(20)), clock.clone())
+        .unwrap();
+    let plan = plan_workload_secret(
+        &service_account("reviews", "u"),
+        None,
+        &ca,
+        &policy(),
+        TD,
+        start(),
+    )
+    .unwrap();
+    assert!(matches!(plan.action, SecretAction::Create(_)));
+    assert_eq!(plan.requeue_after, MIN_REISSUE_INTERVAL);
 }
