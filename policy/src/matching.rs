@@ -67,7 +67,8 @@ pub(crate) fn path_matches(pattern: &str, path: Option<&str>) -> bool {
     let Some(path) = path else {
         return false;
     };
-    if pattern.contains("{*}") || pattern.contains("{**}") {
+    // The `{` test first: most patterns have none, and it is a single byte scan.
+    if pattern.as_bytes().contains(&b'{') && (pattern.contains("{*}") || pattern.contains("{**}")) {
         template_matches(pattern, path)
     } else {
         string_matches(pattern, Some(path))

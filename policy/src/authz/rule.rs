@@ -2,7 +2,7 @@
 
 use weft_proxy_config::{AuthorizationAction, AuthorizationRule, AuthzOperation, AuthzSource};
 
-use super::condition::{self, ConditionKey};
+use super::condition;
 use crate::attributes::{RequestAttributes, TransportProtocol};
 use crate::jwt::JwtIdentity;
 use crate::matching::{header_matches, host_matches, ip_in, path_matches, string_matches};
@@ -26,26 +26,24 @@ pub(super) fn rule_matches(
         attributes,
         tcp: attributes.protocol == TransportProtocol::Tcp,
     };
-    if rule
-        .when
-        .iter()
-        .any(|when| ConditionKey::parse(&when.key).is_none())
-    {
-        return false;
-    }
-    if action == AuthorizationAction::Allow && !usable_for_allow(rule, evaluation.tcp) {
-        return false;
-    }
-    (rule.from.is_empty()
-        || rule
-            .from
-            .iter()
-            .any(|from| source_matches(from, evaluation)))
-        && (rule.to.is_empty() || rule.to.iter().any(|to| operation_matches(to, evaluation)))
+    // Operations first: paths and methods tell most rules apart, and a source test costs
+    // more (the namespace is parsed from the principal). The order has no effect on the
+    // answer. A `when` key istiod does not know makes the rule match nothing for every
+    // action: `condition_holds` answers false for it.
+    let matched = (rule.to.is_empty()
+        || rule.to.iter().any(|to| operation_matches(to, evaluation)))
+        && (rule.from.is_empty()
+            || rule
+                .from
+                .iter()
+                .any(|from| source_matches(from, evaluation)))
         && rule
             .when
             .iter()
-            .all(|when| condition::condition_holds(when, evaluation))
+            .all(|when| condition::condition_holds(when, evaluation));
+    // The ALLOW-only check runs last, on matches only: an unusable rule matches nothing,
+    // whatever the rest says.
+    matched && (action != AuthorizationAction::Allow || usable_for_allow(rule, evaluation.tcp))
 }
 
 /// istiod's verdict on an ALLOW rule: false if any part of it cannot be generated for this
@@ -128,12 +126,12 @@ fn operation_matches(operation: &AuthzOperation, evaluation: Evaluation<'_, '_>)
         return true;
     }
     let path = attributes.url_path();
-    constraint(&operation.hosts, &operation.not_hosts, |pattern| {
-        Some(host_matches(pattern, attributes.host))
-    }) && constraint(&operation.methods, &operation.not_methods, |pattern| {
+    constraint(&operation.methods, &operation.not_methods, |pattern| {
         Some(header_matches(pattern, attributes.method))
     }) && constraint(&operation.paths, &operation.not_paths, |pattern| {
         Some(path_matches(pattern, path))
+    }) && constraint(&operation.hosts, &operation.not_hosts, |pattern| {
+        Some(host_matches(pattern, attributes.host))
     })
 }
 
