@@ -193,15 +193,26 @@ pub fn acked_version(mesh: &LocalMesh, workload: &str) -> Option<String> {
 /// `client` workload's proxy has acknowledged a config built from it (its acknowledged version
 /// changes), so that what is measured next runs on the new rules. Panics after 10 s.
 pub fn apply(mesh: &LocalMesh, file: &str, yaml: &str) {
-    let before = acked_version(mesh, "client");
+    apply_watching(mesh, &["client"], file, yaml);
+}
+
+/// As [`apply`], waiting for every workload in `watch` (those whose config the change alters,
+/// e.g. the servers a policy selects).
+pub fn apply_watching(mesh: &LocalMesh, watch: &[&str], file: &str, yaml: &str) {
+    let before: Vec<Option<String>> = watch.iter().map(|w| acked_version(mesh, w)).collect();
     mesh.write_config(file, yaml).expect("writing config");
     let (now, _) = eventually(
         std::time::Duration::from_secs(10),
-        || acked_version(mesh, "client"),
-        |v| v.is_some() && *v != before,
+        || {
+            watch
+                .iter()
+                .map(|w| acked_version(mesh, w))
+                .collect::<Vec<_>>()
+        },
+        |now| now.iter().zip(&before).all(|(n, b)| n.is_some() && n != b),
     );
     assert!(
-        now.is_some() && now != before,
-        "the client's proxy did not acknowledge a config built from {file} within 10 s"
+        now.iter().zip(&before).all(|(n, b)| n.is_some() && n != b),
+        "{watch:?} did not all acknowledge a config built from {file} within 10 s"
     );
 }

@@ -67,3 +67,60 @@ fn strict_refuses_plaintext_and_permissive_accepts_both() {
         "PERMISSIVE plaintext requests are not reported as such:\n{metrics}"
     );
 }
+
+#[test]
+fn authorization_policy_allows_by_principal_and_denies_by_path() {
+    let mut mesh = mesh_or_skip!();
+    let vip = reviews_mesh(&mut mesh);
+    mesh.add_workload(weft_e2e::client("intruder", "intruder"))
+        .unwrap();
+    let servers = ["reviews1", "reviews2"];
+    let policies = format!(
+        r#"apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: reviews-allow-client, namespace: {NS}}}
+spec:
+  selector: {{matchLabels: {{app: reviews}}}}
+  action: ALLOW
+  rules:
+  - from:
+    - source: {{principals: ["cluster.local/ns/{NS}/sa/client"]}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: reviews-deny-secret, namespace: {NS}}}
+spec:
+  selector: {{matchLabels: {{app: reviews}}}}
+  action: DENY
+  rules:
+  - to:
+    - operation: {{paths: ["/reviews/secret*"]}}
+"#
+    );
+    weft_e2e::apply_watching(&mesh, &servers, "authz.yaml", &policies);
+    let host = weft_e2e::host("reviews");
+    let allowed = reviews_load(&mesh, vip, &[], 20);
+    assert_eq!(
+        count(&allowed, "status", "200"),
+        20,
+        "the allowed principal is served: {allowed}"
+    );
+    let url = format!("http://{host}:9080/reviews/0");
+    let intruder = mesh
+        .load("intruder", &url, &[(&host, vip)], &[], 20, 2)
+        .unwrap();
+    assert_eq!(
+        count(&intruder, "status", "403"),
+        20,
+        "another principal is denied: {intruder}"
+    );
+    let secret = format!("http://{host}:9080/reviews/secret/1");
+    let denied = mesh
+        .load("client", &secret, &[(&host, vip)], &[], 10, 2)
+        .unwrap();
+    assert_eq!(
+        count(&denied, "status", "403"),
+        10,
+        "the DENY path wins over ALLOW: {denied}"
+    );
+}

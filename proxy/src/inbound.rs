@@ -160,6 +160,13 @@ async fn handle(
         if http {
             return serve_connection(tls, Arc::clone(&proxy.http), Arc::new(conn), shutdown).await;
         }
+        if let Err(policy) =
+            crate::authz::check_tcp(inbound, peer, destination, conn.source_principal.as_deref())
+        {
+            // AuthorizationPolicy denies TCP by closing the connection (Envoy's network RBAC).
+            tracing::debug!(%peer, ?policy, "inbound connection refused by policy");
+            return tcp::emit(proxy.observer.as_ref(), log, started);
+        }
         match connector.connect(target).await {
             Ok(mut app) => tcp::copy(&mut tls, &mut app, &shutdown, &mut log).await,
             Err(_) => log.flags.insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE),
@@ -182,6 +189,10 @@ async fn handle(
         if http {
             return serve_connection(stream, Arc::clone(&proxy.http), Arc::new(conn), shutdown)
                 .await;
+        }
+        if let Err(policy) = crate::authz::check_tcp(inbound, peer, destination, None) {
+            tracing::debug!(%peer, ?policy, "inbound connection refused by policy");
+            return tcp::emit(proxy.observer.as_ref(), log, started);
         }
         let mut stream = stream;
         match connector.connect(target).await {

@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod app_health;
+pub mod authz;
 pub mod balance;
 pub mod capture;
 pub mod circuit;

@@ -96,6 +96,17 @@ pub async fn forward(
         )
     });
     let (mut parts, body) = request.into_parts();
+    // RequestAuthentication, then AuthorizationPolicy, before anything reaches the app.
+    if let Err(refusal) = crate::authz::check_http(
+        &snapshot.config.inbound,
+        conn.peer,
+        conn.destination,
+        conn.source_principal.as_deref(),
+        &mut parts,
+    ) {
+        tracing::debug!(status = refusal.status, policy = ?refusal.policy, "inbound request refused by policy");
+        return local_reply(refusal.status, refusal.body, ResponseFlags::empty(), log);
+    }
     upgrade::strip_hop_by_hop(&mut parts.headers, upgrade);
     set_forwarded_client_cert(&mut parts.headers, snapshot, conn);
     if !parts.headers.contains_key(http::header::HOST)
