@@ -462,3 +462,28 @@ fn header_edits_follow_the_rule() {
         [HeaderEdit::Remove("authorization".into())]
     );
 }
+
+#[test]
+fn algorithm_confusion_is_rejected() {
+    // `alg: none` is not an algorithm jsonwebtoken knows: the header does not parse.
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(claims().to_string());
+    let unsigned = format!("{header}.{payload}.");
+    assert_eq!(
+        validate_jwt(&unsigned, &[rule()], NOW),
+        Err(JwtError::Malformed("bad header"))
+    );
+    // HS256 keyed with the RSA modulus: no `oct` key in the JWKS can verify it.
+    let jwks: Value = serde_json::from_str(JWKS).unwrap();
+    let modulus = jwks["keys"][0]["n"].as_str().unwrap();
+    let key = EncodingKey::from_secret(modulus.as_bytes());
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("rsa-1".into());
+    let forged = jsonwebtoken::encode(&header, &claims(), &key).unwrap();
+    assert_eq!(
+        validate_jwt(&forged, &[rule()], NOW),
+        Err(JwtError::BadSignature {
+            issuer: ISSUER.into()
+        })
+    );
+}
