@@ -177,6 +177,16 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             2,
         )
         .context("ratings probe")?;
+    let direct = mesh
+        .load(
+            "client",
+            &format!("http://{}:9080/reviews/0", host("reviews")),
+            &[(&host("reviews"), vips["reviews"])],
+            &[],
+            20,
+            2,
+        )
+        .context("direct reviews probe")?;
     let mtls = mtls_share(
         &mesh,
         &[
@@ -218,7 +228,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         report["max_ms"].as_f64().unwrap_or(0.0)
     );
     println!(
-        "authorization (reviews only from productpage): applied to the control plane; not yet enforced by weft-proxy, so no denials are counted"
+        "authorization (reviews only from productpage): {} of 20 direct requests from client to reviews denied (403); productpage's {} calls to reviews allowed",
+        direct["status"]["403"].as_u64().unwrap_or(0),
+        v1 + v2 + v3
     );
 
     check_stop(&stop)?;
