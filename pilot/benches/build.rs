@@ -1,6 +1,7 @@
 //! Config generation throughput: one proxy config over a synthetic mesh of 500 services (10
 //! namespaces, 2 pods each: 1,000 proxies, a VirtualService and a DestinationRule with two
-//! subsets for every fifth service). Reports the time per proxy config.
+//! subsets for every fifth service). Reports the time per proxy config: with the view's cache
+//! warm (every proxy after the first of a view) and cold (the first).
 //!
 //! Run: `cargo bench -p weft-pilot --bench build`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // benchmark harness
@@ -8,7 +9,7 @@
 use std::fmt::Write;
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use weft_pilot::{ClusterView, ProxyTarget, build_proxy_config};
 
 const SERVICES: usize = 500;
@@ -82,6 +83,15 @@ fn bench_build(c: &mut Criterion) {
             next += 1;
             black_box(build_proxy_config(black_box(&view), target))
         });
+    });
+    // The first proxy built from a new view fills the view's cache (clusters and listeners
+    // without VirtualService); a clone of the view starts with an empty cache.
+    c.bench_function("build_proxy_config/500_services_cold_cache", |b| {
+        b.iter_batched(
+            || view.clone(),
+            |fresh| black_box(build_proxy_config(&fresh, &targets[0])),
+            BatchSize::LargeInput,
+        );
     });
 }
 
