@@ -260,7 +260,26 @@ pub fn handle_inject_body(
 /// kinds or versions) or validation finds any (see
 /// [`crate::validation::validate_value`]). `DELETE` (and `CONNECT`) requests are allowed
 /// unchecked; a `CREATE`/`UPDATE` without an object is denied.
-pub fn validate_review(review: AdmissionReview<DynamicObject>) -> AdmissionResponse {
+pub fn validate_review(mut review: AdmissionReview<DynamicObject>) -> AdmissionResponse {
+    let object = review
+        .request
+        .as_mut()
+        .and_then(|r| r.object.take())
+        .map(serde_json::to_value);
+    match object {
+        Some(Err(error)) => {
+            AdmissionResponse::invalid(format!("configuration is invalid:\n{error}"))
+        }
+        Some(Ok(object)) => validate_request(review, Some(object)),
+        None => validate_request(review, None),
+    }
+}
+
+/// [`validate_review`] with the object already taken out of the review as JSON.
+fn validate_request(
+    review: AdmissionReview<DynamicObject>,
+    object: Option<serde_json::Value>,
+) -> AdmissionResponse {
     let request: AdmissionRequest<DynamicObject> = match review.try_into() {
         Ok(request) => request,
         Err(_) => return AdmissionResponse::invalid("AdmissionReview has no request"),
@@ -269,12 +288,8 @@ pub fn validate_review(review: AdmissionReview<DynamicObject>) -> AdmissionRespo
     if !matches!(request.operation, Operation::Create | Operation::Update) {
         return response;
     }
-    let Some(object) = request.object else {
+    let Some(value) = object else {
         return response.deny("AdmissionReview request.object is missing for a CREATE or UPDATE");
-    };
-    let value = match serde_json::to_value(&object) {
-        Ok(value) => value,
-        Err(error) => return response.deny(format!("configuration is invalid:\n{error}")),
     };
     let outcome = validate_value(value);
     if !outcome.errors.is_empty() {
@@ -308,7 +323,25 @@ pub fn handle_validate_body(body: &[u8]) -> (StatusCode, Vec<u8>) {
             ),
         );
     }
-    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
+    // The object is taken out as plain JSON and read once, by `validate_value`: reading it
+    // into a `DynamicObject` and back would cost more than validating it.
+    let mut document: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(document) => document,
+        Err(error) => {
+            return error_reply(
+                StatusCode::BAD_REQUEST,
+                format!("body is not an AdmissionReview (apiVersion and kind): {error}"),
+            );
+        }
+    };
+    let object = document
+        .pointer_mut("/request/object")
+        .map(serde_json::Value::take)
+        .filter(|o| !o.is_null());
+    if let Some(old) = document.pointer_mut("/request/oldObject") {
+        old.take();
+    }
+    let review: AdmissionReview<DynamicObject> = match serde_json::from_value(document) {
         Ok(review) => review,
         Err(error) => {
             return match serde_json::from_slice::<TypeMeta>(body) {
@@ -334,7 +367,7 @@ pub fn handle_validate_body(body: &[u8]) -> (StatusCode, Vec<u8>) {
             "AdmissionReview has no request".into(),
         );
     }
-    match encode_review(validate_review(review)) {
+    match encode_review(validate_request(review, object)) {
         Ok(body) => (StatusCode::OK, body),
         Err(error) => error_reply(
             StatusCode::INTERNAL_SERVER_ERROR,
