@@ -115,6 +115,24 @@ fn bench_authorize(c: &mut Criterion) {
     c.bench_function("authorize_50_rules_http", |b| {
         b.iter(|| authorize(black_box(&policies), black_box(&request)))
     });
+    // The same policies for a plain TCP connection: DENY rules lose their HTTP-only fields
+    // (none matches this peer anyway) and every ALLOW rule uses HTTP-only fields, so none is
+    // usable and the connection is denied; nothing short-circuits.
+    let connection = RequestAttributes {
+        protocol: TransportProtocol::Tcp,
+        host: None,
+        method: None,
+        path: None,
+        headers: &[],
+        jwt: None,
+        ..request
+    };
+    let decision = authorize(&policies, &connection);
+    assert!(!decision.allowed);
+    assert_eq!(decision.policy, None);
+    c.bench_function("authorize_50_rules_tcp", |b| {
+        b.iter(|| authorize(black_box(&policies), black_box(&connection)))
+    });
 }
 
 criterion_group!(benches, bench_authorize);
