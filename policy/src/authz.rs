@@ -11,10 +11,11 @@ use crate::attributes::RequestAttributes;
 /// Why [`authorize`] decided as it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DecisionReason {
-    /// A CUSTOM policy matched. Weft has no extension-provider (ext_authz) client and the
-    /// model carries no provider, so a matching CUSTOM policy denies: failing closed, as
-    /// Envoy's `ext_authz` does when its provider cannot be reached
-    /// (`failure_mode_allow: false`, Istio's default).
+    /// A CUSTOM policy applies to the workload. Weft has no extension-provider (ext_authz)
+    /// client and the model carries no provider, so every CUSTOM policy is one whose provider
+    /// cannot be resolved, and istiod answers that with a deny-all RBAC filter
+    /// (`default-deny-all-due-to-bad-CUSTOM-action`): every request is denied, whether or
+    /// not the policy's rules match.
     CustomUnsupported,
     /// A DENY policy matched.
     DeniedByPolicy,
@@ -48,8 +49,8 @@ pub struct Decision<'p> {
 /// Decides whether a request (or a TCP connection) with `attributes` may reach the workload
 /// that `policies` (every AuthorizationPolicy selecting it) protect.
 ///
-/// Istio's order: a matching CUSTOM policy denies (see [`DecisionReason::CustomUnsupported`]);
-/// else a matching DENY policy denies; else, if there is no ALLOW policy the request is
+/// Istio's order: CUSTOM first (any CUSTOM policy denies everything, see
+/// [`DecisionReason::CustomUnsupported`]); then a matching DENY policy denies; else, if there is no ALLOW policy the request is
 /// allowed; else it is allowed only if some ALLOW policy matches. AUDIT policies are
 /// evaluated on their own and only reported in [`Decision::audit`].
 ///
@@ -64,7 +65,7 @@ pub struct Decision<'p> {
 /// that is not an IP or CIDR, a port that is not a number, a malformed `[name]`), follow
 /// istiod's `checkError`: in an ALLOW rule they make the whole rule unusable (it matches
 /// nothing, so an ALLOW policy made only of such rules denies every TCP connection); in a
-/// DENY, AUDIT or CUSTOM rule the offending values are dropped, so the rule matches more
+/// DENY or AUDIT rule the offending values are dropped, so the rule matches more
 /// (a DENY rule with only `methods: [GET]` denies every TCP connection). A `when` key
 /// istiod does not know (including `experimental.envoy.filters.*`, which Weft cannot
 /// evaluate) makes the rule match nothing, for every action (istiod skips such a rule).
@@ -81,8 +82,15 @@ pub fn authorize<'p>(
         reason,
         audit,
     };
-    if let Some(name) = first_match(policies, AuthorizationAction::Custom, attributes) {
-        return decide(false, Some(name), DecisionReason::CustomUnsupported);
+    if let Some(custom) = policies
+        .iter()
+        .find(|policy| policy.action == AuthorizationAction::Custom)
+    {
+        return decide(
+            false,
+            Some(custom.name.as_str()),
+            DecisionReason::CustomUnsupported,
+        );
     }
     if let Some(name) = first_match(policies, AuthorizationAction::Deny, attributes) {
         return decide(false, Some(name), DecisionReason::DeniedByPolicy);

@@ -131,7 +131,7 @@ pub(super) fn usable(condition: &AuthzCondition, tcp: bool) -> bool {
 }
 
 /// Whether the request satisfies `condition`. Untranslatable values are dropped, and a
-/// condition that needs HTTP holds on TCP (the DENY/AUDIT/CUSTOM widening; ALLOW rules with
+/// condition that needs HTTP holds on TCP (the DENY/AUDIT widening; ALLOW rules with
 /// such conditions were already set aside by [`usable`]).
 pub(super) fn condition_holds(condition: &AuthzCondition, evaluation: Evaluation<'_, '_>) -> bool {
     let Some(key) = ConditionKey::parse(&condition.key) else {

@@ -8,7 +8,7 @@ use crate::jwt::JwtIdentity;
 use crate::matching::{header_matches, host_matches, ip_in, path_matches, string_matches};
 
 /// How one rule is evaluated for one request: which attributes, and whether values that
-/// cannot be evaluated are dropped (DENY, AUDIT, CUSTOM) or spoil the rule (ALLOW).
+/// cannot be evaluated are dropped (DENY, AUDIT) or spoil the rule (ALLOW).
 #[derive(Clone, Copy)]
 pub(super) struct Evaluation<'r, 'a> {
     pub(super) attributes: &'r RequestAttributes<'a>,

@@ -264,9 +264,12 @@ fn evaluation_order() {
             (false, Some("c/custom"), DecisionReason::CustomUnsupported),
         ),
         (
-            "non-matching custom has no effect",
-            vec![policy("c/custom", "CUSTOM", nothing.clone())],
-            (true, None, DecisionReason::NoAllowPolicies),
+            "custom without a provider denies even when its rules do not match",
+            vec![
+                policy("a/allow", "ALLOW", everything.clone()),
+                policy("c/custom", "CUSTOM", nothing.clone()),
+            ],
+            (false, Some("c/custom"), DecisionReason::CustomUnsupported),
         ),
         (
             "deny before allow",
