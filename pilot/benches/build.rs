@@ -87,9 +87,9 @@ fn bench_build(c: &mut Criterion) {
     // The first proxy built from a new view fills the view's cache (clusters and listeners
     // without VirtualService); a clone of the view starts with an empty cache.
     c.bench_function("build_proxy_config/500_services_cold_cache", |b| {
-        b.iter_batched(
+        b.iter_batched_ref(
             || view.clone(),
-            |fresh| black_box(build_proxy_config(&fresh, &targets[0])),
+            |fresh| black_box(build_proxy_config(fresh, &targets[0])),
             BatchSize::LargeInput,
         );
     });
