@@ -83,13 +83,22 @@ fn values(report: &mut Report, path: &str, name: &str, list: &[String]) {
         let at = format!("{path}.{name}[{i}]");
         if v.is_empty() {
             report.error(at, "value must not be empty");
-        } else if v.len() > 1 && v[1..v.len() - 1].contains('*') || v.matches('*').count() > 1 {
+        } else if interior(v).contains('*') || v.matches('*').count() > 1 {
             report.error(
                 at,
                 format!("{v:?}: only a prefix or suffix wildcard (*) is supported"),
             );
         }
     }
+}
+
+/// `value` without its first and last characters (empty for one character). Works on
+/// characters, not bytes, so any UTF-8 input is safe.
+fn interior(value: &str) -> &str {
+    let mut chars = value.chars();
+    chars.next();
+    chars.next_back();
+    chars.as_str()
 }
 
 fn ip_blocks(report: &mut Report, path: &str, name: &str, list: &[String]) {
@@ -229,5 +238,30 @@ fn check_condition(report: &mut Report, path: &str, c: &Condition, custom: bool)
             "destination.port" => ports(report, &format!("{path}.{name}"), list),
             _ => values(report, path, name, list),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_check_handles_multibyte_values_and_flags_interior_stars() {
+        let mut report = Report::default();
+        let list = vec![
+            "\u{202e}x*".to_string(),
+            "*é".to_string(),
+            "a*b".to_string(),
+            "é*é".to_string(),
+        ];
+        values(&mut report, "spec.rules[0].to[0].operation", "paths", &list);
+        let paths: Vec<&str> = report.0.errors.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.rules[0].to[0].operation.paths[2]",
+                "spec.rules[0].to[0].operation.paths[3]"
+            ]
+        );
     }
 }
