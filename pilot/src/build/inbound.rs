@@ -281,20 +281,13 @@ fn translate_policy(context: &mut Context<'_>, policy: &CrdPolicy) -> Authorizat
                     }
                 }
                 let mut cidrs = |blocks: &[String], field: &str| -> Vec<Cidr> {
-                    blocks
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(index, block)| match block.parse() {
-                            Ok(cidr) => Some(cidr),
-                            Err(_) => {
-                                context.warn(origin.unsupported(
-                                    format!("{path}.{field}[{index}]"),
-                                    format!("{block:?} is not an IP block; ignored"),
-                                ));
-                                None
-                            }
-                        })
-                        .collect()
+                    parse_each(
+                        context,
+                        &origin,
+                        blocks,
+                        &format!("{path}.{field}"),
+                        "an IP block",
+                    )
                 };
                 let ip_blocks = cidrs(&source.ip_blocks, "ipBlocks");
                 let not_ip_blocks = cidrs(&source.not_ip_blocks, "notIpBlocks");
@@ -318,20 +311,13 @@ fn translate_policy(context: &mut Context<'_>, policy: &CrdPolicy) -> Authorizat
                 let operation = to.operation.as_ref()?;
                 let path = format!("{rule_path}.to[{index}].operation");
                 let mut numbers = |ports: &[String], field: &str| -> Vec<u16> {
-                    ports
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(index, port)| match port.parse() {
-                            Ok(port) => Some(port),
-                            Err(_) => {
-                                context.warn(origin.unsupported(
-                                    format!("{path}.{field}[{index}]"),
-                                    format!("{port:?} is not a port number; ignored"),
-                                ));
-                                None
-                            }
-                        })
-                        .collect()
+                    parse_each(
+                        context,
+                        &origin,
+                        ports,
+                        &format!("{path}.{field}"),
+                        "a port number",
+                    )
                 };
                 let ports = numbers(&operation.ports, "ports");
                 let not_ports = numbers(&operation.not_ports, "notPorts");
@@ -376,6 +362,32 @@ fn translate_policy(context: &mut Context<'_>, policy: &CrdPolicy) -> Authorizat
 }
 
 /// The JWT rules of the RequestAuthentications that select the workload, in policy order.
+/// Parses every entry of `values` as a `T`. An entry that does not parse is reported as
+/// unsupported at `<path>[<index>]` (`"<value>" is not <what>; ignored`) and left out, so a
+/// policy never silently carries a value the proxy cannot evaluate.
+fn parse_each<T: std::str::FromStr>(
+    context: &mut Context<'_>,
+    origin: &Origin<'_>,
+    values: &[String],
+    path: &str,
+    what: &str,
+) -> Vec<T> {
+    values
+        .iter()
+        .enumerate()
+        .filter_map(|(index, value)| match value.parse() {
+            Ok(parsed) => Some(parsed),
+            Err(_) => {
+                context.warn(origin.unsupported(
+                    format!("{path}[{index}]"),
+                    format!("{value:?} is not {what}; ignored"),
+                ));
+                None
+            }
+        })
+        .collect()
+}
+
 fn jwt_rules(context: &mut Context<'_>) -> Vec<JwtRule> {
     let view = context.view;
     let mut out = Vec::new();
