@@ -179,14 +179,7 @@ pub fn reviews_load(
 /// The config version `workload`'s proxy last acknowledged, from the control plane's sync
 /// status (`None` while it has acknowledged nothing).
 pub fn acked_version(mesh: &LocalMesh, workload: &str) -> Option<String> {
-    let key = format!("{workload}.{NS}");
-    let status = mesh.sync_status().ok()?;
-    status
-        .as_array()?
-        .iter()
-        .find(|row| row["proxy"] == key.as_str())?["acked"]
-        .as_str()
-        .map(str::to_string)
+    mesh.acked_versions().remove(&format!("{workload}.{NS}"))
 }
 
 /// Writes `yaml` as `file` into the control plane's config directory and waits until the

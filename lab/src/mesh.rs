@@ -563,6 +563,28 @@ impl LocalMesh {
         serde_json::from_str(&body).map_err(|e| LabError::Inject(format!("syncz: {e}")))
     }
 
+    /// Each connected proxy's acknowledged config version, keyed `<workload>.<namespace>`
+    /// (proxies that acknowledged nothing yet are absent), from [`LocalMesh::sync_status`].
+    /// Empty when the control plane does not answer.
+    pub fn acked_versions(&self) -> BTreeMap<String, String> {
+        let Ok(status) = self.sync_status() else {
+            return BTreeMap::new();
+        };
+        status
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|row| {
+                        Some((
+                            row["proxy"].as_str()?.to_string(),
+                            row["acked"].as_str()?.to_string(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The log of a process (`operator`, `<workload>-proxy`, `<workload>-app`).
     pub fn log(&self, name: &str) -> String {
         self.lab.log(name)

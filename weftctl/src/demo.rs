@@ -241,13 +241,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "\nEditing the reviews VirtualService: 100 % to v3 ({}) ...",
         edit.display()
     );
-    let before = acked_versions(&mesh);
+    let before = mesh.acked_versions();
     let edited = format!("{}\n---\n{text}", split_out_reviews(&rules)?);
     let started = Instant::now();
     // One atomic write: the file's reviews VirtualService is replaced by the edit.
     mesh.write_config("rules-virtual-services.yaml", &edited)?;
     let acked = wait_for(&stop, Duration::from_secs(20), || {
-        let now = acked_versions(&mesh);
+        let now = mesh.acked_versions();
         !now.is_empty()
             && now
                 .iter()
@@ -315,26 +315,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         bail!("the VirtualService edit did not take effect");
     }
     Ok(())
-}
-
-/// Each connected proxy's acknowledged config version, from the control plane's
-/// `/debug/syncz`.
-fn acked_versions(mesh: &LocalMesh) -> BTreeMap<String, String> {
-    let status = mesh.sync_status().unwrap_or_default();
-    status
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .filter(|r| r["state"] == "SYNCED")
-                .filter_map(|r| {
-                    Some((
-                        r["proxy"].as_str()?.to_string(),
-                        r["acked"].as_str()?.to_string(),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// virtual-services.yaml without the reviews VirtualService (the edit replaces it).

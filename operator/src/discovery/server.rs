@@ -83,13 +83,12 @@ fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     resp
 }
 
-/// The namespace of a SPIFFE ID `spiffe://<td>/ns/<ns>/sa/<sa>`.
-fn spiffe_namespace(peer: &str) -> Option<&str> {
-    let rest = peer.strip_prefix("spiffe://")?;
-    let mut parts = rest.split('/');
-    let _td = parts.next()?;
-    (parts.next()? == "ns").then_some(())?;
-    parts.next()
+/// The namespace of a peer's SPIFFE ID `spiffe://<td>/ns/<ns>/sa/<sa>`, `None` when the ID is
+/// not a workload identity (parsed by [`weft_identity::Identity`]).
+fn spiffe_namespace(peer: &str) -> Option<String> {
+    peer.parse::<weft_identity::Identity>()
+        .ok()
+        .map(|identity| identity.namespace().to_string())
 }
 
 impl DiscoveryServer {
@@ -226,7 +225,7 @@ impl DiscoveryServer {
                 Ok(Err(message)) => return full(StatusCode::BAD_REQUEST, message),
                 Err(_) => return full(StatusCode::REQUEST_TIMEOUT, "no hello within 10s"),
             };
-        if spiffe_namespace(&peer) != Some(hello.namespace.as_str()) {
+        if spiffe_namespace(&peer).as_deref() != Some(hello.namespace.as_str()) {
             return error_response(
                 StatusCode::FORBIDDEN,
                 format!(
@@ -423,10 +422,13 @@ mod tests {
     #[test]
     fn spiffe_namespace_is_read_from_the_id() {
         assert_eq!(
-            spiffe_namespace("spiffe://cluster.local/ns/demo/sa/web"),
+            spiffe_namespace("spiffe://cluster.local/ns/demo/sa/web").as_deref(),
             Some("demo")
         );
-        assert_eq!(spiffe_namespace("spiffe://cluster.local/sa/web"), None);
-        assert_eq!(spiffe_namespace("https://x/ns/demo"), None);
+        assert_eq!(
+            spiffe_namespace("spiffe://cluster.local/sa/web").as_deref(),
+            None
+        );
+        assert_eq!(spiffe_namespace("https://x/ns/demo").as_deref(), None);
     }
 }
