@@ -56,24 +56,27 @@ fn mesh_spec(objects: &[MeshObject]) -> MeshSpec {
 }
 
 /// The workload identities the objects call for: one per WorkloadEntry service account
-/// (`default` when unset), as Citadel issues one per ServiceAccount.
-fn identities(objects: &[MeshObject], trust_domain: &str) -> BTreeSet<String> {
+/// (`default` when unset), as Citadel issues one per ServiceAccount. A WorkloadEntry whose
+/// namespace or service account cannot form a SPIFFE ID is reported and gets no certificate.
+fn identities(objects: &[MeshObject], trust_domain: &str) -> BTreeSet<Identity> {
     objects
         .iter()
         .filter_map(|o| match o {
             MeshObject::WorkloadEntry(we) => {
-                let ns = we
-                    .metadata
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| "default".into());
+                let ns = we.metadata.namespace.as_deref().unwrap_or("default");
                 let sa = we
                     .spec
                     .service_account
-                    .clone()
+                    .as_deref()
                     .filter(|s| !s.is_empty())
-                    .unwrap_or_else(|| "default".into());
-                Some(format!("spiffe://{trust_domain}/ns/{ns}/sa/{sa}"))
+                    .unwrap_or("default");
+                match Identity::spiffe(trust_domain, ns, sa) {
+                    Ok(identity) => Some(identity),
+                    Err(error) => {
+                        tracing::error!(namespace = ns, service_account = sa, %error, "cannot issue a certificate for this workload");
+                        None
+                    }
+                }
             }
             _ => None,
         })
@@ -181,17 +184,10 @@ fn ensure_certificates(
     trust_domain: &str,
 ) -> SystemTime {
     let mut next = SystemTime::now() + Duration::from_secs(3600);
-    for id in identities(objects, trust_domain) {
-        let identity = match id.parse::<Identity>() {
-            Ok(identity) => identity,
-            Err(e) => {
-                tracing::error!(identity = %id, error = %e, "cannot issue a certificate for this identity");
-                continue;
-            }
-        };
+    for identity in identities(objects, trust_domain) {
         match citadel.ensure_workload(&identity) {
             Ok(outcome) => next = next.min(outcome.next_check),
-            Err(e) => tracing::error!(identity = %id, error = %e, "certificate issuance failed"),
+            Err(e) => tracing::error!(%identity, error = %e, "certificate issuance failed"),
         }
     }
     next
