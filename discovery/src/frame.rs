@@ -89,6 +89,7 @@ mod tests {
             workload: "reviews-v1-abc".into(),
             proxy_version: "0.1.0".into(),
             current_version: String::new(),
+            proxy_type: Default::default(),
         })
     }
 

@@ -30,4 +30,4 @@ pub const STREAM_PATH: &str = "/weft.discovery.v1/stream";
 /// The discovery port, as istiod's mTLS xDS port.
 pub const DEFAULT_PORT: u16 = 15012;
 
-pub use weft_proxy_config::ProxyConfig;
+pub use weft_proxy_config::{ProxyConfig, ProxyType};

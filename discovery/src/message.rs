@@ -1,7 +1,7 @@
 //! The messages of the discovery stream.
 
 use serde::{Deserialize, Serialize};
-use weft_proxy_config::ProxyConfig;
+use weft_proxy_config::{ProxyConfig, ProxyType};
 
 /// What the proxy says it is, in its first frame. The server checks it against the peer's
 /// certificate: the SPIFFE ID's namespace and service account must be the workload's.
@@ -20,6 +20,9 @@ pub struct Hello {
     /// server pushes anyway when its computed version differs.
     #[serde(default)]
     pub current_version: String,
+    /// Whether the proxy is a sidecar or a gateway (Istio's node type); a sidecar when absent.
+    #[serde(default)]
+    pub proxy_type: ProxyType,
 }
 
 /// A frame from proxy to server.

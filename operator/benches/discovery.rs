@@ -254,6 +254,7 @@ async fn run() {
             workload: target.instance_name.clone(),
             proxy_version: "bench".into(),
             current_version: String::new(),
+            proxy_type: Default::default(),
         };
         let settings = ClientSettings {
             address: address.clone(),

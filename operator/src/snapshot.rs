@@ -23,11 +23,15 @@ impl Snapshot {
         &self.view
     }
 
-    /// The proxy target named by `hello`: a WorkloadEntry (standalone mode, VMs) or a pod.
+    /// The proxy target named by `hello`: a WorkloadEntry (standalone mode, VMs) or a pod,
+    /// of the proxy type the Hello declares (sidecar or gateway).
     fn target(&self, hello: &Hello) -> Result<ProxyTarget, BuildError> {
-        ProxyTarget::for_workload_entry(&self.view, &hello.namespace, &hello.workload)
-            .or_else(|_| ProxyTarget::for_pod(&self.view, &hello.namespace, &hello.workload))
-            .map_err(|e| BuildError::UnknownWorkload(e.to_string()))
+        let mut target =
+            ProxyTarget::for_workload_entry(&self.view, &hello.namespace, &hello.workload)
+                .or_else(|_| ProxyTarget::for_pod(&self.view, &hello.namespace, &hello.workload))
+                .map_err(|e| BuildError::UnknownWorkload(e.to_string()))?;
+        target.proxy_type = hello.proxy_type;
+        Ok(target)
     }
 }
 
@@ -57,6 +61,7 @@ impl ConfigBuilder for Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weft_discovery::ProxyType;
 
     const WORKLOAD: &str = r#"
 apiVersion: networking.istio.io/v1
@@ -74,6 +79,7 @@ spec:
             workload: "reviews-v1".into(),
             proxy_version: String::new(),
             current_version: String::new(),
+            proxy_type: Default::default(),
         }
     }
 
@@ -92,5 +98,25 @@ spec:
             snapshot.build(&unknown, "spiffe://cluster.local/ns/demo/sa/reviews"),
             Err(BuildError::UnknownWorkload(_))
         ));
+    }
+
+    #[test]
+    fn the_hello_decides_sidecar_or_gateway() {
+        let snapshot = Snapshot::new(ClusterView::from_yaml(WORKLOAD).unwrap());
+        let peer = "spiffe://cluster.local/ns/demo/sa/reviews";
+        let sidecar = snapshot.build(&hello(), peer).unwrap();
+        assert_eq!(sidecar.node.proxy_type, ProxyType::Sidecar);
+        assert!(
+            sidecar.node.id.starts_with("sidecar~"),
+            "{}",
+            sidecar.node.id
+        );
+        let gateway = Hello {
+            proxy_type: ProxyType::Router,
+            ..hello()
+        };
+        let router = snapshot.build(&gateway, peer).unwrap();
+        assert_eq!(router.node.proxy_type, ProxyType::Router);
+        assert!(router.node.id.starts_with("router~"), "{}", router.node.id);
     }
 }

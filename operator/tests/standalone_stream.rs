@@ -90,6 +90,7 @@ fn settings_for(state: &Path, sa: &str, addr: SocketAddr, workload: &str) -> Cli
             workload: workload.into(),
             proxy_version: "test".into(),
             current_version: String::new(),
+            proxy_type: Default::default(),
         },
         initial_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_secs(1),

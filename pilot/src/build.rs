@@ -70,8 +70,12 @@ pub fn build_proxy_config(view: &ClusterView, target: &ProxyTarget) -> BuildOutp
         .map_or_else(|| "0.0.0.0".to_owned(), ToString::to_string);
     let node = Node {
         id: format!(
-            "sidecar~{first_ip}~{}.{}~{}.svc.{}",
-            target.instance_name, target.namespace, target.namespace, mesh.cluster_domain
+            "{}~{first_ip}~{}.{}~{}.svc.{}",
+            target.proxy_type.as_str(),
+            target.instance_name,
+            target.namespace,
+            target.namespace,
+            mesh.cluster_domain
         ),
         namespace: target.namespace.clone(),
         workload_name: target.workload_name.clone(),
@@ -80,6 +84,7 @@ pub fn build_proxy_config(view: &ClusterView, target: &ProxyTarget) -> BuildOutp
         ip_addresses: target.ips.clone(),
         trust_domain: mesh.trust_domain.clone(),
         locality: target.locality.clone(),
+        proxy_type: target.proxy_type,
     };
     let mut config = ProxyConfig {
         model_version: MODEL_VERSION.to_owned(),

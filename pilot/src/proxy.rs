@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Pod;
 use weft_crds::networking::WorkloadEntry;
-use weft_proxy_config::Locality;
+use weft_proxy_config::{Locality, ProxyType};
 
 use crate::registry::{
     locality_from_labels, parse_locality, pod_has_sidecar, pod_ips, pod_service_account,
@@ -32,6 +32,9 @@ pub struct ProxyTarget {
     pub locality: Locality,
     /// Whether the workload is a WorkloadEntry (a VM) rather than a pod.
     pub is_workload_entry: bool,
+    /// A sidecar, or a gateway (Istio `router`) that serves the Gateways selecting its labels.
+    /// The constructors set [`ProxyType::Sidecar`]; the proxy's Hello says which it is.
+    pub proxy_type: ProxyType,
 }
 
 /// Errors from finding a proxy's workload in a view.
@@ -88,6 +91,7 @@ impl ProxyTarget {
             labels,
             ips: pod_ips(pod),
             is_workload_entry: false,
+            proxy_type: ProxyType::Sidecar,
         }
     }
 
@@ -120,6 +124,7 @@ impl ProxyTarget {
                 .map(parse_locality)
                 .unwrap_or_default(),
             is_workload_entry: true,
+            proxy_type: ProxyType::Sidecar,
         }
     }
 

@@ -34,7 +34,7 @@ pub use inbound::{
     AuthzSource, InboundConfig, InboundPort, InboundUpstream, JwtRule, MtlsMode,
 };
 pub use matcher::{Cidr, CidrError, HeaderMatch, StringMatch};
-pub use node::{Locality, Node};
+pub use node::{Locality, Node, ProxyType};
 pub use outbound::{L4Match, OutboundListener, OutboundTrafficPolicy, Protocol, TcpRoute};
 pub use route::{
     CorsPolicy, DirectResponseAction, FaultAbort, FaultDelay, FaultInjection, ForwardAction,

@@ -31,6 +31,33 @@ pub struct Node {
     /// Where the workload runs.
     #[serde(default)]
     pub locality: Locality,
+    /// What kind of proxy this is: a sidecar next to a workload, or a gateway (Istio's node
+    /// type, the first field of the node id).
+    #[serde(default)]
+    pub proxy_type: ProxyType,
+}
+
+/// The kind of proxy a config is for (Istio's node types `sidecar` and `router`; a router is a
+/// standalone gateway configured by `Gateway` resources).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyType {
+    /// A sidecar: captures its workload's traffic (Istio `sidecar`).
+    #[default]
+    Sidecar,
+    /// A gateway: serves the `Gateway` resources that select it, with no workload behind it
+    /// (Istio `router`).
+    Router,
+}
+
+impl ProxyType {
+    /// Istio's spelling: `sidecar` or `router`, as in the node id `<type>~<ip>~<id>~<domain>`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sidecar => "sidecar",
+            Self::Router => "router",
+        }
+    }
 }
 
 fn default_trust_domain() -> String {

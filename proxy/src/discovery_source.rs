@@ -52,6 +52,7 @@ impl DiscoverySource {
                     workload,
                     proxy_version: env!("CARGO_PKG_VERSION").to_string(),
                     current_version: String::new(),
+                    proxy_type: weft_discovery::ProxyType::Sidecar,
                 },
                 initial_backoff: Duration::from_millis(200),
                 max_backoff: Duration::from_secs(10),
