@@ -1,0 +1,636 @@
+//! `weft-bench compare`: the proxy comparison in network namespaces (needs root).
+//!
+//! One [`LocalMesh`] (standalone operator, sidecars injected by the webhook's function with
+//! iptables capture, STRICT mTLS in namespace `bench`) with three workloads:
+//! - `server`: `weft-bench responder` on 9080 (meshed), 9081 and 9082 (both excluded from
+//!   inbound capture: 9081 for the direct path and the peers' server side, 9082 for the Weft
+//!   one-hop throughput run), and the server-side HAProxy (9443) and nginx (9444);
+//! - `client`: the load generator as UID 1000 (captured), its sidecar with concurrency 1, the
+//!   client-side HAProxy (127.0.0.1:10001) and nginx (127.0.0.1:10002); ports 9081, 9443 and
+//!   9444 are excluded from its outbound capture;
+//! - `maxcli`: the throughput runs, its sidecar with concurrency 2 and one plain HAProxy
+//!   (127.0.0.1:10011) and nginx (127.0.0.1:10012), each with 2 workers, in front of 9081.
+
+mod exec;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use weft_bench::load::LoadReport;
+use weft_bench::peers;
+use weft_bench::procfs::{self, GroupSample, Usage};
+use weft_bench::report::{Comparison, PathKind, PathMeasurement, ProxyMeasurement, Settings};
+use weft_bench::summary::{COMPARISON_JSON, format_utc};
+use weft_identity::Identity;
+use weft_lab::mesh::{LocalMesh, MeshBinaries, WorkloadSpec, service_entry_yaml};
+
+use crate::responder::BODY_BYTES;
+use exec::{Interrupt, OhaRun, Spawned, find_program, pids_in_netns, version_line};
+
+const NS: &str = "bench";
+const SERVER_HOST: &str = "server.bench.svc.cluster.local";
+const PLAIN_HOST: &str = "plain.bench.svc.cluster.local";
+const MESH_PORT: u16 = 9080;
+const DIRECT_PORT: u16 = 9081;
+const PLAIN_PORT: u16 = 9082;
+const HAPROXY_TLS_PORT: u16 = 9443;
+const NGINX_TLS_PORT: u16 = 9444;
+
+/// Arguments of `weft-bench compare`.
+#[derive(clap::Args, Debug)]
+pub struct CompareArgs {
+    /// Short runs (5 s per path, 1 s warm-up, 5 s throughput) for trying it out.
+    #[arg(long)]
+    quick: bool,
+    /// Where `proxy-comparison.json` and `.md` are written.
+    #[arg(long, default_value = "target/weft-bench")]
+    out: PathBuf,
+    /// Directory holding `weft-operator` and `weft-proxy` (default: this executable's).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Skip the maximum-throughput runs.
+    #[arg(long)]
+    no_throughput: bool,
+}
+
+fn settings(quick: bool) -> Settings {
+    Settings {
+        rate_per_s: 1000,
+        connections: 16,
+        duration_s: if quick { 5 } else { 30 },
+        warmup_s: if quick { 1 } else { 3 },
+        throughput_duration_s: if quick { 5 } else { 20 },
+        throughput_connections: 16,
+        body_bytes: BODY_BYTES,
+        pair_workers: 1,
+        throughput_workers: 2,
+        quick,
+    }
+}
+
+/// The mesh and the processes it does not own. Fields drop in order: peers before the mesh,
+/// so nothing keeps running in a namespace the mesh removes.
+struct Bench {
+    peers: Vec<Spawned>,
+    mesh: LocalMesh,
+    work: PathBuf,
+    oha: PathBuf,
+    interrupt: Interrupt,
+}
+
+/// Runs the comparison; prints its Markdown and writes JSON and Markdown under `--out`.
+pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
+    weft_lab::preflight()?;
+    let interrupt = Interrupt::install()?;
+    let haproxy = find_program("haproxy");
+    let nginx = find_program("nginx");
+    let oha = find_program("oha");
+    let (Some(haproxy), Some(nginx), Some(oha)) = (haproxy, nginx, oha) else {
+        bail!("haproxy, nginx and oha are needed: run scripts/install-bench-deps.sh");
+    };
+    let settings = settings(args.quick);
+    let started = format_utc(std::time::SystemTime::now());
+    let load_before = load_average();
+    let versions = vec![
+        version_line(&oha, &["--version"]),
+        version_line(&haproxy, &["-v"]),
+        version_line(&nginx, &["-v"]),
+    ];
+    std::fs::create_dir_all(&args.out)?;
+
+    let mut bench = start_mesh(args, &oha, interrupt)?;
+    let server_ip = bench.workload_ip("server")?;
+    start_pairs(&mut bench, &haproxy, &nginx, server_ip)?;
+
+    let pair_paths = [
+        (
+            PathKind::Direct,
+            format!("http://{server_ip}:{DIRECT_PORT}/"),
+            None,
+        ),
+        (
+            PathKind::Weft,
+            format!("http://{}:{MESH_PORT}/", bench.mesh.lab().vip(3)),
+            Some(format!("{SERVER_HOST}:{MESH_PORT}")),
+        ),
+        (
+            PathKind::Haproxy,
+            "http://127.0.0.1:10001/".to_string(),
+            None,
+        ),
+        (PathKind::Nginx, "http://127.0.0.1:10002/".to_string(), None),
+    ];
+    let mut paths = Vec::new();
+    for (_, url, host) in &pair_paths {
+        bench.wait_serving("client", url, host.clone())?;
+    }
+    for (kind, url, host) in pair_paths {
+        eprintln!(
+            "weft-bench: {} at {} req/s",
+            kind.label(),
+            settings.rate_per_s
+        );
+        let proxies = bench.pair_proxies(kind)?;
+        let measured = bench.measure(
+            "client",
+            kind,
+            &url,
+            host,
+            Some(settings.rate_per_s),
+            settings.connections,
+            settings.warmup_s,
+            settings.duration_s,
+            &proxies,
+        )?;
+        paths.push(measured);
+    }
+
+    let mut throughput = Vec::new();
+    if !args.no_throughput {
+        let one_hop = start_one_hop(&mut bench, &haproxy, &nginx, server_ip)?;
+        let plain_vip = bench.mesh.lab().vip(4);
+        let runs = [
+            (
+                PathKind::Direct,
+                format!("http://{server_ip}:{DIRECT_PORT}/"),
+                None,
+            ),
+            (
+                PathKind::Weft,
+                format!("http://{plain_vip}:{PLAIN_PORT}/"),
+                Some(format!("{PLAIN_HOST}:{PLAIN_PORT}")),
+            ),
+            (
+                PathKind::Haproxy,
+                "http://127.0.0.1:10011/".to_string(),
+                None,
+            ),
+            (PathKind::Nginx, "http://127.0.0.1:10012/".to_string(), None),
+        ];
+        for (_, url, host) in &runs {
+            bench.wait_serving("maxcli", url, host.clone())?;
+        }
+        for (kind, url, host) in runs {
+            eprintln!("weft-bench: maximum throughput, {}", kind.label());
+            let proxies = match kind {
+                PathKind::Direct => vec![],
+                PathKind::Weft => vec![("one hop", ProxySource::Sidecar("maxcli"))],
+                PathKind::Haproxy => vec![("one hop", ProxySource::Peer(one_hop.0))],
+                PathKind::Nginx => vec![("one hop", ProxySource::Peer(one_hop.1))],
+            };
+            let measured = bench.measure(
+                "maxcli",
+                kind,
+                &url,
+                host,
+                None,
+                settings.throughput_connections,
+                1,
+                settings.throughput_duration_s,
+                &proxies,
+            )?;
+            throughput.push(measured);
+        }
+    }
+
+    let comparison = Comparison {
+        started_utc: started,
+        load_average_before: load_before,
+        load_average_after: load_average(),
+        versions,
+        settings,
+        paths,
+        throughput,
+    };
+    drop(bench);
+    let json_path = args.out.join(COMPARISON_JSON);
+    std::fs::write(&json_path, serde_json::to_string_pretty(&comparison)?)?;
+    let markdown = comparison.to_markdown();
+    let md_path = json_path.with_extension("md");
+    std::fs::write(&md_path, &markdown)?;
+    println!("{markdown}");
+    eprintln!(
+        "weft-bench: results in {} and {}",
+        json_path.display(),
+        md_path.display()
+    );
+    Ok(())
+}
+
+/// Where a proxy's processes are found.
+#[derive(Clone, Copy)]
+enum ProxySource {
+    /// The `weft-proxy` in a workload's namespace.
+    Sidecar(&'static str),
+    /// A peer started by the bench (index into `Bench::peers`).
+    Peer(usize),
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn workload(name: &str, concurrency: u32, annotations: &[(&str, &str)]) -> WorkloadSpec {
+    let mut spec = WorkloadSpec::client(name, NS, name);
+    spec.annotations = BTreeMap::from([(
+        "proxy.istio.io/config".to_string(),
+        format!("concurrency: {concurrency}"),
+    )]);
+    for (key, value) in annotations {
+        spec.annotations.insert(key.to_string(), value.to_string());
+    }
+    spec
+}
+
+fn start_mesh(args: &CompareArgs, oha: &Path, interrupt: Interrupt) -> anyhow::Result<Bench> {
+    let exe = std::env::current_exe()?;
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => exe
+            .parent()
+            .context("executable has no directory")?
+            .to_path_buf(),
+    };
+    // The workloads' application is this binary's responder.
+    let bins = MeshBinaries {
+        operator: bin_dir.join("weft-operator"),
+        proxy: bin_dir.join("weft-proxy"),
+        app: exe.clone(),
+    };
+    if !bins.operator.is_file() || !bins.proxy.is_file() {
+        bail!(
+            "{} needs weft-operator and weft-proxy: cargo build --release -p weft-operator -p weft-proxy",
+            bin_dir.display()
+        );
+    }
+    let peer_auth = format!(
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: default, namespace: {NS}}}\nspec:\n  mtls: {{mode: STRICT}}\n"
+    );
+    // The throughput service: the server's responder on 9082, reached through the client's
+    // sidecar in plain text (DestinationRule tls DISABLE); 9082 bypasses the server's sidecar.
+    let plain = format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: plain, namespace: {NS}}}\nspec:\n  hosts: [{PLAIN_HOST}]\n  addresses: [VIP]\n  ports: [{{number: {PLAIN_PORT}, name: http, protocol: HTTP}}]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  workloadSelector: {{labels: {{app: server}}}}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: plain, namespace: {NS}}}\nspec:\n  host: {PLAIN_HOST}\n  trafficPolicy: {{tls: {{mode: DISABLE}}}}\n"
+    );
+    let mut mesh = LocalMesh::start_with(bins, &[("peer-authentication.yaml", &peer_auth)])?;
+    mesh.write_config(
+        "svc-server.yaml",
+        &service_entry_yaml("server", NS, mesh.lab().vip(3)),
+    )?;
+    mesh.write_config(
+        "svc-plain.yaml",
+        &plain.replace("VIP", &mesh.lab().vip(4).to_string()),
+    )?;
+    interrupt.check()?;
+
+    let mut server = workload(
+        "server",
+        1,
+        &[(
+            "traffic.sidecar.istio.io/excludeInboundPorts",
+            "9081,9082,9443,9444",
+        )],
+    );
+    server.labels.insert("app".into(), "server".into());
+    server.app_args = Some(
+        [
+            "responder",
+            "--listen",
+            "0.0.0.0:9080",
+            "--listen",
+            "0.0.0.0:9081",
+            "--listen",
+            "0.0.0.0:9082",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    );
+    mesh.add_workload(server)?;
+    interrupt.check()?;
+    mesh.add_workload(workload(
+        "client",
+        1,
+        &[(
+            "traffic.sidecar.istio.io/excludeOutboundPorts",
+            "9081,9443,9444",
+        )],
+    ))?;
+    interrupt.check()?;
+    mesh.add_workload(workload(
+        "maxcli",
+        2,
+        &[("traffic.sidecar.istio.io/excludeOutboundPorts", "9081")],
+    ))?;
+    interrupt.check()?;
+
+    let work = mesh.lab().log_dir().join("bench");
+    std::fs::create_dir_all(&work)?;
+    // The load generator runs as an application user: give it a copy it can execute.
+    let oha_copy = work.join("oha");
+    std::fs::copy(oha, &oha_copy).context("copying oha into the lab")?;
+    set_mode(&oha_copy, 0o755)?;
+    set_mode(&work, 0o755)?;
+    Ok(Bench {
+        peers: Vec::new(),
+        mesh,
+        work,
+        oha: oha_copy,
+        interrupt,
+    })
+}
+
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))
+}
+
+/// Starts the HAProxy and nginx pairs (client side in `client`, server side in `server`);
+/// they are `Bench::peers` 0–3: HAProxy client, HAProxy server, nginx client, nginx server.
+fn start_pairs(
+    bench: &mut Bench,
+    haproxy: &Path,
+    nginx: &Path,
+    server_ip: Ipv4Addr,
+) -> anyhow::Result<()> {
+    let dir = bench.work.join("pairs");
+    std::fs::create_dir_all(&dir)?;
+    let identity = Identity::spiffe("cluster.local", NS, "client")?;
+    let files = peers::write_certificates(&dir, &identity, SERVER_HOST)?;
+    let addr = |ip: Ipv4Addr, port: u16| SocketAddr::from((ip, port));
+    let local = Ipv4Addr::LOCALHOST;
+    let app = addr(local, DIRECT_PORT);
+    let configs = [
+        (
+            "client",
+            "haproxy-client",
+            peers::haproxy_client(
+                addr(local, 10001),
+                addr(server_ip, HAPROXY_TLS_PORT),
+                SERVER_HOST,
+                &files,
+                1,
+            ),
+        ),
+        (
+            "server",
+            "haproxy-server",
+            peers::haproxy_server(
+                addr(Ipv4Addr::UNSPECIFIED, HAPROXY_TLS_PORT),
+                app,
+                &files,
+                1,
+            ),
+        ),
+        (
+            "client",
+            "nginx-client",
+            peers::nginx_client(
+                &dir.join("nginx-client"),
+                addr(local, 10002),
+                addr(server_ip, NGINX_TLS_PORT),
+                SERVER_HOST,
+                &files,
+                1,
+            ),
+        ),
+        (
+            "server",
+            "nginx-server",
+            peers::nginx_server(
+                &dir.join("nginx-server"),
+                addr(Ipv4Addr::UNSPECIFIED, NGINX_TLS_PORT),
+                app,
+                &files,
+                1,
+            ),
+        ),
+    ];
+    for (host, name, config) in configs {
+        bench.start_peer(host, name, &dir, &config, haproxy, nginx)?;
+    }
+    Ok(())
+}
+
+/// Starts the one-hop HAProxy and nginx in `maxcli`; returns their indexes in `Bench::peers`.
+fn start_one_hop(
+    bench: &mut Bench,
+    haproxy: &Path,
+    nginx: &Path,
+    server_ip: Ipv4Addr,
+) -> anyhow::Result<(usize, usize)> {
+    let dir = bench.work.join("one-hop");
+    std::fs::create_dir_all(&dir)?;
+    let upstream = SocketAddr::from((server_ip, DIRECT_PORT));
+    let local = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let h = bench.start_peer(
+        "maxcli",
+        "haproxy-onehop",
+        &dir,
+        &peers::haproxy_plain(local(10011), upstream, 2),
+        haproxy,
+        nginx,
+    )?;
+    let n = bench.start_peer(
+        "maxcli",
+        "nginx-onehop",
+        &dir,
+        &peers::nginx_plain(&dir.join("nginx-onehop"), local(10012), upstream, 2),
+        haproxy,
+        nginx,
+    )?;
+    Ok((h, n))
+}
+
+impl Bench {
+    fn workload_ip(&self, name: &str) -> anyhow::Result<Ipv4Addr> {
+        Ok(self
+            .mesh
+            .workload(name)
+            .with_context(|| format!("no workload {name}"))?
+            .host
+            .ip)
+    }
+
+    fn netns(&self, name: &str) -> anyhow::Result<String> {
+        Ok(self
+            .mesh
+            .workload(name)
+            .with_context(|| format!("no workload {name}"))?
+            .host
+            .netns
+            .clone())
+    }
+
+    /// Writes `config` and starts HAProxy or nginx (by `name`'s prefix) in `host`'s namespace.
+    fn start_peer(
+        &mut self,
+        host: &str,
+        name: &str,
+        dir: &Path,
+        config: &str,
+        haproxy: &Path,
+        nginx: &Path,
+    ) -> anyhow::Result<usize> {
+        let netns = self.netns(host)?;
+        let log = dir.join(format!("{name}.log"));
+        let spawned = if name.starts_with("haproxy") {
+            let path = dir.join(format!("{name}.cfg"));
+            std::fs::write(&path, config)?;
+            let args = vec![
+                "-db".to_string(),
+                "-f".to_string(),
+                path.display().to_string(),
+            ];
+            Spawned::start(&netns, name, haproxy, &args, log)?
+        } else {
+            let prefix = dir.join(name);
+            std::fs::create_dir_all(&prefix)?;
+            let path = dir.join(format!("{name}.conf"));
+            std::fs::write(&path, config)?;
+            let args = vec![
+                "-e".to_string(),
+                "stderr".to_string(),
+                "-p".to_string(),
+                prefix.display().to_string(),
+                "-c".to_string(),
+                path.display().to_string(),
+            ];
+            Spawned::start(&netns, name, nginx, &args, log)?
+        };
+        self.peers.push(spawned);
+        Ok(self.peers.len() - 1)
+    }
+
+    /// Sends small probes from `from` until `url` answers 200 every time (sidecar config
+    /// pushed, peers listening), for at most 30 s.
+    fn wait_serving(&mut self, from: &str, url: &str, host: Option<String>) -> anyhow::Result<()> {
+        let netns = self.netns(from)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            self.interrupt.check()?;
+            for peer in &mut self.peers {
+                peer.check_running()?;
+            }
+            let probe = OhaRun {
+                oha: &self.oha,
+                netns: &netns,
+                url: url.to_string(),
+                host: host.clone(),
+                rate: Some(50),
+                connections: 2,
+                duration_s: 1,
+                output: self.work.join("probe.json"),
+            };
+            match probe.run(&self.interrupt, || Ok(())) {
+                Ok(report) if report.all_ok() => return Ok(()),
+                Ok(report) => last = format!("{report:?}"),
+                Err(error) => last = format!("{error:#}"),
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        bail!("{url} (from {from}) does not answer 200: {last}")
+    }
+
+    /// The proxies of a fixed-rate path, by role.
+    fn pair_proxies(&self, kind: PathKind) -> anyhow::Result<Vec<(&'static str, ProxySource)>> {
+        Ok(match kind {
+            PathKind::Direct => vec![],
+            PathKind::Weft => vec![
+                ("client-side", ProxySource::Sidecar("client")),
+                ("server-side", ProxySource::Sidecar("server")),
+            ],
+            PathKind::Haproxy => vec![
+                ("client-side", ProxySource::Peer(0)),
+                ("server-side", ProxySource::Peer(1)),
+            ],
+            PathKind::Nginx => vec![
+                ("client-side", ProxySource::Peer(2)),
+                ("server-side", ProxySource::Peer(3)),
+            ],
+        })
+    }
+
+    fn pids(&self, source: ProxySource) -> anyhow::Result<Vec<u32>> {
+        let pids = match source {
+            ProxySource::Sidecar(workload) => pids_in_netns(&self.netns(workload)?, "weft-proxy")?,
+            ProxySource::Peer(index) => self.peers.get(index).context("no such peer")?.pids()?,
+        };
+        if pids.is_empty() {
+            bail!("no proxy process found");
+        }
+        Ok(pids)
+    }
+
+    /// Warms up, then runs the measured load from `from` and samples the proxies' CPU and
+    /// memory around it (their peak RSS reset just before).
+    #[allow(clippy::too_many_arguments)]
+    fn measure(
+        &self,
+        from: &str,
+        kind: PathKind,
+        url: &str,
+        host: Option<String>,
+        rate: Option<u32>,
+        connections: u32,
+        warmup_s: u64,
+        duration_s: u64,
+        proxies: &[(&'static str, ProxySource)],
+    ) -> anyhow::Result<PathMeasurement> {
+        let netns = self.netns(from)?;
+        let run = |duration_s, output: PathBuf| OhaRun {
+            oha: &self.oha,
+            netns: &netns,
+            url: url.to_string(),
+            host: host.clone(),
+            rate,
+            connections,
+            duration_s,
+            output,
+        };
+        let tag = format!(
+            "{}-{}",
+            kind.label().to_lowercase(),
+            if rate.is_some() { "rate" } else { "max" }
+        );
+        run(warmup_s, self.work.join(format!("{tag}-warmup.json")))
+            .run(&self.interrupt, || Ok(()))?;
+        let mut groups = Vec::new();
+        for (role, source) in proxies {
+            let pids = self.pids(*source)?;
+            for &pid in &pids {
+                procfs::reset_peak_rss(pid)?;
+            }
+            let before = GroupSample::take(Path::new("/proc"), &pids)?;
+            groups.push((*role, *source, before));
+        }
+        let load: LoadReport = run(duration_s, self.work.join(format!("{tag}.json")))
+            .run(&self.interrupt, || Ok(()))?;
+        let ticks = procfs::clock_ticks_per_second();
+        let mut measured = Vec::new();
+        for (role, source, before) in groups {
+            let after = GroupSample::take(Path::new("/proc"), &self.pids(source)?)?;
+            measured.push(ProxyMeasurement {
+                role: role.to_string(),
+                usage: Usage::between(&before, &after, ticks),
+            });
+        }
+        if !load.all_ok() {
+            eprintln!(
+                "weft-bench: {tag}: {} ok, {} non-2xx, {} errors {:?}",
+                load.ok, load.non_2xx, load.errors, load.error_kinds
+            );
+        }
+        Ok(PathMeasurement {
+            path: kind,
+            load,
+            proxies: measured,
+        })
+    }
+}
