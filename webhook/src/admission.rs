@@ -19,13 +19,13 @@
 //!
 //! # The patch
 //!
-//! `json_patch::diff` between the pod as k8s-openapi (Kubernetes 1.33 API) reads it and the
-//! injected pod, as Istio diffs its original and injected pods. Fields unknown to that API
-//! version are in neither document, so no operation touches them. Because `json_patch::diff`
-//! compares arrays index by index, inserting `istio-init` (or a held proxy) at index 0 is
-//! expressed as field-level edits of the element that was there plus an `add` at the end;
-//! applied to the API server's object this is exact, except that an unknown field on that
-//! displaced element would stay at index 0.
+//! Built from the fields injection writes (`admission/patch.rs`): per-key `add`s for labels
+//! and annotations, an `add` at its index (an RFC 6902 insertion) for every injected container
+//! and volume, per-field `add`s for a container whose probes were rewritten. Nothing else of
+//! the pod is serialized or diffed, and because insertions shift the elements after them whole,
+//! fields unknown to the k8s-openapi (Kubernetes 1.33) API version survive everywhere. Should
+//! the injector ever change another field, the patch falls back to `json_patch::diff` of the
+//! two whole pods (Istio diffs its original and injected pods the same way).
 
 use std::collections::BTreeMap;
 
@@ -41,6 +41,8 @@ use kube::core::{DynamicObject, TypeMeta};
 use crate::config::InjectionConfig;
 use crate::inject::{inject_owned, should_inject};
 use crate::validation::validate_value;
+
+mod patch;
 
 /// Largest request body [`handle_inject_body`] reads: 3 MiB (3 × 1024 × 1024 bytes), the
 /// Kubernetes API server's own limit on a request body, so no genuine AdmissionReview is larger.
@@ -98,29 +100,24 @@ pub fn mutate(
         .unwrap_or_default()
         .is_empty()
         && request.namespace.is_some();
+    let sent_namespace = pod.metadata.namespace.clone();
     if filled_namespace {
         pod.metadata.namespace = request.namespace.take();
     }
     if !should_inject(&pod, namespace_labels, config).inject {
         return response;
     }
-    let mut before = match serde_json::to_value(&pod) {
-        Ok(before) => before,
-        Err(error) => return response.deny(format!("weft sidecar injection: {error}")),
-    };
-    if filled_namespace && let Some(metadata) = before.get_mut("metadata") {
-        // The object as the API server sent it had no namespace.
-        metadata.as_object_mut().map(|m| m.remove("namespace"));
-    }
+    // The pod as the API server sent it: the patch applies to that object.
+    let mut before = pod.clone();
+    before.metadata.namespace = sent_namespace;
     let injected = match inject_owned(pod, config) {
         Ok(injected) => injected,
         Err(error) => return response.deny(format!("weft sidecar injection failed: {error}")),
     };
-    let after = match serde_json::to_value(&injected) {
-        Ok(after) => after,
+    let patch = match patch::pod_patch(before, injected) {
+        Ok(patch) => patch,
         Err(error) => return response.deny(format!("weft sidecar injection: {error}")),
     };
-    let patch = json_patch::diff(&before, &after);
     match response.clone().with_patch(patch) {
         Ok(patched) => patched,
         Err(error) => response.deny(format!("weft sidecar injection: {error}")),

@@ -16,6 +16,7 @@ mod authorization_policy;
 mod destination_rule;
 mod fields;
 mod gateway;
+mod parse;
 mod peer_authentication;
 mod request_authentication;
 mod service_entry;
@@ -104,6 +105,10 @@ pub fn validate(object: &MeshObject) -> Validation {
 /// is the one error, with its field path (`apiVersion` for kind and version problems,
 /// `(document)` when there is no path).
 pub fn validate_value(value: serde_json::Value) -> Validation {
+    // Plain serde first; the path-tracking parser only to explain a failure.
+    if let Some(object) = parse::read_fast(&value) {
+        return validate(&object);
+    }
     match MeshObject::from_value(value) {
         Ok(object) => validate(&object),
         Err(error) => {
