@@ -154,7 +154,8 @@ impl Input {
     /// mesh groups (`networking.istio.io`, `security.istio.io`, `mesh.weft.dev`) and documents
     /// without `apiVersion`/`kind` are read by `weft_crds::MeshObject::from_value`; other kinds
     /// are counted in [`Input::skipped`]. A document that does not parse is kept in
-    /// [`Input::unreadable`], never dropped silently.
+    /// [`Input::unreadable`], never dropped silently. An object of the same kind, namespace and
+    /// name as one added before replaces it, as a second `kubectl apply` would.
     pub fn add_value(&mut self, value: serde_json::Value, origin: Option<Origin>) {
         let api_version = value["apiVersion"].as_str().unwrap_or_default().to_owned();
         let kind = value["kind"].as_str().unwrap_or_default().to_owned();
@@ -162,9 +163,13 @@ impl Input {
         let resource = resource_of(&value, &kind, cluster_scoped, origin);
         let core = !api_version.contains('/');
         match kind.as_str() {
-            "Service" if core => self.decode(value, resource, |s, e| s.services.push(e)),
-            "Pod" if core => self.decode(value, resource, |s, e| s.pods.push(e)),
-            "Namespace" if core => self.decode(value, resource, |s, e| s.namespaces.push(e)),
+            "Service" if core => {
+                self.decode(value, resource, |s, e| replace_or_push(&mut s.services, e))
+            }
+            "Pod" if core => self.decode(value, resource, |s, e| replace_or_push(&mut s.pods, e)),
+            "Namespace" if core => self.decode(value, resource, |s, e| {
+                replace_or_push(&mut s.namespaces, e)
+            }),
             k if WORKLOAD_TEMPLATE_KINDS.contains(&k) && api_version.starts_with("apps/")
                 || k == "Job" && api_version.starts_with("batch/") =>
             {
@@ -178,7 +183,9 @@ impl Input {
             }
             _ if api_version.is_empty() || kind.is_empty() || is_mesh_group(&api_version) => {
                 match MeshObject::from_value(value) {
-                    Ok(object) => self.mesh_objects.push(Entry { resource, object }),
+                    Ok(object) => {
+                        replace_or_push(&mut self.mesh_objects, Entry { resource, object })
+                    }
                     Err(error) => {
                         let path = error.path().unwrap_or("(document)").to_owned();
                         let text = error.to_string();
@@ -274,6 +281,19 @@ kind_accessor! {
     authorization_policies => AuthorizationPolicy(AuthorizationPolicy),
     request_authentications => RequestAuthentication(RequestAuthentication),
     meshes => Mesh(Mesh),
+}
+
+/// Replaces the entry naming the same resource (kind, namespace, name), else appends.
+fn replace_or_push<T>(list: &mut Vec<Entry<T>>, entry: Entry<T>) {
+    let same = |e: &Entry<T>| {
+        e.resource.kind == entry.resource.kind
+            && e.resource.namespace == entry.resource.namespace
+            && e.resource.name == entry.resource.name
+    };
+    match list.iter_mut().find(|e| same(e)) {
+        Some(existing) => *existing = entry,
+        None => list.push(entry),
+    }
 }
 
 fn is_mesh_group(api_version: &str) -> bool {
@@ -390,6 +410,23 @@ mod tests {
         assert_eq!(input.unreadable[1].resource.kind, "Pod");
         assert!(!input.kubernetes_known());
         assert!(Input::default().add_yaml("c.yaml", "a: [").is_err());
+    }
+
+    #[test]
+    fn a_later_document_replaces_the_same_resource() {
+        let mut input = Input::default();
+        let vs = |host: &str| {
+            format!(
+                "apiVersion: networking.istio.io/v1\nkind: VirtualService\n\
+                 metadata: {{name: r, namespace: n}}\nspec: {{hosts: [{host}]}}\n"
+            )
+        };
+        input.add_yaml("a.yaml", &vs("a")).unwrap();
+        input.add_yaml("b.yaml", &vs("b")).unwrap();
+        let all: Vec<_> = input.virtual_services().collect();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].object.spec.hosts, ["b"]);
+        assert_eq!(all[0].resource.origin.as_ref().unwrap().file, "b.yaml");
     }
 
     #[test]

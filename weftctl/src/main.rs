@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod analyze;
 mod demo;
 mod manifests;
 mod proxy_status;
@@ -32,6 +33,9 @@ enum Command {
     /// Validate mesh YAML offline, with the validating webhook's rules (like `istioctl validate`);
     /// exits non-zero when a document is rejected.
     Validate(validate::ValidateArgs),
+    /// Validate and cross-check mesh YAML or a cluster's objects (like `istioctl analyze`);
+    /// exits 1 when errors are found, 2 on usage or input errors.
+    Analyze(analyze::AnalyzeArgs),
     /// Write the CustomResourceDefinitions Weft serves (one YAML file per kind).
     Manifests {
         /// Directory to write into.
@@ -50,6 +54,7 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
+        Command::Analyze(args) => std::process::exit(analyze::run(args)),
         Command::Manifests { out } => {
             let written = manifests::write_crds(&out)
                 .with_context(|| format!("writing CRDs into {}", out.display()))?;
