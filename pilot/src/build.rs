@@ -94,6 +94,7 @@ pub fn build_proxy_config(view: &ClusterView, target: &ProxyTarget) -> BuildOutp
         inbound,
         outbound: outbound.listeners,
         clusters: clusters.iter().map(|c| c.value.clone()).collect(),
+        gateways: Vec::new(),
     };
     // Hashing serialises maps with string keys only; it cannot fail for this model. Should it
     // ever, the version stays empty, which the proxy reports as "unversioned".

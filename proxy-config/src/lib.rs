@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 mod cluster;
+mod gateway;
 mod inbound;
 mod matcher;
 mod node;
@@ -28,6 +29,10 @@ pub use cluster::{
     BLACK_HOLE_CLUSTER, Cluster, ClusterName, ConnectionPoolSettings, Endpoint, H2UpgradePolicy,
     HttpPoolSettings, INBOUND_PASSTHROUGH_CLUSTER, LbPolicy, OutlierDetection, PASSTHROUGH_CLUSTER,
     TcpPoolSettings, TrafficDirection, TransportSocket,
+};
+pub use gateway::{
+    GatewayListener, GatewayProtocol, GatewayServer, PrivateKeyPem, REDACTED, ServerTls,
+    ServerTlsMode, TlsCredential, TlsMatch, TlsRoute, TlsVersion, host_matches,
 };
 pub use inbound::{
     AuthorizationAction, AuthorizationPolicy, AuthorizationRule, AuthzCondition, AuthzOperation,
@@ -77,9 +82,13 @@ pub struct ProxyConfig {
     /// Outbound: one entry per (service, port) the proxy can reach.
     #[serde(default)]
     pub outbound: Vec<OutboundListener>,
-    /// The upstream clusters referenced by outbound routes, with their endpoints.
+    /// The upstream clusters referenced by outbound and gateway routes, with their endpoints.
     #[serde(default)]
     pub clusters: Vec<Cluster>,
+    /// Gateway listeners (Istio `Gateway` servers), one per (bind, port); only for a
+    /// [`ProxyType::Router`] proxy, empty (and not serialised) for sidecars.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<GatewayListener>,
 }
 
 fn default_model_version() -> String {
@@ -167,6 +176,27 @@ impl ProxyConfig {
     pub fn with_content_version(mut self) -> Result<Self, serde_json::Error> {
         self.version = self.content_hash()?;
         Ok(self)
+    }
+
+    /// A copy with every inline private key ([`TlsCredential::Inline`]) replaced by
+    /// [`REDACTED`], for dumps such as the proxy's `/config_dump` and `weftctl` output. The copy
+    /// keeps `version`; it still validates.
+    pub fn redacted(&self) -> Self {
+        let mut copy = self.clone();
+        for server in copy
+            .gateways
+            .iter_mut()
+            .flat_map(|listener| listener.servers.iter_mut())
+        {
+            if let Some(ServerTls {
+                credential: Some(TlsCredential::Inline { private_key, .. }),
+                ..
+            }) = &mut server.tls
+            {
+                *private_key = PrivateKeyPem::new(REDACTED);
+            }
+        }
+        copy
     }
 
     /// The cluster named `name`, if any.

@@ -7,8 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::matcher::{HeaderMatch, StringMatch};
-use crate::route::{HeaderMutation, RouteAction, RouteMatch, WeightedCluster};
+use crate::route::{HeaderMutation, RouteAction, RouteConfiguration, RouteMatch, WeightedCluster};
 use crate::{BLACK_HOLE_CLUSTER, PASSTHROUGH_CLUSTER, ProxyConfig};
+
+mod gateway;
 
 /// One reason a [`ProxyConfig`] cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,6 +123,100 @@ pub enum ModelError {
         /// The header name.
         name: String,
     },
+    /// Two gateway listeners claim the same (bind address, port), or two share a name.
+    #[error("gateways: {key} is claimed by both {first:?} and {second:?}")]
+    DuplicateGatewayListener {
+        /// `<bind>:<port>` (`*:<port>` without a bind address) or `name <name>`.
+        key: String,
+        /// The first listener's name.
+        first: String,
+        /// The second listener's name.
+        second: String,
+    },
+    /// Two gateway servers share a name.
+    #[error("gateways: server name {name:?} is used twice; server names must be unique")]
+    DuplicateGatewayServer {
+        /// The repeated name.
+        name: String,
+    },
+    /// A list that needs at least one entry is empty (a listener's `servers`, a server's
+    /// `hosts`, a TLS route's `match` or `sni_hosts`).
+    #[error("{field}: needs at least one entry")]
+    Empty {
+        /// The empty list.
+        field: String,
+    },
+    /// A gateway host or SNI that is not a DNS name, `*.suffix` or `*`.
+    #[error("{field}: host {host:?} must be a DNS name, `*.suffix` or `*` (no namespace/ prefix)")]
+    GatewayHost {
+        /// The host list.
+        field: String,
+        /// The host.
+        host: String,
+    },
+    /// Servers that cannot share a listener: TLS (`HTTPS`, `TLS`) with plaintext servers, or a
+    /// `TCP` server with any other (Istio picks servers on a port by SNI or authority only).
+    #[error("gateways[{listener}].servers: {reason}")]
+    GatewayServerConflict {
+        /// The listener's name.
+        listener: String,
+        /// Which rule is broken.
+        reason: &'static str,
+    },
+    /// An `HTTPS` or `TLS` server without TLS settings.
+    #[error("{field}: protocol {protocol} needs tls settings")]
+    MissingServerTls {
+        /// The server's `tls` field.
+        field: String,
+        /// The server's protocol.
+        protocol: String,
+    },
+    /// A plaintext server (`HTTP`, `HTTP2`, `GRPC`, `TCP`) with TLS settings.
+    #[error("{field}: protocol {protocol} is plaintext and takes no tls settings")]
+    UnexpectedServerTls {
+        /// The server's `tls` field.
+        field: String,
+        /// The server's protocol.
+        protocol: String,
+    },
+    /// A TLS mode whose credential needs are not met: `SIMPLE`, `MUTUAL` and `OPTIONAL_MUTUAL`
+    /// need a credential, `MUTUAL`/`OPTIONAL_MUTUAL` a client CA in it, and the passthrough
+    /// modes and `ISTIO_MUTUAL` take none.
+    #[error("{field}: mode {mode} {rule}")]
+    TlsCredential {
+        /// The `tls.credential` field.
+        field: String,
+        /// The TLS mode.
+        mode: String,
+        /// What the mode requires.
+        rule: &'static str,
+    },
+    /// A credential part (file path or PEM text) that is empty.
+    #[error("{field}: must not be empty")]
+    EmptyCredentialPart {
+        /// The empty field.
+        field: String,
+    },
+    /// `min_protocol_version` above `max_protocol_version`.
+    #[error("{field}: min_protocol_version {min} is above max_protocol_version {max}")]
+    TlsVersionRange {
+        /// The `tls` field.
+        field: String,
+        /// The minimum, as Istio spells it.
+        min: String,
+        /// The maximum, as Istio spells it.
+        max: String,
+    },
+    /// A gateway server's routes do not fit its protocol and TLS mode: `route_config` exactly
+    /// when it serves HTTP, `tls_routes` only with `PASSTHROUGH`, `tcp_routes` only on `TCP`
+    /// and terminated `TLS` servers, `https_redirect` only on plaintext HTTP servers.
+    #[error("{field}: {rule}")]
+    GatewayRoutes {
+        /// The offending field.
+        field: String,
+        /// The rule broken.
+        rule: &'static str,
+    },
     /// A cluster name that is not `<direction>|<port>|<subset>|<hostname>`.
     #[error("cluster name {name:?} is not of the form outbound|<port>|<subset>|<hostname>")]
     ClusterName {
@@ -136,7 +232,12 @@ impl ProxyConfig {
     /// (abort and direct response 200–599, redirect 301/302/303/307/308); header names lowercase
     /// tokens and values free of control characters; no two outbound listeners claim the same
     /// (address, port); HTTP listeners have a route table; inbound ports unique; endpoint
-    /// weights at least 1; virtual hosts have domains.
+    /// weights at least 1; virtual hosts have domains. Gateways: listener ports 1–65535 and
+    /// (bind, port) and names unique; server names unique; hosts present and well formed; TLS
+    /// and plaintext servers never share a port, a `TCP` server is alone on its port; `HTTPS`/
+    /// `TLS` servers have TLS settings and others none; each TLS mode has the credential it
+    /// needs (and no other); min version not above max; routes fit the protocol and mode (a
+    /// `PASSTHROUGH` server has no `route_config`); routes checked as outbound ones.
     ///
     /// Returns every problem found, not just the first.
     pub fn validate(&self) -> Result<(), Vec<ModelError>> {
@@ -144,6 +245,7 @@ impl ProxyConfig {
         let clusters = self.check_clusters(&mut errors);
         self.check_inbound(&mut errors);
         self.check_outbound(&clusters, &mut errors);
+        gateway::check_gateways(&self.gateways, &clusters, &mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -236,30 +338,12 @@ impl ProxyConfig {
             }
             match &listener.http {
                 Some(routes) => {
-                    for (vh_index, vhost) in routes.virtual_hosts.iter().enumerate() {
-                        let field = format!("outbound[{name}].http.virtual_hosts[{vh_index}]");
-                        if vhost.domains.is_empty() {
-                            errors.push(ModelError::EmptyDomains {
-                                field: field.clone(),
-                            });
-                        }
-                        for (index, route) in vhost.routes.iter().enumerate() {
-                            let field = format!("{field}.routes[{index}]");
-                            for (m_index, route_match) in route.matches.iter().enumerate() {
-                                check_route_match(
-                                    &format!("{field}.match[{m_index}]"),
-                                    route_match,
-                                    errors,
-                                );
-                            }
-                            check_action(
-                                &format!("{field}.action"),
-                                &route.action,
-                                clusters,
-                                errors,
-                            );
-                        }
-                    }
+                    check_route_configuration(
+                        &format!("outbound[{name}].http"),
+                        routes,
+                        clusters,
+                        errors,
+                    );
                 }
                 None if listener.protocol.is_http() => {
                     errors.push(ModelError::MissingHttpRoutes {
@@ -277,6 +361,30 @@ impl ProxyConfig {
                     errors,
                 );
             }
+        }
+    }
+}
+
+/// Checks every virtual host and route of `routes`; `field` is the route table's path.
+fn check_route_configuration(
+    field: &str,
+    routes: &RouteConfiguration,
+    clusters: &BTreeSet<&str>,
+    errors: &mut Vec<ModelError>,
+) {
+    for (vh_index, vhost) in routes.virtual_hosts.iter().enumerate() {
+        let field = format!("{field}.virtual_hosts[{vh_index}]");
+        if vhost.domains.is_empty() {
+            errors.push(ModelError::EmptyDomains {
+                field: field.clone(),
+            });
+        }
+        for (index, route) in vhost.routes.iter().enumerate() {
+            let field = format!("{field}.routes[{index}]");
+            for (m_index, route_match) in route.matches.iter().enumerate() {
+                check_route_match(&format!("{field}.match[{m_index}]"), route_match, errors);
+            }
+            check_action(&format!("{field}.action"), &route.action, clusters, errors);
         }
     }
 }

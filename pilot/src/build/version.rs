@@ -65,6 +65,7 @@ fn write_json(
         inbound,
         outbound,
         clusters,
+        gateways,
     } = config;
     let field = |out: &mut dyn Write, first: bool, name: &str| {
         out.write_all(if first { b"{\"" } else { b",\"" })
@@ -109,6 +110,11 @@ fn write_json(
         (cluster, json)
     });
     write_array(out, clusters)?;
+    // Skipped when empty, as `ProxyConfig` serialises it.
+    if !gateways.is_empty() {
+        field(out, false, "gateways")?;
+        serde_json::to_writer(&mut *out, gateways)?;
+    }
     out.write_all(b"}").map_err(serde_json::Error::io)
 }
 
