@@ -130,14 +130,14 @@ pub fn health_response(store: &ConfigStore, path: &str) -> Response<ProxyBody> {
 }
 
 impl Admin {
-    /// The admin response for `method path`: `/config_dump` (the current config as JSON; the
-    /// model carries certificate file paths, never keys), `/ready` (`LIVE` or 503
+    /// The admin response for `method path`: `/config_dump` (the current config as JSON, with
+    /// inline private keys of gateway credentials replaced by `<redacted>`), `/ready` (`LIVE` or 503
     /// `PRE_INITIALIZING`), `/stats`, `/stats/prometheus`, `POST /quitquitquit` (starts the
     /// drain and exit).
     pub fn response(&self, method: &Method, path: &str) -> Response<ProxyBody> {
         match (method, path) {
             (_, "/config_dump") => match self.store.snapshot() {
-                Some(snapshot) => match serde_json::to_string_pretty(snapshot.config.as_ref()) {
+                Some(snapshot) => match serde_json::to_string_pretty(&snapshot.config.redacted()) {
                     Ok(json) => text(StatusCode::OK, json),
                     Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
                 },

@@ -42,6 +42,25 @@ pub enum ConfigError {
     /// The config is invalid or does not compile; the previous config stays.
     #[error(transparent)]
     Rejected(#[from] SnapshotError),
+    /// The config compiled but its listeners could not be opened (a gateway port that cannot
+    /// be bound); the previous config and its listeners stay (Envoy's LDS rejection).
+    #[error("listeners: {0}")]
+    Listeners(String),
+}
+
+/// Runs around every config update of a [`ConfigStore`] (the gateway's listener set follows
+/// the config through it). Both are called under the store's update lock, so they never run
+/// concurrently.
+pub trait ApplyHook: Send + Sync {
+    /// Called with a compiled snapshot before it becomes current. An error refuses the
+    /// config: it is returned as [`ConfigError::Listeners`] (so the discovery stream NACKs it)
+    /// and the previous snapshot stays current.
+    ///
+    /// Errors: a message naming what could not be done (e.g. the port that cannot be bound).
+    fn prepare(&self, snapshot: &Snapshot) -> Result<(), String>;
+
+    /// Called after `snapshot` became current (after a successful `prepare`).
+    fn commit(&self, snapshot: &Arc<Snapshot>);
 }
 
 /// The current config of the proxy.
@@ -49,6 +68,7 @@ pub struct ConfigStore {
     current: ArcSwapOption<Snapshot>,
     tls: Option<Arc<dyn MeshTls>>,
     updating: parking_lot::Mutex<()>,
+    hook: std::sync::OnceLock<Arc<dyn ApplyHook>>,
 }
 
 impl ConfigStore {
@@ -59,7 +79,14 @@ impl ConfigStore {
             current: ArcSwapOption::empty(),
             tls,
             updating: parking_lot::Mutex::new(()),
+            hook: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Installs the hook run around every later update (once; a second call is ignored and
+    /// returns `false`). Returns whether `hook` was installed.
+    pub fn set_hook(&self, hook: Arc<dyn ApplyHook>) -> bool {
+        self.hook.set(hook).is_ok()
     }
 
     /// The current snapshot, if a valid config has been applied. Lock-free.
@@ -89,7 +116,15 @@ impl ConfigStore {
         }
         let version = config.version.clone();
         let snapshot = Snapshot::build(config, previous.as_deref(), self.tls.as_ref())?;
-        self.current.store(Some(Arc::new(snapshot)));
+        let hook = self.hook.get();
+        if let Some(hook) = hook {
+            hook.prepare(&snapshot).map_err(ConfigError::Listeners)?;
+        }
+        let snapshot = Arc::new(snapshot);
+        self.current.store(Some(Arc::clone(&snapshot)));
+        if let Some(hook) = hook {
+            hook.commit(&snapshot);
+        }
         Ok(version)
     }
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use weft_discovery::Hello;
 use weft_discovery::client::{ClientSettings, run as run_client};
+use weft_discovery::{Hello, ProxyType};
 use weft_proxy_config::ProxyConfig;
 
 use crate::config::{ConfigSource, ConfigStore};
@@ -52,12 +52,22 @@ impl DiscoverySource {
                     workload,
                     proxy_version: env!("CARGO_PKG_VERSION").to_string(),
                     current_version: String::new(),
-                    proxy_type: weft_discovery::ProxyType::Sidecar,
+                    proxy_type: ProxyType::Sidecar,
                 },
                 initial_backoff: Duration::from_millis(200),
                 max_backoff: Duration::from_secs(10),
             },
         })
+    }
+}
+
+impl DiscoverySource {
+    /// Introduces the proxy as `proxy_type` in its Hello (the constructor says
+    /// [`ProxyType::Sidecar`]; `weft-proxy gateway` says [`ProxyType::Router`], Istio's node type
+    /// `router`, so the control plane builds a gateway config). Returns the source.
+    pub fn with_proxy_type(mut self, proxy_type: ProxyType) -> Self {
+        self.settings.hello.proxy_type = proxy_type;
+        self
     }
 }
 

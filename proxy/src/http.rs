@@ -31,11 +31,12 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ConfigStore;
 use crate::request_log::{Direction, RequestLog, RequestObserver, ResponseFlags};
 use crate::router::RequestView;
-use crate::snapshot::{CompiledAction, Snapshot};
+use crate::snapshot::{CompiledAction, RouteTable, Snapshot};
 use crate::upstream::ProxyBody;
 use log_guard::LogGuard;
 
 pub use cors::CompiledCors;
+pub(crate) use forward::cluster_host;
 pub use local::{full_body, local_reply};
 
 /// The `x-request-id` header (Envoy generates it when absent; Istio's tracing relies on it).
@@ -95,6 +96,10 @@ pub struct ConnInfo {
     /// Whether forwarding to `destination` itself is allowed (false when the connection was not
     /// redirected, so passthrough would loop back into the proxy).
     pub passthrough_allowed: bool,
+    /// On a gateway listener: which listener accepted the connection and, after TLS
+    /// termination, which server; requests are then routed by that listener's servers instead
+    /// of the outbound services.
+    pub gateway: Option<crate::gateway::GatewayTarget>,
 }
 
 /// Serves HTTP/1.1 and HTTP/2 (prior knowledge) on `io` until the client closes or `shutdown`
@@ -157,7 +162,7 @@ fn empty_log(direction: Direction) -> RequestLog {
 }
 
 /// The authority of a request: the URI's (HTTP/2, absolute-form) or the `Host` header.
-fn authority_of<B>(request: &Request<B>) -> &str {
+pub(crate) fn authority_of<B>(request: &Request<B>) -> &str {
     request
         .uri()
         .authority()
@@ -238,6 +243,9 @@ async fn route(
     request: Request<ProxyBody>,
     log: &mut RequestLog,
 ) -> Response<ProxyBody> {
+    if let Some(target) = &conn.gateway {
+        return crate::gateway::route_request(snapshot, conn, target, request, log).await;
+    }
     let Some(service) = snapshot.outbound_for(conn.destination) else {
         // REGISTRY_ONLY (the listener only serves HTTP here when the policy refuses passthrough).
         return local_reply(502, "", ResponseFlags::NO_ROUTE_FOUND, log);
@@ -246,6 +254,19 @@ async fn route(
     let Some(table) = &service.http else {
         return local_reply(404, "", ResponseFlags::NO_ROUTE_FOUND, log);
     };
+    route_in(table, conn, request, "http", log).await
+}
+
+/// Routes one request through `table`: the virtual host by authority, then the first route
+/// whose match accepts the request, then its action. `scheme` is the downstream scheme
+/// (`http`, or `https` behind a gateway's TLS termination) for scheme matches and redirects.
+pub(crate) async fn route_in(
+    table: &RouteTable,
+    conn: &ConnInfo,
+    request: Request<ProxyBody>,
+    scheme: &str,
+    log: &mut RequestLog,
+) -> Response<ProxyBody> {
     let authority = authority_of(&request);
     let Some(vhost) = table
         .domains
@@ -259,7 +280,7 @@ async fn route(
         query: request.uri().query(),
         method: request.method().as_str(),
         authority,
-        scheme: "http",
+        scheme,
         port: conn.destination.port(),
         headers: request.headers(),
     };

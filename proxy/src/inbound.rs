@@ -125,6 +125,7 @@ async fn handle(
         source_principal: None,
         peer_certificate_hash: None,
         passthrough_allowed: false,
+        gateway: None,
     };
     if is_tls {
         let acceptor = match proxy.store.tls().map(|tls| tls.server_config()) {

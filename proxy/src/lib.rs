@@ -18,6 +18,7 @@ pub mod capture;
 pub mod circuit;
 pub mod config;
 pub mod discovery_source;
+pub mod gateway;
 pub mod http;
 pub mod inbound;
 pub mod listener;

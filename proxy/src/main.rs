@@ -1,4 +1,5 @@
-//! The `weft-proxy` binary: `weft-proxy init` (traffic capture) and `weft-proxy run`.
+//! The `weft-proxy` binary: `weft-proxy init` (traffic capture), `weft-proxy run` (the sidecar)
+//! and `weft-proxy gateway` (a standalone gateway).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,11 +14,13 @@ use weft_proxy::admin::PrometheusRender;
 use weft_proxy::app_health::AppProbers;
 use weft_proxy::config::{ConfigSource, ConfigStore, FileSource};
 use weft_proxy::discovery_source::DiscoverySource;
+use weft_proxy::gateway::GatewaySettings;
 use weft_proxy::listener::DestinationMode;
 use weft_proxy::mesh_tls::{CertStoreTls, MeshTls};
-use weft_proxy::run::{Listeners, RunSettings, run};
+use weft_proxy::run::{AdminListeners, Listeners, RunSettings, run};
 use weft_proxy::telemetry::{AccessLog, Telemetry};
 use weft_proxy::telemetry_observer::TelemetryObserver;
+use weft_proxy_config::ProxyType;
 
 #[derive(Parser)]
 #[command(name = "weft-proxy", about = "The Weft sidecar data plane")]
@@ -30,8 +33,11 @@ struct Cli {
 enum Command {
     /// Install the iptables rules that capture the pod's traffic (run as the init container).
     Init(weft_proxy::capture::CaptureArgs),
-    /// Run the proxy.
+    /// Run the proxy as a sidecar.
     Run(Box<RunArgs>),
+    /// Run the proxy as a standalone gateway (Istio's `pilot-agent proxy router`): no traffic
+    /// capture; the listeners are the config's gateway ports.
+    Gateway(Box<CommonArgs>),
     /// Wait until the local proxy is ready (the injector's `postStart` hook when
     /// `holdApplicationUntilProxyStarts` is on): polls `/healthz/ready` on 15021.
     WaitReady(WaitReadyArgs),
@@ -47,8 +53,10 @@ struct WaitReadyArgs {
     timeout_s: u64,
 }
 
+/// Flags shared by `run` and `gateway`: where the config comes from, identity, the admin,
+/// health and Prometheus listeners, drain and logging.
 #[derive(clap::Args)]
-struct RunArgs {
+struct CommonArgs {
     /// The proxy config (YAML, or JSON by `.json` extension); re-read when it changes. For
     /// tests and standalone use; otherwise the config comes from `--discovery-address`.
     #[arg(long, env = "WEFT_PROXY_CONFIG", conflicts_with = "discovery_address")]
@@ -84,12 +92,6 @@ struct RunArgs {
     /// root-cert.pem, or tls.crt, tls.key, ca.crt). Without it mTLS is unavailable.
     #[arg(long, env = "WEFT_CERT_DIR")]
     cert_dir: Option<PathBuf>,
-    /// Outbound capture listener.
-    #[arg(long, default_value = "0.0.0.0:15001")]
-    outbound_addr: SocketAddr,
-    /// Inbound capture listener.
-    #[arg(long, default_value = "0.0.0.0:15006")]
-    inbound_addr: SocketAddr,
     /// Health listener (`/healthz/ready`).
     #[arg(long, default_value = "0.0.0.0:15021")]
     health_addr: SocketAddr,
@@ -109,6 +111,18 @@ struct RunArgs {
     /// `off`, or a file path.
     #[arg(long, default_value = "stdout")]
     access_log: String,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Outbound capture listener.
+    #[arg(long, default_value = "0.0.0.0:15001")]
+    outbound_addr: SocketAddr,
+    /// Inbound capture listener.
+    #[arg(long, default_value = "0.0.0.0:15006")]
+    inbound_addr: SocketAddr,
     /// Status listener (`/healthz/ready` and the rewritten application probes
     /// `/app-health/<container>/<kind>z`, Istio's pilot-agent port).
     #[arg(long, default_value = "0.0.0.0:15020")]
@@ -124,7 +138,8 @@ struct RunArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let level = match &cli.command {
-        Command::Run(args) => args.log_level.clone(),
+        Command::Run(args) => args.common.log_level.clone(),
+        Command::Gateway(args) => args.log_level.clone(),
         _ => "info".to_string(),
     };
     tracing_subscriber::fmt()
@@ -135,13 +150,18 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Init(args) => weft_proxy::capture::run(&args).context("traffic capture"),
         Command::WaitReady(args) => wait_ready(&args),
-        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(args.concurrency.unwrap_or(2).max(1))
-            .enable_all()
-            .build()
-            .context("starting the runtime")?
-            .block_on(run_proxy(*args)),
+        Command::Run(args) => runtime(args.common.concurrency)?.block_on(run_proxy(*args)),
+        Command::Gateway(args) => runtime(args.concurrency)?.block_on(run_gateway(*args)),
     }
+}
+
+/// The multi-threaded runtime with `concurrency` workers (default 2).
+fn runtime(concurrency: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(concurrency.unwrap_or(2).max(1))
+        .enable_all()
+        .build()
+        .context("starting the runtime")
 }
 
 /// Polls the health endpoint until it answers 200 or the timeout passes.
@@ -166,7 +186,18 @@ fn wait_ready(args: &WaitReadyArgs) -> anyhow::Result<()> {
     anyhow::bail!("the proxy was not ready within {} s", args.timeout_s)
 }
 
-async fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
+/// What `run` and `gateway` set up alike: certificates, the config store, telemetry, the
+/// config source, the drain time and the shutdown signal.
+struct Prepared {
+    store: Arc<ConfigStore>,
+    observer: Arc<TelemetryObserver>,
+    prometheus: PrometheusRender,
+    source: Box<dyn ConfigSource>,
+    drain_time: Duration,
+    shutdown: CancellationToken,
+}
+
+fn prepare(args: &CommonArgs, proxy_type: ProxyType) -> anyhow::Result<Prepared> {
     let cert_store = match &args.cert_dir {
         None => None,
         Some(dir) => {
@@ -199,7 +230,12 @@ async fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
     let source: Box<dyn ConfigSource> = match (&args.config, &args.discovery_address) {
         (Some(path), _) => {
             let source = FileSource::new(path.clone(), Duration::from_millis(args.config_poll_ms));
-            if let Err(error) = source.load_once(&store) {
+            // A sidecar loads its first config before the listeners open, so it is ready at
+            // once; a gateway's first config binds its listeners, so it is loaded by the
+            // source once the gateway runs.
+            if proxy_type == ProxyType::Sidecar
+                && let Err(error) = source.load_once(&store)
+            {
                 tracing::error!(%error, "initial config rejected; not ready until a valid one arrives");
             }
             Box::new(source)
@@ -222,7 +258,8 @@ async fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
                     args.namespace.clone(),
                     workload,
                 )
-                .context("discovery TLS configuration")?,
+                .context("discovery TLS configuration")?
+                .with_proxy_type(proxy_type),
             )
         }
         (None, None) => anyhow::bail!("either --config or --discovery-address is required"),
@@ -232,20 +269,6 @@ async fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--termination-drain-duration {text:?}"))?,
         None => Duration::from_millis(args.drain_time_ms),
     };
-    let listeners = Listeners::bind(
-        args.outbound_addr,
-        args.inbound_addr,
-        args.health_addr,
-        args.admin_addr,
-        Some(args.prometheus_addr),
-    )
-    .await
-    .context("binding listeners")?
-    .with_status(args.status_addr)
-    .await
-    .context("binding the status listener")?;
-    let app_probers = AppProbers::from_json(&args.app_probers, args.instance_ip)
-        .context("ISTIO_KUBE_APP_PROBERS")?;
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();
     tokio::spawn(async move {
@@ -264,16 +287,64 @@ async fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!("shutdown signal received");
         signals.cancel();
     });
-    let settings = RunSettings {
+    Ok(Prepared {
         store,
-        source,
         observer,
-        prometheus: Some(prometheus),
-        destination_mode: DestinationMode::Original,
+        prometheus,
+        source,
         drain_time,
+        shutdown,
+    })
+}
+
+async fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
+    let prepared = prepare(&args.common, ProxyType::Sidecar)?;
+    let common = &args.common;
+    let listeners = Listeners::bind(
+        args.outbound_addr,
+        args.inbound_addr,
+        common.health_addr,
+        common.admin_addr,
+        Some(common.prometheus_addr),
+    )
+    .await
+    .context("binding listeners")?
+    .with_status(args.status_addr)
+    .await
+    .context("binding the status listener")?;
+    let app_probers = AppProbers::from_json(&args.app_probers, args.instance_ip)
+        .context("ISTIO_KUBE_APP_PROBERS")?;
+    let settings = RunSettings {
+        store: prepared.store,
+        source: prepared.source,
+        observer: prepared.observer,
+        prometheus: Some(prepared.prometheus),
+        destination_mode: DestinationMode::Original,
+        drain_time: prepared.drain_time,
         app_probers: Some(Arc::new(app_probers)),
     };
-    run(listeners, settings, shutdown).await;
+    run(listeners, settings, prepared.shutdown).await;
+    Ok(())
+}
+
+/// `weft-proxy gateway`: no capture, no 15001/15006; the gateway listeners follow the config.
+async fn run_gateway(args: CommonArgs) -> anyhow::Result<()> {
+    let prepared = prepare(&args, ProxyType::Router)?;
+    let listeners = AdminListeners::bind(
+        args.health_addr,
+        args.admin_addr,
+        Some(args.prometheus_addr),
+    )
+    .await
+    .context("binding the admin, health and Prometheus listeners")?;
+    let settings = GatewaySettings {
+        store: prepared.store,
+        source: prepared.source,
+        observer: prepared.observer,
+        prometheus: Some(prepared.prometheus),
+        drain_time: prepared.drain_time,
+    };
+    weft_proxy::gateway::run(listeners, settings, prepared.shutdown).await;
     Ok(())
 }
 

@@ -55,6 +55,7 @@ async fn handle(
         source_principal: None,
         peer_certificate_hash: None,
         passthrough_allowed: redirected,
+        gateway: None,
     };
     let started = Instant::now();
     let mut log = tcp::tcp_log(Direction::Outbound, peer, destination);
@@ -76,7 +77,7 @@ async fn handle(
                 serve_connection(stream, proxy, Arc::new(conn), shutdown).await;
                 return;
             }
-            match tcp::select_cluster(service, destination) {
+            match tcp::select_cluster(&service.tcp, destination) {
                 Some(cluster) => {
                     tcp::proxy_to_cluster(
                         stream,

@@ -64,6 +64,100 @@ impl Listeners {
     }
 }
 
+/// The sockets every proxy serves besides its traffic listeners: health (15021), admin
+/// (127.0.0.1:15000) and Prometheus (15090). A gateway has only these before its config
+/// arrives.
+pub struct AdminListeners {
+    /// Health (15021).
+    pub health: TcpListener,
+    /// Admin (127.0.0.1:15000).
+    pub admin: TcpListener,
+    /// Prometheus (15090), when telemetry is wired.
+    pub prometheus: Option<TcpListener>,
+}
+
+impl AdminListeners {
+    /// Binds health, admin and (if given) Prometheus. Errors: the OS error of the first bind
+    /// that fails.
+    pub async fn bind(
+        health: SocketAddr,
+        admin: SocketAddr,
+        prometheus: Option<SocketAddr>,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            health: TcpListener::bind(health).await?,
+            admin: TcpListener::bind(admin).await?,
+            prometheus: match prometheus {
+                Some(address) => Some(TcpListener::bind(address).await?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// Starts the health, admin and Prometheus servers of `listeners` (Istio's 15021, 15000 and
+/// 15090 endpoints) and returns their tasks, which end when `shutdown` is cancelled.
+pub fn serve_admin(
+    listeners: AdminListeners,
+    admin: &Arc<Admin>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut servers = Vec::new();
+    let health_store = Arc::clone(&admin.store);
+    servers.push(tokio::spawn(admin::serve(
+        listeners.health,
+        move |_, path| admin::health_response(&health_store, path),
+        shutdown.clone(),
+        tracker.clone(),
+    )));
+    let admin_handler = Arc::clone(admin);
+    servers.push(tokio::spawn(admin::serve(
+        listeners.admin,
+        move |method, path| admin_handler.response(method, path),
+        shutdown.clone(),
+        tracker.clone(),
+    )));
+    if let Some(listener) = listeners.prometheus {
+        let prometheus = Arc::clone(admin);
+        servers.push(tokio::spawn(admin::serve(
+            listener,
+            move |method, path| match path {
+                "/stats/prometheus" => prometheus.response(method, path),
+                _ => prometheus.response(method, "/not-found"),
+            },
+            shutdown.clone(),
+            tracker.clone(),
+        )));
+    }
+    servers
+}
+
+/// Waits for `servers` and `source_task` to end, then up to `drain_time` for the connections
+/// in `tracker` (the drain after shutdown was requested).
+pub async fn drain(
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    source_task: tokio::task::JoinHandle<()>,
+    tracker: TaskTracker,
+    drain_time: Duration,
+) {
+    tracing::info!(drain_ms = drain_time.as_millis() as u64, "draining");
+    for server in servers {
+        let _ = server.await;
+    }
+    let _ = source_task.await;
+    tracker.close();
+    if tokio::time::timeout(drain_time, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            remaining = tracker.len(),
+            "drain time over; closing remaining connections"
+        );
+    }
+}
+
 /// Everything `run` needs besides the sockets.
 pub struct RunSettings {
     /// The config store (already holding the TLS provider, if any).
@@ -123,33 +217,16 @@ pub async fn run(listeners: Listeners, settings: RunSettings, shutdown: Cancella
         shutdown.clone(),
         tracker.clone(),
     )));
-    let health_store = Arc::clone(&store);
-    servers.push(tokio::spawn(admin::serve(
-        listeners.health,
-        move |_, path| admin::health_response(&health_store, path),
-        shutdown.clone(),
-        tracker.clone(),
-    )));
-    let admin_handler = Arc::clone(&admin);
-    servers.push(tokio::spawn(admin::serve(
-        listeners.admin,
-        move |method, path| admin_handler.response(method, path),
-        shutdown.clone(),
-        tracker.clone(),
-    )));
-    if let Some(listener) = listeners.prometheus {
-        let prometheus = Arc::clone(&admin);
-        servers.push(tokio::spawn(admin::serve(
-            listener,
-            move |method, path| match path {
-                "/stats/prometheus" => prometheus.response(method, path),
-                _ => prometheus.response(method, "/not-found"),
-            },
-            shutdown.clone(),
-            tracker.clone(),
-        )));
-    }
-
+    servers.extend(serve_admin(
+        AdminListeners {
+            health: listeners.health,
+            admin: listeners.admin,
+            prometheus: listeners.prometheus,
+        },
+        &admin,
+        &shutdown,
+        &tracker,
+    ));
     if let Some(listener) = listeners.status {
         let status_store = Arc::clone(&store);
         let probers = settings.app_probers.clone();
@@ -166,22 +243,5 @@ pub async fn run(listeners: Listeners, settings: RunSettings, shutdown: Cancella
     }
 
     shutdown.cancelled().await;
-    tracing::info!(
-        drain_ms = settings.drain_time.as_millis() as u64,
-        "draining"
-    );
-    for server in servers {
-        let _ = server.await;
-    }
-    let _ = source_task.await;
-    tracker.close();
-    if tokio::time::timeout(settings.drain_time, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            remaining = tracker.len(),
-            "drain time over; closing remaining connections"
-        );
-    }
+    drain(servers, source_task, tracker, settings.drain_time).await;
 }

@@ -13,7 +13,8 @@ use regex::Regex;
 use weft_proxy_config::{
     BLACK_HOLE_CLUSTER, Cidr, Cluster, DirectResponseAction, FaultInjection, HeaderMutation,
     LbPolicy, Locality, OutboundListener, PASSTHROUGH_CLUSTER, Protocol, ProxyConfig,
-    RedirectAction, RetryOn, RetryPolicy, RouteAction, WeightedCluster,
+    RedirectAction, RetryOn, RetryPolicy, RouteAction, RouteConfiguration, TcpRoute,
+    WeightedCluster,
 };
 
 use crate::balance::Endpoints;
@@ -301,6 +302,8 @@ pub struct Snapshot {
     by_address: HashMap<SocketAddr, usize>,
     by_port: HashMap<u16, usize>,
     clusters: HashMap<String, Arc<ClusterRuntime>>,
+    /// Gateway listeners (a `router` proxy's config), one per bound address.
+    pub gateways: Vec<crate::gateway::GatewayPort>,
 }
 
 impl Snapshot {
@@ -379,12 +382,14 @@ impl Snapshot {
                 by_address.insert(SocketAddr::new(*address, listener.port), index);
             }
         }
+        let gateways = crate::gateway::compile(&config, &clusters, previous, tls)?;
         Ok(Self {
             config: Arc::new(config),
             outbound,
             by_address,
             by_port,
             clusters,
+            gateways,
         })
     }
 
@@ -396,6 +401,11 @@ impl Snapshot {
             .get(&destination)
             .or_else(|| self.by_port.get(&destination.port()))
             .and_then(|index| self.outbound.get(*index))
+    }
+
+    /// The gateway listener bound at `address` (as [`crate::gateway::GatewayPort::address`]).
+    pub fn gateway_at(&self, address: SocketAddr) -> Option<&crate::gateway::GatewayPort> {
+        self.gateways.iter().find(|port| port.address == address)
     }
 
     /// The cluster named `name`, including the special `PassthroughCluster` and
@@ -450,7 +460,9 @@ fn cluster_runtime(
     }
 }
 
-fn weighted(
+/// The clusters of `entries` with a positive weight that exist in `clusters`, with their
+/// weights (unknown clusters are dropped; validation reports them).
+pub(crate) fn weighted(
     entries: &[WeightedCluster],
     clusters: &HashMap<String, Arc<ClusterRuntime>>,
 ) -> Vec<(Arc<ClusterRuntime>, u32)> {
@@ -472,46 +484,31 @@ fn compile_listener(
 ) -> Result<OutboundService, SnapshotError> {
     let http = match &listener.http {
         None => None,
-        Some(table) => {
-            let mut virtual_hosts = Vec::with_capacity(table.virtual_hosts.len());
-            for (vh_index, vhost) in table.virtual_hosts.iter().enumerate() {
-                let mut routes = Vec::with_capacity(vhost.routes.len());
-                for (index, route) in vhost.routes.iter().enumerate() {
-                    let field = format!(
-                        "outbound[{}].http.virtual_hosts[{vh_index}].routes[{index}]",
-                        listener.name
-                    );
-                    let mut matches = Vec::with_capacity(route.matches.len());
-                    for (m_index, route_match) in route.matches.iter().enumerate() {
-                        let match_field = format!("{field}.match[{m_index}]");
-                        if let Some(compiled) =
-                            CompiledMatch::compile(&match_field, route_match, &config.node)?
-                        {
-                            matches.push(compiled);
-                        }
-                    }
-                    if !route.matches.is_empty() && matches.is_empty() {
-                        continue; // No match block selects this proxy.
-                    }
-                    routes.push(CompiledRoute {
-                        name: route.name.clone(),
-                        matches,
-                        action: compile_action(&field, &route.action, clusters)?,
-                    });
-                }
-                virtual_hosts.push(CompiledVirtualHost {
-                    name: vhost.name.clone(),
-                    routes,
-                });
-            }
-            Some(RouteTable {
-                domains: DomainIndex::new(table),
-                virtual_hosts,
-            })
-        }
+        Some(table) => Some(compile_route_table(
+            &format!("outbound[{}].http", listener.name),
+            table,
+            config,
+            clusters,
+        )?),
     };
-    let tcp = listener
-        .tcp
+    let tcp = compile_tcp_routes(&listener.tcp, config, clusters);
+    Ok(OutboundService {
+        name: listener.name.clone(),
+        hostname: listener.hostname.clone(),
+        protocol: listener.protocol,
+        http,
+        tcp,
+    })
+}
+
+/// Compiles TCP routes: match blocks whose `source_labels` exclude this proxy are dropped, and
+/// routes left without a match block that selects it are dropped.
+pub(crate) fn compile_tcp_routes(
+    routes: &[TcpRoute],
+    config: &ProxyConfig,
+    clusters: &HashMap<String, Arc<ClusterRuntime>>,
+) -> Vec<CompiledTcpRoute> {
+    routes
         .iter()
         .map(|route| {
             let matches = route
@@ -531,13 +528,50 @@ fn compile_listener(
             matches,
             clusters: weighted(&route.clusters, clusters),
         })
-        .collect();
-    Ok(OutboundService {
-        name: listener.name.clone(),
-        hostname: listener.hostname.clone(),
-        protocol: listener.protocol,
-        http,
-        tcp,
+        .collect()
+}
+
+/// Compiles an HTTP route table; `field` names it in errors (e.g. `outbound[x].http`).
+/// Routes whose match blocks all exclude this proxy (by source labels) are dropped.
+///
+/// Errors: a [`SnapshotError`] for a regex, header or CORS policy that does not compile.
+pub(crate) fn compile_route_table(
+    field: &str,
+    table: &RouteConfiguration,
+    config: &ProxyConfig,
+    clusters: &HashMap<String, Arc<ClusterRuntime>>,
+) -> Result<RouteTable, SnapshotError> {
+    let mut virtual_hosts = Vec::with_capacity(table.virtual_hosts.len());
+    for (vh_index, vhost) in table.virtual_hosts.iter().enumerate() {
+        let mut routes = Vec::with_capacity(vhost.routes.len());
+        for (index, route) in vhost.routes.iter().enumerate() {
+            let field = format!("{field}.virtual_hosts[{vh_index}].routes[{index}]");
+            let mut matches = Vec::with_capacity(route.matches.len());
+            for (m_index, route_match) in route.matches.iter().enumerate() {
+                let match_field = format!("{field}.match[{m_index}]");
+                if let Some(compiled) =
+                    CompiledMatch::compile(&match_field, route_match, &config.node)?
+                {
+                    matches.push(compiled);
+                }
+            }
+            if !route.matches.is_empty() && matches.is_empty() {
+                continue; // No match block selects this proxy.
+            }
+            routes.push(CompiledRoute {
+                name: route.name.clone(),
+                matches,
+                action: compile_action(&field, &route.action, clusters)?,
+            });
+        }
+        virtual_hosts.push(CompiledVirtualHost {
+            name: vhost.name.clone(),
+            routes,
+        });
+    }
+    Ok(RouteTable {
+        domains: DomainIndex::new(table),
+        virtual_hosts,
     })
 }
 

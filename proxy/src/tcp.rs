@@ -10,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::outlier::TryResult;
 use crate::request_log::{Direction, RequestLog, RequestObserver, ResponseFlags};
-use crate::snapshot::{ClusterRuntime, OutboundService};
+use std::sync::Arc;
+
+use crate::snapshot::{ClusterRuntime, CompiledTcpRoute};
 use crate::upstream::Connector;
 
 /// A log record for a TCP connection (method empty, protocol `TCP`).
@@ -39,13 +41,13 @@ pub fn tcp_log(direction: Direction, peer: SocketAddr, destination: SocketAddr) 
     }
 }
 
-/// The cluster of the first TCP route of `service` that accepts a connection to
-/// `destination`, picked by weight.
+/// The cluster of the first TCP route in `routes` that accepts a connection to `destination`,
+/// picked by weight (Istio `TCPRoute`: first match wins).
 pub fn select_cluster(
-    service: &OutboundService,
+    routes: &[CompiledTcpRoute],
     destination: SocketAddr,
-) -> Option<&std::sync::Arc<ClusterRuntime>> {
-    let route = service.tcp.iter().find(|route| {
+) -> Option<&Arc<ClusterRuntime>> {
+    let route = routes.iter().find(|route| {
         route.matches.is_empty()
             || route.matches.iter().any(|(port, subnets)| {
                 port.is_none_or(|port| port == destination.port())
@@ -55,16 +57,18 @@ pub fn select_cluster(
                             .any(|subnet| subnet.contains(destination.ip())))
             })
     })?;
-    let total: u64 = route
-        .clusters
-        .iter()
-        .map(|(_, weight)| u64::from(*weight))
-        .sum();
+    pick_weighted(&route.clusters)
+}
+
+/// One of `clusters` picked at random in proportion to its weight; `None` when the weights sum
+/// to 0.
+pub fn pick_weighted(clusters: &[(Arc<ClusterRuntime>, u32)]) -> Option<&Arc<ClusterRuntime>> {
+    let total: u64 = clusters.iter().map(|(_, weight)| u64::from(*weight)).sum();
     if total == 0 {
         return None;
     }
     let mut point = rand::rng().random_range(0..total);
-    for (cluster, weight) in &route.clusters {
+    for (cluster, weight) in clusters {
         if point < u64::from(*weight) {
             return Some(cluster);
         }

@@ -134,6 +134,11 @@ pub async fn forward(
         );
     };
     log.upstream_cluster.clone_from(&cluster.name);
+    if log.destination_service.is_empty() {
+        // Gateway routes name no listener service: Istio's `destination_service` is then the
+        // host of the chosen cluster (`outbound|<port>|<subset>|<host>`).
+        log.destination_service = cluster_host(&cluster.name);
+    }
     if cluster.black_hole {
         return local_reply(502, "", ResponseFlags::NO_ROUTE_FOUND, log);
     }
@@ -528,6 +533,14 @@ fn backoff(base: Duration, retry: u32) -> Duration {
         .saturating_mul(1u64 << retry.min(20))
         .min(base_ms.saturating_mul(10));
     Duration::from_millis(rand::rng().random_range(0..ceiling.max(1)))
+}
+
+/// The service host of an Istio cluster name (`outbound|9080|v1|reviews.default.svc...` →
+/// `reviews.default.svc...`); empty for names that are not Istio cluster names.
+pub(crate) fn cluster_host(name: &str) -> String {
+    name.parse::<weft_proxy_config::ClusterName>()
+        .map(|parsed| parsed.hostname)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
