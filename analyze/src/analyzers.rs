@@ -1,6 +1,7 @@
 //! The analyzers, one module each, and what they share: host resolution and look-ups in the
 //! service registry (Kubernetes Services and ServiceEntry hosts).
 
+mod authorization_namespaces;
 mod conflicting_mesh_gateway_hosts;
 mod destination_hosts;
 mod destination_rule_host;
@@ -10,6 +11,7 @@ mod injection;
 mod mtls_conflict;
 mod policy_selectors;
 mod schema;
+mod sidecar_conflicts;
 mod virtual_service_gateways;
 
 use std::collections::BTreeSet;
@@ -30,6 +32,8 @@ pub(crate) fn run_all(input: &Input) -> Vec<Message> {
     conflicting_mesh_gateway_hosts::analyze(&context, &mut out);
     gateway_selector::analyze(&context, &mut out);
     policy_selectors::analyze(&context, &mut out);
+    authorization_namespaces::analyze(&context, &mut out);
+    sidecar_conflicts::analyze(&context, &mut out);
     mtls_conflict::analyze(&context, &mut out);
     destination_rule_host::analyze(&context, &mut out);
     injection::analyze(&context, &mut out);

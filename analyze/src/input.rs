@@ -116,6 +116,11 @@ impl Input {
         }
     }
 
+    /// Whether the input was read from a cluster ([`Input::for_cluster`]).
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
     /// Whether the Kubernetes objects are known: read from a cluster, or files holding at least
     /// one Service, Pod, Namespace or workload. When they are not, checks that would report
     /// every Kubernetes host or pod selector as missing are skipped.

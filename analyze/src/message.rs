@@ -76,6 +76,20 @@ pub const CONFLICTING_MESH_GATEWAY_VIRTUAL_SERVICE_HOSTS: MessageType = MessageT
     level: Level::Error,
 };
 
+/// Istio `IST0110`: several Sidecars with workload selectors select the same pod.
+pub const CONFLICTING_SIDECAR_WORKLOAD_SELECTORS: MessageType = MessageType {
+    code: "IST0110",
+    name: "ConflictingSidecarWorkloadSelectors",
+    level: Level::Error,
+};
+
+/// Istio `IST0111`: more than one Sidecar of a namespace has no workload selector.
+pub const MULTIPLE_SIDECARS_WITHOUT_WORKLOAD_SELECTORS: MessageType = MessageType {
+    code: "IST0111",
+    name: "MultipleSidecarsWithoutWorkloadSelectors",
+    level: Level::Error,
+};
+
 /// Istio `IST0113`: a DestinationRule disables TLS toward workloads whose PeerAuthentication
 /// is `STRICT`.
 pub const MTLS_POLICY_CONFLICT: MessageType = MessageType {
@@ -122,6 +136,8 @@ pub const ALL: &[MessageType] = &[
     POD_MISSING_PROXY,
     SCHEMA_VALIDATION_ERROR,
     CONFLICTING_MESH_GATEWAY_VIRTUAL_SERVICE_HOSTS,
+    CONFLICTING_SIDECAR_WORKLOAD_SELECTORS,
+    MULTIPLE_SIDECARS_WITHOUT_WORKLOAD_SELECTORS,
     MTLS_POLICY_CONFLICT,
     NO_MATCHING_WORKLOADS_FOUND,
     SCHEMA_WARNING,
