@@ -16,6 +16,7 @@ use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
     ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta,
 };
@@ -174,9 +175,7 @@ pub fn injector() -> MutatingWebhookConfiguration {
 /// The validator's rules: CREATE and UPDATE of every kind in `crds` at every served version,
 /// one rule per API group (the nine Istio kinds and `Mesh`). Takes the CRDs of
 /// `weft_crds::crd::all`.
-pub fn validator_rules(
-    crds: &[k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition],
-) -> Vec<RuleWithOperations> {
+pub fn validator_rules(crds: &[CustomResourceDefinition]) -> Vec<RuleWithOperations> {
     let mut by_group: BTreeMap<&str, (Vec<String>, Vec<String>)> = BTreeMap::new();
     for crd in crds {
         let (versions, resources) = by_group.entry(crd.spec.group.as_str()).or_default();
@@ -202,9 +201,7 @@ pub fn validator_rules(
 /// The validator: one entry `validation.weft.dev` for [`validator_rules`], `failurePolicy:
 /// Fail` (Istio's istiod sets its validator to Fail once it serves), `sideEffects: None`,
 /// admission review `v1`, 10 s timeout, no selectors (`Mesh` is cluster-scoped).
-pub fn validator(
-    crds: &[k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition],
-) -> ValidatingWebhookConfiguration {
+pub fn validator(crds: &[CustomResourceDefinition]) -> ValidatingWebhookConfiguration {
     ValidatingWebhookConfiguration {
         metadata: meta(VALIDATOR_CONFIG_NAME),
         webhooks: Some(vec![ValidatingWebhook {
@@ -225,15 +222,56 @@ pub fn validator(
 
 /// `config/webhook/manifests.yaml`: the generated header, [`injector`] and [`validator`].
 /// Errors only if serialization fails.
-pub fn manifests_yaml(
-    crds: &[k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition],
-) -> Result<String, serde_yaml::Error> {
+pub fn manifests_yaml(crds: &[CustomResourceDefinition]) -> Result<String, serde_yaml::Error> {
     Ok(format!(
         "{}\n{}---\n{}",
         crate::generate::HEADER,
         serde_yaml::to_string(&injector())?,
         serde_yaml::to_string(&validator(crds))?
     ))
+}
+
+/// The injector's `failurePolicy` under OLM: `Ignore`, where [`injector`] says `Fail`.
+///
+/// Istio fails closed only for the pods its selectors pick (labelled namespaces and pods).
+/// Under OLM the namespace selector is OLM's — for an AllNamespaces install, every namespace,
+/// `kube-system` included — so failing closed would stop every pod creation in the cluster
+/// whenever both operator replicas are down. Failing open keeps the cluster working; a pod
+/// created meanwhile starts without a proxy, holds no mesh certificate, and is refused by
+/// every STRICT peer, so it gains nothing it should not have.
+pub const OLM_INJECTOR_FAILURE_POLICY: &str = "Ignore";
+
+/// The fields of an admission webhook entry that OLM's `WebhookDescription` carries as is.
+const OLM_COPIED_FIELDS: [&str; 7] = [
+    "admissionReviewVersions",
+    "failurePolicy",
+    "matchPolicy",
+    "reinvocationPolicy",
+    "rules",
+    "sideEffects",
+    "timeoutSeconds",
+];
+
+/// One `WebhookDescription`: `entry` (a serialized webhook entry) reduced to
+/// [`OLM_COPIED_FIELDS`], plus the OLM fields.
+fn olm_definition(kind: &str, name: &str, path: &str, entry: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for field in OLM_COPIED_FIELDS {
+        if let Some(v) = entry.get(field) {
+            out.insert(field.to_string(), v.clone());
+        }
+    }
+    for (k, v) in [
+        ("type", json!(kind)),
+        ("generateName", json!(name)),
+        ("deploymentName", json!(OPERATOR_NAME)),
+        ("containerPort", json!(WEBHOOK_PORT)),
+        ("targetPort", json!(WEBHOOK_PORT)),
+        ("webhookPath", json!(path)),
+    ] {
+        out.insert(k.to_string(), v);
+    }
+    Value::Object(out)
 }
 
 /// The CSV's `webhookdefinitions` (OLM's `WebhookDescription`), for the Deployment
@@ -243,46 +281,21 @@ pub fn manifests_yaml(
 /// serving certificate, so the four injector entries, which differ only by namespace selector,
 /// become one: every pod not labelled `sidecar.istio.io/inject=false` is sent, and the injector
 /// decides by the namespace's labels in its own code (`should_inject` over the operator's
-/// Namespace cache). Rules, failure policy, side effects, review versions and timeout are those
-/// of [`injector`] and [`validator`].
-pub fn olm_definitions(
-    crds: &[k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition],
-) -> Result<Vec<Value>, serde_json::Error> {
-    let injector = injector();
-    let first = injector.webhooks.as_deref().and_then(|w| w.first());
-    let validator = validator(crds);
-    let check = validator.webhooks.as_deref().and_then(|w| w.first());
-    let base = |kind: &str, name: &str, path: &str| {
-        json!({
-            "type": kind,
-            "generateName": name,
-            "deploymentName": OPERATOR_NAME,
-            "containerPort": WEBHOOK_PORT,
-            "targetPort": WEBHOOK_PORT,
-            "webhookPath": path,
-        })
-    };
-    let mut mutating = base("MutatingAdmissionWebhook", INJECTOR_WEBHOOK, INJECT_PATH);
-    if let (Some(w), Value::Object(m)) = (first, &mut mutating) {
-        m.insert(
-            "admissionReviewVersions".into(),
-            serde_json::to_value(&w.admission_review_versions)?,
-        );
-        m.insert(
-            "failurePolicy".into(),
-            serde_json::to_value(&w.failure_policy)?,
-        );
-        m.insert("matchPolicy".into(), serde_json::to_value(&w.match_policy)?);
-        m.insert(
-            "reinvocationPolicy".into(),
-            serde_json::to_value(&w.reinvocation_policy)?,
-        );
-        m.insert("rules".into(), serde_json::to_value(&w.rules)?);
-        m.insert("sideEffects".into(), serde_json::to_value(&w.side_effects)?);
-        m.insert(
-            "timeoutSeconds".into(),
-            serde_json::to_value(w.timeout_seconds)?,
-        );
+/// Namespace cache). Rules, side effects, review versions and timeout are those of [`injector`]
+/// and [`validator`]; the injector's failure policy is [`OLM_INJECTOR_FAILURE_POLICY`].
+/// Errors only if serialization fails.
+pub fn olm_definitions(crds: &[CustomResourceDefinition]) -> Result<Vec<Value>, serde_json::Error> {
+    let first = |list: Value| list.get(0).cloned().unwrap_or_default();
+    let injector = first(serde_json::to_value(injector().webhooks)?);
+    let validator = first(serde_json::to_value(validator(crds).webhooks)?);
+    let mut mutating = olm_definition(
+        "MutatingAdmissionWebhook",
+        INJECTOR_WEBHOOK,
+        INJECT_PATH,
+        &injector,
+    );
+    if let Value::Object(m) = &mut mutating {
+        m.insert("failurePolicy".into(), json!(OLM_INJECTOR_FAILURE_POLICY));
         m.insert(
             "objectSelector".into(),
             serde_json::to_value(selector(vec![requirement(
@@ -292,28 +305,12 @@ pub fn olm_definitions(
             )]))?,
         );
     }
-    let mut validating = base(
+    let validating = olm_definition(
         "ValidatingAdmissionWebhook",
         VALIDATOR_WEBHOOK,
         VALIDATE_PATH,
+        &validator,
     );
-    if let (Some(w), Value::Object(m)) = (check, &mut validating) {
-        m.insert(
-            "admissionReviewVersions".into(),
-            serde_json::to_value(&w.admission_review_versions)?,
-        );
-        m.insert(
-            "failurePolicy".into(),
-            serde_json::to_value(&w.failure_policy)?,
-        );
-        m.insert("matchPolicy".into(), serde_json::to_value(&w.match_policy)?);
-        m.insert("rules".into(), serde_json::to_value(&w.rules)?);
-        m.insert("sideEffects".into(), serde_json::to_value(&w.side_effects)?);
-        m.insert(
-            "timeoutSeconds".into(),
-            serde_json::to_value(w.timeout_seconds)?,
-        );
-    }
     Ok(vec![mutating, validating])
 }
 
