@@ -4,12 +4,15 @@
 //! - [`snapshot`]: a Pilot snapshot as the discovery server's config builder;
 //! - [`standalone`]: the mode without Kubernetes, reading mesh YAML from a directory and writing
 //!   certificates to files;
+//! - [`kubernetes`]: the Kubernetes mode: reflectors → Pilot → discovery, Citadel under leader
+//!   election, the webhooks and their configurations;
 //! - [`monitoring`]: `/metrics`, `/debug/syncz`, `/healthz`, `/readyz`;
 //! - [`webhook_server`]: the admission webhooks (`/inject`, `/validate`) over HTTPS.
 #![warn(missing_docs)]
 
 pub mod citadel;
 pub mod discovery;
+pub mod kubernetes;
 pub mod monitoring;
 pub mod snapshot;
 pub mod standalone;

@@ -1,6 +1,8 @@
 //! The `weft-operator` binary: the Weft control plane.
 //!
-//! `weft-operator --config-dir DIR --state-dir DIR` runs the standalone mode (no Kubernetes).
+//! `weft-operator --config-dir DIR --state-dir DIR` runs the standalone mode (no Kubernetes);
+//! without `--config-dir` it runs the Kubernetes mode against the in-cluster configuration or
+//! the current KUBECONFIG context.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,6 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
+use weft_operator::kubernetes::{self, DEFAULT_NAMESPACE, DEFAULT_STATE_DIR, KubernetesSettings};
 use weft_operator::standalone::runner::{StandaloneSettings, run};
 
 /// The Weft control plane.
@@ -18,9 +21,36 @@ struct Args {
     /// this directory instead of Kubernetes.
     #[arg(long)]
     config_dir: Option<PathBuf>,
-    /// Standalone mode: where the CA and the certificates are kept.
-    #[arg(long, default_value = "/var/lib/weft")]
-    state_dir: PathBuf,
+    /// Where certificates are kept: the CA and workload certificates in standalone mode
+    /// (default /var/lib/weft); the operator's own certificates in Kubernetes mode (default
+    /// /tmp/weft-operator).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Kubernetes mode: the operator's namespace (CA Secrets, Lease, Service `weft-operator`).
+    #[arg(long, env = "POD_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
+    namespace: String,
+    /// Kubernetes mode: elect a leader on the Lease `weft-operator-leader`; only the leader
+    /// writes (Citadel, webhook configurations).
+    #[arg(long)]
+    leader_elect: bool,
+    /// Kubernetes mode: this replica's identity in the election (default: the host name).
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
+    /// Kubernetes mode: admission webhook (HTTPS) address.
+    #[arg(long, default_value = "0.0.0.0:9443")]
+    webhook_address: SocketAddr,
+    /// Kubernetes mode: serve the webhooks with tls.crt/tls.key from this directory (re-read
+    /// on change; OLM's layout) instead of a certificate issued from the mesh CA.
+    #[arg(long)]
+    webhook_cert_dir: Option<PathBuf>,
+    /// Kubernetes mode: keep the caBundle of the webhook configurations `weft-sidecar-injector`
+    /// and `weft-validator` (false under OLM, which manages them).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    manage_webhook_ca_bundle: bool,
+    /// Kubernetes mode, running outside the cluster: `https://HOST:PORT` at which the API
+    /// server reaches this process; the webhook configurations get `url:` instead of `service:`.
+    #[arg(long)]
+    webhook_url: Option<String>,
     /// Discovery service (mTLS) address.
     #[arg(long, default_value = "0.0.0.0:15012")]
     discovery_address: SocketAddr,
@@ -46,6 +76,15 @@ fn parse_owner(s: &str) -> Result<(u32, u32), String> {
     ))
 }
 
+/// The host name (the pod name inside a cluster), or `weft-operator` when unreadable.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "weft-operator".to_string())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -59,11 +98,6 @@ async fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    let Some(config_dir) = args.config_dir else {
-        anyhow::bail!(
-            "Kubernetes mode is not available in this build yet; run the standalone mode with --config-dir DIR"
-        );
-    };
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
@@ -78,10 +112,33 @@ async fn main() -> anyhow::Result<()> {
         }
         signal.cancel();
     });
+    let Some(config_dir) = args.config_dir else {
+        let client = kube::Client::try_default().await.map_err(|e| {
+            anyhow::anyhow!("connecting to Kubernetes (in-cluster or KUBECONFIG): {e}")
+        })?;
+        let identity = args.pod_name.unwrap_or_else(host_name);
+        return kubernetes::run(
+            client,
+            KubernetesSettings {
+                namespace: args.namespace,
+                leader_elect: args.leader_elect,
+                identity,
+                discovery_addr: args.discovery_address,
+                monitoring_addr: args.monitoring_address,
+                webhook_addr: args.webhook_address,
+                webhook_cert_dir: args.webhook_cert_dir,
+                manage_webhook_ca_bundle: args.manage_webhook_ca_bundle,
+                webhook_url: args.webhook_url,
+                state_dir: args.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+            },
+            shutdown,
+        )
+        .await;
+    };
     run(
         StandaloneSettings {
             config_dir,
-            state_dir: args.state_dir,
+            state_dir: args.state_dir.unwrap_or_else(|| "/var/lib/weft".into()),
             discovery_addr: args.discovery_address,
             monitoring_addr: args.monitoring_address,
             cert_owner: args.cert_owner,
