@@ -14,7 +14,7 @@ mod schema;
 mod sidecar_conflicts;
 mod virtual_service_gateways;
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use weft_crds::networking::{Destination, VirtualService};
 
@@ -48,10 +48,11 @@ pub(crate) struct Context<'a> {
     pub kubernetes_known: bool,
     /// The mesh's root namespace.
     pub root_namespace: String,
-    /// Fully qualified host names of the Kubernetes Services.
-    pub service_hosts: BTreeSet<String>,
-    /// Hosts of the ServiceEntries, resolved in their namespaces (may be wildcards).
-    pub service_entry_hosts: Vec<String>,
+    /// Fully qualified host names of the Kubernetes Services, with their port numbers.
+    pub service_hosts: BTreeMap<String, Vec<u32>>,
+    /// Hosts of the ServiceEntries, resolved in their namespaces (may be wildcards), with the
+    /// entries' port numbers.
+    pub service_entry_hosts: Vec<(String, Vec<u32>)>,
     /// Pods, pod templates and WorkloadEntries.
     pub workloads: Vec<Workload>,
 }
@@ -63,18 +64,29 @@ impl<'a> Context<'a> {
             .iter()
             .map(|e| {
                 let namespace = e.resource.namespace.as_deref().unwrap_or_default();
-                format!("{}.{namespace}.svc.{CLUSTER_DOMAIN}", e.resource.name)
+                let ports = e
+                    .object
+                    .spec
+                    .iter()
+                    .flat_map(|spec| spec.ports.iter().flatten())
+                    .filter_map(|p| u32::try_from(p.port).ok())
+                    .collect();
+                (
+                    format!("{}.{namespace}.svc.{CLUSTER_DOMAIN}", e.resource.name),
+                    ports,
+                )
             })
             .collect();
         let service_entry_hosts = input
             .service_entries()
             .flat_map(|e| {
                 let namespace = e.resource.namespace.clone().unwrap_or_default();
+                let ports: Vec<u32> = e.object.spec.ports.iter().map(|p| p.number).collect();
                 e.object
                     .spec
                     .hosts
                     .iter()
-                    .map(|h| resolve_host(h, &namespace))
+                    .map(|h| (resolve_host(h, &namespace), ports.clone()))
                     .collect::<Vec<_>>()
             })
             .collect();
@@ -91,11 +103,18 @@ impl<'a> Context<'a> {
     /// Whether `host` (fully qualified) is a Kubernetes Service or covered by a ServiceEntry
     /// host (exactly or by its wildcard, Istio's `host.Name.Matches`).
     pub fn host_exists(&self, host: &str) -> bool {
-        self.service_hosts.contains(host)
-            || self
-                .service_entry_hosts
+        self.host_ports(host).is_some()
+    }
+
+    /// The port numbers of the service `host` (fully qualified) names: the Kubernetes
+    /// Service's, else the first ServiceEntry covering it; `None` when no service has the host.
+    pub fn host_ports(&self, host: &str) -> Option<&[u32]> {
+        self.service_hosts.get(host).map(Vec::as_slice).or_else(|| {
+            self.service_entry_hosts
                 .iter()
-                .any(|entry| weft_pilot::host_matches(entry, host))
+                .find(|(entry, _)| weft_pilot::host_matches(entry, host))
+                .map(|(_, ports)| ports.as_slice())
+        })
     }
 
     /// Whether a host that [`Context::host_exists`] did not find may still be a Kubernetes
@@ -110,7 +129,7 @@ impl<'a> Context<'a> {
     pub fn selected<'s>(
         &'s self,
         namespace: Option<&'s str>,
-        selector: &'s std::collections::BTreeMap<String, String>,
+        selector: &'s BTreeMap<String, String>,
     ) -> impl Iterator<Item = &'s Workload> + 's {
         self.workloads.iter().filter(move |w| {
             namespace.is_none_or(|ns| w.namespace == ns) && selects(selector, &w.labels)

@@ -14,13 +14,14 @@
 //!
 //! | Code | Name | Level | Check |
 //! |---|---|---|---|
-//! | IST0101 | ReferencedResourceNotFound | Error | destination host, `host+subset in destinationrule`, `gateway`, Gateway or Sidecar `selector`, AuthorizationPolicy source `namespace` not found |
+//! | IST0101 | ReferencedResourceNotFound | Error | destination host (`mirror host`), `host:port`, `host+subset in destinationrule`, `gateway`, Gateway or Sidecar `selector`, AuthorizationPolicy source `namespace` not found |
 //! | IST0102 | NamespaceNotInjected | Info | Namespace without `istio-injection`/`istio.io/rev` label |
 //! | IST0103 | PodMissingProxy | Warning | pod of an injected namespace without `istio-proxy` |
 //! | IST0106 | SchemaValidationError | Error | the validating webhook's errors (`weft_webhook::validate`), parse errors |
 //! | IST0109 | ConflictingMeshGatewayVirtualServiceHosts | Error | two `mesh` VirtualServices for one host |
 //! | IST0110 | ConflictingSidecarWorkloadSelectors | Error | a workload selected by several Sidecars |
 //! | IST0111 | MultipleSidecarsWithoutWorkloadSelectors | Error | several selector-less Sidecars in one namespace |
+//! | IST0112 | VirtualServiceDestinationPortSelectorRequired | Error | route without port to a multi-port service |
 //! | IST0113 | MTLSPolicyConflict | Error | DestinationRule `tls.mode: DISABLE` toward a `STRICT` workload |
 //! | IST0127 | NoMatchingWorkloadsFound | Warning | AuthorizationPolicy, PeerAuthentication, RequestAuthentication selector matches nothing; namespace-wide AuthorizationPolicy in a namespace without workloads |
 //! | IST0133 | SchemaWarning | Warning | the validating webhook's warnings |

@@ -90,6 +90,13 @@ pub const MULTIPLE_SIDECARS_WITHOUT_WORKLOAD_SELECTORS: MessageType = MessageTyp
     level: Level::Error,
 };
 
+/// Istio `IST0112`: a route without `port` to a service with more than one port.
+pub const VIRTUAL_SERVICE_DESTINATION_PORT_SELECTOR_REQUIRED: MessageType = MessageType {
+    code: "IST0112",
+    name: "VirtualServiceDestinationPortSelectorRequired",
+    level: Level::Error,
+};
+
 /// Istio `IST0113`: a DestinationRule disables TLS toward workloads whose PeerAuthentication
 /// is `STRICT`.
 pub const MTLS_POLICY_CONFLICT: MessageType = MessageType {
@@ -138,6 +145,7 @@ pub const ALL: &[MessageType] = &[
     CONFLICTING_MESH_GATEWAY_VIRTUAL_SERVICE_HOSTS,
     CONFLICTING_SIDECAR_WORKLOAD_SELECTORS,
     MULTIPLE_SIDECARS_WITHOUT_WORKLOAD_SELECTORS,
+    VIRTUAL_SERVICE_DESTINATION_PORT_SELECTOR_REQUIRED,
     MTLS_POLICY_CONFLICT,
     NO_MATCHING_WORKLOADS_FOUND,
     SCHEMA_WARNING,
