@@ -56,6 +56,9 @@ pub const ISTIO_RESOURCES: [(&str, &str); 9] = [
     ("security.istio.io", "requestauthentications"),
 ];
 
+/// The leader-election Lease in the operator's namespace (the operator's `--leader-elect`).
+pub const LEASE_NAME: &str = "weft-operator-leader";
+
 const NETWORKING: &[&str] = &["networking.istio.io"];
 const SECURITY: &[&str] = &["security.istio.io"];
 const MESH: &[&str] = &["mesh.weft.dev"];
@@ -210,17 +213,25 @@ pub const PERMISSIONS: &[Permission] = &[
         scope: Scope::OperatorNamespace,
         api_groups: &["coordination.k8s.io"],
         resources: &["leases"],
-        verbs: &["get", "create", "update"],
+        verbs: &["create"],
         resource_names: &[],
-        why: "leader election: only the leader writes status and Secrets",
+        why: "leader election: the first replica creates the Lease (create cannot be restricted by name)",
+    },
+    Permission {
+        scope: Scope::OperatorNamespace,
+        api_groups: &["coordination.k8s.io"],
+        resources: &["leases"],
+        verbs: &["get", "patch"],
+        resource_names: &[LEASE_NAME],
+        why: "leader election (kube-lease-manager: read, then strategic-merge or server-side apply patches to acquire, renew and release); only the leader writes status, Secrets and webhook configurations",
     },
     Permission {
         scope: Scope::OperatorNamespace,
         api_groups: &[""],
         resources: &["secrets"],
-        verbs: &["get"],
+        verbs: &["get", "list", "watch"],
         resource_names: &["cacerts", "weft-ca-secret"],
-        why: "Citadel: the mesh CA (Istio's plug-in cacerts, or Weft's self-signed root); kept here so that the CA stays readable if the cluster-wide Secret rule is ever narrowed",
+        why: "Citadel: the mesh CA (Istio's plug-in cacerts, or Weft's self-signed root), read and watched by name; kept here so that the CA stays readable if the cluster-wide Secret rule is ever narrowed",
     },
 ];
 
@@ -337,20 +348,14 @@ mod tests {
             Some("bookinfo"),
             None
         ));
-        assert!(operator_allowed(
-            "coordination.k8s.io",
-            "leases",
-            "update",
-            Some(NAMESPACE),
-            Some("weft-operator")
-        ));
-        assert!(!operator_allowed(
-            "coordination.k8s.io",
-            "leases",
-            "update",
-            Some("bookinfo"),
-            Some("weft-operator")
-        ));
+        let lease = |verb, namespace, name| {
+            operator_allowed("coordination.k8s.io", "leases", verb, Some(namespace), name)
+        };
+        assert!(lease("patch", NAMESPACE, Some(LEASE_NAME)));
+        assert!(lease("create", NAMESPACE, None));
+        assert!(!lease("patch", NAMESPACE, Some("another-lease")));
+        assert!(!lease("patch", "bookinfo", Some(LEASE_NAME)));
+        assert!(!lease("create", "bookinfo", None));
     }
 
     #[test]

@@ -216,3 +216,71 @@ fn the_mesh_is_read_finalized_and_reported() {
         Some("x")
     ));
 }
+
+#[test]
+fn the_table_covers_the_kubernetes_mode_requests() {
+    use weft_install::rbac::LEASE_NAME;
+    // The reflectors of the cluster view: list and watch, cluster-wide.
+    let mut watched: Vec<(&str, &str)> = vec![
+        ("", "services"),
+        ("discovery.k8s.io", "endpointslices"),
+        ("", "pods"),
+        ("", "namespaces"),
+        ("", "serviceaccounts"),
+        (weft_crds::mesh::GROUP, "meshes"),
+    ];
+    watched.extend(ISTIO_RESOURCES);
+    for (group, resource) in watched {
+        for verb in ["list", "watch"] {
+            assert!(
+                operator_allowed(group, resource, verb, None, None),
+                "{verb} {resource}"
+            );
+        }
+    }
+    // The CA Secrets, watched by name in the operator's namespace.
+    for name in ["cacerts", "weft-ca-secret"] {
+        for verb in ["get", "list", "watch"] {
+            assert!(operator_allowed(
+                "",
+                "secrets",
+                verb,
+                Some(NAMESPACE),
+                Some(name)
+            ));
+        }
+    }
+    // The webhook configurations' caBundle: GET, then a strategic-merge PATCH, by name.
+    for (resource, name) in [
+        ("mutatingwebhookconfigurations", "weft-sidecar-injector"),
+        ("validatingwebhookconfigurations", "weft-validator"),
+    ] {
+        for verb in ["get", "patch"] {
+            assert!(operator_allowed(
+                "admissionregistration.k8s.io",
+                resource,
+                verb,
+                None,
+                Some(name)
+            ));
+        }
+    }
+    // Leader election with kube-lease-manager: get, create, patch.
+    let g = "coordination.k8s.io";
+    assert!(operator_allowed(
+        g,
+        "leases",
+        "create",
+        Some(NAMESPACE),
+        None
+    ));
+    for verb in ["get", "patch"] {
+        assert!(operator_allowed(
+            g,
+            "leases",
+            verb,
+            Some(NAMESPACE),
+            Some(LEASE_NAME)
+        ));
+    }
+}
