@@ -9,9 +9,11 @@
 //! iptables rules with it.
 #![warn(missing_docs)]
 
+pub mod client;
 mod command;
 mod lab;
 pub mod mesh;
+pub mod pki;
 mod process;
 
 pub use command::{CommandError, run_checked};

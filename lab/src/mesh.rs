@@ -127,6 +127,34 @@ impl WorkloadSpec {
     }
 }
 
+/// The namespace, labels and service account Istio's default ingress gateway is installed
+/// with (the `istio-ingressgateway` Deployment of `istioctl install`).
+pub const INGRESS_NAMESPACE: &str = "istio-system";
+/// The ingress gateway's service account.
+pub const INGRESS_SERVICE_ACCOUNT: &str = "istio-ingressgateway-service-account";
+
+impl WorkloadSpec {
+    /// An ingress gateway as Istio installs it: namespace `istio-system`, service account
+    /// `istio-ingressgateway-service-account`, labels `istio: ingressgateway` and
+    /// `app: istio-ingressgateway` (what `Gateway.selector` usually names). `ports` are the
+    /// ports its Gateways will use (informational: the gateway binds what its config says; the
+    /// first is recorded as the spec's `port`). Add it with [`LocalMesh::add_gateway`].
+    pub fn ingress_gateway(name: &str, ports: &[u16]) -> Self {
+        Self {
+            name: name.to_string(),
+            namespace: INGRESS_NAMESPACE.to_string(),
+            service_account: INGRESS_SERVICE_ACCOUNT.to_string(),
+            labels: BTreeMap::from([
+                ("istio".to_string(), "ingressgateway".to_string()),
+                ("app".to_string(), "istio-ingressgateway".to_string()),
+            ]),
+            port: ports.first().copied().unwrap_or(80),
+            app_args: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
 /// A ServiceEntry registering `<name>.<namespace>.svc.cluster.local:9080` (HTTP) at `vip`, its
 /// endpoints the WorkloadEntries labelled `app: <name>` — Istio's way of describing services
 /// outside Kubernetes.
@@ -239,6 +267,12 @@ impl LocalMesh {
         &self.lab
     }
 
+    /// The lab, mutably (to start processes of a test's own on its hosts with [`Lab::spawn`];
+    /// they are stopped with the mesh).
+    pub fn lab_mut(&mut self) -> &mut Lab {
+        &mut self.lab
+    }
+
     /// The control plane's config directory (Istio YAML goes here).
     pub fn config_dir(&self) -> &Path {
         &self.config_dir
@@ -321,31 +355,7 @@ impl LocalMesh {
     /// until its proxy is ready. Errors name what did not come up, with its log.
     pub fn add_workload(&mut self, spec: WorkloadSpec) -> Result<Workload, LabError> {
         let host = self.lab.add_host(&spec.name)?;
-        let labels: String = spec
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}: {v:?}, "))
-            .collect();
-        let entry = format!(
-            "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  address: {ip}\n  serviceAccount: {sa}\n  labels: {{{labels}}}\n",
-            name = spec.name,
-            ns = spec.namespace,
-            ip = host.ip,
-            sa = spec.service_account,
-            labels = labels.trim_end_matches(", "),
-        );
-        self.write_config(&format!("workload-{}.yaml", spec.name), &entry)?;
-        let cert_dir = self.cert_dir(&spec.namespace, &spec.service_account);
-        let chain = cert_dir.join("cert-chain.pem");
-        if !wait_until(Duration::from_secs(20), || chain.is_file()) {
-            return Err(LabError::NotReady {
-                what: format!(
-                    "certificate for {}/{}",
-                    spec.namespace, spec.service_account
-                ),
-                log: self.lab.log("operator"),
-            });
-        }
+        let cert_dir = self.register(&spec, &host)?;
 
         let app_process = match &spec.app_args {
             Some(args) => {
@@ -415,6 +425,98 @@ impl LocalMesh {
             host,
             proxy_process,
             app_process,
+        };
+        self.workloads
+            .insert(workload.spec.name.clone(), workload.clone());
+        Ok(workload)
+    }
+
+    /// Writes `spec`'s WorkloadEntry (address `host.ip`) and waits until the control plane has
+    /// issued its service account's certificate; returns the certificate directory.
+    fn register(&self, spec: &WorkloadSpec, host: &Host) -> Result<PathBuf, LabError> {
+        let labels: String = spec
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}: {v:?}, "))
+            .collect();
+        let entry = format!(
+            "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  address: {ip}\n  serviceAccount: {sa}\n  labels: {{{labels}}}\n",
+            name = spec.name,
+            ns = spec.namespace,
+            ip = host.ip,
+            sa = spec.service_account,
+            labels = labels.trim_end_matches(", "),
+        );
+        self.write_config(&format!("workload-{}.yaml", spec.name), &entry)?;
+        let cert_dir = self.cert_dir(&spec.namespace, &spec.service_account);
+        let chain = cert_dir.join("cert-chain.pem");
+        if !wait_until(Duration::from_secs(20), || chain.is_file()) {
+            return Err(LabError::NotReady {
+                what: format!(
+                    "certificate for {}/{}",
+                    spec.namespace, spec.service_account
+                ),
+                log: self.lab.log("operator"),
+            });
+        }
+        Ok(cert_dir)
+    }
+
+    /// Adds a gateway (Istio's `pilot-agent proxy router`): a host running `weft-proxy
+    /// gateway` with no application and no traffic capture, registered by a WorkloadEntry
+    /// (so the control plane issues its certificate and selects Gateways by its labels), its
+    /// config from the discovery service. It runs as UID 1337 with unprivileged ports starting
+    /// at 0 in its namespace (`net.ipv4.ip_unprivileged_port_start=0`, as Istio's gateway
+    /// Deployment sets), so it can bind 80 and 443. Waits until it holds a config
+    /// (`/healthz/ready` on 15021). Its access log goes to its log (`<name>-proxy`).
+    ///
+    /// Errors name what did not come up, with its log.
+    pub fn add_gateway(&mut self, spec: WorkloadSpec) -> Result<Workload, LabError> {
+        let host = self.lab.add_host(&spec.name)?;
+        let cert_dir = self.register(&spec, &host)?;
+        self.lab.exec(
+            &host,
+            "sysctl",
+            &["-q", "-w", "net.ipv4.ip_unprivileged_port_start=0"],
+        )?;
+        let args = vec![
+            "gateway".to_string(),
+            "--discovery-address".to_string(),
+            self.injection.discovery_address.clone(),
+            "--trust-domain".to_string(),
+            self.injection.trust_domain.clone(),
+            "--cert-dir".to_string(),
+            cert_dir.display().to_string(),
+        ];
+        let env = vec![
+            ("POD_NAME".to_string(), spec.name.clone()),
+            ("POD_NAMESPACE".to_string(), spec.namespace.clone()),
+            ("SERVICE_ACCOUNT".to_string(), spec.service_account.clone()),
+            ("INSTANCE_IP".to_string(), host.ip.to_string()),
+        ];
+        let proxy_bin = self.bins.proxy.clone();
+        let proxy_process = self.lab.spawn(
+            &host,
+            &format!("{}-proxy", spec.name),
+            &proxy_bin,
+            &args,
+            &env,
+            Some((PROXY_UID, PROXY_UID)),
+        )?;
+        let health = SocketAddr::from((host.ip, 15021));
+        if !wait_until(Duration::from_secs(20), || {
+            http_get(health, "/healthz/ready").is_ok_and(|(s, _)| s == 200)
+        }) {
+            return Err(LabError::NotReady {
+                what: format!("gateway {}", spec.name),
+                log: self.lab.log(&format!("{}-proxy", spec.name)),
+            });
+        }
+        let workload = Workload {
+            spec,
+            host,
+            proxy_process,
+            app_process: None,
         };
         self.workloads
             .insert(workload.spec.name.clone(), workload.clone());
