@@ -244,3 +244,49 @@ pub fn build(inputs: &Inputs) -> Result<BTreeMap<String, String>, BuildError> {
     files.insert(DOCKERFILE.to_string(), dockerfile());
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn objects_skip_empty_documents_and_refuse_nameless_ones() {
+        let two = "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: a\n---\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: b\n";
+        let names: Vec<String> = objects("f.yaml", two)
+            .unwrap()
+            .iter()
+            .map(|o| name_of(o).to_string())
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        let error = objects("f.yaml", "apiVersion: v1\nkind: Service\nmetadata: {}\n").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "f.yaml: document 0: metadata/name missing or not a string"
+        );
+        assert!(objects("f.yaml", "a: [").is_err());
+    }
+
+    #[test]
+    fn manifest_names_follow_operator_sdk() {
+        let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "weft-operator"}});
+        assert_eq!(
+            manifest_name(&pdb),
+            "weft-operator_policy_v1_poddisruptionbudget.yaml"
+        );
+        let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r"}});
+        assert_eq!(manifest_name(&role), "r_rbac.authorization_v1_role.yaml");
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}});
+        assert_eq!(manifest_name(&svc), "s_v1_service.yaml");
+    }
+
+    #[test]
+    fn the_dockerfile_labels_are_the_annotations() {
+        let dockerfile = dockerfile();
+        let annotations = annotations_yaml();
+        for (k, v) in bundle_annotations() {
+            assert!(dockerfile.contains(&format!("LABEL {k}={v}\n")), "{k}");
+            assert!(annotations.contains(&format!("  {k}: {v}\n")), "{k}");
+        }
+    }
+}

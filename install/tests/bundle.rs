@@ -523,3 +523,31 @@ fn under_olm_the_injector_is_one_entry_that_fails_open() {
         "OLM owns namespaceSelector"
     );
 }
+
+#[test]
+fn a_missing_or_unreadable_csv_or_dockerfile_is_reported() {
+    let csv_path = support::csv_path();
+    let mut files = generated();
+    files.remove(&csv_path);
+    assert_eq!(
+        check(&files),
+        vec![Violation::File {
+            file: csv_path.clone(),
+            reason: "missing".into()
+        }]
+    );
+    let mut files = generated();
+    files.insert(csv_path.clone(), "spec: [".into());
+    assert!(
+        matches!(check(&files).as_slice(), [Violation::File { file, .. }] if *file == csv_path)
+    );
+    let mut files = generated();
+    files.remove("bundle.Dockerfile");
+    assert_eq!(
+        check(&files),
+        vec![Violation::File {
+            file: "bundle.Dockerfile".into(),
+            reason: "missing".into()
+        }]
+    );
+}
