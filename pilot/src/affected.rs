@@ -96,11 +96,9 @@ impl ViewChange {
     /// so any edit counts, including one that does not alter the config.
     pub fn between(before: &ClusterView, after: &ClusterView) -> Self {
         let (old, new) = (before.objects(), after.objects());
-        if before.mesh() != after.mesh()
-            || before.secret_count() != 0
-            || after.secret_count() != 0
-            || !others_equal(old, new)
-        {
+        // Secrets are not compared: only gateway proxies read them (`credentialName`), and
+        // [`ViewChange::may_affect`] reports every gateway proxy as affected.
+        if before.mesh() != after.mesh() || !others_equal(old, new) {
             return Self {
                 reach: Reach::Everything,
             };
