@@ -154,14 +154,22 @@ impl Input {
         Ok(())
     }
 
-    /// Adds one object given as JSON. Dispatch by `kind`: Service, Pod and Namespace are decoded
+    /// Adds one object given as JSON; a `kind: List` (as `kubectl get -o yaml` writes) adds each
+    /// of its `items` with the list's origin. Dispatch by `kind`: Service, Pod and Namespace are decoded
     /// as the Kubernetes API defines them; workload kinds give their pod template's labels;
     /// mesh groups (`networking.istio.io`, `security.istio.io`, `mesh.weft.dev`) and documents
     /// without `apiVersion`/`kind` are read by `weft_crds::MeshObject::from_value`; other kinds
     /// are counted in [`Input::skipped`]. A document that does not parse is kept in
     /// [`Input::unreadable`], never dropped silently. An object of the same kind, namespace and
     /// name as one added before replaces it, as a second `kubectl apply` would.
-    pub fn add_value(&mut self, value: serde_json::Value, origin: Option<Origin>) {
+    pub fn add_value(&mut self, mut value: serde_json::Value, origin: Option<Origin>) {
+        if value["kind"] == "List" && value["items"].is_array() {
+            let items = value["items"].take();
+            for item in items.as_array().into_iter().flatten() {
+                self.add_value(item.clone(), origin.clone());
+            }
+            return;
+        }
         let api_version = value["apiVersion"].as_str().unwrap_or_default().to_owned();
         let kind = value["kind"].as_str().unwrap_or_default().to_owned();
         let cluster_scoped = kind == "Namespace";
@@ -415,6 +423,25 @@ mod tests {
         assert_eq!(input.unreadable[1].resource.kind, "Pod");
         assert!(!input.kubernetes_known());
         assert!(Input::default().add_yaml("c.yaml", "a: [").is_err());
+    }
+
+    #[test]
+    fn kubectl_lists_add_their_items() {
+        let mut input = Input::default();
+        input
+            .add_yaml(
+                "list.yaml",
+                "apiVersion: v1\nkind: List\nitems:\n\
+                 - {apiVersion: v1, kind: Service, metadata: {name: a, namespace: n}}\n\
+                 - {apiVersion: v1, kind: Namespace, metadata: {name: n}}\n",
+            )
+            .unwrap();
+        assert_eq!(input.services.len(), 1);
+        assert_eq!(input.namespaces.len(), 1);
+        assert_eq!(
+            input.namespaces[0].resource.origin.as_ref().unwrap().file,
+            "list.yaml"
+        );
     }
 
     #[test]
