@@ -1,0 +1,381 @@
+//! The whole Kubernetes mode in-process against a small in-memory fake API server (list,
+//! never-ending watch, get, create, apply): it creates the mesh CA, becomes ready once every
+//! reflector has listed, injects a pod of a namespace labelled in its Namespace store over
+//! HTTPS with a serving certificate from the mesh CA, runs Citadel (a workload certificate
+//! Secret and the trust-bundle ConfigMap), patches the injector's caBundle, serves discovery,
+//! and stops on shutdown.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use rustls_pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use weft_operator::kubernetes::{KubernetesSettings, run};
+
+type Reply = Response<BoxBody<Bytes, Infallible>>;
+
+/// Objects by item path (`/api/v1/namespaces/demo/serviceaccounts/reviews`) and every request
+/// seen as (method, path and query, body).
+#[derive(Clone, Default)]
+struct FakeApi {
+    objects: Arc<Mutex<BTreeMap<String, Value>>>,
+    log: Arc<Mutex<Vec<(Method, String, Value)>>>,
+}
+
+/// The collection path of an item path with its `/namespaces/<ns>` segment removed, so that a
+/// cluster-wide list matches namespaced items (`/api/v1/secrets`).
+fn strip_namespace(path: &str) -> String {
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.iter().position(|p| *p == "namespaces") {
+        Some(i) if parts.len() > i + 3 => {
+            let mut rest = parts[..i].to_vec();
+            rest.extend_from_slice(&parts[i + 2..]);
+            rest.join("/")
+        }
+        _ => path.to_string(),
+    }
+}
+
+fn json_reply(status: u16, value: &Value) -> Reply {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(value).unwrap())).boxed())
+        .unwrap()
+}
+
+fn not_found() -> Reply {
+    json_reply(
+        404,
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": "NotFound", "code": 404, "message": "not found"}),
+    )
+}
+
+impl FakeApi {
+    fn put(&self, path: &str, object: Value) {
+        self.objects.lock().insert(path.to_string(), object);
+    }
+
+    fn requests(&self, method: &Method, path: &str) -> Vec<Value> {
+        self.log
+            .lock()
+            .iter()
+            .filter(|(m, uri, _)| m == method && uri.split('?').next() == Some(path))
+            .map(|(_, _, body)| body.clone())
+            .collect()
+    }
+
+    async fn handle(self, request: Request<kube::client::Body>) -> Reply {
+        let method = request.method().clone();
+        let uri = request.uri().to_string();
+        let (path, query) = uri.split_once('?').unwrap_or((uri.as_str(), ""));
+        let (path, query) = (path.to_string(), query.to_string());
+        let body = request.into_body().collect_bytes().await.unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        self.log
+            .lock()
+            .push((method.clone(), uri.clone(), body.clone()));
+        if method == Method::GET && query.contains("watch=true") {
+            let pending = futures::stream::pending::<Result<Frame<Bytes>, Infallible>>();
+            return Response::builder()
+                .status(200)
+                .body(StreamBody::new(pending).boxed())
+                .unwrap();
+        }
+        let collection = strip_namespace(&path);
+        // A list path ends with a plural; an item path with a name.
+        let last = path.rsplit('/').next().unwrap_or_default();
+        let is_list = method == Method::GET
+            && matches!(
+                last,
+                "services"
+                    | "endpointslices"
+                    | "pods"
+                    | "namespaces"
+                    | "serviceaccounts"
+                    | "virtualservices"
+                    | "destinationrules"
+                    | "gateways"
+                    | "serviceentries"
+                    | "sidecars"
+                    | "workloadentries"
+                    | "peerauthentications"
+                    | "authorizationpolicies"
+                    | "requestauthentications"
+                    | "meshes"
+                    | "secrets"
+                    | "configmaps"
+            );
+        match method {
+            Method::GET if is_list => {
+                let name_filter = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("fieldSelector=metadata.name%3D"))
+                    .map(str::to_string);
+                let items: Vec<Value> = self
+                    .objects
+                    .lock()
+                    .iter()
+                    .filter(|(k, _)| {
+                        let stripped = strip_namespace(k);
+                        stripped.rsplit_once('/').map(|(parent, _)| parent) == Some(&collection)
+                    })
+                    .filter(|(_, v)| {
+                        name_filter
+                            .as_deref()
+                            .is_none_or(|n| v["metadata"]["name"] == n)
+                    })
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                json_reply(
+                    200,
+                    &json!({"apiVersion": "v1", "kind": "List",
+                            "metadata": {"resourceVersion": "1"}, "items": items}),
+                )
+            }
+            Method::GET => match self.objects.lock().get(&path) {
+                Some(object) => json_reply(200, object),
+                None => not_found(),
+            },
+            Method::POST => {
+                let name = body["metadata"]["name"].as_str().unwrap().to_string();
+                let item = format!("{path}/{name}");
+                if self.objects.lock().contains_key(&item) {
+                    return json_reply(
+                        409,
+                        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                "reason": "AlreadyExists", "code": 409, "message": "exists"}),
+                    );
+                }
+                self.put(&item, body.clone());
+                json_reply(201, &body)
+            }
+            Method::PATCH if query.contains("force=true") => {
+                // Server-side apply: the applied object becomes the stored one.
+                self.put(&path, body.clone());
+                json_reply(200, &body)
+            }
+            Method::PATCH => match self.objects.lock().get(&path) {
+                Some(object) => json_reply(200, object),
+                None => not_found(),
+            },
+            _ => not_found(),
+        }
+    }
+}
+
+fn free_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, failing after 30 s with `what`.
+async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> Option<u16> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    let request = Request::get(path)
+        .header("host", "localhost")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    Some(sender.send_request(request).await.ok()?.status().as_u16())
+}
+
+/// POSTs `body` to the webhook at `addr`, trusting only `root_pem` and checking the serving
+/// certificate against the Service name `weft-operator.weft-system.svc`.
+async fn post_webhook(addr: SocketAddr, root_pem: &str, path: &str, body: Value) -> Value {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in weft_identity::TrustBundle::from_pem(root_pem)
+        .unwrap()
+        .roots()
+    {
+        roots.add(CertificateDer::from(der.to_vec())).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            ServerName::try_from("weft-operator.weft-system.svc").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let request = Request::post(path)
+        .header("host", "weft-operator.weft-system.svc")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(&body).unwrap())))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_runs_against_a_fake_api_server() {
+    let api = FakeApi::default();
+    api.put(
+        "/api/v1/namespaces/demo",
+        json!({"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": "demo", "labels": {"istio-injection": "enabled"}}}),
+    );
+    api.put(
+        "/api/v1/namespaces/demo/serviceaccounts/reviews",
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": "reviews", "namespace": "demo", "uid": "sa-uid-1"}}),
+    );
+    api.put(
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/weft-sidecar-injector",
+        json!({"apiVersion": "admissionregistration.k8s.io/v1",
+               "kind": "MutatingWebhookConfiguration",
+               "metadata": {"name": "weft-sidecar-injector"},
+               "webhooks": [{"name": "namespace.sidecar-injector.weft.dev",
+                             "sideEffects": "None", "admissionReviewVersions": ["v1"],
+                             "clientConfig": {"service": {"name": "weft-operator",
+                                                          "namespace": "weft-system",
+                                                          "path": "/inject"}}}]}),
+    );
+    let fake = api.clone();
+    let service = tower::service_fn(move |request| {
+        let fake = fake.clone();
+        async move { Ok::<_, Infallible>(fake.handle(request).await) }
+    });
+    let client = kube::Client::new(service, "default");
+    let state_dir = tempfile::tempdir().unwrap();
+    let settings = KubernetesSettings {
+        namespace: "weft-system".into(),
+        leader_elect: false,
+        identity: "weft-operator-0".into(),
+        discovery_addr: free_port(),
+        monitoring_addr: free_port(),
+        webhook_addr: free_port(),
+        webhook_cert_dir: None,
+        manage_webhook_ca_bundle: true,
+        webhook_url: None,
+        state_dir: state_dir.path().to_path_buf(),
+    };
+    let shutdown = CancellationToken::new();
+    let operator = tokio::spawn(run(client, settings.clone(), shutdown.clone()));
+
+    // Ready once every reflector has listed.
+    let monitoring = settings.monitoring_addr;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while http_get(monitoring, "/readyz").await != Some(200) {
+        assert!(tokio::time::Instant::now() < deadline, "never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The mesh CA was created once, in the operator's namespace.
+    let created = api.requests(&Method::POST, "/api/v1/namespaces/weft-system/secrets");
+    assert_eq!(created.len(), 1, "one CA Secret created");
+    assert_eq!(created[0]["metadata"]["name"], "weft-ca-secret");
+    let root_b64 = created[0]["data"]["root-cert.pem"].as_str().unwrap();
+    let root = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(root_b64)
+            .unwrap(),
+    )
+    .unwrap();
+
+    // The injector decides from the Namespace store: `demo` is labelled for injection.
+    let review = json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "u1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "operation": "CREATE", "namespace": "demo", "userInfo": {"username": "test"},
+            "object": {"apiVersion": "v1", "kind": "Pod",
+                       "metadata": {"name": "web-1", "namespace": "demo"},
+                       "spec": {"containers": [{"name": "web", "image": "nginx"}]}}
+        }
+    });
+    let answer = post_webhook(settings.webhook_addr, &root, "/inject", review.clone()).await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
+    let mut unlabelled = review;
+    unlabelled["request"]["namespace"] = json!("other");
+    unlabelled["request"]["object"]["metadata"]["namespace"] = json!("other");
+    let answer = post_webhook(settings.webhook_addr, &root, "/inject", unlabelled).await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    assert!(
+        answer["response"].get("patch").is_none(),
+        "not injected: {answer}"
+    );
+
+    // The leader's Citadel wrote the workload certificate and the trust bundle.
+    let secret = "/api/v1/namespaces/demo/secrets/weft-workload-cert-reviews";
+    let written = eventually("the workload certificate Secret", || {
+        api.requests(&Method::PATCH, secret).pop()
+    })
+    .await;
+    assert_eq!(written["type"], "kubernetes.io/tls");
+    let configmap = "/api/v1/namespaces/demo/configmaps/istio-ca-root-cert";
+    let bundle = eventually("the trust bundle ConfigMap", || {
+        api.requests(&Method::PATCH, configmap).pop()
+    })
+    .await;
+    assert_eq!(bundle["data"]["root-cert.pem"], root.as_str());
+
+    // The injector's caBundle is the mesh root.
+    let injector =
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/weft-sidecar-injector";
+    let patch = eventually("the caBundle patch", || {
+        api.requests(&Method::PATCH, injector).pop()
+    })
+    .await;
+    assert_eq!(
+        patch["webhooks"][0]["clientConfig"]["caBundle"],
+        json!(root_b64)
+    );
+
+    // Discovery listens; the operator stops on shutdown.
+    tokio::net::TcpStream::connect(settings.discovery_addr)
+        .await
+        .unwrap();
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(30), operator)
+        .await
+        .expect("stops on shutdown")
+        .unwrap()
+        .unwrap();
+}
