@@ -2,8 +2,8 @@
 //! a small kustomize (resources, namespace) resolves every file; each object reads as its
 //! Kubernetes type with no unknown field; references between objects resolve; the operator
 //! Deployment keeps the contract. When `kubectl` is installed, `kubectl kustomize` must
-//! render the same objects. (`kubectl apply --dry-run=client` needs an API server for
-//! discovery, so it cannot run here.)
+//! render the same objects. `kubectl apply --dry-run=client` itself runs in
+//! `tests/kubectl_apply.rs`, against a discovery-only fake API server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test harness
 
