@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CARGO_FLAGS ?= --locked
 
-.PHONY: help deps build test test-unit e2e e2e-cluster manifests manifests-check lint fmt demo bench bundle doc clean
+.PHONY: help deps build test test-unit e2e e2e-cluster manifests manifests-check lint fmt demo bench bench-proxy bench-summary bench-criterion bench-deps bundle doc clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -48,8 +48,30 @@ demo: deps ## The main job: the whole mesh on this machine, on Istio YAML (needs
 	$(CARGO) build $(CARGO_FLAGS) --release --workspace --bins
 	./target/release/weftctl demo
 
-bench: ## Benchmarks; results are recorded in docs/benchmarks.md
+# `make bench BENCH_FLAGS=--quick` for 5 s proxy runs instead of 30 s.
+BENCH_FLAGS ?=
+BENCH_DIR := target/weft-bench
+
+bench: bench-deps ## Every benchmark in one table: proxy comparison (root), discovery, webhook -> target/weft-bench/summary.md
+	$(CARGO) build $(CARGO_FLAGS) --release -p weft-operator -p weft-proxy -p weft-bench --bins
+	rm -f $(BENCH_DIR)/proxy-comparison.json $(BENCH_DIR)/proxy-comparison.md
+	-./target/release/weft-bench compare --out $(BENCH_DIR) $(BENCH_FLAGS)
+	-$(CARGO) bench $(CARGO_FLAGS) -p weft-operator --bench discovery
+	-$(CARGO) bench $(CARGO_FLAGS) -p weft-webhook
+	./target/release/weft-bench summary --target-dir target
+
+bench-proxy: bench-deps ## Only the proxy comparison: Weft vs HAProxy and nginx pairs (root; BENCH_FLAGS=--quick for 5 s runs)
+	$(CARGO) build $(CARGO_FLAGS) --release -p weft-operator -p weft-proxy -p weft-bench --bins
+	./target/release/weft-bench compare --out $(BENCH_DIR) $(BENCH_FLAGS)
+
+bench-summary: ## Print the one table from the results already in target/ (no benchmark is run)
+	$(CARGO) run $(CARGO_FLAGS) --release -q -p weft-bench -- summary --target-dir target
+
+bench-criterion: ## Every crate's criterion benchmarks (cargo bench --workspace)
 	$(CARGO) bench $(CARGO_FLAGS) --workspace
+
+bench-deps: ## Install what the proxy comparison needs: haproxy, nginx (apt) and oha (cargo install, pinned)
+	scripts/install-bench-deps.sh
 
 bundle: ## Generate the OLM bundle under bundle/ (not built yet: comes with the operator issue)
 	@echo "make bundle: the OLM bundle generator does not exist yet (it comes with the operator's install manifests)" >&2; exit 1

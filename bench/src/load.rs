@@ -181,6 +181,19 @@ mod tests {
         assert!((report.duration_s - 5.0012).abs() < 1e-9);
     }
 
+    /// A real report: `oha --no-tui --output-format json -q 200 --latency-correction -c 4 -z 2s`
+    /// against `weft-bench responder` (oha 1.16.0), one request aborted at the deadline.
+    #[test]
+    fn a_real_oha_report() {
+        let text = include_str!("../testdata/oha-1.16.0.json");
+        let report = LoadReport::from_oha_json(text).unwrap();
+        assert_eq!((report.ok, report.non_2xx, report.errors), (400, 0, 1));
+        assert_eq!(report.error_kinds.get("aborted due to deadline"), Some(&1));
+        assert!((report.p99_ms - 2.584114).abs() < 1e-9, "{}", report.p99_ms);
+        assert!((report.max_ms - 3.663947).abs() < 1e-9);
+        assert!((report.rate_per_s - 200.3550895750732).abs() < 1e-9);
+    }
+
     #[test]
     fn a_run_without_success_is_an_error_naming_the_field_and_the_errors() {
         let text = r#"{"summary": {"total": 1.0, "slowest": null, "requestsPerSec": 0.0},

@@ -200,6 +200,8 @@ impl OhaRun<'_> {
             format!("{}s", self.duration_s),
             "-t".into(),
             "10s".into(),
+            // Requests in flight at the deadline finish instead of counting as errors.
+            "-w".into(),
         ];
         if let Some(rate) = self.rate {
             // A fixed schedule, latency measured from each request's scheduled time (no
@@ -207,7 +209,7 @@ impl OhaRun<'_> {
             args.extend(["-q".into(), rate.to_string(), "--latency-correction".into()]);
         }
         if let Some(host) = &self.host {
-            args.extend(["-H".into(), format!("Host: {host}")]);
+            args.extend(["--host".into(), host.clone()]);
         }
         args.push(self.url.clone());
         let out = std::fs::File::create(&self.output)
