@@ -4,6 +4,7 @@
 
 pub mod debounce;
 pub mod metrics;
+mod outbox;
 pub mod server;
 pub mod sessions;
 

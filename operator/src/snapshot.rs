@@ -1,6 +1,8 @@
 //! A Pilot snapshot as the discovery server's [`ConfigBuilder`]: one immutable [`ClusterView`],
 //! the identity check, and the translation.
 
+use std::ops::Not;
+
 use weft_discovery::{Hello, ProxyConfig};
 use weft_pilot::{ClusterView, ProxyTarget, build_proxy_config};
 
@@ -55,6 +57,34 @@ impl ConfigBuilder for Snapshot {
             tracing::debug!(proxy = %hello.workload, ?warning, "unsupported field not applied");
         }
         Ok(output.config)
+    }
+
+    /// Compares the two snapshots' views once ([`weft_pilot::ClusterView::change_since`]) and
+    /// answers per proxy whether the change may reach its scope; `true` for every proxy when
+    /// `previous` is not a [`Snapshot`] or the workload is unknown.
+    fn may_differ(&self, previous: &dyn ConfigBuilder, hellos: &[&Hello]) -> Vec<bool> {
+        let previous = previous
+            .as_any()
+            .and_then(|previous| previous.downcast_ref::<Snapshot>());
+        let Some(previous) = previous else {
+            return vec![true; hellos.len()];
+        };
+        if std::ptr::eq(previous, self) {
+            return vec![false; hellos.len()];
+        }
+        let change = self.view.change_since(&previous.view);
+        hellos
+            .iter()
+            .map(|hello| {
+                self.target(hello)
+                    .is_ok_and(|target| !change.may_affect(&self.view, &target))
+                    .not()
+            })
+            .collect()
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 }
 
@@ -118,5 +148,49 @@ spec:
         let router = snapshot.build(&gateway, peer).unwrap();
         assert_eq!(router.node.proxy_type, ProxyType::Router);
         assert!(router.node.id.starts_with("router~"), "{}", router.node.id);
+    }
+
+    #[test]
+    fn only_proxies_whose_scope_includes_the_change_may_differ() {
+        // Namespace `b` sees only itself (a default Sidecar); the VirtualService is in `a`.
+        let mesh = |weight: u32| {
+            let mut text = String::from(
+                "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default, namespace: b}\n\
+                 spec:\n  egress:\n  - hosts: ['./*']\n",
+            );
+            for ns in ["a", "b"] {
+                text.push_str(&format!(
+                    "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: web, namespace: {ns}}}\n\
+                     spec: {{address: 198.18.0.1, serviceAccount: web, labels: {{app: web}}}}\n"
+                ));
+            }
+            text.push_str(&format!(
+                "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: web, namespace: a}}\n\
+                 spec:\n  hosts: [web.example.com]\n  http:\n  - route:\n    - {{destination: {{host: web.example.com}}, weight: {weight}}}\n"
+            ));
+            Snapshot::new(ClusterView::from_yaml(&text).unwrap())
+        };
+        let hello = |namespace: &str| Hello {
+            namespace: namespace.into(),
+            workload: "web".into(),
+            ..hello()
+        };
+        let (a, b, unknown) = (hello("a"), hello("b"), hello("nowhere"));
+        let before = mesh(100);
+        assert_eq!(
+            mesh(100).may_differ(&before, &[&a, &b]),
+            [false, false],
+            "equal views"
+        );
+        let changed = mesh(50);
+        assert_eq!(
+            changed.may_differ(&before, &[&a, &b, &unknown]),
+            [true, false, true]
+        );
+        assert_eq!(
+            changed.may_differ(&changed, &[&a, &b]),
+            [false, false],
+            "same builder"
+        );
     }
 }

@@ -1,9 +1,15 @@
 //! The discovery server: accepts proxies' mTLS HTTP/2 streams, checks their identity, pushes
 //! configs when they change and records ACKs/NACKs.
+//!
+//! A config change rebuilds only the proxies it may affect ([`ConfigBuilder::may_differ`]),
+//! on blocking threads (one per core), never on the async runtime. Each build is encoded once
+//! into its frame, on the same thread, and only when its version differs from the one the
+//! proxy was last sent; the server then keeps no config per proxy, only versions.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,7 +20,7 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::{Mutex, RwLock};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use weft_discovery::{
     ClientMessage, FrameDecoder, Hello, ProxyConfig, STREAM_PATH, ServerMessage, encode_frame,
@@ -22,6 +28,7 @@ use weft_discovery::{
 
 use super::debounce::{DebounceSettings, Debouncer};
 use super::metrics::DiscoveryMetrics;
+use super::outbox::{Outbox, outbox};
 use super::sessions::{AckOutcome, ProxyKey, SessionState, Sessions, SyncStatus};
 
 /// How long a new stream may take to send its Hello.
@@ -34,6 +41,22 @@ pub trait ConfigBuilder: Send + Sync {
     /// `peer`. Errors when the peer may not have that workload's config, the workload is not
     /// known, or the build fails.
     fn build(&self, hello: &Hello, peer: &str) -> Result<ProxyConfig, BuildError>;
+
+    /// For each proxy that sent one of `hellos`, whether this builder may give it a different
+    /// config than `previous` (the builder its current config came from) did: `false` only
+    /// when the config is certainly equal, so the server need not rebuild it (Istio's
+    /// `ProxyNeedsPush`). Returns one answer per hello, in order. The default answers `true`
+    /// for every proxy: rebuild all, compare content hashes.
+    fn may_differ(&self, previous: &dyn ConfigBuilder, hellos: &[&Hello]) -> Vec<bool> {
+        let _ = previous;
+        vec![true; hellos.len()]
+    }
+
+    /// This builder as [`std::any::Any`], so that [`ConfigBuilder::may_differ`] can recognise
+    /// a previous builder of its own type; `None` (the default) when it does not need to.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 /// Why a proxy gets no config.
@@ -50,8 +73,20 @@ pub enum BuildError {
     Failed(String),
 }
 
+/// What the server keeps of one connected stream: no config, only where to send frames and
+/// which builder the proxy's current config came from.
 struct Stream {
-    tx: watch::Sender<Option<ServerMessage>>,
+    outbox: Outbox,
+    hello: Hello,
+    peer: String,
+    /// The builder whose config the proxy was last offered (or that was found to give the
+    /// same config): the base of [`ConfigBuilder::may_differ`].
+    built_with: Arc<dyn ConfigBuilder>,
+}
+
+/// One proxy to rebuild in a push.
+struct Target {
+    id: u64,
     hello: Hello,
     peer: String,
 }
@@ -91,6 +126,11 @@ fn spiffe_namespace(peer: &str) -> Option<String> {
         .map(|identity| identity.namespace().to_string())
 }
 
+/// How many threads build configs in a push: one per core.
+fn build_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
 impl DiscoveryServer {
     /// A server computing configs with `builder`.
     pub fn new(
@@ -112,6 +152,10 @@ impl DiscoveryServer {
     /// push to every connected proxy whose config changed.
     pub fn update(&self, builder: Arc<dyn ConfigBuilder>) {
         *self.builder.write() = builder;
+        self.schedule_push();
+    }
+
+    fn schedule_push(&self) {
         self.debouncer.lock().event(Instant::now());
         self.wake.notify_one();
     }
@@ -121,7 +165,8 @@ impl DiscoveryServer {
         self.sessions.lock().statuses()
     }
 
-    /// Pushes debounced changes until cancelled.
+    /// Pushes debounced changes until cancelled. The rebuilds run on blocking threads (see
+    /// [`DiscoveryServer::push_all`]); events during a push start the next debounce.
     pub async fn run_pushes(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             let deadline = self.debouncer.lock().deadline();
@@ -140,31 +185,89 @@ impl DiscoveryServer {
                     }
                     let fired = self.debouncer.lock().fire(Instant::now());
                     if let Some(changed_at) = fired {
-                        self.push_all(changed_at);
+                        let server = self.clone();
+                        let push = tokio::task::spawn_blocking(move || server.push_all(changed_at));
+                        if let Err(e) = push.await {
+                            tracing::error!(error = %e, "push task failed");
+                        }
                     }
                 }
             }
         }
     }
 
-    /// Rebuilds every connected proxy's config and pushes those that changed.
+    /// Rebuilds the config of every connected proxy the current builder may change (see
+    /// [`ConfigBuilder::may_differ`]) and pushes those whose version changed. Blocks: the
+    /// builds run on one thread per core; call it off the async runtime. `changed_at` is when
+    /// the triggering change happened (for the convergence histogram).
     pub fn push_all(&self, changed_at: Instant) {
         let builder = self.builder.read().clone();
-        let targets: Vec<(u64, Hello, String)> = self
-            .streams
-            .lock()
-            .iter()
-            .map(|(id, s)| (*id, s.hello.clone(), s.peer.clone()))
-            .collect();
-        for (id, hello, peer) in targets {
-            match self.build(&*builder, &hello, &peer) {
-                Ok(config) => self.offer(id, config, Some(changed_at)),
-                Err(e) => {
-                    self.metrics.push_errors.inc();
-                    tracing::warn!(proxy = %hello.workload, namespace = %hello.namespace, error = %e, "no config for proxy");
+        let targets = self.targets_to_rebuild(&builder);
+        if targets.is_empty() {
+            return;
+        }
+        let next = AtomicUsize::new(0);
+        let worker = || {
+            while let Some(target) = targets.get(next.fetch_add(1, Ordering::Relaxed)) {
+                match self.build(&*builder, &target.hello, &target.peer) {
+                    Ok(config) => self.offer(target.id, config, Some(changed_at), &builder),
+                    Err(e) => {
+                        self.metrics.push_errors.inc();
+                        tracing::warn!(proxy = %target.hello.workload, namespace = %target.hello.namespace, error = %e, "no config for proxy");
+                    }
+                }
+            }
+        };
+        let threads = build_threads().min(targets.len());
+        std::thread::scope(|scope| {
+            for _ in 1..threads {
+                scope.spawn(worker);
+            }
+            worker();
+        });
+    }
+
+    /// The streams whose config `builder` may change. Streams it cannot change are marked as
+    /// built with `builder` (their config is the same).
+    fn targets_to_rebuild(&self, builder: &Arc<dyn ConfigBuilder>) -> Vec<Target> {
+        let mut streams = self.streams.lock();
+        // Group the streams by the builder their config came from (usually one group).
+        let mut groups: Vec<(Arc<dyn ConfigBuilder>, Vec<u64>)> = Vec::new();
+        for (id, stream) in streams.iter() {
+            if Arc::ptr_eq(&stream.built_with, builder) {
+                continue;
+            }
+            match groups
+                .iter_mut()
+                .find(|(previous, _)| Arc::ptr_eq(previous, &stream.built_with))
+            {
+                Some((_, ids)) => ids.push(*id),
+                None => groups.push((stream.built_with.clone(), vec![*id])),
+            }
+        }
+        let mut targets = Vec::new();
+        for (previous, ids) in groups {
+            let hellos: Vec<&Hello> = ids
+                .iter()
+                .filter_map(|id| streams.get(id).map(|stream| &stream.hello))
+                .collect();
+            let answers = builder.may_differ(&*previous, &hellos);
+            for (id, may_differ) in ids.into_iter().zip(answers) {
+                let Some(stream) = streams.get_mut(&id) else {
+                    continue;
+                };
+                if may_differ {
+                    targets.push(Target {
+                        id,
+                        hello: stream.hello.clone(),
+                        peer: stream.peer.clone(),
+                    });
+                } else {
+                    stream.built_with = builder.clone();
                 }
             }
         }
+        targets
     }
 
     fn build(
@@ -181,24 +284,57 @@ impl DiscoveryServer {
         result
     }
 
-    fn offer(&self, id: u64, config: ProxyConfig, changed_at: Option<Instant>) {
+    /// Sends `config`, built by `builder`, to stream `id` when its version differs from the
+    /// last one sent there: encodes the frame here (the caller's thread) and hands it to the
+    /// stream's outbox; the config is dropped either way.
+    fn offer(
+        &self,
+        id: u64,
+        config: ProxyConfig,
+        changed_at: Option<Instant>,
+        builder: &Arc<dyn ConfigBuilder>,
+    ) {
         let version = if config.version.is_empty() {
             config.content_hash().unwrap_or_default()
         } else {
             config.version.clone()
         };
-        let push = match self.sessions.lock().get_mut(id) {
-            Some(session) => session.plan_push(&version, changed_at),
-            None => return,
+        let push = {
+            let mut sessions = self.sessions.lock();
+            let Some(session) = sessions.get_mut(id) else {
+                return;
+            };
+            // The first config of a stream goes only if no push reached it meanwhile.
+            if changed_at.is_none() && session.sent.is_some() {
+                return;
+            }
+            session.plan_push(&version, changed_at)
         };
+        if let Some(stream) = self.streams.lock().get_mut(&id) {
+            stream.built_with = builder.clone();
+        }
         let Some(push) = push else { return };
-        if let Some(stream) = self.streams.lock().get(&id) {
-            stream.tx.send_replace(Some(ServerMessage::Config {
-                version: push.version,
-                nonce: push.nonce,
-                config: Box::new(config),
-            }));
-            self.metrics.pushes.inc();
+        let message = ServerMessage::Config {
+            version: push.version,
+            nonce: push.nonce,
+            config: Box::new(config),
+        };
+        match encode_frame(&message) {
+            Ok(frame) => {
+                drop(message);
+                let sent = self
+                    .streams
+                    .lock()
+                    .get(&id)
+                    .is_some_and(|stream| stream.outbox.put(push.nonce, Bytes::from(frame)));
+                if sent {
+                    self.metrics.pushes.inc();
+                }
+            }
+            Err(e) => {
+                self.metrics.push_errors.inc();
+                tracing::warn!(error = %e, "encoding a push failed");
+            }
         }
     }
 
@@ -235,14 +371,20 @@ impl DiscoveryServer {
             );
         }
         let builder = self.builder.read().clone();
-        let config = match self.build(&*builder, &hello, &peer) {
-            Ok(config) => config,
-            Err(e @ BuildError::Denied(_)) => {
+        let built = {
+            let (server, builder, hello, peer) =
+                (self.clone(), builder.clone(), hello.clone(), peer.clone());
+            tokio::task::spawn_blocking(move || server.build(&*builder, &hello, &peer)).await
+        };
+        let config = match built {
+            Ok(Ok(config)) => config,
+            Ok(Err(e @ BuildError::Denied(_))) => {
                 return error_response(StatusCode::FORBIDDEN, e.to_string());
             }
-            Err(e) => return error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            Ok(Err(e)) => return error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         };
-        let (tx, rx) = watch::channel(None);
+        let (outbox, frames) = outbox();
         let key = ProxyKey {
             namespace: hello.namespace.clone(),
             workload: hello.workload.clone(),
@@ -255,14 +397,27 @@ impl DiscoveryServer {
         self.streams.lock().insert(
             id,
             Stream {
-                tx,
+                outbox,
                 hello: hello.clone(),
                 peer,
+                built_with: builder.clone(),
             },
         );
         self.metrics.connected.inc();
         tracing::info!(proxy = %hello.workload, namespace = %hello.namespace, "proxy connected");
-        self.offer(id, config, None);
+        {
+            let (server, builder) = (self.clone(), builder.clone());
+            let offered =
+                tokio::task::spawn_blocking(move || server.offer(id, config, None, &builder)).await;
+            if let Err(e) = offered {
+                tracing::error!(error = %e, "first push failed");
+            }
+        }
+        // A change installed while this stream was being set up may have been pushed before
+        // the stream was listed: push again (debounced) so that it gets the current config.
+        if !Arc::ptr_eq(&*self.builder.read(), &builder) {
+            self.schedule_push();
+        }
         let server = self.clone();
         tokio::spawn(async move {
             server.read_acks(id, body, decoder).await;
@@ -271,15 +426,9 @@ impl DiscoveryServer {
             server.metrics.connected.dec();
             tracing::info!(proxy = %hello.workload, namespace = %hello.namespace, "proxy disconnected");
         });
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            loop {
-                rx.changed().await.ok()?;
-                let message = rx.borrow_and_update().clone();
-                if let Some(message) = message {
-                    let bytes = encode_frame(&message).ok()?;
-                    return Some((Ok::<_, Infallible>(Frame::data(Bytes::from(bytes))), rx));
-                }
-            }
+        let stream = futures::stream::unfold(frames, |mut frames| async move {
+            let frame = frames.next().await?;
+            Some((Ok::<_, Infallible>(Frame::data(frame)), frames))
         });
         Response::new(StreamBody::new(stream).boxed())
     }
