@@ -38,14 +38,13 @@ pub(crate) fn analyze(context: &Context<'_>, out: &mut Vec<Message>) {
         }
     }
     for (host, list) in &by_host {
-        for (index, (resource, hosts_index, export_to)) in list.iter().enumerate() {
+        for (resource, hosts_index, export_to) in list {
             let conflicting: Vec<&ResourceRef> = list
                 .iter()
-                .enumerate()
-                .filter(|(other, (_, _, other_export))| {
-                    *other != index && overlap(export_to, other_export)
+                .filter(|(other, _, other_export)| {
+                    other != resource && overlap(export_to, other_export)
                 })
-                .map(|(_, (r, _, _))| r)
+                .map(|(r, _, _)| r)
                 .collect();
             if conflicting.is_empty() {
                 continue;
@@ -119,6 +118,15 @@ spec:
             "{}",
             out[0].message
         );
+    }
+
+    #[test]
+    fn one_virtual_service_naming_a_host_twice_does_not_conflict_with_itself() {
+        let one = TWO.split("---").next().unwrap().replace(
+            "hosts: [productpage.default.svc.cluster.local]",
+            "hosts: [productpage, productpage.team-1.svc.cluster.local]",
+        );
+        assert!(run(analyze, &one).is_empty(), "{:?}", run(analyze, &one));
     }
 
     #[test]
