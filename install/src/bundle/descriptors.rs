@@ -204,14 +204,19 @@ pub fn describe(kind: &str) -> Option<&'static CrdDescription> {
     DESCRIPTIONS.iter().find(|d| d.kind == kind)
 }
 
-/// The status descriptors every Weft kind shares: its conditions and Istio's
-/// `validationMessages`.
-fn status_descriptors() -> Value {
+/// The status descriptors every Weft kind has: its conditions (for `Mesh`, the mesh's own
+/// conditions; for the Istio kinds, the config conditions) and Istio's `validationMessages`.
+fn status_descriptors(kind: &str) -> Value {
+    let conditions = if kind == "Mesh" {
+        "Ready, CertificateAuthorityReady, WebhooksReady and DiscoveryReady, each with observedGeneration."
+    } else {
+        "Accepted, Resolved, Reconciled and Ready, each with observedGeneration."
+    };
     json!([
         {
             "path": "conditions",
             "displayName": "Conditions",
-            "description": "Accepted, Resolved, Reconciled and Ready, each with observedGeneration.",
+            "description": conditions,
             "x-descriptors": ["urn:alm:descriptor:io.kubernetes.conditions"],
         },
         {
@@ -263,7 +268,7 @@ pub fn owned_entries(crd: &CustomResourceDefinition) -> Vec<Value> {
                 "displayName": description.map_or(kind, |d| d.display_name),
                 "description": text,
                 "specDescriptors": spec,
-                "statusDescriptors": status_descriptors(),
+                "statusDescriptors": status_descriptors(kind),
             })
         })
         .collect()
