@@ -351,6 +351,25 @@ pub struct TlsMatch {
     pub destination_subnets: Vec<Cidr>,
 }
 
+/// Whether `host` is a valid gateway host or SNI for the model: `*`, or a DNS name (labels of
+/// ASCII letters, digits and `-`, not starting or ending with `-`, 1–63 bytes each, 253 in
+/// all), optionally after a `*.` wildcard. The rule [`crate::ProxyConfig::validate`] applies to
+/// `hosts` and `sni_hosts`.
+pub fn is_valid_gateway_host(host: &str) -> bool {
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    host == "*"
+        || (name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+            }))
+}
+
 /// Whether `host` (a DNS name, possibly with a leading `*.` wildcard) matches the gateway
 /// host pattern `pattern` (`*`, `*.suffix` or exact), case-insensitively. This is Istio's
 /// `host.Name.Matches` for a concrete name against a server host; used for SNI and authority.

@@ -33,6 +33,7 @@ pub use cluster::{
 pub use gateway::{
     GatewayListener, GatewayProtocol, GatewayServer, PrivateKeyPem, REDACTED, ServerTls,
     ServerTlsMode, TlsCredential, TlsMatch, TlsRoute, TlsVersion, host_matches,
+    is_valid_gateway_host,
 };
 pub use inbound::{
     AuthorizationAction, AuthorizationPolicy, AuthorizationRule, AuthzCondition, AuthzOperation,

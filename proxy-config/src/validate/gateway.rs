@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use super::{ModelError, check_route_configuration, check_weighted};
 use crate::gateway::{
     GatewayListener, GatewayProtocol, GatewayServer, ServerTls, TlsCredential, TlsVersion,
+    is_valid_gateway_host,
 };
 
 /// Checks every gateway listener and server, pushing one error per problem.
@@ -257,22 +258,9 @@ fn check_hosts(field: &str, hosts: &[String], errors: &mut Vec<ModelError>) {
     check_host_names(field, hosts, errors);
 }
 
-/// A host is `*`, or `*.` followed by a DNS name, or a DNS name (labels of letters, digits and
-/// `-`, not starting or ending with `-`, 1–63 bytes, 253 in all).
 fn check_host_names(field: &str, hosts: &[String], errors: &mut Vec<ModelError>) {
     for host in hosts {
-        let name = host.strip_prefix("*.").unwrap_or(host);
-        let valid = host == "*"
-            || (name.len() <= 253
-                && name.split('.').all(|label| {
-                    !label.is_empty()
-                        && label.len() <= 63
-                        && !label.starts_with('-')
-                        && !label.ends_with('-')
-                        && label
-                            .bytes()
-                            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
-                }));
+        let valid = is_valid_gateway_host(host);
         if !valid {
             errors.push(ModelError::GatewayHost {
                 field: field.to_owned(),
