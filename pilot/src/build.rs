@@ -3,10 +3,13 @@
 //! The steps follow Istio's sidecar config generation: the proxy's scope (what it may see:
 //! `exportTo`, then the Sidecar resource), the clusters of every visible service port and
 //! DestinationRule subset, the outbound listeners and their routes (VirtualServices), then the
-//! inbound side (PeerAuthentication, AuthorizationPolicy, RequestAuthentication).
+//! inbound side (PeerAuthentication, AuthorizationPolicy, RequestAuthentication). A router
+//! (gateway proxy) gets instead the listeners of the Gateways selecting it, with the routes of
+//! the VirtualServices bound to them, and only the clusters those routes reach.
 
 mod clusters;
 mod destination_rule;
+mod gateway;
 mod inbound;
 mod outbound;
 mod policy;
@@ -17,7 +20,7 @@ mod version;
 
 use std::collections::BTreeSet;
 
-use weft_proxy_config::{MODEL_VERSION, Node, ProxyConfig};
+use weft_proxy_config::{InboundConfig, MODEL_VERSION, Node, ProxyConfig, ProxyType};
 
 use crate::proxy::ProxyTarget;
 use crate::unsupported::Unsupported;
@@ -60,9 +63,25 @@ pub fn build_proxy_config(view: &ClusterView, target: &ProxyTarget) -> BuildOutp
         warnings: BTreeSet::new(),
     };
     let scope = scope::Scope::new(&mut context);
-    let clusters = clusters::build(&mut context, &scope);
-    let outbound = outbound::build(&mut context, &scope, &clusters);
-    let inbound = inbound::build(&mut context);
+    let mut clusters = clusters::build(&mut context, &scope);
+    let (outbound, inbound, gateways) = match target.proxy_type {
+        ProxyType::Sidecar => {
+            let outbound = outbound::build(&mut context, &scope, &clusters);
+            (outbound, inbound::build(&mut context), Vec::new())
+        }
+        ProxyType::Router => {
+            // A router has no workload behind it and no per-service listeners (Istio builds
+            // none for gateways); it gets the clusters its routes reach.
+            let names = clusters.iter().map(|c| c.value.name.clone()).collect();
+            let built = gateway::build(&mut context, &scope, &names);
+            clusters.retain(|cluster| built.clusters.contains(&cluster.value.name));
+            let outbound = outbound::Listeners {
+                listeners: Vec::new(),
+                cached: Vec::new(),
+            };
+            (outbound, InboundConfig::default(), built.listeners)
+        }
+    };
     let mesh = view.mesh();
     let first_ip = target
         .ips
@@ -94,7 +113,7 @@ pub fn build_proxy_config(view: &ClusterView, target: &ProxyTarget) -> BuildOutp
         inbound,
         outbound: outbound.listeners,
         clusters: clusters.iter().map(|c| c.value.clone()).collect(),
-        gateways: Vec::new(),
+        gateways,
     };
     // Hashing serialises maps with string keys only; it cannot fail for this model. Should it
     // ever, the version stays empty, which the proxy reports as "unversioned".

@@ -3,10 +3,11 @@
 
 mod documents;
 mod index;
+mod secrets;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::core::ObjectMeta;
 use weft_crds::MeshObject;
@@ -22,6 +23,7 @@ pub use documents::DocumentError;
 use crate::cache::BuildCache;
 use crate::registry::Registry;
 pub(crate) use index::MeshIndex;
+pub(crate) use secrets::{SecretData, Secrets};
 
 /// The Kubernetes cluster domain Istio assumes (`cluster.local`), the suffix of every Service
 /// host name `<name>.<namespace>.svc.<domain>`.
@@ -180,6 +182,7 @@ pub struct ClusterView {
     registry: Registry,
     index: MeshIndex,
     cache: BuildCache,
+    secrets: Secrets,
 }
 
 impl ClusterView {
@@ -211,6 +214,7 @@ impl ClusterView {
             registry,
             index,
             cache: BuildCache::default(),
+            secrets: Secrets::default(),
         }
     }
 
@@ -243,13 +247,32 @@ impl ClusterView {
 
     /// Builds a view from a multi-document YAML stream holding mesh objects (any kind
     /// `weft_crds::MeshObject` reads) and the Kubernetes kinds `Service`, `EndpointSlice`,
-    /// `Pod`, `Namespace` and `ServiceAccount`.
+    /// `Pod`, `Namespace`, `ServiceAccount` and `Secret` (see [`ClusterView::with_secrets`]).
     ///
     /// Errors: [`DocumentError`] naming the document index for malformed YAML, an unknown kind
     /// or a field that does not parse.
     pub fn from_yaml(text: &str) -> Result<Self, DocumentError> {
-        let (mesh, kube) = documents::parse(text)?;
-        Ok(Self::from_documents(mesh, kube))
+        let (mesh, kube, secrets) = documents::parse(text)?;
+        Ok(Self::from_documents(mesh, kube).with_secrets(secrets))
+    }
+
+    /// The view with `secrets` (Kubernetes Secrets, any type) as the source of gateway
+    /// credentials: Istio's `credentialName` names a Secret in the gateway proxy's namespace.
+    /// Replaces any Secrets given before. The view keeps only their type and data, and its
+    /// `Debug` never prints the data.
+    pub fn with_secrets(mut self, secrets: impl IntoIterator<Item = Secret>) -> Self {
+        self.secrets = Secrets::new(secrets);
+        self
+    }
+
+    /// The Secret `namespace/name` given to [`ClusterView::with_secrets`], if any.
+    pub(crate) fn secret(&self, namespace: &str, name: &str) -> Option<&SecretData> {
+        self.secrets.get(namespace, name)
+    }
+
+    /// How many Secrets the view holds (see [`ClusterView::with_secrets`]).
+    pub fn secret_count(&self) -> usize {
+        self.secrets.len()
     }
 
     /// The mesh-wide settings.

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use weft_pilot::{ClusterView, ProxyTarget, build_proxy_config};
+use weft_proxy_config::ProxyType;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -20,6 +21,9 @@ struct ProxySpec {
     pod: Option<String>,
     #[serde(default)]
     workload_entry: Option<String>,
+    /// `sidecar` (default) or `router` (a gateway proxy), as the proxy's Hello says.
+    #[serde(default)]
+    proxy_type: ProxyType,
 }
 
 fn cases() -> Vec<PathBuf> {
@@ -57,7 +61,11 @@ fn run_case(dir: &Path, update: bool) -> Result<(), String> {
             ));
         }
     }
-    .map_err(|error| format!("{name}: {error}"))?;
+    .map_err(|error| format!("{name}: {error}"))
+    .map(|mut target| {
+        target.proxy_type = spec.proxy_type;
+        target
+    })?;
     let output = build_proxy_config(&view, &target);
     if let Err(errors) = output.config.validate() {
         return Err(format!("{name}: the built config is invalid: {errors:#?}"));
@@ -126,6 +134,10 @@ fn builds_are_deterministic() {
                     spec.workload_entry.as_deref().unwrap(),
                 )
                 .unwrap(),
+            };
+            let target = ProxyTarget {
+                proxy_type: spec.proxy_type,
+                ..target
             };
             build_proxy_config(&view, &target)
         };

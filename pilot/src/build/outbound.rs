@@ -51,6 +51,7 @@ pub(crate) fn build<'a>(
                 scope,
                 clusters: &cluster_names,
                 port: *port,
+                gateway: None,
             };
             let vs = virtual_service_for(context, scope, &service.hostname);
             let protocol = service_port.protocol;

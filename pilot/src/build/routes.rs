@@ -16,6 +16,7 @@ use weft_proxy_config::{
 };
 
 use super::Context;
+use super::gateway::{GatewayName, names_binding};
 use super::policy::millis;
 use super::scope::Scope;
 use crate::host::resolve_host;
@@ -28,8 +29,11 @@ use crate::view::{name_of, namespace_of};
 pub(crate) struct RouteInputs<'s, 'a> {
     pub scope: &'s Scope<'a>,
     pub clusters: &'s BTreeSet<String>,
-    /// The listener's service port.
+    /// The listener's service port, or the gateway server's port.
     pub port: u16,
+    /// The gateway the routes are built for (`None`: the sidecars' reserved gateway `mesh`);
+    /// decides which `gateways` lists of matches apply.
+    pub gateway: Option<&'s GatewayName>,
 }
 
 /// Istio's default retry policy for routes without `retries`: 2 attempts on
@@ -113,7 +117,7 @@ pub(crate) fn destination_cluster(
 
 /// The routes of `vs` for the listener, in order. Routes whose every match cannot apply to
 /// this proxy (another listener port, `sourceLabels` or `sourceNamespace` the proxy lacks,
-/// gateways without `mesh`) are dropped, as Istio does; `delegate` routes are reported.
+/// `gateways` not naming `mesh` or the gateway built) are dropped, as Istio does; `delegate` routes are reported.
 pub(crate) fn virtual_service_routes(
     context: &mut Context<'_>,
     inputs: &RouteInputs<'_, '_>,
@@ -171,7 +175,9 @@ fn translate_match(
     {
         return None;
     }
-    if !request.gateways.is_empty() && !request.gateways.iter().any(|gateway| gateway == "mesh") {
+    if !request.gateways.is_empty()
+        && !names_binding(&request.gateways, origin.namespace, inputs.gateway)
+    {
         return None;
     }
     if !selects(&request.source_labels, &target.labels) {

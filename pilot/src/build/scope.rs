@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use weft_crds::networking::{OutboundTrafficMode, Sidecar};
-use weft_proxy_config::OutboundTrafficPolicy;
+use weft_proxy_config::{OutboundTrafficPolicy, ProxyType};
 
 use super::Context;
 use crate::host::{host_matches, resolve_host};
@@ -70,7 +70,11 @@ impl<'a> Scope<'a> {
         let target = context.target;
         let mesh = view.mesh();
         let proxy_namespace = target.namespace.as_str();
-        let sidecar = find_sidecar(context);
+        // Sidecar resources configure sidecars only; a router sees what `exportTo` allows.
+        let sidecar = match target.proxy_type {
+            ProxyType::Sidecar => find_sidecar(context),
+            ProxyType::Router => None,
+        };
         let egress: Option<Vec<EgressHost>> = sidecar.and_then(|sidecar| {
             let spec = &sidecar.spec;
             if spec.egress.is_empty() {

@@ -5,6 +5,7 @@ use weft_crds::networking::{RouteDestination, VirtualService};
 use weft_proxy_config::{ClusterName, L4Match, Protocol, TcpRoute, WeightedCluster};
 
 use super::Context;
+use super::gateway::names_binding;
 use super::routes::{RouteInputs, destination_cluster};
 use crate::host::{host_matches, resolve_host};
 use crate::registry::ServiceInstance;
@@ -113,16 +114,19 @@ pub(crate) fn tcp_routes(
     routes
 }
 
-struct L4Fields<'a> {
-    port: Option<u32>,
-    destination_subnets: &'a [String],
-    source_labels: &'a std::collections::BTreeMap<String, String>,
-    gateways: &'a [String],
-    source_namespace: Option<&'a str>,
-    source_subnet: Option<&'a str>,
+/// The L4 match attributes common to Istio's `L4MatchAttributes` and `TLSMatchAttributes`.
+pub(super) struct L4Fields<'a> {
+    pub port: Option<u32>,
+    pub destination_subnets: &'a [String],
+    pub source_labels: &'a std::collections::BTreeMap<String, String>,
+    pub gateways: &'a [String],
+    pub source_namespace: Option<&'a str>,
+    pub source_subnet: Option<&'a str>,
 }
 
-fn l4_match(
+/// The model's match for `fields`, or `None` when it cannot apply to this proxy (another port,
+/// gateways not naming the binding, source labels or namespace the proxy lacks).
+pub(super) fn l4_match(
     context: &mut Context<'_>,
     inputs: &RouteInputs<'_, '_>,
     origin: &Origin<'_>,
@@ -133,7 +137,8 @@ fn l4_match(
     if fields
         .port
         .is_some_and(|port| port != u32::from(inputs.port))
-        || (!fields.gateways.is_empty() && !fields.gateways.iter().any(|g| g == "mesh"))
+        || (!fields.gateways.is_empty()
+            && !names_binding(fields.gateways, origin.namespace, inputs.gateway))
         || !selects(fields.source_labels, &target.labels)
         || fields
             .source_namespace
@@ -164,7 +169,9 @@ fn l4_match(
     })
 }
 
-fn weighted(
+/// The weighted clusters of Istio `RouteDestination`s (a single destination defaults to weight
+/// 100, several to 0).
+pub(super) fn weighted(
     context: &mut Context<'_>,
     inputs: &RouteInputs<'_, '_>,
     origin: &Origin<'_>,

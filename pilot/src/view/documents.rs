@@ -1,5 +1,6 @@
 //! Reading a view from a multi-document YAML stream (standalone mode and golden tests).
 
+use k8s_openapi::api::core::v1::Secret;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use weft_crds::MeshObject;
@@ -18,7 +19,8 @@ pub enum DocumentError {
         /// The parser's message.
         message: String,
     },
-    /// A Kubernetes object (`Service`, `EndpointSlice`, `Pod`, `Namespace`, `ServiceAccount`)
+    /// A Kubernetes object (`Service`, `EndpointSlice`, `Pod`, `Namespace`, `ServiceAccount`,
+    /// `Secret`)
     /// whose fields do not match the Kubernetes API.
     #[error("document {index}: {kind} does not match the Kubernetes API: {message}")]
     Kube {
@@ -40,10 +42,15 @@ pub enum DocumentError {
     },
 }
 
-/// Splits `text` into mesh objects and Kubernetes objects. Empty documents are skipped.
-pub(super) fn parse(text: &str) -> Result<(Vec<MeshObject>, ClusterObjects), DocumentError> {
+/// The documents of a stream, by destination: mesh objects, Kubernetes objects, Secrets.
+type Parsed = (Vec<MeshObject>, ClusterObjects, Vec<Secret>);
+
+/// Splits `text` into mesh objects, Kubernetes objects and Secrets. Empty documents are
+/// skipped.
+pub(super) fn parse(text: &str) -> Result<Parsed, DocumentError> {
     let mut mesh = Vec::new();
     let mut kube = ClusterObjects::default();
+    let mut secrets = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let value =
             serde_json::Value::deserialize(document).map_err(|error| DocumentError::Syntax {
@@ -64,13 +71,26 @@ pub(super) fn parse(text: &str) -> Result<(Vec<MeshObject>, ClusterObjects), Doc
             "Pod" => kube.pods.push(decode(index, &kind, value)?),
             "Namespace" => kube.namespaces.push(decode(index, &kind, value)?),
             "ServiceAccount" => kube.service_accounts.push(decode(index, &kind, value)?),
+            "Secret" => secrets.push(decode_secret(index, value)?),
             _ => mesh.push(
                 MeshObject::from_value(value)
                     .map_err(|source| DocumentError::Mesh { index, source })?,
             ),
         }
     }
-    Ok((mesh, kube))
+    Ok((mesh, kube, secrets))
+}
+
+/// Decodes a Secret; the decoder's message is withheld, as it may quote the secret data.
+fn decode_secret(index: usize, value: serde_json::Value) -> Result<Secret, DocumentError> {
+    serde_json::from_value(value).map_err(|_| DocumentError::Kube {
+        index,
+        kind: "Secret".to_owned(),
+        message: "a field does not decode (the decoder's message is withheld because it may \
+                  quote secret data; check that `data` values are base64 and `stringData` values \
+                  are strings)"
+            .to_owned(),
+    })
 }
 
 fn decode<T: DeserializeOwned>(
