@@ -91,6 +91,35 @@ pub enum Violation {
         /// The port.
         port: i64,
     },
+    /// A webhook definition's `type` is not one of OLM's, or its `generateName` is repeated.
+    #[error("CSV: webhookdefinition {webhook}: {reason}")]
+    WebhookDefinition {
+        /// Its `generateName`.
+        webhook: String,
+        /// The rule broken.
+        reason: &'static str,
+    },
+    /// A Deployment runs as a ServiceAccount that no `permissions`/`clusterPermissions` entry
+    /// names: OLM creates only those, so its pods would never start.
+    #[error(
+        "CSV: Deployment {deployment} runs as ServiceAccount {service_account:?}, which no permissions entry names"
+    )]
+    DeploymentServiceAccount {
+        /// The Deployment.
+        deployment: String,
+        /// Its `serviceAccountName` (`default` when unset).
+        service_account: String,
+    },
+    /// A Deployment's selector does not select its own pod template (Kubernetes refuses it).
+    #[error(
+        "CSV: Deployment {0}: spec.selector.matchLabels do not match the pod template's labels"
+    )]
+    DeploymentSelector(String),
+    /// `installModes` does not list each of OLM's four modes once, or supports none.
+    #[error(
+        "CSV: installModes must list OwnNamespace, SingleNamespace, MultiNamespace and AllNamespaces once each, at least one supported"
+    )]
+    InstallModes,
     /// `clusterPermissions` or `permissions` differ from [`crate::rbac::PERMISSIONS`].
     #[error("CSV: spec.install.spec.{0} differs from the permissions table (install/src/rbac.rs)")]
     Permissions(&'static str),
@@ -239,10 +268,30 @@ fn check_crds(csv: &Value, crds: &[Value], out: &mut Vec<Violation>) -> BTreeSet
     api_kinds
 }
 
+const WEBHOOK_TYPES: [&str; 3] = [
+    "ValidatingAdmissionWebhook",
+    "MutatingAdmissionWebhook",
+    "ConversionWebhook",
+];
+
 fn check_webhooks(csv: &Value, out: &mut Vec<Violation>) {
     let deployments = array_at(csv, "/spec/install/spec/deployments");
+    let mut names = BTreeSet::new();
     for hook in array_at(csv, "/spec/webhookdefinitions") {
         let webhook = str_at(hook, "/generateName").to_string();
+        if !names.insert(webhook.clone()) {
+            out.push(Violation::WebhookDefinition {
+                webhook: webhook.clone(),
+                reason: "generateName is used by another webhookdefinition",
+            });
+        }
+        let kind = str_at(hook, "/type");
+        if !kind.is_empty() && !WEBHOOK_TYPES.contains(&kind) {
+            out.push(Violation::WebhookDefinition {
+                webhook: webhook.clone(),
+                reason: "type must be ValidatingAdmissionWebhook, MutatingAdmissionWebhook or ConversionWebhook",
+            });
+        }
         for (field, pointer) in [
             ("generateName", "/generateName"),
             ("type", "/type"),
@@ -292,6 +341,56 @@ fn check_webhooks(csv: &Value, out: &mut Vec<Violation>) {
                 });
             }
         }
+    }
+}
+
+fn check_deployments(csv: &Value, out: &mut Vec<Violation>) {
+    let accounts: BTreeSet<&str> = ["permissions", "clusterPermissions"]
+        .iter()
+        .flat_map(|f| array_at(csv, &format!("/spec/install/spec/{f}")))
+        .map(|p| str_at(p, "/serviceAccountName"))
+        .collect();
+    for deployment in array_at(csv, "/spec/install/spec/deployments") {
+        let name = str_at(deployment, "/name").to_string();
+        let account = match str_at(deployment, "/spec/template/spec/serviceAccountName") {
+            "" => "default",
+            other => other,
+        };
+        if !accounts.contains(account) {
+            out.push(Violation::DeploymentServiceAccount {
+                deployment: name.clone(),
+                service_account: account.to_string(),
+            });
+        }
+        let selector = deployment
+            .pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object);
+        let labels = deployment.pointer("/spec/template/metadata/labels");
+        let selects = selector.is_some_and(|m| {
+            !m.is_empty()
+                && m.iter()
+                    .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        });
+        if !selects {
+            out.push(Violation::DeploymentSelector(name));
+        }
+    }
+    let modes: Vec<(&str, bool)> = array_at(csv, "/spec/installModes")
+        .iter()
+        .map(|m| {
+            let supported = m.get("supported").and_then(Value::as_bool).unwrap_or(false);
+            (str_at(m, "/type"), supported)
+        })
+        .collect();
+    let types: BTreeSet<&str> = modes.iter().map(|(t, _)| *t).collect();
+    let all = BTreeSet::from([
+        "OwnNamespace",
+        "SingleNamespace",
+        "MultiNamespace",
+        "AllNamespaces",
+    ]);
+    if !modes.is_empty() && (types != all || modes.len() != 4 || !modes.iter().any(|(_, s)| *s)) {
+        out.push(Violation::InstallModes);
     }
 }
 
@@ -474,6 +573,7 @@ pub fn check(files: &BTreeMap<String, String>) -> Vec<Violation> {
     }
     let owned = check_crds(&csv, &crds, &mut out);
     check_webhooks(&csv, &mut out);
+    check_deployments(&csv, &mut out);
     check_permissions(&csv, &mut out);
     check_examples(&csv, &owned, &mut out);
     check_metadata(files, &csv, &mut out);

@@ -551,3 +551,75 @@ fn a_missing_or_unreadable_csv_or_dockerfile_is_reported() {
         }]
     );
 }
+
+#[test]
+fn webhook_definitions_have_unique_names_and_olm_types() {
+    let found = violations_after(|csv| {
+        webhook(csv, "validation.weft.dev")["type"] = json!("ValidatingWebhook")
+    });
+    assert_eq!(
+        found,
+        vec![Violation::WebhookDefinition {
+            webhook: "validation.weft.dev".into(),
+            reason: "type must be ValidatingAdmissionWebhook, MutatingAdmissionWebhook or ConversionWebhook",
+        }]
+    );
+    let found = violations_after(|csv| {
+        webhook(csv, "validation.weft.dev")["generateName"] = json!("sidecar-injector.weft.dev")
+    });
+    assert_eq!(
+        found,
+        vec![Violation::WebhookDefinition {
+            webhook: "sidecar-injector.weft.dev".into(),
+            reason: "generateName is used by another webhookdefinition",
+        }]
+    );
+}
+
+#[test]
+fn deployments_run_as_a_permitted_service_account_and_select_their_pods() {
+    let pod = "/spec/install/spec/deployments/0/spec/template";
+    let found = violations_after(|csv| {
+        csv.pointer_mut(&format!("{pod}/spec")).unwrap()["serviceAccountName"] = json!("istiod")
+    });
+    assert_eq!(
+        found,
+        vec![Violation::DeploymentServiceAccount {
+            deployment: "weft-operator".into(),
+            service_account: "istiod".into()
+        }]
+    );
+    let found = violations_after(|csv| remove(csv, &format!("{pod}/spec/serviceAccountName")));
+    assert_eq!(
+        found,
+        vec![Violation::DeploymentServiceAccount {
+            deployment: "weft-operator".into(),
+            service_account: "default".into()
+        }]
+    );
+    let found = violations_after(|csv| {
+        csv.pointer_mut(&format!("{pod}/metadata/labels")).unwrap()["app.kubernetes.io/name"] =
+            json!("other")
+    });
+    assert_eq!(
+        found,
+        vec![Violation::DeploymentSelector("weft-operator".into())]
+    );
+}
+
+#[test]
+fn install_modes_list_the_four_modes_once() {
+    let found = violations_after(|csv| {
+        csv["spec"]["installModes"]
+            .as_array_mut()
+            .unwrap()
+            .remove(0);
+    });
+    assert_eq!(found, vec![Violation::InstallModes]);
+    let found = violations_after(|csv| {
+        for mode in csv["spec"]["installModes"].as_array_mut().unwrap() {
+            mode["supported"] = json!(false);
+        }
+    });
+    assert_eq!(found, vec![Violation::InstallModes]);
+}
