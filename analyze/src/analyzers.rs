@@ -17,6 +17,7 @@ mod virtual_service_gateways;
 use std::collections::BTreeMap;
 
 use weft_crds::networking::{Destination, VirtualService};
+use weft_pilot::ExportTo;
 
 use crate::input::{CLUSTER_DOMAIN, Input, Workload, selects};
 use crate::message::Message;
@@ -40,6 +41,18 @@ pub(crate) fn run_all(input: &Input) -> Vec<Message> {
     out
 }
 
+/// Istio's annotation carrying a Service's `exportTo` list (comma-separated).
+const EXPORT_TO_ANNOTATION: &str = "networking.istio.io/exportTo";
+
+/// A registered service host: its port numbers and who may see it.
+#[derive(Debug, Clone)]
+pub(crate) struct Registered {
+    /// Service port numbers (Kubernetes `spec.ports[].port`, ServiceEntry `ports[].number`).
+    pub ports: Vec<u32>,
+    /// Istio `exportTo` (Services: the `networking.istio.io/exportTo` annotation).
+    pub export_to: ExportTo,
+}
+
 /// What every analyzer reads, computed once.
 pub(crate) struct Context<'a> {
     /// The input.
@@ -48,11 +61,12 @@ pub(crate) struct Context<'a> {
     pub kubernetes_known: bool,
     /// The mesh's root namespace.
     pub root_namespace: String,
-    /// Fully qualified host names of the Kubernetes Services, with their port numbers.
-    pub service_hosts: BTreeMap<String, Vec<u32>>,
+    /// Fully qualified host names of the Kubernetes Services, with their ports and
+    /// visibility (the `networking.istio.io/exportTo` annotation).
+    pub service_hosts: BTreeMap<String, Registered>,
     /// Hosts of the ServiceEntries, resolved in their namespaces (may be wildcards), with the
-    /// entries' port numbers.
-    pub service_entry_hosts: Vec<(String, Vec<u32>)>,
+    /// entries' ports and `exportTo`.
+    pub service_entry_hosts: Vec<(String, Registered)>,
     /// Pods, pod templates and WorkloadEntries.
     pub workloads: Vec<Workload>,
 }
@@ -71,9 +85,20 @@ impl<'a> Context<'a> {
                     .flat_map(|spec| spec.ports.iter().flatten())
                     .filter_map(|p| u32::try_from(p.port).ok())
                     .collect();
+                let export_to: Vec<String> = e
+                    .object
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(EXPORT_TO_ANNOTATION))
+                    .map(|list| list.split(',').map(|n| n.trim().to_owned()).collect())
+                    .unwrap_or_default();
                 (
                     format!("{}.{namespace}.svc.{CLUSTER_DOMAIN}", e.resource.name),
-                    ports,
+                    Registered {
+                        ports,
+                        export_to: ExportTo::parse(&export_to, namespace),
+                    },
                 )
             })
             .collect();
@@ -81,12 +106,15 @@ impl<'a> Context<'a> {
             .service_entries()
             .flat_map(|e| {
                 let namespace = e.resource.namespace.clone().unwrap_or_default();
-                let ports: Vec<u32> = e.object.spec.ports.iter().map(|p| p.number).collect();
+                let registered = Registered {
+                    ports: e.object.spec.ports.iter().map(|p| p.number).collect(),
+                    export_to: ExportTo::parse(&e.object.spec.export_to, &namespace),
+                };
                 e.object
                     .spec
                     .hosts
                     .iter()
-                    .map(|h| (resolve_host(h, &namespace), ports.clone()))
+                    .map(|h| (resolve_host(h, &namespace), registered.clone()))
                     .collect::<Vec<_>>()
             })
             .collect();
@@ -101,20 +129,27 @@ impl<'a> Context<'a> {
     }
 
     /// Whether `host` (fully qualified) is a Kubernetes Service or covered by a ServiceEntry
-    /// host (exactly or by its wildcard, Istio's `host.Name.Matches`).
-    pub fn host_exists(&self, host: &str) -> bool {
-        self.host_ports(host).is_some()
+    /// host (exactly or by its wildcard, Istio's `host.Name.Matches`) visible from `namespace`.
+    pub fn host_exists(&self, host: &str, namespace: &str) -> bool {
+        self.host_ports(host, namespace).is_some()
     }
 
-    /// The port numbers of the service `host` (fully qualified) names: the Kubernetes
-    /// Service's, else the first ServiceEntry covering it; `None` when no service has the host.
-    pub fn host_ports(&self, host: &str) -> Option<&[u32]> {
-        self.service_hosts.get(host).map(Vec::as_slice).or_else(|| {
-            self.service_entry_hosts
-                .iter()
-                .find(|(entry, _)| weft_pilot::host_matches(entry, host))
-                .map(|(_, ports)| ports.as_slice())
-        })
+    /// The port numbers of the service `host` (fully qualified) names, as seen from
+    /// `namespace` (Istio `exportTo`): the Kubernetes Service's, else the first visible
+    /// ServiceEntry covering it; `None` when no visible service has the host.
+    pub fn host_ports(&self, host: &str, namespace: &str) -> Option<&[u32]> {
+        let visible = |r: &&Registered| r.export_to.visible_to(namespace);
+        self.service_hosts
+            .get(host)
+            .filter(visible)
+            .map(|r| r.ports.as_slice())
+            .or_else(|| {
+                self.service_entry_hosts
+                    .iter()
+                    .filter(|(entry, r)| visible(&r) && weft_pilot::host_matches(entry, host))
+                    .map(|(_, r)| r.ports.as_slice())
+                    .next()
+            })
     }
 
     /// Whether a host that [`Context::host_exists`] did not find may still be a Kubernetes

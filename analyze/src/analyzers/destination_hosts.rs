@@ -7,7 +7,8 @@
 //! - no `port` while the service has more than one: `IST0112`
 //!   VirtualServiceDestinationPortSelectorRequired.
 //!
-//! Short names resolve in the VirtualService's namespace, as Istio resolves them. When the
+//! Short names resolve in the VirtualService's namespace, as Istio resolves them; a service
+//! counts only when its `exportTo` makes it visible there. When the
 //! input holds no Kubernetes objects, hosts of the `<name>.<namespace>.svc.cluster.local` form
 //! are not reported (they may be Services the input does not show).
 
@@ -23,7 +24,7 @@ pub(crate) fn analyze(context: &Context<'_>, out: &mut Vec<Message>) {
         let namespace = vs.resource.namespace.as_deref().unwrap_or_default();
         for (path, destination) in destinations(vs.object) {
             let host = resolve_host(&destination.host, namespace);
-            let Some(ports) = context.host_ports(&host) else {
+            let Some(ports) = context.host_ports(&host, namespace) else {
                 if !context.host_unknowable(&host) {
                     let what = if path.contains(".mirror") {
                         "mirror host"
@@ -158,6 +159,27 @@ spec: {ports: [{name: http, port: 9080}, {name: grpc, port: 9081}]}
         assert_eq!(
             out[1].message,
             "Referenced host:port not found: \"reviews:9090\""
+        );
+    }
+
+    #[test]
+    fn a_service_entry_not_exported_to_the_namespace_is_not_found() {
+        let entry = r#"---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext, namespace: other}
+spec: {hosts: [api.example.com], exportTo: ['.'], ports: [{number: 80, name: http}]}
+"#;
+        let out = run(analyze, &format!("{VS}{SERVICE}{entry}"));
+        assert!(
+            out.iter().any(|m| m.path == "spec.http[1].mirror.host"),
+            "{out:?}"
+        );
+        let exported = entry.replace("['.']", "[default]");
+        let out = run(analyze, &format!("{VS}{SERVICE}{exported}"));
+        assert!(
+            out.iter().all(|m| m.path != "spec.http[1].mirror.host"),
+            "{out:?}"
         );
     }
 

@@ -2,7 +2,8 @@
 //! DestinationRuleHostNotFound, a Warning: Istio has no analyzer for it). Such a rule applies
 //! to nothing, which is usually a typo in `spec.host`.
 //!
-//! The host resolves in the rule's namespace; wildcard hosts are not checked. When the input
+//! The host resolves in the rule's namespace and must be visible there (`exportTo`); wildcard
+//! hosts are not checked. When the input
 //! holds no Kubernetes objects, `<name>.<namespace>.svc.cluster.local` hosts are not reported.
 
 use crate::message::{DESTINATION_RULE_HOST_NOT_FOUND, Message};
@@ -15,7 +16,10 @@ pub(crate) fn analyze(context: &Context<'_>, out: &mut Vec<Message>) {
         let written = &dr.object.spec.host;
         let namespace = dr.resource.namespace.as_deref().unwrap_or_default();
         let host = resolve_host(written, namespace);
-        if host.starts_with('*') || context.host_exists(&host) || context.host_unknowable(&host) {
+        if host.starts_with('*')
+            || context.host_exists(&host, namespace)
+            || context.host_unknowable(&host)
+        {
             continue;
         }
         out.push(Message::new(
