@@ -318,7 +318,7 @@ async fn https_simple_picks_the_certificate_by_sni_and_reloads_changed_files() {
 }
 
 #[tokio::test]
-async fn mutual_requires_a_client_certificate_from_the_credential_ca() {
+async fn mutual_requires_a_client_certificate_from_the_credential_ca_with_an_accepted_san() {
     let upstream = named_upstream("mtls").await;
     let dir = tempfile::tempdir().unwrap();
     let (server_ca, client_ca) = (ca(), ca());
@@ -327,7 +327,7 @@ async fn mutual_requires_a_client_certificate_from_the_credential_ca() {
     std::fs::write(&ca_path, &client_ca.pem).unwrap();
     let port = free_port();
     let servers = format!(
-        "      - name: ns/gw/mtls\n        protocol: HTTPS\n        hosts: [api.example.com]\n        tls: {{mode: MUTUAL, credential: {}}}\n{}",
+        "      - name: ns/gw/mtls\n        protocol: HTTPS\n        hosts: [api.example.com]\n        tls: {{mode: MUTUAL, credential: {}, subject_alt_names: [client.partner.example]}}\n{}",
         files_credential(dir.path(), "api.example.com", Some(&ca_path)),
         to_cluster("outbound|80||api.example")
     );
@@ -351,10 +351,18 @@ async fn mutual_requires_a_client_certificate_from_the_credential_ca() {
             .is_err(),
         "a client certificate from another CA was accepted"
     );
-    let client = leaf(&client_ca, &["client"]);
+    let client = leaf(&client_ca, &["client.partner.example"]);
     assert_eq!(
         https_get(port, "api.example.com", &server_ca.pem, Some(client)).await,
         Ok((200, "mtls".to_owned()))
+    );
+    // subjectAltNames: a certificate from the right CA with another name is refused.
+    let other = leaf(&client_ca, &["someone.else.example"]);
+    assert!(
+        https_get(port, "api.example.com", &server_ca.pem, Some(other))
+            .await
+            .is_err(),
+        "a client outside subject_alt_names was served"
     );
 }
 

@@ -10,6 +10,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use weft_proxy_config::ServerTlsMode;
 
+use super::credential::client_san_accepted;
 use super::{GatewayServerRuntime, GatewayTarget, Termination};
 use crate::http::{ConnInfo, HttpProxy, cluster_host, serve_connection};
 use crate::request_log::{Direction, RequestLog, ResponseFlags};
@@ -109,7 +110,17 @@ pub(crate) async fn handle(
         }
         Err(_) => return,
     };
-    conn.source_principal = crate::tls::peer_identity(tls.get_ref().1);
+    let session = tls.get_ref().1;
+    let accepted_sans: &[String] = match &server.termination {
+        Some(Termination::Credential(credential)) => &credential.settings().subject_alt_names,
+        _ => &[],
+    };
+    let leaf = session.peer_certificates().and_then(|chain| chain.first());
+    if !client_san_accepted(accepted_sans, leaf) {
+        tracing::debug!(%peer, server = %server.name, "client certificate has none of the accepted subject alternative names");
+        return;
+    }
+    conn.source_principal = crate::tls::peer_identity(session);
     if server.http.is_some() {
         conn.gateway = Some(GatewayTarget {
             address,

@@ -380,3 +380,49 @@ pub fn build(
     config.alpn_protocols = alpn.to_vec();
     Ok(config)
 }
+
+/// The DNS, URI, email and IP subject alternative names of a DER certificate, as text (IPs in
+/// their usual notation); empty for an unparsable certificate.
+pub fn subject_alt_names(cert: &CertificateDer<'_>) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = parsed.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(value)
+            | GeneralName::URI(value)
+            | GeneralName::RFC822Name(value) => Some((*value).to_owned()),
+            GeneralName::IPAddress(bytes) => match bytes.len() {
+                4 => <[u8; 4]>::try_from(*bytes)
+                    .ok()
+                    .map(|octets| std::net::Ipv4Addr::from(octets).to_string()),
+                16 => <[u8; 16]>::try_from(*bytes)
+                    .ok()
+                    .map(|octets| std::net::Ipv6Addr::from(octets).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// Istio `ServerTLSSettings.subjectAltNames`: whether the client certificate `leaf` carries one
+/// of `accepted` (exact match). An empty `accepted` accepts any certificate; a client without
+/// certificate (`OPTIONAL_MUTUAL`) passes, since there is nothing to check.
+pub fn client_san_accepted(accepted: &[String], leaf: Option<&CertificateDer<'_>>) -> bool {
+    if accepted.is_empty() {
+        return true;
+    }
+    match leaf {
+        None => true,
+        Some(leaf) => subject_alt_names(leaf)
+            .iter()
+            .any(|name| accepted.iter().any(|want| want == name)),
+    }
+}
