@@ -60,4 +60,4 @@ pub use registry::{
     ServiceSource, TargetPort, protocol_from_name,
 };
 pub use unsupported::Unsupported;
-pub use view::{ClusterObjects, ClusterView, DocumentError, MeshSettings};
+pub use view::{ClusterObjects, ClusterView, DocumentError, MeshSettings, yaml_documents};

@@ -18,7 +18,7 @@ use weft_crds::networking::{
 use weft_crds::security::{AuthorizationPolicy, PeerAuthentication, RequestAuthentication};
 use weft_proxy_config::OutboundTrafficPolicy;
 
-pub use documents::DocumentError;
+pub use documents::{DocumentError, yaml_documents};
 
 use crate::cache::BuildCache;
 use crate::registry::Registry;

@@ -4,12 +4,18 @@
 //! A file that fails to parse is reported with the file, the document index and the field path,
 //! and the last good version of that file stays in force; the other files still update. This is
 //! the "a rejected config leaves the last good one in force" rule applied per file.
+//!
+//! Kubernetes `Secret` documents (type `kubernetes.io/tls` or `Opaque`) are accepted too, as the
+//! source of gateway certificates named by Istio's `credentialName`; their data is never
+//! logged (problems name the file, document and field only) and [`ConfigDir::secrets`] hands
+//! them to the view (`ClusterView::with_secrets`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use weft_crds::{MeshObject, parse_documents};
+use k8s_openapi::api::core::v1::Secret;
+use weft_crds::MeshObject;
 
 /// One problem found in one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +49,17 @@ struct FileState {
     len: u64,
     /// The objects of the last version of this file that parsed completely.
     good: Vec<MeshObject>,
+    /// The Secrets of that version.
+    good_secrets: Vec<Secret>,
+}
+
+/// The documents of one file: mesh objects and Secrets.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FileObjects {
+    /// Mesh documents (Istio kinds and Weft's `Mesh`), in document order.
+    pub mesh: Vec<MeshObject>,
+    /// Kubernetes Secrets, in document order. Their `Debug` shows their data: never log them.
+    pub secrets: Vec<Secret>,
 }
 
 /// The result of a scan.
@@ -61,23 +78,47 @@ pub struct ConfigDir {
     files: BTreeMap<PathBuf, FileState>,
 }
 
-/// Reads one file's documents. A file is all-or-nothing: when any document is bad, the whole
-/// file is refused (its previous good version stays), so that a half-applied file never mixes
-/// old and new objects.
+/// Reads one file's mesh documents (Secret documents are accepted and left out; see
+/// [`read_file_objects`]). A file is all-or-nothing: when any document is bad, the whole file
+/// is refused (its previous good version stays), so that a half-applied file never mixes old
+/// and new objects.
 pub fn read_file(path: &Path) -> Result<Vec<MeshObject>, Vec<FileProblem>> {
+    read_file_objects(path).map(|objects| objects.mesh)
+}
+
+/// Reads one file's documents: mesh objects and Kubernetes `Secret`s (any `type`; Istio reads
+/// `kubernetes.io/tls` and `Opaque` ones). All-or-nothing as [`read_file`]. A Secret that does
+/// not decode is reported without the decoder's message, which could quote its data.
+pub fn read_file_objects(path: &Path) -> Result<FileObjects, Vec<FileProblem>> {
     let problem = |document, message: String| FileProblem {
         file: path.to_path_buf(),
         document,
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| vec![problem(None, e.to_string())])?;
-    let docs = parse_documents(&text).map_err(|e| vec![problem(None, e.to_string())])?;
-    let mut objects = Vec::new();
+    let mut objects = FileObjects::default();
     let mut problems = Vec::new();
-    for doc in docs {
-        match doc.result {
-            Ok(object) => objects.push(object),
-            Err(e) => problems.push(problem(Some(doc.index), e.to_string())),
+    let documents =
+        weft_pilot::yaml_documents(&text).map_err(|e| vec![problem(None, e.to_string())])?;
+    for (index, value) in documents {
+        let is_secret = value.get("kind").and_then(serde_json::Value::as_str) == Some("Secret")
+            && value.get("apiVersion").and_then(serde_json::Value::as_str) == Some("v1");
+        if is_secret {
+            match serde_json::from_value::<Secret>(value) {
+                Ok(secret) => objects.secrets.push(secret),
+                Err(_) => problems.push(problem(
+                    Some(index),
+                    "Secret: a field does not decode (the decoder's message is withheld because \
+                     it may quote secret data; `data` values must be base64, `stringData` \
+                     values strings)"
+                        .to_owned(),
+                )),
+            }
+            continue;
+        }
+        match MeshObject::from_value(value) {
+            Ok(object) => objects.mesh.push(object),
+            Err(e) => problems.push(problem(Some(index), e.to_string())),
         }
     }
     if problems.is_empty() {
@@ -143,17 +184,21 @@ impl ConfigDir {
             {
                 continue;
             }
-            match read_file(&path) {
+            match read_file_objects(&path) {
                 Ok(objects) => {
                     let previous = self.files.insert(
                         path,
                         FileState {
                             modified,
                             len,
-                            good: objects.clone(),
+                            good: objects.mesh.clone(),
+                            good_secrets: objects.secrets.clone(),
                         },
                     );
-                    if previous.map(|p| p.good) != Some(objects) {
+                    let unchanged = previous.is_some_and(|p| {
+                        p.good == objects.mesh && p.good_secrets == objects.secrets
+                    });
+                    if !unchanged {
                         outcome.changed = true;
                     }
                 }
@@ -161,10 +206,10 @@ impl ConfigDir {
                     outcome.problems.extend(problems);
                     // Remember the new mtime so the same bad version is reported once, but
                     // keep the last good objects in force.
-                    let good = self
+                    let (good, good_secrets) = self
                         .files
                         .get(&path)
-                        .map(|s| s.good.clone())
+                        .map(|s| (s.good.clone(), s.good_secrets.clone()))
                         .unwrap_or_default();
                     self.files.insert(
                         path,
@@ -172,6 +217,7 @@ impl ConfigDir {
                             modified,
                             len,
                             good,
+                            good_secrets,
                         },
                     );
                 }
@@ -190,6 +236,15 @@ impl ConfigDir {
         self.files
             .values()
             .flat_map(|s| s.good.iter().cloned())
+            .collect()
+    }
+
+    /// Every Secret in force, in file-name order then document order; pass them to
+    /// `ClusterView::with_secrets`. Never log them: their `Debug` shows their data.
+    pub fn secrets(&self) -> Vec<Secret> {
+        self.files
+            .values()
+            .flat_map(|s| s.good_secrets.iter().cloned())
             .collect()
     }
 }
@@ -260,5 +315,54 @@ mod tests {
         std::fs::remove_file(tmp.path().join("pa.yaml")).unwrap();
         assert!(dir.scan().changed);
         assert!(dir.objects().is_empty());
+    }
+
+    const SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata: {name: web-cert, namespace: istio-system}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: Q0VSVA==\n  tls.key: S0VZLVNFQ1JFVA==\n";
+
+    #[test]
+    fn secret_documents_are_read_beside_mesh_objects() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), "gateway.yaml", &format!("{PA}---\n{SECRET}"));
+        let mut dir = ConfigDir::new(tmp.path());
+        let out = dir.scan();
+        assert!(out.changed && out.problems.is_empty(), "{:?}", out.problems);
+        assert_eq!(dir.objects().len(), 1);
+        let secrets = dir.secrets();
+        assert_eq!(secrets.len(), 1);
+        assert_eq!(secrets[0].metadata.name.as_deref(), Some("web-cert"));
+        let key = &secrets[0].data.as_ref().unwrap()["tls.key"];
+        assert_eq!(key.0, b"KEY-SECRET");
+        // A change to the Secret alone is a change.
+        write(
+            tmp.path(),
+            "gateway.yaml",
+            &format!(
+                "{PA}---\n{}",
+                SECRET.replace("S0VZLVNFQ1JFVA==", "S0VZLU5FVw==")
+            ),
+        );
+        assert!(dir.scan().changed);
+        assert_eq!(
+            dir.secrets()[0].data.as_ref().unwrap()["tls.key"].0,
+            b"KEY-NEW"
+        );
+        assert_eq!(
+            read_file(&tmp.path().join("gateway.yaml")).unwrap().len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_bad_secret_is_reported_without_its_data() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bad = SECRET.replace("S0VZLVNFQ1JFVA==", "[KEY-SECRET-TEXT]");
+        write(tmp.path(), "gateway.yaml", &bad);
+        let mut dir = ConfigDir::new(tmp.path());
+        let out = dir.scan();
+        assert_eq!(out.problems.len(), 1);
+        let message = out.problems[0].to_string();
+        assert!(message.contains("(document 0): Secret:"), "{message}");
+        assert!(!message.contains("KEY-SECRET-TEXT"), "{message}");
+        assert!(dir.secrets().is_empty());
     }
 }

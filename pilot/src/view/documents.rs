@@ -42,6 +42,25 @@ pub enum DocumentError {
     },
 }
 
+/// The non-empty documents of a multi-document YAML stream as JSON values, each with its
+/// 0-based index in the stream (empty documents are skipped but counted).
+///
+/// Errors: [`DocumentError::Syntax`] naming the first document that is not valid YAML.
+pub fn yaml_documents(text: &str) -> Result<Vec<(usize, serde_json::Value)>, DocumentError> {
+    let mut out = Vec::new();
+    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value =
+            serde_json::Value::deserialize(document).map_err(|error| DocumentError::Syntax {
+                index,
+                message: error.to_string(),
+            })?;
+        if !value.is_null() {
+            out.push((index, value));
+        }
+    }
+    Ok(out)
+}
+
 /// The documents of a stream, by destination: mesh objects, Kubernetes objects, Secrets.
 type Parsed = (Vec<MeshObject>, ClusterObjects, Vec<Secret>);
 
@@ -51,15 +70,7 @@ pub(super) fn parse(text: &str) -> Result<Parsed, DocumentError> {
     let mut mesh = Vec::new();
     let mut kube = ClusterObjects::default();
     let mut secrets = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value =
-            serde_json::Value::deserialize(document).map_err(|error| DocumentError::Syntax {
-                index,
-                message: error.to_string(),
-            })?;
-        if value.is_null() {
-            continue;
-        }
+    for (index, value) in yaml_documents(text)? {
         let kind = value
             .get("kind")
             .and_then(serde_json::Value::as_str)
