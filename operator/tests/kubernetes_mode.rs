@@ -2,8 +2,10 @@
 //! never-ending watch, get, create, apply): it creates the mesh CA, becomes ready once every
 //! reflector has listed, injects a pod of a namespace labelled in its Namespace store over
 //! HTTPS with a serving certificate from the mesh CA, runs Citadel (a workload certificate
-//! Secret and the trust-bundle ConfigMap), patches the injector's caBundle, serves discovery,
-//! and stops on shutdown.
+//! Secret and the trust-bundle ConfigMap), patches the injector's caBundle (again when an
+//! installer re-creates it), follows a root rotation in `cacerts` while running (discovery
+//! trust bundle, caBundle and ConfigMap with both roots, the workload certificate re-issued
+//! by the new root), serves discovery, and stops on shutdown.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -34,6 +36,21 @@ type Reply = Response<BoxBody<Bytes, Infallible>>;
 struct FakeApi {
     objects: Arc<Mutex<BTreeMap<String, Value>>>,
     log: Arc<Mutex<Vec<(Method, String, Value)>>>,
+    /// Open watches: (collection without namespace, name from a field selector, sender).
+    watches: Arc<Mutex<Vec<Watch>>>,
+}
+
+type Watch = (
+    String,
+    Option<String>,
+    tokio::sync::mpsc::UnboundedSender<Bytes>,
+);
+
+fn name_selector(query: &str) -> Option<String> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("fieldSelector=metadata.name%3D"))
+        .map(str::to_string)
 }
 
 /// The collection path of an item path with its `/namespaces/<ns>` segment removed, so that a
@@ -41,7 +58,7 @@ struct FakeApi {
 fn strip_namespace(path: &str) -> String {
     let parts: Vec<&str> = path.split('/').collect();
     match parts.iter().position(|p| *p == "namespaces") {
-        Some(i) if parts.len() > i + 3 => {
+        Some(i) if parts.len() > i + 2 => {
             let mut rest = parts[..i].to_vec();
             rest.extend_from_slice(&parts[i + 2..]);
             rest.join("/")
@@ -71,6 +88,27 @@ impl FakeApi {
         self.objects.lock().insert(path.to_string(), object);
     }
 
+    /// Stores `object` at `path` and sends a watch event of `kind` (`ADDED`, `MODIFIED`) to
+    /// every open watch of its collection (and name, when the watch selects one).
+    fn put_and_notify(&self, path: &str, kind: &str, mut object: Value) {
+        static VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(100);
+        let version = VERSION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        object["metadata"]["resourceVersion"] = json!(version.to_string());
+        self.put(path, object.clone());
+        let collection = strip_namespace(path)
+            .rsplit_once('/')
+            .map(|(parent, _)| parent.to_string())
+            .unwrap();
+        let name = object["metadata"]["name"].as_str().unwrap().to_string();
+        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap();
+        line.push(b'\n');
+        for (watched, selected, tx) in self.watches.lock().iter() {
+            if *watched == collection && selected.as_ref().is_none_or(|n| *n == name) {
+                let _ = tx.send(Bytes::from(line.clone()));
+            }
+        }
+    }
+
     fn requests(&self, method: &Method, path: &str) -> Vec<Value> {
         self.log
             .lock()
@@ -91,10 +129,17 @@ impl FakeApi {
             .lock()
             .push((method.clone(), uri.clone(), body.clone()));
         if method == Method::GET && query.contains("watch=true") {
-            let pending = futures::stream::pending::<Result<Frame<Bytes>, Infallible>>();
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            self.watches
+                .lock()
+                .push((strip_namespace(&path), name_selector(&query), tx));
+            let events = futures::stream::unfold(rx, |mut rx| async move {
+                let line = rx.recv().await?;
+                Some((Ok::<_, Infallible>(Frame::data(line)), rx))
+            });
             return Response::builder()
                 .status(200)
-                .body(StreamBody::new(pending).boxed())
+                .body(StreamBody::new(events).boxed())
                 .unwrap();
         }
         let collection = strip_namespace(&path);
@@ -120,13 +165,12 @@ impl FakeApi {
                     | "meshes"
                     | "secrets"
                     | "configmaps"
+                    | "mutatingwebhookconfigurations"
+                    | "validatingwebhookconfigurations"
             );
         match method {
             Method::GET if is_list => {
-                let name_filter = query
-                    .split('&')
-                    .find_map(|kv| kv.strip_prefix("fieldSelector=metadata.name%3D"))
-                    .map(str::to_string);
+                let name_filter = name_selector(&query);
                 let items: Vec<Value> = self
                     .objects
                     .lock()
@@ -367,6 +411,87 @@ async fn the_operator_runs_against_a_fake_api_server() {
         patch["webhooks"][0]["clientConfig"]["caBundle"],
         json!(root_b64)
     );
+
+    // An installer re-creates the injector's configuration without a caBundle: re-patched.
+    api.put_and_notify(
+        injector,
+        "MODIFIED",
+        json!({"apiVersion": "admissionregistration.k8s.io/v1",
+               "kind": "MutatingWebhookConfiguration",
+               "metadata": {"name": "weft-sidecar-injector"},
+               "webhooks": [{"name": "namespace.sidecar-injector.weft.dev",
+                             "sideEffects": "None", "admissionReviewVersions": ["v1"],
+                             "clientConfig": {"service": {"name": "weft-operator",
+                                                          "namespace": "weft-system",
+                                                          "path": "/inject"}}}]}),
+    );
+    eventually("the caBundle re-patched", || {
+        (api.requests(&Method::PATCH, injector).len() >= 2).then_some(())
+    })
+    .await;
+
+    // Root rotation while running: `cacerts` signs with a new root and trusts both.
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let new_root = weft_identity::CertificateAuthority::self_signed(
+        "cluster.local",
+        None,
+        Arc::new(weft_identity::SystemClock),
+    )
+    .unwrap();
+    let parts = new_root.to_pem_parts();
+    let both = format!("{root}{}", parts.root_cert_pem);
+    api.put_and_notify(
+        "/api/v1/namespaces/weft-system/secrets/cacerts",
+        "ADDED",
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "cacerts", "namespace": "weft-system"},
+               "data": {"ca-cert.pem": b64(&parts.ca_cert_pem),
+                        "ca-key.pem": b64(parts.ca_key_pem.expose_secret()),
+                        "root-cert.pem": b64(&both),
+                        "cert-chain.pem": b64("")}}),
+    );
+    let roots_of = |pem: &str| weft_identity::TrustBundle::from_pem(pem).unwrap().len();
+    // The discovery server now trusts both roots (and serves a certificate of the new one).
+    let discovery_bundle = state_dir.path().join("discovery/root-cert.pem");
+    eventually("the discovery trust bundle with both roots", || {
+        let pem = std::fs::read_to_string(&discovery_bundle).ok()?;
+        (roots_of(&pem) == 2).then_some(())
+    })
+    .await;
+    // The webhooks' caBundle and the published trust bundle carry both roots.
+    eventually("the caBundle with both roots", || {
+        let patch = api.requests(&Method::PATCH, injector).pop()?;
+        let sent = patch["webhooks"][0]["clientConfig"]["caBundle"].as_str()?;
+        let pem = String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(sent)
+                .unwrap(),
+        )
+        .unwrap();
+        (roots_of(&pem) == 2).then_some(())
+    })
+    .await;
+    eventually("the trust bundle ConfigMap with both roots", || {
+        let bundle = api.requests(&Method::PATCH, configmap).pop()?;
+        (roots_of(bundle["data"]["root-cert.pem"].as_str()?) == 2).then_some(())
+    })
+    .await;
+    // The workload certificate issued under the old root is re-issued by the new CA.
+    eventually("the workload certificate re-issued by the new root", || {
+        let stored = api.requests(&Method::PATCH, secret).pop()?;
+        let chain = String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(stored["data"]["tls.crt"].as_str()?)
+                .unwrap(),
+        )
+        .unwrap();
+        weft_identity::TrustBundle::from_pem(&parts.root_cert_pem)
+            .unwrap()
+            .verify_chain_pem(&chain, std::time::SystemTime::now())
+            .ok()
+            .map(drop)
+    })
+    .await;
 
     // Discovery listens; the operator stops on shutdown.
     tokio::net::TcpStream::connect(settings.discovery_addr)

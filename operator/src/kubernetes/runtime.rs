@@ -11,6 +11,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use futures::StreamExt;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -29,7 +32,9 @@ use super::own_certs::{
     SERVING_CERT_FILE, SERVING_KEY_FILE, write_discovery_cert, write_serving_cert,
 };
 use super::stores::{self, Stores};
-use super::webhook_config::ensure_webhook_configurations;
+use super::webhook_config::{
+    MUTATING_WEBHOOK_CONFIGURATION, VALIDATING_WEBHOOK_CONFIGURATION, ensure_webhook_configurations,
+};
 use super::{KubernetesSettings, leader, webhook_url_host};
 use crate::citadel::{self, CA_SECRET_NAME, CitadelSettings, PLUGIN_CA_SECRET_NAME};
 use crate::discovery::{DebounceSettings, DiscoveryServer, metrics::DiscoveryMetrics};
@@ -263,7 +268,7 @@ async fn leader_work(
             }
         });
         if settings.manage_webhook_ca_bundle {
-            tokio::spawn(patch_webhooks_until_done(
+            tokio::spawn(keep_webhooks_patched(
                 client.clone(),
                 settings.clone(),
                 spec.clone(),
@@ -291,9 +296,11 @@ async fn leader_work(
     }
 }
 
-/// Loads the CA and patches both webhook configurations with its trust bundle (and the
-/// `--webhook-url`), retrying after errors until done or `token` is cancelled.
-async fn patch_webhooks_until_done(
+/// Keeps both webhook configurations patched with the CA's trust bundle (and the
+/// `--webhook-url`) until `token` is cancelled: loads the CA, patches, then re-checks whenever
+/// either configuration changes (re-created by an installer, caBundle reset), as istiod's
+/// webhook patcher does. Errors are logged and retried after [`RETRY_DELAY`].
+async fn keep_webhooks_patched(
     client: Client,
     settings: KubernetesSettings,
     mesh: MeshSpec,
@@ -303,33 +310,59 @@ async fn patch_webhooks_until_done(
         namespace: settings.namespace.clone(),
         mesh,
     };
-    while !token.is_cancelled() {
-        let result = async {
-            let ca =
-                citadel::controller::load_ca(&client, &citadel_settings, Arc::new(SystemClock))
-                    .await?;
-            let bundle = ca.trust_bundle_pem();
-            ensure_webhook_configurations(
-                &client,
-                bundle.as_bytes(),
-                settings.webhook_url.as_deref(),
-            )
-            .await
-            .map_err(anyhow::Error::from)
+    let retry = || async {
+        tokio::select! {
+            _ = tokio::time::sleep(RETRY_DELAY) => true,
+            _ = token.cancelled() => false,
         }
-        .await
-        .map_err(|e: anyhow::Error| e);
-        match result {
-            Ok(_) => return,
+    };
+    let bundle = loop {
+        match citadel::controller::load_ca(&client, &citadel_settings, Arc::new(SystemClock)).await
+        {
+            Ok(ca) => break ca.trust_bundle_pem(),
             Err(error) => {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "patching the webhook configurations failed; retrying"
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(RETRY_DELAY) => {}
-                    _ = token.cancelled() => return,
+                tracing::warn!(%error, "loading the CA for the webhook caBundle failed; retrying");
+                if !retry().await {
+                    return;
                 }
+            }
+        }
+    };
+    let by_name = |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mutating = watcher(
+        Api::<MutatingWebhookConfiguration>::all(client.clone()),
+        by_name(MUTATING_WEBHOOK_CONFIGURATION),
+    )
+    .default_backoff()
+    .map(|event| event.map(drop));
+    let validating = watcher(
+        Api::<ValidatingWebhookConfiguration>::all(client.clone()),
+        by_name(VALIDATING_WEBHOOK_CONFIGURATION),
+    )
+    .default_backoff()
+    .map(|event| event.map(drop));
+    let mut changes = std::pin::pin!(futures::stream::select(mutating, validating));
+    loop {
+        let url = settings.webhook_url.as_deref();
+        if let Err(error) = ensure_webhook_configurations(&client, bundle.as_bytes(), url).await {
+            tracing::warn!(%error, "patching the webhook configurations failed; retrying");
+            if !retry().await {
+                return;
+            }
+            continue;
+        }
+        // Wait for the next change of either configuration (our own patch included: the
+        // re-check then finds nothing to do).
+        loop {
+            tokio::select! {
+                event = changes.next() => match event {
+                    None => return,
+                    Some(Ok(())) => break,
+                    Some(Err(error)) => {
+                        tracing::debug!(%error, "watching the webhook configurations");
+                    }
+                },
+                _ = token.cancelled() => return,
             }
         }
     }
