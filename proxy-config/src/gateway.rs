@@ -13,7 +13,10 @@
 //!   matches only a server with host `*`;
 //! - plaintext HTTP servers (`HTTP`, `HTTP2`, `GRPC`): by the request's authority (port
 //!   removed) against `hosts`, same order; then that server's route table picks the route;
-//! - a `TCP` server is alone on its port and takes every connection.
+//! - a `TCP` server is alone on its port and takes every connection;
+//! - among servers whose hosts match equally specifically, the first in `servers` wins
+//!   (Istio's merge order). The control plane merges plaintext HTTP servers that share the
+//!   same hosts into one, so this tie only arises for overlapping, different host lists.
 //!
 //! Private keys resolved from Kubernetes Secrets travel inline ([`TlsCredential::Inline`]);
 //! their `Debug` prints `<redacted>` and [`crate::ProxyConfig::redacted`] replaces them for
