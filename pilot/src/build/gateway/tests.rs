@@ -422,3 +422,50 @@ fn gateway_names_resolve_as_istio() {
     assert!(names_binding(&list(&["mesh", "x/y"]), "a", None));
     assert!(!names_binding(&list(&["istio-system/ingress"]), "a", None));
 }
+
+#[test]
+fn conflicting_servers_on_a_port_are_left_out_and_reported() {
+    let extra = r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: more, namespace: app}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8080, name: tcp, protocol: TCP}
+    hosts: ["*"]
+  - port: {number: 8443, name: https-a, protocol: HTTPS}
+    hosts: [a.example.com]
+    tls: {mode: ISTIO_MUTUAL}
+  - port: {number: 8443, name: https-b, protocol: HTTPS}
+    hosts: [a.example.com, b.example.com]
+    tls: {mode: ISTIO_MUTUAL}
+"#;
+    let output = router(&view(extra));
+    let config = &output.config;
+    let http = &config.gateways[0];
+    assert_eq!(http.port, 8080);
+    assert_eq!(
+        http.servers.len(),
+        1,
+        "the TCP server cannot join the HTTP port"
+    );
+    let tls = &config.gateways[1];
+    assert_eq!(tls.servers.len(), 2);
+    assert_eq!(
+        tls.servers[0].tls.as_ref().unwrap().mode,
+        ServerTlsMode::IstioMutual
+    );
+    assert!(tls.servers[0].tls.as_ref().unwrap().credential.is_none());
+    assert_eq!(
+        tls.servers[1].hosts,
+        vec!["b.example.com"],
+        "a.example.com stays with the first"
+    );
+    let paths: Vec<&str> = output
+        .warnings
+        .iter()
+        .map(|warning| warning.field_path.as_str())
+        .collect();
+    assert_eq!(paths, vec!["spec.servers[0].port", "spec.servers[2].hosts"]);
+}
