@@ -150,3 +150,45 @@ async fn main() -> anyhow::Result<()> {
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("weft-operator").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn install_contract_flags_parse() {
+        let args = parse(&[
+            "--namespace=mesh-ops",
+            "--leader-elect",
+            "--log-format=json",
+            "--webhook-cert-dir=/tmp/k8s-webhook-server/serving-certs",
+            "--manage-webhook-ca-bundle=false",
+        ]);
+        assert_eq!(args.namespace, "mesh-ops");
+        assert!(args.leader_elect);
+        assert!(!args.manage_webhook_ca_bundle);
+        assert_eq!(args.log_format, "json");
+        assert_eq!(
+            args.webhook_cert_dir.as_deref(),
+            Some(std::path::Path::new(
+                "/tmp/k8s-webhook-server/serving-certs"
+            ))
+        );
+    }
+
+    #[test]
+    fn defaults_manage_the_ca_bundle_and_listen_on_istio_ports() {
+        let args = parse(&[]);
+        assert!(args.manage_webhook_ca_bundle);
+        assert!(parse(&["--manage-webhook-ca-bundle"]).manage_webhook_ca_bundle);
+        assert!(!args.leader_elect);
+        assert_eq!(args.discovery_address.port(), 15012);
+        assert_eq!(args.monitoring_address.port(), 15014);
+        assert_eq!(args.webhook_address.port(), 9443);
+        assert_eq!(args.webhook_url, None);
+    }
+}

@@ -427,6 +427,15 @@ pub async fn run(
     settings: KubernetesSettings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    if let Some(host) = settings.webhook_url.as_deref().and_then(webhook_url_host)
+        && host.parse::<std::net::IpAddr>().is_ok()
+    {
+        tracing::warn!(
+            %host,
+            "--webhook-url names an IP address; the serving certificate carries DNS names only, so \
+             the API server will refuse it: use a host name that resolves to this machine"
+        );
+    }
     let (stores, writers) = stores::stores();
     let changed = Arc::new(Notify::new());
     stores::spawn_reflectors(&client, writers, changed.clone(), &shutdown);
