@@ -22,6 +22,10 @@ use crate::lab::{Host, Lab, LabError};
 /// The proxy's user and group (Istio's 1337).
 pub const PROXY_UID: u32 = 1337;
 
+/// The environment variable naming a directory that holds `weft-operator`, `weft-proxy` and
+/// `weft-sample-app` (see [`MeshBinaries::locate`]).
+pub const BIN_DIR_ENV: &str = "WEFT_MESH_BIN_DIR";
+
 /// Paths of the binaries a local mesh runs.
 #[derive(Debug, Clone)]
 pub struct MeshBinaries {
@@ -34,13 +38,18 @@ pub struct MeshBinaries {
 }
 
 impl MeshBinaries {
-    /// Finds the binaries next to the running executable (`target/<profile>/` for tests run
-    /// by cargo, whose executables live in `target/<profile>/deps/`), or in `dir` when given.
-    /// Errors when one is missing, saying to build them (`cargo build --workspace --bins`).
+    /// Finds the binaries in `dir` when given, else in the directory named by the environment
+    /// variable [`BIN_DIR_ENV`] when set (binaries built elsewhere, e.g. with their own
+    /// `CARGO_TARGET_DIR`), else next to the running executable (`target/<profile>/` for tests
+    /// run by cargo, whose executables live in `target/<profile>/deps/`). Errors when one is
+    /// missing, saying to build them (`cargo build --workspace --bins`).
     pub fn locate(dir: Option<&Path>) -> Result<Self, LabError> {
         let mut candidates = Vec::new();
         if let Some(dir) = dir {
             candidates.push(dir.to_path_buf());
+        }
+        if let Some(dir) = std::env::var_os(BIN_DIR_ENV) {
+            candidates.push(PathBuf::from(dir));
         }
         if let Ok(exe) = std::env::current_exe() {
             for ancestor in exe.ancestors().skip(1).take(2) {
