@@ -231,6 +231,24 @@ impl OwnCerts {
     }
 }
 
+fn citadel_settings_of(settings: &KubernetesSettings, mesh: &MeshSpec) -> CitadelSettings {
+    CitadelSettings {
+        namespace: settings.namespace.clone(),
+        mesh: mesh.clone(),
+    }
+}
+
+/// The [`CaKey`] of the CA the Secrets hold now, `None` when it cannot be loaded (logged).
+async fn loaded_ca_key(client: &Client, settings: &CitadelSettings) -> Option<CaKey> {
+    match citadel::controller::load_ca(client, settings, Arc::new(SystemClock)).await {
+        Ok(ca) => Some(ca_key(&ca, &settings.mesh)),
+        Err(error) => {
+            tracing::warn!(%error, "loading the mesh CA failed");
+            None
+        }
+    }
+}
+
 /// The leader's work for one term: runs Citadel and (when managed) patches the webhook
 /// configurations, restarting both when the trust domain, certificate settings or CA change.
 async fn leader_work(
@@ -276,6 +294,7 @@ async fn leader_work(
             ));
         }
         let key = citadel_key(&spec);
+        let ca_in_use = loaded_ca_key(&client, &citadel_settings_of(&settings, &spec)).await;
         loop {
             tokio::select! {
                 changed = mesh.changed() => {
@@ -283,7 +302,15 @@ async fn leader_work(
                     if citadel_key(&mesh.borrow_and_update()) == key { continue }
                     break;
                 }
-                changed = ca_revision.changed() => { let _ = changed; break }
+                changed = ca_revision.changed() => {
+                    if changed.is_err() { break }
+                    ca_revision.borrow_and_update();
+                    // The Secrets changed; restart only if the CA they hold did (our own
+                    // creation of weft-ca-secret and metadata edits do not count).
+                    let now = loaded_ca_key(&client, &citadel_settings_of(&settings, &spec)).await;
+                    if now.is_some() && now == ca_in_use { continue }
+                    break;
+                }
                 _ = term.cancelled() => break,
             }
         }
