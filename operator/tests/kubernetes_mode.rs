@@ -244,6 +244,10 @@ async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
 }
 
 async fn http_get(addr: SocketAddr, path: &str) -> Option<u16> {
+    http_get_body(addr, path).await.map(|(status, _)| status)
+}
+
+async fn http_get_body(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
@@ -253,7 +257,10 @@ async fn http_get(addr: SocketAddr, path: &str) -> Option<u16> {
         .header("host", "localhost")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    Some(sender.send_request(request).await.ok()?.status().as_u16())
+    let response = sender.send_request(request).await.ok()?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// POSTs `body` to the webhook at `addr`, trusting only `root_pem` and checking the serving
@@ -492,6 +499,13 @@ async fn the_operator_runs_against_a_fake_api_server() {
             .map(drop)
     })
     .await;
+
+    // Without --leader-elect this replica leads, and says so in its metrics.
+    let (_, metrics) = http_get_body(monitoring, "/metrics").await.unwrap();
+    assert!(
+        metrics.contains("leader_election_master_status{name=\"weft-operator-leader\"} 1"),
+        "{metrics}"
+    );
 
     // Discovery listens; the operator stops on shutdown.
     tokio::net::TcpStream::connect(settings.discovery_addr)

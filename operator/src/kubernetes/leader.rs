@@ -10,6 +10,10 @@ use std::future::Future;
 
 use kube::Client;
 use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +27,45 @@ pub const LEASE_DURATION_SECONDS: u64 = 15;
 /// How long before expiry the holder renews, seconds: renewal 10 s after the last one, as the
 /// controllers' `--leader-elect-renew-deadline` default.
 pub const LEASE_GRACE_SECONDS: u64 = 5;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LeaseLabels {
+    name: String,
+}
+
+/// Whether this replica leads, as controller-runtime's `leader_election_master_status{name}`
+/// gauge (1 while leading, 0 otherwise), so that dashboards made for Kubernetes controllers
+/// work unchanged.
+#[derive(Clone, Debug)]
+pub struct LeaderMetrics {
+    status: Family<LeaseLabels, Gauge>,
+}
+
+impl LeaderMetrics {
+    /// The gauge registered in `registry` as `leader_election_master_status{name=
+    /// "weft-operator-leader"}`, starting at 0.
+    pub fn new(registry: &mut Registry) -> Self {
+        let metrics = LeaderMetrics {
+            status: Family::default(),
+        };
+        registry.register(
+            "leader_election_master_status",
+            "1 while this replica holds the leader lease, 0 otherwise",
+            metrics.status.clone(),
+        );
+        metrics.set_leader(false);
+        metrics
+    }
+
+    /// Sets the gauge to 1 (`true`) or 0.
+    pub fn set_leader(&self, leader: bool) {
+        self.status
+            .get_or_create(&LeaseLabels {
+                name: LEASE_NAME.to_string(),
+            })
+            .set(i64::from(leader));
+    }
+}
 
 /// Runs `work` (given a token cancelled when leadership ends) each time `leader` turns `true`,
 /// cancels it and waits for it to finish when `leader` turns `false`, and returns once

@@ -502,6 +502,7 @@ pub async fn run(
     let mut registry = Registry::default();
     let metrics = DiscoveryMetrics::new(&mut registry);
     let webhook_metrics = WebhookMetrics::new(&mut registry);
+    let leader_status = leader::LeaderMetrics::new(&mut registry);
     let debounce = DebounceSettings {
         after: mesh.debounce_after(),
         max: mesh.debounce_max(),
@@ -569,13 +570,19 @@ pub async fn run(
     let work = {
         let (client, settings) = (client.clone(), settings.clone());
         move |term: CancellationToken| {
-            leader_work(
+            let work = leader_work(
                 client.clone(),
                 settings.clone(),
                 mesh_rx.clone(),
                 ca_rx.clone(),
                 term,
-            )
+            );
+            let status = leader_status.clone();
+            async move {
+                status.set_leader(true);
+                work.await;
+                status.set_leader(false);
+            }
         }
     };
     if settings.leader_elect {
