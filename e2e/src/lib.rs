@@ -209,3 +209,25 @@ pub fn apply_watching(mesh: &LocalMesh, watch: &[&str], file: &str, yaml: &str) 
         "{watch:?} did not all acknowledge a config built from {file} within 10 s"
     );
 }
+
+/// The ingress gateway's lab host name in the gateway scenarios.
+pub const GATEWAY: &str = "gw";
+
+/// Adds Istio's default ingress gateway (`istio: ingressgateway` in `istio-system`, see
+/// [`WorkloadSpec::ingress_gateway`]) as [`GATEWAY`] and returns its address.
+pub fn ingress_gateway(mesh: &mut LocalMesh) -> Ipv4Addr {
+    mesh.add_gateway(WorkloadSpec::ingress_gateway(GATEWAY, &[80, 443]))
+        .expect("ingress gateway")
+        .host
+        .ip
+}
+
+/// Runs `curl` with `args` from `host` (a plain host outside the mesh), see
+/// [`weft_lab::client::curl`]; `Err` carries curl's message (refused, TLS failure).
+pub fn curl(
+    mesh: &LocalMesh,
+    host: &weft_lab::Host,
+    args: &[&str],
+) -> Result<weft_lab::client::HttpReply, String> {
+    weft_lab::client::curl(mesh.lab(), host, args).map_err(|e| e.to_string())
+}

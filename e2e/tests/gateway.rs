@@ -1,0 +1,336 @@
+//! Data path through an ingress gateway (`weft-proxy gateway`, Istio's `router`): a plain
+//! client outside the mesh calls the gateway, which routes by Host to services with sidecars
+//! over mutual TLS; HTTPS SIMPLE with a file-mounted certificate; httpsRedirect; TLS
+//! PASSTHROUGH by SNI to a TLS backend.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::time::Duration;
+
+use weft_e2e::{
+    GATEWAY, NS, curl, eventually, host, ingress_gateway, mesh_or_skip, service, service_entry,
+};
+use weft_lab::pki::TestCa;
+
+/// A Gateway `ingress` in istio-system selecting the ingress gateway, with `servers` (YAML
+/// list items indented by 2).
+fn gateway(servers: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: ingress, namespace: istio-system}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n{servers}"
+    )
+}
+
+/// A VirtualService bound to the ingress gateway sending every request for `public` to
+/// service `service` on 9080.
+fn http_vs(name: &str, public: &str, service: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  hosts: [{public}]\n  gateways: [istio-system/ingress]\n  http:\n  - route:\n    - destination: {{host: {}, port: {{number: 9080}}}}\n",
+        host(service)
+    )
+}
+
+/// What to print when the gateway does not answer: its log, its `/config_dump` (admin is on
+/// 127.0.0.1:15000 in its namespace) and the control plane's log.
+fn diagnostics(mesh: &weft_lab::mesh::LocalMesh) -> String {
+    let dump = mesh
+        .workload(GATEWAY)
+        .and_then(|gw| {
+            mesh.lab()
+                .exec(
+                    &gw.host,
+                    "curl",
+                    &["-s", "http://127.0.0.1:15000/config_dump"],
+                )
+                .ok()
+        })
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
+    format!(
+        "gateway log:\n{}\ngateway config:\n{dump}\noperator log:\n{}",
+        mesh.log(&format!("{GATEWAY}-proxy")),
+        mesh.log("operator")
+    )
+}
+
+/// Retries `curl` for up to 15 s (the control plane pushes the new config meanwhile) until
+/// `done` accepts the reply; returns the last result.
+fn curl_until(
+    mesh: &weft_lab::mesh::LocalMesh,
+    client: &weft_lab::Host,
+    args: &[&str],
+    done: impl Fn(&weft_lab::client::HttpReply) -> bool,
+) -> Result<weft_lab::client::HttpReply, String> {
+    eventually(
+        Duration::from_secs(15),
+        || curl(mesh, client, args),
+        |reply| reply.as_ref().is_ok_and(&done),
+    )
+    .0
+}
+
+#[test]
+fn ingress_routes_by_host_to_two_services_over_mutual_tls() {
+    let mut mesh = mesh_or_skip!();
+    mesh.write_config(
+        "svc-reviews.yaml",
+        &service_entry("reviews", mesh.lab().vip(3)),
+    )
+    .unwrap();
+    mesh.write_config(
+        "svc-ratings.yaml",
+        &service_entry("ratings", mesh.lab().vip(4)),
+    )
+    .unwrap();
+    mesh.add_workload(service("reviews1", "reviews", "v1", &[], &[]))
+        .unwrap();
+    mesh.add_workload(service("ratings1", "ratings", "v1", &[], &[]))
+        .unwrap();
+    let gw = ingress_gateway(&mut mesh);
+    let client = mesh.add_plain_host("outside").unwrap();
+    mesh.write_config(
+        "gateway.yaml",
+        &gateway(
+            "  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*.example.com\"]\n",
+        ),
+    )
+    .unwrap();
+    mesh.write_config(
+        "vs-reviews.yaml",
+        &http_vs("reviews", "reviews.example.com", "reviews"),
+    )
+    .unwrap();
+    mesh.write_config(
+        "vs-ratings.yaml",
+        &http_vs("ratings", "ratings.example.com", "ratings"),
+    )
+    .unwrap();
+
+    for (public, service) in [
+        ("reviews.example.com", "reviews"),
+        ("ratings.example.com", "ratings"),
+    ] {
+        let url = format!("http://{gw}/{service}/1");
+        let header = format!("Host: {public}");
+        let reply = curl_until(&mesh, &client, &["-H", &header, &url], |r| r.status == 200);
+        let reply = reply
+            .unwrap_or_else(|e| panic!("{public} via the gateway: {e}\n{}", diagnostics(&mesh)));
+        assert!(
+            reply.body.contains(&format!("\"service\":\"{service}\"")),
+            "{public} reached the wrong service: {}",
+            reply.body
+        );
+    }
+    // A host no VirtualService binds to the gateway: 404 from the gateway.
+    let unknown = curl(
+        &mesh,
+        &client,
+        &["-H", "Host: other.example.com", &format!("http://{gw}/")],
+    )
+    .unwrap();
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+
+    // The gateway -> sidecar hop is mutual TLS, seen by the destination sidecar, and the
+    // gateway reports its requests as the source (Istio's gateways do).
+    let metrics = mesh.proxy_metrics("reviews1").unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("istio_requests_total")
+                && l.contains("reporter=\"destination\"")
+                && l.contains("connection_security_policy=\"mutual_tls\"")
+                && l.contains(
+                "source_principal=\"spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account\""
+            )),
+        "the sidecar did not see the gateway's requests over mTLS:\n{metrics}"
+    );
+    let gateway_metrics = mesh.proxy_metrics(GATEWAY).unwrap();
+    assert!(
+        gateway_metrics
+            .lines()
+            .any(|l| l.starts_with("istio_requests_total")
+                && l.contains("reporter=\"source\"")
+                && l.contains(&format!("destination_service=\"{}\"", host("ratings")))),
+        "the gateway does not report as source:\n{gateway_metrics}"
+    );
+}
+
+#[test]
+fn https_simple_with_a_file_certificate_and_https_redirect() {
+    let mut mesh = mesh_or_skip!();
+    mesh.write_config(
+        "svc-reviews.yaml",
+        &service_entry("reviews", mesh.lab().vip(3)),
+    )
+    .unwrap();
+    mesh.add_workload(service("reviews1", "reviews", "v1", &[], &[]))
+        .unwrap();
+    let gw = ingress_gateway(&mut mesh);
+    let client = mesh.add_plain_host("outside").unwrap();
+    // The certificate mounted into the gateway (readable by its UID 1337).
+    let ca = TestCa::new("example CA").unwrap();
+    let leaf = ca.issue(&["secure.example.com"]).unwrap();
+    let dir = mesh.lab().log_dir().join("gateway-certs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key, ca_file) = (dir.join("tls.crt"), dir.join("tls.key"), dir.join("ca.crt"));
+    std::fs::write(&cert, &leaf.cert_pem).unwrap();
+    std::fs::write(&key, &leaf.key_pem).unwrap();
+    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+    for path in [&dir, &cert, &key] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if path == &dir { 0o755 } else { 0o644 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    mesh.write_config(
+        "gateway.yaml",
+        &gateway(&format!(
+            "  - port: {{number: 80, name: http, protocol: HTTP}}\n    hosts: [secure.example.com]\n    tls: {{httpsRedirect: true}}\n  - port: {{number: 443, name: https, protocol: HTTPS}}\n    hosts: [secure.example.com]\n    tls: {{mode: SIMPLE, serverCertificate: {}, privateKey: {}}}\n",
+            cert.display(),
+            key.display()
+        )),
+    )
+    .unwrap();
+    mesh.write_config(
+        "vs-secure.yaml",
+        &http_vs("secure", "secure.example.com", "reviews"),
+    )
+    .unwrap();
+
+    let resolve = format!("secure.example.com:443:{gw}");
+    let url = "https://secure.example.com/reviews/1";
+    let ca_path = ca_file.display().to_string();
+    let reply = curl_until(
+        &mesh,
+        &client,
+        &["--resolve", &resolve, "--cacert", &ca_path, url],
+        |r| r.status == 200,
+    )
+    .unwrap_or_else(|e| panic!("HTTPS via the gateway: {e}\n{}", diagnostics(&mesh)));
+    assert!(
+        reply.body.contains("\"service\":\"reviews\""),
+        "{}",
+        reply.body
+    );
+    // The client verified the gateway's certificate against the CA: a client trusting
+    // another CA fails the handshake.
+    let other = TestCa::new("other CA").unwrap();
+    let other_file = dir.join("other-ca.crt");
+    std::fs::write(&other_file, &other.cert_pem).unwrap();
+    let refused = curl(
+        &mesh,
+        &client,
+        &[
+            "--resolve",
+            &resolve,
+            "--cacert",
+            &other_file.display().to_string(),
+            url,
+        ],
+    );
+    assert!(
+        refused.is_err(),
+        "a certificate from another CA was accepted: {refused:?}"
+    );
+
+    let redirect = curl(
+        &mesh,
+        &client,
+        &[
+            "--resolve",
+            &format!("secure.example.com:80:{gw}"),
+            "http://secure.example.com/reviews/1?x=1",
+        ],
+    )
+    .unwrap();
+    assert_eq!(redirect.status, 301, "{redirect:?}");
+    assert_eq!(
+        redirect.header("location"),
+        Some("https://secure.example.com/reviews/1?x=1")
+    );
+}
+
+#[test]
+fn tls_passthrough_routes_by_sni_to_the_backend_unterminated() {
+    let mut mesh = mesh_or_skip!();
+    let gw = ingress_gateway(&mut mesh);
+    let client = mesh.add_plain_host("outside").unwrap();
+    let backend = mesh.add_plain_host("backend").unwrap();
+    let ca = TestCa::new("backend CA").unwrap();
+    let leaf = ca.issue(&["db.example.com"]).unwrap();
+    let dir = mesh.lab().log_dir().join("backend-certs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key, ca_file) = (dir.join("tls.crt"), dir.join("tls.key"), dir.join("ca.crt"));
+    std::fs::write(&cert, &leaf.cert_pem).unwrap();
+    std::fs::write(&key, &leaf.key_pem).unwrap();
+    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+    // A TLS server holding the only certificate for db.example.com: `openssl s_server -www`
+    // answers GET with a status page.
+    let openssl = std::path::Path::new("/usr/bin/openssl");
+    let args: Vec<String> = ["s_server", "-quiet", "-www", "-accept", "8443", "-cert"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            cert.display().to_string(),
+            "-key".into(),
+            key.display().to_string(),
+        ])
+        .collect();
+    mesh.lab_mut()
+        .spawn(&backend, "backend-tls", openssl, &args, &[], None)
+        .unwrap();
+    mesh.write_config(
+        "se-db.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: db, namespace: {NS}}}\nspec:\n  hosts: [db.example.com]\n  ports: [{{number: 8443, name: tls, protocol: TLS}}]\n  location: MESH_EXTERNAL\n  resolution: STATIC\n  endpoints: [{{address: {}}}]\n",
+            backend.ip
+        ),
+    )
+    .unwrap();
+    mesh.write_config(
+        "gateway.yaml",
+        &gateway("  - port: {number: 443, name: tls, protocol: TLS}\n    hosts: [db.example.com]\n    tls: {mode: PASSTHROUGH}\n"),
+    )
+    .unwrap();
+    mesh.write_config(
+        "vs-db.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: db, namespace: {NS}}}\nspec:\n  hosts: [db.example.com]\n  gateways: [istio-system/ingress]\n  tls:\n  - match: [{{port: 443, sniHosts: [db.example.com]}}]\n    route:\n    - destination: {{host: db.example.com, port: {{number: 8443}}}}\n"
+        ),
+    )
+    .unwrap();
+    let resolve = format!("db.example.com:443:{gw}");
+    let ca_path = ca_file.display().to_string();
+    // The client verifies db.example.com's certificate, which only the backend holds: the
+    // gateway forwarded the TLS bytes without terminating them.
+    let reply = curl_until(
+        &mesh,
+        &client,
+        &[
+            "--resolve",
+            &resolve,
+            "--cacert",
+            &ca_path,
+            "https://db.example.com/",
+        ],
+        |r| r.status == 200,
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "passthrough via the gateway: {e}\n{}\nbackend log:\n{}",
+            diagnostics(&mesh),
+            mesh.log("backend-tls")
+        )
+    });
+    assert!(reply.body.contains("s_server"), "{}", reply.body);
+    // Another SNI has no server on the port: the gateway closes the connection.
+    let other = curl(
+        &mesh,
+        &client,
+        &[
+            "--resolve",
+            &format!("web.example.com:443:{gw}"),
+            "-k",
+            "https://web.example.com/",
+        ],
+    );
+    assert!(other.is_err(), "an unknown SNI was served: {other:?}");
+}
