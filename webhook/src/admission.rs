@@ -118,8 +118,13 @@ pub fn mutate(
         Ok(patch) => patch,
         Err(error) => return response.deny(format!("weft sidecar injection: {error}")),
     };
-    match response.clone().with_patch(patch) {
-        Ok(patched) => patched,
+    // `with_patch` takes the patch as a `json_patch::Patch` to serialize; the patch is already
+    // JSON text, so an empty one sets the patch type and the text replaces its `[]`.
+    match response.clone().with_patch(json_patch::Patch(Vec::new())) {
+        Ok(mut patched) => {
+            patched.patch = Some(patch);
+            patched
+        }
         Err(error) => response.deny(format!("weft sidecar injection: {error}")),
     }
 }

@@ -139,3 +139,24 @@ fn bodies_over_the_limit_get_413() {
     let message = response["status"]["message"].as_str().unwrap();
     assert!(message.contains(&MAX_BODY_BYTES.to_string()), "{message}");
 }
+
+#[test]
+fn a_pod_sent_without_metadata_gets_a_patch_that_applies_to_it() {
+    // Found by the handle_inject_body fuzz target (a mangled `metadata` key): k8s-openapi reads
+    // the pod with empty metadata, but the object the patch applies to has no `/metadata`.
+    let mut body = review("CREATE", json!({}));
+    let object = body["request"]["object"].as_object_mut().unwrap();
+    object.remove("metadata");
+    let sent = Value::Object(object.clone());
+    let (status, response) = call(&serde_json::to_vec(&body).unwrap());
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(response["allowed"], true, "{response}");
+    let bytes = BASE64_STANDARD
+        .decode(response["patch"].as_str().unwrap())
+        .unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+    let mut pod = sent;
+    json_patch::patch(&mut pod, &patch).unwrap();
+    assert_eq!(pod["metadata"]["namespace"], "demo");
+    assert_eq!(pod["spec"]["containers"][1]["name"], "istio-proxy");
+}

@@ -110,3 +110,33 @@ fn service_accounts_too_long_for_a_secret_name_are_refused() {
     fits.spec.as_mut().unwrap().service_account_name = Some("a".repeat(234));
     assert!(inject(&fits, &InjectionConfig::default()).is_ok());
 }
+
+#[test]
+fn out_of_range_drain_durations_are_refused_not_a_panic() {
+    // Found by fuzzing: kube's Go-duration parser panics on values that overflow a Rust
+    // Duration (a huge number, or a negative second part).
+    for duration in [
+        "5004444444444444444444444444444444444444444444444444444444444444us",
+        "18446744073709551615s1s",
+        "1s-2s",
+        "2562048h",
+    ] {
+        let config = format!("terminationDrainDuration: {duration}");
+        let error = inject(
+            &pod(&[("proxy.istio.io/config", config.as_str())]),
+            &InjectionConfig::default(),
+        )
+        .unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("proxy.istio.io/config"), "{message}");
+        assert!(message.contains("terminationDrainDuration"), "{message}");
+    }
+    let fine = "terminationDrainDuration: 2562047h";
+    assert!(
+        inject(
+            &pod(&[("proxy.istio.io/config", fine)]),
+            &InjectionConfig::default()
+        )
+        .is_ok()
+    );
+}
