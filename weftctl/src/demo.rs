@@ -2,8 +2,9 @@
 //!
 //! Starts the control plane in standalone mode and a bookinfo-style application —
 //! productpage → details, productpage → reviews (v1, v2, v3) → ratings — each workload in its
-//! own network namespace with a sidecar injected by the webhook's own function, applies the
-//! Istio YAML in `demo/`, sends traffic and prints a report; then edits the reviews
+//! own network namespace with a sidecar injected by the webhook's own function, and an ingress
+//! gateway in front; applies the Istio YAML in `demo/`, sends traffic from a host outside the
+//! mesh through the gateway and prints a report; then edits the reviews
 //! VirtualService (100 % v3) and shows how long the change took. Everything is torn down at the
 //! end, on error and on Ctrl-C, unless `--keep`.
 
@@ -16,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use weft_lab::mesh::{LocalMesh, MeshBinaries, WorkloadSpec, service_entry_yaml};
+
+/// The ingress gateway's HTTP port (demo/gateway.yaml's server port, as Istio's bookinfo).
+const GATEWAY_PORT: u16 = 8080;
 
 const NS: &str = "bookinfo";
 
@@ -74,6 +78,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     watch_signals(stop.clone());
 
     println!("Starting the control plane (standalone mode) ...");
+    let app_bin = bins.app.clone();
     let mut mesh = LocalMesh::start(bins).context("starting the mesh")?;
     let vip = |name: &str| -> Ipv4Addr {
         let index = SERVICES
@@ -143,29 +148,60 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             .with_context(|| format!("starting {name}"))?;
         println!("  {:<9} {}  (netns {})", name, w.host.ip, w.host.netns);
     }
+    check_stop(&stop)?;
+    let gateway = mesh
+        .add_gateway(WorkloadSpec::ingress_gateway("ingress", &[GATEWAY_PORT]))
+        .context("starting the ingress gateway")?;
+    println!(
+        "  {:<9} {}  (netns {}; weft-proxy gateway, istio=ingressgateway)",
+        "ingress", gateway.host.ip, gateway.host.netns
+    );
+    let outside = mesh
+        .add_plain_host("outside")
+        .context("adding the outside client")?;
+    println!(
+        "  {:<9} {}  (netns {}; no sidecar: a client outside the mesh)",
+        "outside", outside.ip, outside.netns
+    );
+    let entry_url = format!("http://{}:{GATEWAY_PORT}/productpage", gateway.host.ip);
+    // Load from the outside host, through the gateway (not captured: it has no sidecar).
+    let load_outside = |requests: usize| -> anyhow::Result<serde_json::Value> {
+        let app = app_bin.display().to_string();
+        let requests = requests.to_string();
+        let out = mesh.lab().exec(
+            &outside,
+            &app,
+            &[
+                "load",
+                "--url",
+                &entry_url,
+                "--requests",
+                &requests,
+                "--concurrency",
+                "4",
+                "--timeout-ms",
+                "5000",
+            ],
+        )?;
+        serde_json::from_slice(&out.stdout).context("load report")
+    };
 
-    let url = format!("http://{}:9080/productpage", host("productpage"));
-    let pp = host("productpage");
-    let pp_vip = vips["productpage"];
     // Wait for every proxy to hold the config.
-    let ready = wait_for(&stop, Duration::from_secs(20), || {
-        mesh.load("client", &url, &[(&pp, pp_vip)], &[], 10, 2)
-            .is_ok_and(|r| r["status"]["200"] == 10)
+    let ready = wait_for(&stop, Duration::from_secs(30), || {
+        load_outside(10).is_ok_and(|r| r["status"]["200"] == 10)
     })?;
     if !ready {
         bail!(
-            "the application did not answer through the mesh in 20 s; logs: {}",
+            "the application did not answer through the gateway in 30 s; logs: {}",
             mesh.lab().log_dir().display()
         );
     }
 
     println!(
-        "\nSending {} requests: client → productpage → details, reviews (→ ratings) ...",
+        "\nSending {} requests: outside → ingress gateway → productpage → details, reviews (→ ratings) ...",
         args.requests
     );
-    let report = mesh
-        .load("client", &url, &[(&pp, pp_vip)], &[], args.requests, 4)
-        .context("load")?;
+    let report = load_outside(args.requests).context("load through the gateway")?;
     check_stop(&stop)?;
     let ratings_report = mesh
         .load(
@@ -221,7 +257,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         ratings_report["p99_ms"].as_f64().unwrap_or(0.0)
     );
     println!(
-        "latency through productpage: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "latency through the gateway: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         report["p50_ms"].as_f64().unwrap_or(0.0),
         report["p90_ms"].as_f64().unwrap_or(0.0),
         report["p99_ms"].as_f64().unwrap_or(0.0),
@@ -246,9 +282,19 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     // One atomic write: the file's reviews VirtualService is replaced by the edit.
     mesh.write_config("rules-virtual-services.yaml", &edited)?;
+    // Every sidecar reaches reviews, so each gets a new config; the gateway routes only to
+    // productpage, so its config (and version) rightly stays as it was.
+    let sidecars = |versions: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        versions
+            .iter()
+            .filter(|(proxy, _)| proxy.ends_with(&format!(".{NS}")))
+            .map(|(p, v)| (p.clone(), v.clone()))
+            .collect()
+    };
+    let before = sidecars(&before);
     let acked = wait_for(&stop, Duration::from_secs(20), || {
-        let now = mesh.acked_versions();
-        !now.is_empty()
+        let now = sidecars(&mesh.acked_versions());
+        now.len() == before.len()
             && now
                 .iter()
                 .all(|(proxy, version)| before.get(proxy) != Some(version))
@@ -256,15 +302,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let took = started.elapsed();
     if acked {
         println!(
-            "every proxy acknowledged the new config {:.0} ms after the file was written",
+            "every sidecar acknowledged the new config {:.0} ms after the file was written",
             took.as_secs_f64() * 1000.0
         );
     } else {
-        println!("not every proxy acknowledged a new config within {took:?}");
+        println!("not every sidecar acknowledged a new config within {took:?}");
     }
-    let check = mesh
-        .load("client", &url, &[(&pp, pp_vip)], &[], 50, 4)
-        .context("load")?;
+    let check = load_outside(50).context("load through the gateway")?;
     let converged = check["upstream_versions"]["reviews/v3"] == 50;
     println!(
         "traffic after the edit: {} of 50 requests went to reviews v3",
@@ -289,6 +333,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             mesh.operator_ip()
         );
         for (name, _) in [
+            ("ingress", 0),
             ("client", 0),
             ("product", 0),
             ("details", 0),
@@ -304,6 +349,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 );
             }
         }
+        println!(
+            "  entry: ip netns exec {} curl http://{}:{GATEWAY_PORT}/productpage",
+            outside.netns, gateway.host.ip
+        );
         println!("  logs and state: {}", mesh.lab().log_dir().display());
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(200));

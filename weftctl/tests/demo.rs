@@ -69,5 +69,9 @@ fn demo_report_matches_the_rules() {
         text.contains("50 of 50 requests went to reviews v3"),
         "{text}"
     );
-    assert!(text.contains("7 of 7 proxies SYNCED"), "{text}");
+    assert!(
+        text.contains("every sidecar acknowledged the new config"),
+        "{text}"
+    );
+    assert!(text.contains("8 of 8 proxies SYNCED"), "{text}");
 }

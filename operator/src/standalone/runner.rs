@@ -126,7 +126,9 @@ pub async fn run(settings: StandaloneSettings, shutdown: CancellationToken) -> a
         after: spec.debounce_after(),
         max: spec.debounce_max(),
     };
-    let view = ClusterView::from_documents(objects.clone(), ClusterObjects::default());
+    // Secrets are the gateways' credentials (`credentialName`).
+    let view = ClusterView::from_documents(objects.clone(), ClusterObjects::default())
+        .with_secrets(dir.secrets());
     let server = DiscoveryServer::new(Arc::new(Snapshot::new(view)), debounce, metrics);
     let ready = Arc::new(AtomicBool::new(true));
 
@@ -169,7 +171,8 @@ pub async fn run(settings: StandaloneSettings, shutdown: CancellationToken) -> a
             let objects = dir.objects();
             next_cert_check = ensure_certificates(&citadel, &objects, &trust_domain);
             if outcome.changed {
-                let view = ClusterView::from_documents(objects, ClusterObjects::default());
+                let view = ClusterView::from_documents(objects, ClusterObjects::default())
+                    .with_secrets(dir.secrets());
                 server.update(Arc::new(Snapshot::new(view)));
                 tracing::info!("configuration changed; pushing to affected proxies");
             }
