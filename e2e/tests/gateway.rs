@@ -249,6 +249,76 @@ fn https_simple_with_a_file_certificate_and_https_redirect() {
 }
 
 #[test]
+fn https_simple_with_a_credential_name_secret_and_the_key_redacted_in_config_dump() {
+    let mut mesh = mesh_or_skip!();
+    mesh.write_config(
+        "svc-ratings.yaml",
+        &service_entry("ratings", mesh.lab().vip(4)),
+    )
+    .unwrap();
+    mesh.add_workload(service("ratings1", "ratings", "v1", &[], &[]))
+        .unwrap();
+    let gw = ingress_gateway(&mut mesh);
+    let client = mesh.add_plain_host("outside").unwrap();
+    let ca = TestCa::new("example CA").unwrap();
+    let leaf = ca.issue(&["shop.example.com"]).unwrap();
+    // Istio's credentialName: a kubernetes.io/tls Secret in the gateway's namespace.
+    mesh.write_config(
+        "secret-shop.yaml",
+        &leaf.tls_secret_yaml("istio-system", "shop-cert", None),
+    )
+    .unwrap();
+    mesh.write_config(
+        "gateway.yaml",
+        &gateway(
+            "  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [shop.example.com]\n    tls: {mode: SIMPLE, credentialName: shop-cert}\n",
+        ),
+    )
+    .unwrap();
+    mesh.write_config(
+        "vs-shop.yaml",
+        &http_vs("shop", "shop.example.com", "ratings"),
+    )
+    .unwrap();
+    let dir = mesh.lab().log_dir().join("client-ca");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = dir.join("ca.crt");
+    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+    let resolve = format!("shop.example.com:443:{gw}");
+    let reply = curl_until(
+        &mesh,
+        &client,
+        &[
+            "--resolve",
+            &resolve,
+            "--cacert",
+            &ca_file.display().to_string(),
+            "https://shop.example.com/ratings/1",
+        ],
+        |r| r.status == 200,
+    )
+    .unwrap_or_else(|e| panic!("HTTPS with credentialName: {e}\n{}", diagnostics(&mesh)));
+    assert!(
+        reply.body.contains("\"service\":\"ratings\""),
+        "{}",
+        reply.body
+    );
+    // The gateway holds the key inline, but its /config_dump shows it redacted.
+    let host = &mesh.workload(GATEWAY).unwrap().host;
+    let dump = mesh
+        .lab()
+        .exec(host, "curl", &["-s", "http://127.0.0.1:15000/config_dump"])
+        .unwrap();
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(dump.contains("shop-cert"), "{dump}");
+    let key_line = leaf.key_pem.lines().nth(1).unwrap();
+    assert!(
+        !dump.contains(key_line),
+        "the private key is in /config_dump"
+    );
+}
+
+#[test]
 fn tls_passthrough_routes_by_sni_to_the_backend_unterminated() {
     let mut mesh = mesh_or_skip!();
     let gw = ingress_gateway(&mut mesh);

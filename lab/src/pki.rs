@@ -29,6 +29,22 @@ pub struct Leaf {
     pub key_pem: String,
 }
 
+impl Leaf {
+    /// A Kubernetes Secret of type `kubernetes.io/tls` named `namespace/name` holding this
+    /// certificate and key (`tls.crt`, `tls.key`, base64 as the API stores them), plus the CA
+    /// `ca_pem` as `ca.crt` when given: what Istio's `credentialName` refers to. YAML text.
+    pub fn tls_secret_yaml(&self, namespace: &str, name: &str, ca_pem: Option<&str>) -> String {
+        use base64::Engine as _;
+        let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+        let ca = ca_pem.map_or_else(String::new, |pem| format!("  ca.crt: {}\n", encode(pem)));
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {namespace}}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n{ca}",
+            encode(&self.cert_pem),
+            encode(&self.key_pem)
+        )
+    }
+}
+
 impl std::fmt::Debug for Leaf {
     /// Never prints the key.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
