@@ -404,3 +404,66 @@ fn tls_passthrough_routes_by_sni_to_the_backend_unterminated() {
     );
     assert!(other.is_err(), "an unknown SNI was served: {other:?}");
 }
+
+#[test]
+fn a_port_the_gateway_cannot_bind_is_nacked_and_the_last_good_listeners_stay() {
+    let mut mesh = mesh_or_skip!();
+    mesh.write_config(
+        "svc-reviews.yaml",
+        &service_entry("reviews", mesh.lab().vip(3)),
+    )
+    .unwrap();
+    mesh.add_workload(service("reviews1", "reviews", "v1", &[], &[]))
+        .unwrap();
+    let gw = ingress_gateway(&mut mesh);
+    let client = mesh.add_plain_host("outside").unwrap();
+    let http = "  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n";
+    mesh.write_config("gateway.yaml", &gateway(http)).unwrap();
+    mesh.write_config(
+        "vs-reviews.yaml",
+        &http_vs("reviews", "reviews.example.com", "reviews"),
+    )
+    .unwrap();
+    let url = format!("http://{gw}/reviews/1");
+    curl_until(
+        &mesh,
+        &client,
+        &["-H", "Host: reviews.example.com", &url],
+        |r| r.status == 200,
+    )
+    .unwrap_or_else(|e| panic!("HTTP via the gateway: {e}\n{}", diagnostics(&mesh)));
+
+    // 15021 is the gateway's own health port: binding it again fails.
+    mesh.write_config(
+        "gateway.yaml",
+        &gateway(&format!(
+            "{http}  - port: {{number: 15021, name: http-taken, protocol: HTTP}}\n    hosts: [\"*\"]\n"
+        )),
+    )
+    .unwrap();
+    let proxy = format!("{GATEWAY}.istio-system");
+    let (row, _) = eventually(
+        Duration::from_secs(15),
+        || {
+            mesh.sync_status()
+                .ok()
+                .and_then(|rows| {
+                    rows.as_array()?
+                        .iter()
+                        .find(|row| row["proxy"] == proxy.as_str())
+                        .cloned()
+                })
+                .unwrap_or_default()
+        },
+        |row| row["state"] == "NACKED",
+    );
+    assert_eq!(row["state"], "NACKED", "{row}\n{}", diagnostics(&mesh));
+    let reason = row["nack_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(":15021"),
+        "the NACK does not name the port: {reason}"
+    );
+    // The last good config keeps serving port 80.
+    let reply = curl(&mesh, &client, &["-H", "Host: reviews.example.com", &url]).unwrap();
+    assert_eq!(reply.status, 200, "{reply:?}");
+}
