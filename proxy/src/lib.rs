@@ -8,6 +8,9 @@
 //! [`snapshot`] (held by [`config::ConfigStore`]), forwarding through [`balance`] and
 //! [`upstream`]; [`tcp`] proxies opaque TCP. Every request ends as a
 //! [`request_log::RequestLog`].
+//!
+//! `weft-proxy gateway` runs the same request path as a standalone gateway ([`gateway`]): no
+//! capture, listeners from the config's gateway ports, servers picked by SNI and Host.
 #![warn(missing_docs)]
 
 pub mod admin;
