@@ -193,7 +193,7 @@ impl Comparison {
     /// figures are missing is `met: None`.
     pub fn targets(&self) -> Vec<TargetCheck> {
         let ms = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.3} ms"));
-        let cores = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.4}"));
+        let cores = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.4} core"));
         let mib = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.1} MiB"));
         let rate = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.0} req/s"));
         let ratio_of = |w: Option<f64>, p: Option<f64>| ratio(w?, p?);
