@@ -426,3 +426,66 @@ pub fn client_san_accepted(accepted: &[String], leaf: Option<&CertificateDer<'_>
             .any(|name| accepted.iter().any(|want| want == name)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Vec<rustls::ProtocolVersion> {
+        versions.iter().map(|v| v.version).collect()
+    }
+
+    #[test]
+    fn protocol_versions_follow_istio_defaults_and_bounds() {
+        use rustls::ProtocolVersion::{TLSv1_2, TLSv1_3};
+        assert_eq!(names(&versions(None, None)), [TLSv1_2, TLSv1_3]);
+        assert_eq!(
+            names(&versions(Some(TlsVersion::Auto), Some(TlsVersion::Auto))),
+            [TLSv1_2, TLSv1_3]
+        );
+        assert_eq!(names(&versions(Some(TlsVersion::V1_3), None)), [TLSv1_3]);
+        assert_eq!(names(&versions(None, Some(TlsVersion::V1_2))), [TLSv1_2]);
+        assert_eq!(
+            names(&versions(Some(TlsVersion::V1_0), Some(TlsVersion::V1_1))),
+            Vec::<rustls::ProtocolVersion>::new()
+        );
+    }
+
+    #[test]
+    fn a_missing_credential_file_is_an_error_naming_the_file() {
+        let settings = ServerTls {
+            mode: ServerTlsMode::Simple,
+            credential: Some(TlsCredential::Files {
+                server_certificate: "/nonexistent/tls.crt".into(),
+                private_key: "/nonexistent/tls.key".into(),
+                ca_certificates: None,
+            }),
+            subject_alt_names: Vec::new(),
+            min_protocol_version: None,
+            max_protocol_version: None,
+            cipher_suites: Vec::new(),
+        };
+        let credential = ServerCredential::new("ns/gw/https", &settings, &[]);
+        let Err(CredentialError::Read { path, .. }) = credential.config() else {
+            panic!("expected a read error");
+        };
+        assert_eq!(path, PathBuf::from("/nonexistent/tls.crt"));
+    }
+
+    #[test]
+    fn subject_alt_names_are_only_checked_when_listed() {
+        assert!(client_san_accepted(&[], None));
+        assert!(client_san_accepted(&["a.example".to_owned()], None));
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["a.example".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = cert.der();
+        assert!(client_san_accepted(&["a.example".to_owned()], Some(der)));
+        assert!(!client_san_accepted(&["b.example".to_owned()], Some(der)));
+        assert_eq!(subject_alt_names(der), ["a.example"]);
+    }
+}
