@@ -3,10 +3,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CARGO_FLAGS ?= --locked
 
-.PHONY: help deps build test test-unit e2e e2e-cluster manifests manifests-check lint fmt demo bench bench-proxy bench-summary bench-criterion bench-deps bundle doc clean
+.PHONY: help deps build test test-unit e2e e2e-cluster manifests manifests-check lint fmt demo run bench bench-proxy bench-summary bench-criterion bench-deps bundle bundle-check images bundle-image doc clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 build: ## Build every binary (weft-operator, weft-proxy, weftctl) in release mode
 	$(CARGO) build $(CARGO_FLAGS) --release --workspace --bins
@@ -73,8 +73,29 @@ bench-criterion: ## Every crate's criterion benchmarks (cargo bench --workspace)
 bench-deps: ## Install what the proxy comparison needs: haproxy, nginx (apt) and oha (cargo install, pinned)
 	scripts/install-bench-deps.sh
 
-bundle: ## Generate the OLM bundle under bundle/ (not built yet: comes with the operator issue)
-	@echo "make bundle: the OLM bundle generator does not exist yet (it comes with the operator's install manifests)" >&2; exit 1
+OPERATOR_IMAGE ?= ghcr.io/weft-mesh/weft-operator:latest
+PROXY_IMAGE ?= ghcr.io/weft-mesh/weft-proxy:latest
+BUNDLE_IMAGE ?= ghcr.io/weft-mesh/weft-operator-bundle:latest
+
+bundle: ## Regenerate config/rbac/role.yaml, config/webhook/manifests.yaml and the OLM bundle (bundle/, bundle.Dockerfile)
+	$(CARGO) run $(CARGO_FLAGS) -q -p weft-install --bin weft-bundle
+
+bundle-check: ## Fail when the generated install files or the OLM bundle are out of date or break an OLM rule
+	$(CARGO) run $(CARGO_FLAGS) -q -p weft-install --bin weft-bundle -- --check
+
+images: ## Build the operator and proxy images (Docker with BuildKit)
+	docker build -f images/operator.Dockerfile -t $(OPERATOR_IMAGE) .
+	docker build -f images/proxy.Dockerfile -t $(PROXY_IMAGE) .
+
+bundle-image: bundle-check ## Build the OLM bundle image
+	docker build -f bundle.Dockerfile -t $(BUNDLE_IMAGE) .
+
+# `make run` needs the CRDs, the weft-system namespace and config/webhook applied, and no operator
+# running in the cluster; WEBHOOK_HOST must be a DNS name of this machine the API server resolves.
+WEBHOOK_HOST ?= $(shell hostname -f)
+run: ## Run the operator outside the cluster against KUBECONFIG, webhooks reachable by URL (development)
+	$(CARGO) run $(CARGO_FLAGS) -p weft-operator -- --namespace weft-system \
+	  --webhook-url https://$(WEBHOOK_HOST):9443 --state-dir $(CURDIR)/target/weft-operator-run
 
 clean:
 	$(CARGO) clean
