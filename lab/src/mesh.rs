@@ -405,30 +405,8 @@ impl LocalMesh {
             "--access-log".to_string(),
             "off".to_string(),
         ]);
-        let env = vec![
-            ("POD_NAME".to_string(), spec.name.clone()),
-            ("POD_NAMESPACE".to_string(), spec.namespace.clone()),
-            ("SERVICE_ACCOUNT".to_string(), spec.service_account.clone()),
-            ("INSTANCE_IP".to_string(), host.ip.to_string()),
-        ];
-        let proxy_bin = self.bins.proxy.clone();
-        let proxy_process = self.lab.spawn(
-            &host,
-            &format!("{}-proxy", spec.name),
-            &proxy_bin,
-            &proxy_args,
-            &env,
-            Some((PROXY_UID, PROXY_UID)),
-        )?;
-        let health = SocketAddr::from((host.ip, 15021));
-        if !wait_until(Duration::from_secs(20), || {
-            http_get(health, "/healthz/ready").is_ok_and(|(s, _)| s == 200)
-        }) {
-            return Err(LabError::NotReady {
-                what: format!("proxy of {}", spec.name),
-                log: self.lab.log(&format!("{}-proxy", spec.name)),
-            });
-        }
+        let proxy_process =
+            self.spawn_proxy(&spec, &host, &proxy_args, format!("proxy of {}", spec.name))?;
         let workload = Workload {
             spec,
             host,
@@ -471,6 +449,47 @@ impl LocalMesh {
         Ok(cert_dir)
     }
 
+    /// Starts `weft-proxy` with `args` in `host` as the proxy user (UID 1337) with the downward-API
+    /// environment the injector gives it (pod name, namespace, service account, instance IP), and
+    /// waits until it holds a config (`/healthz/ready` on 15021). Returns the lab's process
+    /// index; its log is `<name>-proxy`.
+    ///
+    /// Errors: the spawn's, or [`LabError::NotReady`] naming `what` with the proxy's log.
+    fn spawn_proxy(
+        &mut self,
+        spec: &WorkloadSpec,
+        host: &Host,
+        args: &[String],
+        what: String,
+    ) -> Result<usize, LabError> {
+        let env = vec![
+            ("POD_NAME".to_string(), spec.name.clone()),
+            ("POD_NAMESPACE".to_string(), spec.namespace.clone()),
+            ("SERVICE_ACCOUNT".to_string(), spec.service_account.clone()),
+            ("INSTANCE_IP".to_string(), host.ip.to_string()),
+        ];
+        let proxy_bin = self.bins.proxy.clone();
+        let log_name = format!("{}-proxy", spec.name);
+        let process = self.lab.spawn(
+            host,
+            &log_name,
+            &proxy_bin,
+            args,
+            &env,
+            Some((PROXY_UID, PROXY_UID)),
+        )?;
+        let health = SocketAddr::from((host.ip, 15021));
+        if !wait_until(Duration::from_secs(20), || {
+            http_get(health, "/healthz/ready").is_ok_and(|(s, _)| s == 200)
+        }) {
+            return Err(LabError::NotReady {
+                what,
+                log: self.lab.log(&log_name),
+            });
+        }
+        Ok(process)
+    }
+
     /// Adds a gateway (Istio's `pilot-agent proxy router`): a host running `weft-proxy
     /// gateway` with no application and no traffic capture, registered by a WorkloadEntry
     /// (so the control plane issues its certificate and selects Gateways by its labels), its
@@ -497,30 +516,8 @@ impl LocalMesh {
             "--cert-dir".to_string(),
             cert_dir.display().to_string(),
         ];
-        let env = vec![
-            ("POD_NAME".to_string(), spec.name.clone()),
-            ("POD_NAMESPACE".to_string(), spec.namespace.clone()),
-            ("SERVICE_ACCOUNT".to_string(), spec.service_account.clone()),
-            ("INSTANCE_IP".to_string(), host.ip.to_string()),
-        ];
-        let proxy_bin = self.bins.proxy.clone();
-        let proxy_process = self.lab.spawn(
-            &host,
-            &format!("{}-proxy", spec.name),
-            &proxy_bin,
-            &args,
-            &env,
-            Some((PROXY_UID, PROXY_UID)),
-        )?;
-        let health = SocketAddr::from((host.ip, 15021));
-        if !wait_until(Duration::from_secs(20), || {
-            http_get(health, "/healthz/ready").is_ok_and(|(s, _)| s == 200)
-        }) {
-            return Err(LabError::NotReady {
-                what: format!("gateway {}", spec.name),
-                log: self.lab.log(&format!("{}-proxy", spec.name)),
-            });
-        }
+        let proxy_process =
+            self.spawn_proxy(&spec, &host, &args, format!("gateway {}", spec.name))?;
         let workload = Workload {
             spec,
             host,
