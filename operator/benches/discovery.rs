@@ -1,4 +1,4 @@
-//! Discovery convergence at scale: 1,000 simulated proxies (WorkloadEntries) on one in-process
+//! Discovery convergence at scale: 1,000 simulated proxies (WorkloadEntries) on one
 //! `DiscoveryServer` over real mTLS, 500 services (ServiceEntries) in 10 namespaces, one
 //! VirtualService changed.
 //!
@@ -8,31 +8,42 @@
 //! push. Which proxies are affected is computed independently with `weft_pilot` (config
 //! versions before and after), then compared with what the clients received.
 //!
-//! Per affected proxy the bench measures the time from `DiscoveryServer::update` to the moment
-//! its client applied the new version (the ACK is sent right after). It includes the default
-//! 100 ms debounce (Istio's `PILOT_DEBOUNCE_AFTER`). Clients, server and config decoding share
-//! this process and its cores, so the numbers are an upper bound of the server's share.
+//! The server runs in this process; the 1,000 clients run in a child process (this binary
+//! re-executed with `--clients`, see `discovery/clients.rs`), so the peak RSS reported is the
+//! server's (process VmHWM, reset with `/proc/self/clear_refs` once the ground truth is
+//! computed: it covers the two cluster views, the server and its 1,000 TLS streams). The
+//! clients check each pushed frame (a `config` message with well-formed JSON) and ACK it
+//! without decoding it into a `ProxyConfig`: a real proxy decodes on its own CPU. Both
+//! processes still share this machine's cores.
 //!
-//! Run: `cargo bench -p weft-operator --bench discovery`.
+//! Per affected proxy the bench measures the time from `DiscoveryServer::update` to the moment
+//! its client checked the new version (the ACK is sent right after), on the wall clock both
+//! processes share. It includes the default 100 ms debounce (Istio's `PILOT_DEBOUNCE_AFTER`).
+//!
+//! Run: `cargo bench -p weft-operator --bench discovery`. Prints a table and writes a JSON
+//! summary to `<target dir>/weft-bench/discovery.json` (read by `make bench`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // benchmark harness
 
-use std::collections::BTreeMap;
+#[path = "discovery/clients.rs"]
+mod clients;
+
 use std::fmt::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::registry::Registry;
+use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use weft_discovery::client::{ClientSettings, stream_once};
-use weft_discovery::{FrameDecoder, Hello, ServerMessage, encode_frame};
+use weft_discovery::{FrameDecoder, ServerMessage, encode_frame};
 use weft_identity::{Identity, RotationPolicy, SystemClock};
 use weft_operator::discovery::metrics::DiscoveryMetrics;
 use weft_operator::discovery::{DebounceSettings, DiscoveryServer};
 use weft_operator::snapshot::Snapshot;
 use weft_operator::standalone::citadel::FileCitadel;
 use weft_pilot::{ClusterView, ProxyTarget, build_proxy_config};
-use weft_proxy::tls::{CertPaths, CertStore, client_config, server_config};
+use weft_proxy::tls::{CertPaths, CertStore, server_config};
 
 const SERVICES: usize = 500;
 const NAMESPACES: usize = 10;
@@ -106,8 +117,52 @@ fn mesh(canary_weight: u32) -> String {
     text
 }
 
-/// What a client reports: proxy index, applied version, when.
-type Applied = (usize, String, Instant);
+/// What a client reports: proxy index, version, when (ns since the Unix epoch), frame bytes.
+struct Applied {
+    index: usize,
+    version: String,
+    at: u128,
+    bytes: usize,
+}
+
+fn parse_applied(line: &str) -> Option<Applied> {
+    let mut words = line.strip_prefix("applied ")?.split(' ');
+    Some(Applied {
+        index: words.next()?.parse().ok()?,
+        version: words.next()?.to_owned(),
+        at: words.next()?.parse().ok()?,
+        bytes: words.next()?.parse().ok()?,
+    })
+}
+
+fn unix_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos()
+}
+
+/// Every proxy of the mesh as (namespace, WorkloadEntry name), in `ProxyTarget::all` order.
+fn targets() -> Vec<(String, String)> {
+    ProxyTarget::all(&ClusterView::from_yaml(&mesh(10)).unwrap())
+        .into_iter()
+        .map(|target| (target.namespace, target.instance_name))
+        .collect()
+}
+
+/// The CA under `state` (created on first use, reopened by the child process).
+fn citadel(state: &Path) -> FileCitadel {
+    let day = Duration::from_secs(24 * 3600);
+    FileCitadel::open(
+        state,
+        TRUST_DOMAIN,
+        day * 365,
+        RotationPolicy::new(day, 0.5),
+        Arc::new(SystemClock),
+        None,
+    )
+    .unwrap()
+}
 
 fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     let rank = ((sorted.len() as f64) * fraction).ceil() as usize;
@@ -155,21 +210,42 @@ fn push_cost(config: weft_discovery::ProxyConfig) -> (usize, Duration, Duration)
     (size, encode[4], decode[4])
 }
 
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A `/proc/<pid>/status` field in KiB (`VmHWM`, `VmRSS`).
+fn status_kib(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             status
                 .lines()
-                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
                 .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
 }
 
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| text.split(' ').take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// `<target dir>/weft-bench/discovery.json`.
+fn summary_path() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    );
+    target.join("weft-bench").join("discovery.json")
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(position) = args.iter().position(|arg| arg == "--clients") {
+        clients::run(&args[position + 1], Path::new(&args[position + 2]));
+        return;
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` runs the binary too: only bench.
-    if !std::env::args().any(|arg| arg == "--bench") {
+    if !args.iter().any(|arg| arg == "--bench") {
         println!("discovery bench: skipped (run with `cargo bench`)");
         return;
     }
@@ -181,6 +257,7 @@ fn main() {
 }
 
 async fn run() {
+    let load_at_start = load_average();
     // Ground truth from Pilot alone: each proxy's version before and after the change.
     let before = ClusterView::from_yaml(&mesh(10)).unwrap();
     let after = ClusterView::from_yaml(&mesh(20)).unwrap();
@@ -192,46 +269,35 @@ async fn run() {
         .map(|t| build_proxy_config(&before, t).config.version)
         .collect();
     let build_each = started.elapsed() / targets.len() as u32;
-    let new: Vec<String> = targets
-        .iter()
-        .map(|t| build_proxy_config(&after, t).config.version)
-        .collect();
+    let new: Vec<String> = {
+        // A fresh copy of `after`, so that the server's view starts with a cold cache.
+        let after = ClusterView::from_yaml(&mesh(20)).unwrap();
+        targets
+            .iter()
+            .map(|t| build_proxy_config(&after, t).config.version)
+            .collect()
+    };
     let affected: Vec<bool> = old.iter().zip(&new).map(|(a, b)| a != b).collect();
     let affected_count = affected.iter().filter(|a| **a).count();
     let (frame_bytes, encode_time, decode_time) =
-        push_cost(build_proxy_config(&after, &targets[0]).config);
+        push_cost(build_proxy_config(&before, &targets[0]).config);
+    drop(targets);
 
     // The CA and certificates, as standalone mode writes them.
     let state = tempfile::tempdir().unwrap();
-    let day = Duration::from_secs(24 * 3600);
-    let citadel = FileCitadel::open(
-        state.path(),
-        TRUST_DOMAIN,
-        day * 365,
-        RotationPolicy::new(day, 0.5),
-        Arc::new(SystemClock),
-        None,
-    )
-    .unwrap();
+    let citadel = citadel(state.path());
     let operator = Identity::spiffe(TRUST_DOMAIN, "istio-system", OPERATOR_SA).unwrap();
     let operator_dir = state.path().join("operator");
     citadel.issue_into(&operator, &operator_dir).unwrap();
+    for ns in 0..NAMESPACES {
+        let identity = Identity::spiffe(TRUST_DOMAIN, format!("ns{ns}"), SERVICE_ACCOUNT).unwrap();
+        citadel.ensure_workload(&identity).unwrap();
+    }
     let store = CertStore::load(CertPaths::istio(&operator_dir)).unwrap();
     let server_tls = Arc::new(server_config(&store, &[b"h2"]).unwrap());
-    let mut client_tls = BTreeMap::new();
-    for ns in 0..NAMESPACES {
-        let namespace = format!("ns{ns}");
-        let identity = Identity::spiffe(TRUST_DOMAIN, &namespace, SERVICE_ACCOUNT).unwrap();
-        citadel.ensure_workload(&identity).unwrap();
-        let store = CertStore::load(CertPaths::istio(citadel.workload_dir(&identity))).unwrap();
-        let expected = [format!(
-            "spiffe://{TRUST_DOMAIN}/ns/istio-system/sa/{OPERATOR_SA}"
-        )];
-        let tls = client_config(&store, &expected, &[b"h2"]).unwrap();
-        client_tls.insert(namespace, Arc::new(tls));
-    }
 
-    // The server.
+    // From here on the process is the server: reset its peak RSS.
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let mut registry = Registry::default();
     let metrics = DiscoveryMetrics::new(&mut registry);
     let server = DiscoveryServer::new(
@@ -245,72 +311,72 @@ async fn run() {
     tokio::spawn(server.clone().serve(listener, server_tls, shutdown.clone()));
     tokio::spawn(server.clone().run_pushes(shutdown.clone()));
 
-    // 1,000 clients, each applying (and so ACKing) every config it is sent.
+    // 1,000 clients in a child process, each checking and ACKing every config it is sent.
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--clients")
+        .arg(&address)
+        .arg(state.path())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let child_pid = child.id().unwrap().to_string();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let (tx, mut rx) = mpsc::unbounded_channel::<Applied>();
-    let connect_started = Instant::now();
-    for (index, target) in targets.iter().enumerate() {
-        let hello = Hello {
-            namespace: target.namespace.clone(),
-            workload: target.instance_name.clone(),
-            proxy_version: "bench".into(),
-            current_version: String::new(),
-            proxy_type: Default::default(),
-        };
-        let settings = ClientSettings {
-            address: address.clone(),
-            tls: client_tls[&target.namespace].clone(),
-            hello: hello.clone(),
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(1),
-        };
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut apply = move |config: weft_discovery::ProxyConfig| {
-                let _ = tx.send((index, config.version, Instant::now()));
-                Ok(())
-            };
-            if let Err(error) = stream_once(&settings, hello, &mut apply).await {
-                eprintln!("proxy {index}: stream ended: {error}");
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(applied) = parse_applied(&line) {
+                let _ = tx.send(applied);
             }
-        });
-    }
-    let mut current: Vec<Option<String>> = vec![None; targets.len()];
+        }
+    });
+    let connect_started = Instant::now();
+    let mut current: Vec<Option<String>> = vec![None; old.len()];
     let mut connected = 0;
-    while connected < targets.len() {
-        let (index, version, _) = tokio::time::timeout(Duration::from_secs(600), rx.recv())
+    while connected < old.len() {
+        let applied = tokio::time::timeout(Duration::from_secs(600), rx.recv())
             .await
             .expect("every proxy gets its first config within 10 minutes")
-            .unwrap();
-        assert_eq!(version, old[index], "first config of proxy {index}");
-        if current[index].replace(version).is_none() {
+            .expect("the clients' process runs");
+        assert_eq!(
+            applied.version, old[applied.index],
+            "first config of proxy {}",
+            applied.index
+        );
+        if current[applied.index].replace(applied.version).is_none() {
             connected += 1;
         }
     }
     let connect_time = connect_started.elapsed();
-    let rss_connected = peak_rss_kib();
+    let rss_connected = status_kib("self", "VmRSS");
 
     // Change one VirtualService; wait for every affected proxy, then for strays.
+    let load_at_change = load_average();
     let pushes_before = metrics.pushes.get();
     let (build_sum_before, builds_before) =
         histogram_totals(&registry, "weft_config_build_seconds");
     let changed_at = Instant::now();
+    let changed_at_unix = unix_nanos();
     server.update(Arc::new(Snapshot::new(after)));
-    let mut converged: Vec<Option<Duration>> = vec![None; targets.len()];
+    let mut converged: Vec<Option<Duration>> = vec![None; old.len()];
     let mut unexpected = Vec::new();
+    let mut pushed_bytes = 0;
+    let mut push_bytes = 0;
     let mut remaining = affected_count;
     let mut quiet_until: Option<Instant> = None;
     loop {
         let deadline = quiet_until.unwrap_or(changed_at + Duration::from_secs(120));
-        let Ok(Some((index, version, at))) =
-            tokio::time::timeout_at(deadline.into(), rx.recv()).await
-        else {
+        let Ok(Some(applied)) = tokio::time::timeout_at(deadline.into(), rx.recv()).await else {
             break;
         };
-        if !affected[index] || version != new[index] {
-            unexpected.push((index, version));
+        pushed_bytes += applied.bytes;
+        push_bytes = push_bytes.max(applied.bytes);
+        if !affected[applied.index] || applied.version != new[applied.index] {
+            unexpected.push((applied.index, applied.version));
             continue;
         }
-        if converged[index].replace(at - changed_at).is_none() {
+        let took = Duration::from_nanos(applied.at.saturating_sub(changed_at_unix) as u64);
+        if converged[applied.index].replace(took).is_none() {
             remaining -= 1;
             if remaining == 0 {
                 // Two more seconds to catch pushes to unaffected proxies.
@@ -322,28 +388,46 @@ async fn run() {
     let (build_sum, builds) = histogram_totals(&registry, "weft_config_build_seconds");
     let push_builds = builds - builds_before;
     let push_build_time = Duration::from_secs_f64(build_sum - build_sum_before);
-    let rss_peak = peak_rss_kib();
+    let server_hwm = status_kib("self", "VmHWM");
+    let clients_hwm = status_kib(&child_pid, "VmHWM");
     shutdown.cancel();
+    let _ = child.kill().await;
 
     let mut times: Vec<Duration> = converged.iter().flatten().copied().collect();
     times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let (p50, p99, max) = if times.is_empty() {
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO)
+    } else {
+        (
+            percentile(&times, 0.50),
+            percentile(&times, 0.99),
+            times[times.len() - 1],
+        )
+    };
+    let mean_build = if push_builds == 0 {
+        Duration::ZERO
+    } else {
+        push_build_time / push_builds as u32
+    };
     println!();
     println!(
         "discovery convergence: {SERVICES} services, {} proxies, 1 VirtualService changed",
-        targets.len()
+        old.len()
     );
     println!("| measure | value |");
     println!("|---|---|");
-    println!("| pilot build per proxy (full-mesh view, before) | {build_each:?} |");
+    println!("| load average at start / at the change | {load_at_start} / {load_at_change} |");
+    println!("| pilot build per proxy (full-mesh view, cold then warm cache) | {build_each:?} |");
     println!(
         "| one full-mesh push: frame size | {} KiB |",
         frame_bytes / 1024
     );
     println!(
-        "| one full-mesh push: server encode / client decode | {encode_time:?} / {decode_time:?} |"
+        "| one full-mesh push: encode / typed decode (not done by the clients) | {encode_time:?} / {decode_time:?} |"
     );
     println!(
-        "| builds by the server for the change / their total time | {push_builds} / {push_build_time:?} |"
+        "| builds by the server for the change / their total time / mean | {push_builds} / {push_build_time:?} / {mean_build:?} |"
     );
     println!("| all proxies connected with first config | {connect_time:?} |");
     println!("| affected proxies (by pilot versions) | {affected_count} |");
@@ -353,20 +437,50 @@ async fn run() {
         "| configs received by unaffected proxies | {} |",
         unexpected.len()
     );
-    if !times.is_empty() {
-        println!("| convergence min | {:?} |", times[0]);
-        println!("| convergence p50 | {:?} |", percentile(&times, 0.50));
-        println!("| convergence p99 | {:?} |", percentile(&times, 0.99));
-        println!("| convergence max | {:?} |", times[times.len() - 1]);
-    }
+    println!("| bytes pushed after the change (largest frame) | {pushed_bytes} ({push_bytes}) |");
+    println!("| convergence p50 / p99 / max | {p50:?} / {p99:?} / {max:?} |");
     println!(
-        "| peak RSS after connecting (VmHWM) | {} MiB |",
+        "| server RSS with 1,000 streams connected (VmRSS) | {} MiB |",
         rss_connected / 1024
     );
     println!(
-        "| peak RSS, whole process incl. clients (VmHWM) | {} MiB |",
-        rss_peak / 1024
+        "| server peak RSS (VmHWM{}) | {} MiB |",
+        if reset {
+            ", reset after the ground truth"
+        } else {
+            ", NOT reset: includes the ground truth"
+        },
+        server_hwm / 1024
     );
+    println!(
+        "| clients' process peak RSS (VmHWM) | {} MiB |",
+        clients_hwm / 1024
+    );
+
+    let summary = serde_json::json!({
+        "proxies": old.len(),
+        "services": SERVICES,
+        "affected": affected_count,
+        "converged": times.len(),
+        "pushes": pushes,
+        "unaffected_pushes": unexpected.len(),
+        "convergence_ms": { "p50": ms(p50), "p99": ms(p99), "max": ms(max) },
+        "server_rss_mib": server_hwm / 1024,
+        "server_rss_reset": reset,
+        "clients_rss_mib": clients_hwm / 1024,
+        "builds": push_builds,
+        "build_ms": ms(mean_build),
+        "build_total_ms": ms(push_build_time),
+        "push_bytes": push_bytes,
+        "pushed_bytes_total": pushed_bytes,
+        "connect_ms": ms(connect_time),
+        "load_average": load_at_change,
+    });
+    let path = summary_path();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, serde_json::to_string_pretty(&summary).unwrap()).unwrap();
+    println!("summary: {}", path.display());
+
     assert!(
         unexpected.is_empty(),
         "pushes to unaffected proxies or wrong versions: {unexpected:?}"

@@ -101,6 +101,9 @@ pub struct DiscoveryServer {
     streams: Mutex<HashMap<u64, Stream>>,
     debouncer: Mutex<Debouncer>,
     wake: Notify,
+    /// Bounds the first builds of new streams to one per core: a thousand proxies connecting
+    /// at once must not hold a thousand configs in memory.
+    first_builds: tokio::sync::Semaphore,
     metrics: DiscoveryMetrics,
 }
 
@@ -144,6 +147,7 @@ impl DiscoveryServer {
             streams: Mutex::new(HashMap::new()),
             debouncer: Mutex::new(Debouncer::new(debounce)),
             wake: Notify::new(),
+            first_builds: tokio::sync::Semaphore::new(build_threads()),
             metrics,
         })
     }
@@ -228,46 +232,51 @@ impl DiscoveryServer {
     }
 
     /// The streams whose config `builder` may change. Streams it cannot change are marked as
-    /// built with `builder` (their config is the same).
+    /// built with `builder` (their config is the same). [`ConfigBuilder::may_differ`] runs
+    /// without the streams' lock.
     fn targets_to_rebuild(&self, builder: &Arc<dyn ConfigBuilder>) -> Vec<Target> {
-        let mut streams = self.streams.lock();
-        // Group the streams by the builder their config came from (usually one group).
-        let mut groups: Vec<(Arc<dyn ConfigBuilder>, Vec<u64>)> = Vec::new();
-        for (id, stream) in streams.iter() {
+        // The streams, grouped by the builder their config came from (usually one group).
+        let mut groups: Vec<(Arc<dyn ConfigBuilder>, Vec<Target>)> = Vec::new();
+        for (id, stream) in self.streams.lock().iter() {
             if Arc::ptr_eq(&stream.built_with, builder) {
                 continue;
             }
+            let target = Target {
+                id: *id,
+                hello: stream.hello.clone(),
+                peer: stream.peer.clone(),
+            };
             match groups
                 .iter_mut()
                 .find(|(previous, _)| Arc::ptr_eq(previous, &stream.built_with))
             {
-                Some((_, ids)) => ids.push(*id),
-                None => groups.push((stream.built_with.clone(), vec![*id])),
+                Some((_, targets)) => targets.push(target),
+                None => groups.push((stream.built_with.clone(), vec![target])),
             }
         }
-        let mut targets = Vec::new();
-        for (previous, ids) in groups {
-            let hellos: Vec<&Hello> = ids
-                .iter()
-                .filter_map(|id| streams.get(id).map(|stream| &stream.hello))
-                .collect();
+        let mut rebuild = Vec::new();
+        for (previous, targets) in groups {
+            let hellos: Vec<&Hello> = targets.iter().map(|target| &target.hello).collect();
             let answers = builder.may_differ(&*previous, &hellos);
-            for (id, may_differ) in ids.into_iter().zip(answers) {
-                let Some(stream) = streams.get_mut(&id) else {
-                    continue;
-                };
+            let mut unchanged = Vec::new();
+            for (target, may_differ) in targets.into_iter().zip(answers) {
                 if may_differ {
-                    targets.push(Target {
-                        id,
-                        hello: stream.hello.clone(),
-                        peer: stream.peer.clone(),
-                    });
+                    rebuild.push(target);
                 } else {
+                    unchanged.push(target.id);
+                }
+            }
+            let mut streams = self.streams.lock();
+            for id in unchanged {
+                if let Some(stream) = streams
+                    .get_mut(&id)
+                    .filter(|stream| Arc::ptr_eq(&stream.built_with, &previous))
+                {
                     stream.built_with = builder.clone();
                 }
             }
         }
-        targets
+        rebuild
     }
 
     fn build(
@@ -370,6 +379,8 @@ impl DiscoveryServer {
                 ),
             );
         }
+        // Held until the first push is encoded (closed never: the server owns the semaphore).
+        let permit = self.first_builds.acquire().await.ok();
         let builder = self.builder.read().clone();
         let built = {
             let (server, builder, hello, peer) =
@@ -413,6 +424,7 @@ impl DiscoveryServer {
                 tracing::error!(error = %e, "first push failed");
             }
         }
+        drop(permit);
         // A change installed while this stream was being set up may have been pushed before
         // the stream was listed: push again (debounced) so that it gets the current config.
         if !Arc::ptr_eq(&*self.builder.read(), &builder) {
