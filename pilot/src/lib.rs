@@ -51,7 +51,7 @@ mod selector;
 mod unsupported;
 mod view;
 
-pub use affected::affected_proxies;
+pub use affected::{ViewChange, affected_proxies};
 pub use build::{BuildOutput, build_proxy_config};
 pub use host::{ExportTo, host_matches};
 pub use proxy::{ProxyTarget, ProxyTargetError};
