@@ -1,7 +1,8 @@
 //! Field rules shared by several kinds: host names, ports, durations, regular expressions,
 //! percentages, labels, `exportTo`, addresses and the policy target one-of.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use weft_crds::selector::{PolicyTargetReference, WorkloadSelector};
@@ -117,6 +118,40 @@ pub(super) fn regex(report: &mut Report, path: &str, pattern: &str) {
         report.error(path, "regex must not be empty");
         return;
     }
+    if let Some(e) = regex_error(pattern) {
+        report.error(path, format!("invalid regex {pattern:?}: {e}"));
+        return;
+    }
+    let core = pattern.trim_start_matches('^').trim_end_matches('$');
+    if matches!(core, ".*" | ".+" | "(.*)" | "(.+)") {
+        report.warn(
+            path,
+            format!("regex {pattern:?} matches every value; use a prefix match or omit the match"),
+        );
+    }
+}
+
+/// Patterns longer than this (bytes) are checked every time rather than remembered.
+const REGEX_CACHE_MAX_PATTERN: usize = 256;
+/// Patterns remembered per thread before the memory is cleared and refilled.
+const REGEX_CACHE_ENTRIES: usize = 1024;
+
+thread_local! {
+    /// Patterns already checked on this thread, with their error. Objects are re-applied
+    /// unchanged far more often than they change (`kubectl apply`, GitOps re-syncs), and
+    /// parsing a pattern costs about a microsecond. At most
+    /// `REGEX_CACHE_ENTRIES × REGEX_CACHE_MAX_PATTERN` bytes of patterns per thread.
+    static REGEX_CHECKED: RefCell<HashMap<String, Option<String>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// The error in `pattern`, if any: the message of the regex crate's parser or, for a counted
+/// repetition, of its compiler (the only construct that can exceed the compiled-size limit).
+fn regex_error(pattern: &str) -> Option<String> {
+    let cacheable = pattern.len() <= REGEX_CACHE_MAX_PATTERN;
+    if cacheable && let Some(known) = REGEX_CHECKED.with(|c| c.borrow().get(pattern).cloned()) {
+        return known;
+    }
     // The regex crate's own parser gives the same syntax errors as `Regex::new` at a quarter
     // of the cost; only a counted repetition can exceed the compiled-size limit, so only
     // then is the pattern compiled.
@@ -129,17 +164,17 @@ pub(super) fn regex(report: &mut Report, path: &str, pattern: &str) {
             .map_err(|e| e.to_string()),
         other => other,
     };
-    if let Err(e) = checked {
-        report.error(path, format!("invalid regex {pattern:?}: {e}"));
-        return;
+    let error = checked.err();
+    if cacheable {
+        REGEX_CHECKED.with(|c| {
+            let mut cache = c.borrow_mut();
+            if cache.len() >= REGEX_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(pattern.to_string(), error.clone());
+        });
     }
-    let core = pattern.trim_start_matches('^').trim_end_matches('$');
-    if matches!(core, ".*" | ".+" | "(.*)" | "(.+)") {
-        report.warn(
-            path,
-            format!("regex {pattern:?} matches every value; use a prefix match or omit the match"),
-        );
-    }
+    error
 }
 
 /// Checks a `StringMatch`: a regex must compile (see [`regex`]).
@@ -400,5 +435,40 @@ mod tests {
         for bad in ["", "-app", "Bad_Prefix/x", "a/b/c", "x/"] {
             assert!(label_key(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn remembered_regex_checks_report_the_same_findings() {
+        let long_bad = format!("{}(", "a".repeat(REGEX_CACHE_MAX_PATTERN));
+        for pattern in [
+            "^/v1/[a-z]+$",
+            "(unclosed",
+            "a{1001}",
+            ".*",
+            long_bad.as_str(),
+        ] {
+            let mut first = Report::default();
+            regex(&mut first, "p", pattern);
+            for _ in 0..2 {
+                let mut again = Report::default();
+                regex(&mut again, "p", pattern);
+                assert_eq!(again.0, first.0, "{pattern}");
+            }
+        }
+        let mut report = Report::default();
+        regex(&mut report, "p", "(unclosed");
+        assert_eq!(report.0.errors.len(), 1);
+        assert!(
+            report.0.errors[0]
+                .message
+                .starts_with("invalid regex \"(unclosed\": ")
+        );
+        // More patterns than the memory holds: it is cleared, and checks stay right.
+        for i in 0..REGEX_CACHE_ENTRIES + 10 {
+            let mut report = Report::default();
+            regex(&mut report, "p", &format!("^/v{i}/(x$"));
+            assert_eq!(report.0.errors.len(), 1, "{i}");
+        }
+        assert!(REGEX_CHECKED.with(|c| c.borrow().len()) <= REGEX_CACHE_ENTRIES);
     }
 }
