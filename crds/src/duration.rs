@@ -35,12 +35,63 @@ pub enum DurationError {
     /// Durations in the mesh API are never negative.
     #[error("invalid duration {0:?}: must not be negative")]
     Negative(String),
+    /// Longer than Go's `time.Duration` holds (2^63 − 1 ns, about 292 years), or with a
+    /// negative or non-finite part: Istio's Go decoder refuses these.
+    #[error(
+        "invalid duration {0:?}: out of range (at most {MAX_GO_DURATION_SECONDS} seconds, as Go's time.Duration)"
+    )]
+    OutOfRange(String),
+}
+
+/// The longest duration Go's `time.ParseDuration` accepts, in seconds: 2^63 − 1 ns (about 292
+/// years). Istio's Go code refuses anything longer as an invalid duration.
+pub const MAX_GO_DURATION_SECONDS: f64 = 9_223_372_036.854_775;
+
+/// False when the Go duration `text` is beyond [`MAX_GO_DURATION_SECONDS`] or has a negative or
+/// non-finite part; true otherwise, including for text that is not a duration at all (the
+/// parser reports that). Reads the text as `kube::core::Duration::from_str` does, which panics
+/// on exactly these values (`std::time::Duration::mul_f64` and `+` overflow), so it must not see
+/// them. A leading sign applies to the whole value and is checked by the parser.
+pub fn within_go_duration_range(text: &str) -> bool {
+    let mut rest = text.trim_start_matches('+').trim_start_matches('-');
+    let mut seconds = 0.0_f64;
+    while !rest.is_empty() && rest != "0" {
+        let Some(unit_start) = rest.find(char::is_alphabetic) else {
+            return true;
+        };
+        let (number, tail) = rest.split_at(unit_start);
+        let unit_end = tail
+            .find(|c: char| !c.is_alphabetic())
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_end);
+        let Ok(number) = number.parse::<f64>() else {
+            return true;
+        };
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "\u{00b5}s" | "\u{03bc}s" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return true,
+        };
+        if number.is_nan() || number < 0.0 {
+            return false;
+        }
+        seconds += number * scale;
+        rest = tail;
+    }
+    seconds.is_finite() && seconds <= MAX_GO_DURATION_SECONDS
 }
 
 impl Duration {
     /// Parses `text` (Go `time.ParseDuration` syntax). Errors when the syntax is wrong or the
     /// value is negative.
     pub fn parse(text: &str) -> Result<Self, DurationError> {
+        if !within_go_duration_range(text) {
+            return Err(DurationError::OutOfRange(text.to_string()));
+        }
         let parsed = kube::core::Duration::from_str(text).map_err(|e| DurationError::Syntax {
             text: text.to_string(),
             reason: e.to_string(),
@@ -166,5 +217,29 @@ mod tests {
             Duration::from_std(std::time::Duration::from_secs(10)).as_str(),
             "10s"
         );
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    #[test]
+    fn values_beyond_go_durations_are_refused_not_a_panic() {
+        // Found by fuzzing the validating webhook: kube's parser panics on these.
+        for text in [
+            "5004444444444444444444444444444444444444444444444444444444444444us",
+            "18446744073709551615s1s",
+            "1s-2s",
+            "2562048h",
+        ] {
+            assert_eq!(
+                Duration::parse(text),
+                Err(DurationError::OutOfRange(text.to_string())),
+                "{text}"
+            );
+        }
+        assert!(Duration::parse("2562047h").is_ok());
+        assert!(Duration::parse("1.5s").is_ok());
     }
 }

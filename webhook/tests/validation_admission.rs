@@ -206,8 +206,6 @@ fn oversized_body_gets_413() {
 }
 
 #[test]
-#[ignore = "panics until weft-crds range-checks a duration before kube's Go-duration parser \
-            (crds/src/duration.rs, Duration::parse); found by the validate_value fuzz target"]
 fn out_of_range_durations_are_denied_not_a_panic() {
     let object = virtual_service(json!({
         "hosts": ["reviews"],

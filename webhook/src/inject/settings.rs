@@ -190,48 +190,6 @@ fn parse_bool(value: &str) -> Option<bool> {
     }
 }
 
-/// The longest duration Go's `time.ParseDuration` accepts, in seconds: 2^63 − 1 ns (about
-/// 292 years). Istio's Go code refuses anything longer as an invalid duration.
-const MAX_GO_DURATION_SECONDS: f64 = 9_223_372_036.854_775;
-
-/// False when the Go duration `text` is beyond [`MAX_GO_DURATION_SECONDS`] or has a negative
-/// or non-finite part; true otherwise, including for text that is not a duration at all (the
-/// parser reports that). Reads the text as `kube::core::Duration::from_str` does, which
-/// panics on exactly these values (`Duration::mul_f64` and `+` overflow), so it must not see
-/// them.
-fn within_go_duration_range(text: &str) -> bool {
-    let mut rest = text.trim_start_matches('+').trim_start_matches('-');
-    let mut seconds = 0.0_f64;
-    while !rest.is_empty() && rest != "0" {
-        let Some(unit_start) = rest.find(char::is_alphabetic) else {
-            return true;
-        };
-        let (number, tail) = rest.split_at(unit_start);
-        let unit_end = tail
-            .find(|c: char| !c.is_alphabetic())
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_end);
-        let Ok(number) = number.parse::<f64>() else {
-            return true;
-        };
-        let scale = match unit {
-            "ns" => 1e-9,
-            "us" | "\u{00b5}s" | "\u{03bc}s" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return true,
-        };
-        if number.is_nan() || number < 0.0 {
-            return false;
-        }
-        seconds += number * scale;
-        rest = tail;
-    }
-    seconds.is_finite() && seconds <= MAX_GO_DURATION_SECONDS
-}
-
 /// Parses `proxy.istio.io/config` (YAML or JSON). An empty value is an empty config.
 fn parse_proxy_config(text: &str) -> Result<ProxyConfigOverrides, InjectError> {
     if text.trim().is_empty() {
@@ -240,13 +198,14 @@ fn parse_proxy_config(text: &str) -> Result<ProxyConfigOverrides, InjectError> {
     let parsed: ProxyConfigOverrides = serde_yaml::from_str(text)
         .map_err(|e| invalid(PROXY_CONFIG, text, format!("not a ProxyConfig: {e}")))?;
     if let Some(duration) = &parsed.termination_drain_duration {
-        if !within_go_duration_range(duration) {
+        if !weft_crds::duration::within_go_duration_range(duration) {
             return Err(invalid(
                 PROXY_CONFIG,
                 text,
                 format!(
                     "terminationDrainDuration {duration:?} is out of range (at most \
-                     {MAX_GO_DURATION_SECONDS} seconds, as Go's time.Duration)"
+                     {} seconds, as Go's time.Duration)",
+                    weft_crds::duration::MAX_GO_DURATION_SECONDS
                 ),
             ));
         }
