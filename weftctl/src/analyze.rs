@@ -100,7 +100,7 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<i32> {
         Some(path) => cluster_input(path.as_deref())?,
         None => Input::default(),
     };
-    let files = expand(&args.files)?;
+    let files = crate::validate::expand(&args.files)?;
     for file in &files {
         let text =
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
@@ -131,34 +131,6 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<i32> {
         Format::Yaml => print!("{}", serde_yaml::to_string(&shown)?),
     }
     Ok(if failed { EXIT_FAILED } else { EXIT_CLEAN })
-}
-
-/// The files of `paths`: files as given, directories' `*.yaml`, `*.yml` and `*.json` sorted.
-fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let mut entries = Vec::new();
-            for entry in
-                std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?
-            {
-                let entry = entry.with_context(|| format!("reading {}", path.display()))?;
-                let file = entry.path();
-                let yaml = matches!(
-                    file.extension().and_then(|e| e.to_str()),
-                    Some("yaml" | "yml" | "json")
-                );
-                if yaml && file.is_file() {
-                    entries.push(file);
-                }
-            }
-            entries.sort();
-            out.extend(entries);
-        } else {
-            out.push(path.clone());
-        }
-    }
-    Ok(out)
 }
 
 /// The mesh kinds listed from a cluster: (group, version, kind, plural).

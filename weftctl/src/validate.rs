@@ -23,20 +23,26 @@ const MESH_GROUPS: &[&str] = &[
     "mesh.weft.dev/",
 ];
 
-fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+/// The files of `paths`: files as given, directories' `*.yaml`, `*.yml` and `*.json` sorted
+/// (shared by `validate` and `analyze`). Errors when a directory cannot be read.
+pub(crate) fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-                .with_context(|| format!("reading {}", path.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    matches!(
-                        p.extension().and_then(|e| e.to_str()),
-                        Some("yaml" | "yml" | "json")
-                    )
-                })
-                .collect();
+            let mut entries = Vec::new();
+            for entry in
+                std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?
+            {
+                let entry = entry.with_context(|| format!("reading {}", path.display()))?;
+                let file = entry.path();
+                let yaml = matches!(
+                    file.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml" | "json")
+                );
+                if yaml && file.is_file() {
+                    entries.push(file);
+                }
+            }
             entries.sort();
             out.extend(entries);
         } else {
