@@ -498,6 +498,29 @@ impl DiscoveryServer {
         }
     }
 
+    /// Binds `address` and spawns, on the current runtime, [`DiscoveryServer::serve`] there and
+    /// [`DiscoveryServer::run_pushes`], both until `shutdown`: how both operator modes start the
+    /// discovery service (istiod's 15012).
+    ///
+    /// Errors: the address cannot be bound (the error names it).
+    pub async fn start(
+        self: &Arc<Self>,
+        address: std::net::SocketAddr,
+        tls: Arc<rustls::ServerConfig>,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
+        let listener = TcpListener::bind(address).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("binding discovery address {address}: {e}"),
+            )
+        })?;
+        tracing::info!(%address, "discovery service listening");
+        tokio::spawn(self.clone().serve(listener, tls, shutdown.clone()));
+        tokio::spawn(self.clone().run_pushes(shutdown));
+        Ok(())
+    }
+
     /// Accepts mTLS connections on `listener` until `shutdown`, serving HTTP/2.
     pub async fn serve(
         self: Arc<Self>,

@@ -511,16 +511,9 @@ pub async fn run(
     let server = DiscoveryServer::new(Arc::new(Snapshot::new(empty)), debounce, metrics);
     let tls = weft_proxy::tls::server_config(&discovery_store, &[b"h2"])
         .context("discovery TLS config")?;
-    let listener = tokio::net::TcpListener::bind(settings.discovery_addr)
-        .await
-        .with_context(|| format!("binding discovery address {}", settings.discovery_addr))?;
-    tracing::info!(address = %settings.discovery_addr, "discovery service listening");
-    tokio::spawn(
-        server
-            .clone()
-            .serve(listener, Arc::new(tls), shutdown.clone()),
-    );
-    tokio::spawn(server.clone().run_pushes(shutdown.clone()));
+    server
+        .start(settings.discovery_addr, Arc::new(tls), shutdown.clone())
+        .await?;
 
     let injection = Arc::new(ArcSwap::from_pointee(injection_config(
         &mesh,

@@ -132,16 +132,9 @@ pub async fn run(settings: StandaloneSettings, shutdown: CancellationToken) -> a
     let server = DiscoveryServer::new(Arc::new(Snapshot::new(view)), debounce, metrics);
     let ready = Arc::new(AtomicBool::new(true));
 
-    let listener = tokio::net::TcpListener::bind(settings.discovery_addr)
-        .await
-        .with_context(|| format!("binding discovery address {}", settings.discovery_addr))?;
-    tracing::info!(address = %settings.discovery_addr, "discovery service listening");
-    tokio::spawn(
-        server
-            .clone()
-            .serve(listener, Arc::new(tls), shutdown.clone()),
-    );
-    tokio::spawn(server.clone().run_pushes(shutdown.clone()));
+    server
+        .start(settings.discovery_addr, Arc::new(tls), shutdown.clone())
+        .await?;
     let monitoring = Monitoring {
         registry: Arc::new(Mutex::new(registry)),
         discovery: server.clone(),
