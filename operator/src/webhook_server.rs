@@ -154,13 +154,26 @@ async fn route(
                     );
                 }
             };
-            let (status, out) = if path == "/inject" {
-                let config = state.injection.load_full();
-                let namespaces = Arc::clone(&state.namespaces);
-                let lookup = move |ns: &str| namespaces(ns);
-                handle_inject_body(&body, &lookup, &config)
-            } else {
-                handle_validate_body(&body)
+            // The handlers never panic on bad input by design (fuzzed); should a dependency
+            // still panic, the API server gets a 500 naming the failure, not a dropped
+            // connection, and the operator keeps serving.
+            let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if path == "/inject" {
+                    let config = state.injection.load_full();
+                    let namespaces = Arc::clone(&state.namespaces);
+                    let lookup = move |ns: &str| namespaces(ns);
+                    handle_inject_body(&body, &lookup, &config)
+                } else {
+                    handle_validate_body(&body)
+                }
+            }));
+            let Ok((status, out)) = handled else {
+                tracing::error!(path, "admission handler panicked; answered 500");
+                return reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error in the admission handler (see the operator log)",
+                    false,
+                );
             };
             let status =
                 StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
