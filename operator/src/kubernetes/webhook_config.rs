@@ -127,73 +127,78 @@ pub async fn ensure_webhook_configurations(
     ca_bundle: &[u8],
     url_base: Option<&str>,
 ) -> Result<usize, WebhookConfigError> {
+    let patched = ensure_one::<MutatingWebhookConfiguration>(
+        client,
+        "MutatingWebhookConfiguration",
+        MUTATING_WEBHOOK_CONFIGURATION,
+        mutating_webhooks,
+        ca_bundle,
+        url_base,
+    )
+    .await?;
+    let validating = ensure_one::<ValidatingWebhookConfiguration>(
+        client,
+        "ValidatingWebhookConfiguration",
+        VALIDATING_WEBHOOK_CONFIGURATION,
+        validating_webhooks,
+        ca_bundle,
+        url_base,
+    )
+    .await?;
+    Ok(usize::from(patched) + usize::from(validating))
+}
+
+/// Reads the cluster-scoped webhook configuration `name` of kind `K` and patches its client
+/// configurations when [`ca_bundle_patch`] says they differ. Returns whether it patched; a
+/// missing configuration is skipped with a warning.
+///
+/// Errors: [`WebhookConfigError::Kube`] for a failed get or patch.
+async fn ensure_one<K>(
+    client: &Client,
+    kind: &'static str,
+    name: &'static str,
+    webhooks: fn(&K) -> Vec<(String, WebhookClientConfig)>,
+    ca_bundle: &[u8],
+    url_base: Option<&str>,
+) -> Result<bool, WebhookConfigError>
+where
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let current = api
+        .get_opt(name)
+        .await
+        .map_err(|source| WebhookConfigError::Kube {
+            verb: "get",
+            kind,
+            name,
+            source,
+        })?;
+    let Some(current) = current else {
+        tracing::warn!(%kind, %name, "webhook configuration not found; not patched");
+        return Ok(false);
+    };
+    let Some(patch) = ca_bundle_patch(&webhooks(&current), ca_bundle, url_base) else {
+        return Ok(false);
+    };
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PatchParams::default()
     };
-    let mut patched = 0;
-
-    let kind = "MutatingWebhookConfiguration";
-    let name = MUTATING_WEBHOOK_CONFIGURATION;
-    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    match api.get_opt(name).await {
-        Err(source) => {
-            return Err(WebhookConfigError::Kube {
-                verb: "get",
-                kind,
-                name,
-                source,
-            });
-        }
-        Ok(None) => tracing::warn!(%kind, %name, "webhook configuration not found; not patched"),
-        Ok(Some(current)) => {
-            if let Some(patch) = ca_bundle_patch(&mutating_webhooks(&current), ca_bundle, url_base)
-            {
-                api.patch(name, &params, &Patch::Strategic(patch))
-                    .await
-                    .map_err(|source| WebhookConfigError::Kube {
-                        verb: "patch",
-                        kind,
-                        name,
-                        source,
-                    })?;
-                tracing::info!(%kind, %name, "patched the webhook client configuration");
-                patched += 1;
-            }
-        }
-    }
-
-    let kind = "ValidatingWebhookConfiguration";
-    let name = VALIDATING_WEBHOOK_CONFIGURATION;
-    let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    match api.get_opt(name).await {
-        Err(source) => {
-            return Err(WebhookConfigError::Kube {
-                verb: "get",
-                kind,
-                name,
-                source,
-            });
-        }
-        Ok(None) => tracing::warn!(%kind, %name, "webhook configuration not found; not patched"),
-        Ok(Some(current)) => {
-            if let Some(patch) =
-                ca_bundle_patch(&validating_webhooks(&current), ca_bundle, url_base)
-            {
-                api.patch(name, &params, &Patch::Strategic(patch))
-                    .await
-                    .map_err(|source| WebhookConfigError::Kube {
-                        verb: "patch",
-                        kind,
-                        name,
-                        source,
-                    })?;
-                tracing::info!(%kind, %name, "patched the webhook client configuration");
-                patched += 1;
-            }
-        }
-    }
-    Ok(patched)
+    api.patch(name, &params, &Patch::Strategic(patch))
+        .await
+        .map_err(|source| WebhookConfigError::Kube {
+            verb: "patch",
+            kind,
+            name,
+            source,
+        })?;
+    tracing::info!(%kind, %name, "patched the webhook client configuration");
+    Ok(true)
 }
 
 #[cfg(test)]
