@@ -8,7 +8,9 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+
+#[path = "support/latency.rs"]
+mod latency;
 
 use criterion::{Criterion, criterion_group};
 use k8s_openapi::api::core::v1::Pod;
@@ -52,44 +54,14 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-/// The calling thread's CPU time: unlike wall time, it excludes the time the scheduler gives
-/// other processes, which dominates the tail on a shared machine.
-fn thread_cpu_time() -> Duration {
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).unwrap();
-    Duration::new(now.tv_sec() as u64, now.tv_nsec() as u32)
-}
-
-/// p50, p99 and max of `samples`, formatted.
-fn percentiles(samples: &mut [Duration]) -> String {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-    format!(
-        "p50 {:?}, p99 {:?}, max {:?}",
-        at(0.50),
-        at(0.99),
-        samples[samples.len() - 1]
-    )
-}
-
 /// Times `calls` single calls of the admission path; prints the wall-time and thread-CPU-time
 /// distributions.
 fn latency_distribution(calls: usize) {
     let body = request_body();
     let config = InjectionConfig::default();
-    for _ in 0..1_000 {
-        black_box(handle_inject_body(&body, &labels, &config));
-    }
-    let mut wall = Vec::with_capacity(calls);
-    let mut cpu = Vec::with_capacity(calls);
-    for _ in 0..calls {
-        let (start, start_cpu) = (Instant::now(), thread_cpu_time());
-        black_box(handle_inject_body(black_box(&body), &labels, &config));
-        cpu.push(thread_cpu_time().saturating_sub(start_cpu));
-        wall.push(start.elapsed());
-    }
-    println!("handle_inject_body/3-containers over {calls} calls:");
-    println!("  wall time:       {}", percentiles(&mut wall));
-    println!("  thread CPU time: {}", percentiles(&mut cpu));
+    latency::print_distribution("handle_inject_body/3-containers", calls, || {
+        handle_inject_body(black_box(&body), &labels, &config)
+    });
 }
 
 criterion_group!(benches, bench);
