@@ -10,13 +10,13 @@
 
 use std::cmp::Ordering;
 
-use weft_crds::networking::{Sidecar, VirtualService};
+use weft_crds::networking::VirtualService;
 use weft_proxy_config::ProxyType;
 
 use crate::build::build_proxy_config;
 use crate::host::{ExportTo, host_matches, resolve_host};
 use crate::proxy::ProxyTarget;
-use crate::selector::selects;
+use crate::selector::applicable_sidecar;
 use crate::view::{ClusterObjects, ClusterView, namespace_of, sort_key};
 
 /// The proxies of `after` (see [`ProxyTarget::all`]) whose configuration differs between
@@ -234,38 +234,6 @@ fn egress_namespace_covers(entry: &str, proxy_namespace: &str, namespace: &str) 
         "." => namespace == proxy_namespace,
         other => other == namespace,
     }
-}
-
-/// The Sidecar that applies to `target`, as Istio chooses it: one in the workload's namespace
-/// whose `workloadSelector` selects it, else the namespace's default (no selector), else the
-/// root namespace's default.
-fn applicable_sidecar<'v>(view: &'v ClusterView, target: &ProxyTarget) -> Option<&'v Sidecar> {
-    let sidecars = &view.objects().sidecars;
-    let in_namespace = |namespace: &str| {
-        let namespace = namespace.to_owned();
-        sidecars
-            .iter()
-            .filter(move |sidecar| namespace_of(&sidecar.metadata) == namespace)
-    };
-    let is_default = |sidecar: &&Sidecar| {
-        sidecar
-            .spec
-            .workload_selector
-            .as_ref()
-            .is_none_or(|selector| selector.labels.is_empty())
-    };
-    in_namespace(&target.namespace)
-        .find(|sidecar| {
-            sidecar
-                .spec
-                .workload_selector
-                .as_ref()
-                .is_some_and(|selector| {
-                    !selector.labels.is_empty() && selects(&selector.labels, &target.labels)
-                })
-        })
-        .or_else(|| in_namespace(&target.namespace).find(is_default))
-        .or_else(|| in_namespace(&view.mesh().root_namespace).find(is_default))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use weft_proxy_config::{OutboundTrafficPolicy, ProxyType};
 use super::Context;
 use crate::host::{host_matches, resolve_host};
 use crate::registry::ServiceInstance;
-use crate::selector::selects;
+use crate::selector::applicable_sidecar;
 use crate::unsupported::Origin;
 use crate::view::{name_of, namespace_of};
 
@@ -196,38 +196,7 @@ impl<'a> Scope<'a> {
 
 /// The Sidecar that applies to the proxy, reporting its fields the model cannot express.
 fn find_sidecar<'a>(context: &mut Context<'a>) -> Option<&'a Sidecar> {
-    let view = context.view;
-    let target = context.target;
-    let sidecars = &view.objects().sidecars;
-    fn in_namespace<'s, 'n>(
-        sidecars: &'s [Sidecar],
-        namespace: &'n str,
-    ) -> impl Iterator<Item = &'s Sidecar> + use<'s, 'n> {
-        sidecars
-            .iter()
-            .filter(move |sidecar| namespace_of(&sidecar.metadata) == namespace)
-    }
-    let selecting = in_namespace(sidecars, &target.namespace).find(|sidecar| {
-        sidecar
-            .spec
-            .workload_selector
-            .as_ref()
-            .is_some_and(|selector| {
-                !selector.labels.is_empty() && selects(&selector.labels, &target.labels)
-            })
-    });
-    let default_of = |namespace: &str| -> Option<&'a Sidecar> {
-        in_namespace(sidecars, namespace).find(|sidecar| {
-            sidecar
-                .spec
-                .workload_selector
-                .as_ref()
-                .is_none_or(|selector| selector.labels.is_empty())
-        })
-    };
-    let sidecar = selecting
-        .or_else(|| default_of(&target.namespace))
-        .or_else(|| default_of(&view.mesh().root_namespace))?;
+    let sidecar = applicable_sidecar(context.view, context.target)?;
     let origin = Origin {
         kind: "Sidecar",
         namespace: namespace_of(&sidecar.metadata),
