@@ -84,6 +84,14 @@ struct Stream {
     built_with: Arc<dyn ConfigBuilder>,
 }
 
+/// The installed builder and its sequence number (1 for the builder given to
+/// [`DiscoveryServer::new`], then one more per [`DiscoveryServer::update`]).
+#[derive(Clone)]
+struct Installed {
+    builder: Arc<dyn ConfigBuilder>,
+    seq: u64,
+}
+
 /// One proxy to rebuild in a push.
 struct Target {
     id: u64,
@@ -96,7 +104,7 @@ type Body = BoxBody<Bytes, Infallible>;
 /// The discovery server. Create with [`DiscoveryServer::new`], run [`DiscoveryServer::run_pushes`]
 /// and [`DiscoveryServer::serve`] as tasks, call [`DiscoveryServer::update`] on every change.
 pub struct DiscoveryServer {
-    builder: RwLock<Arc<dyn ConfigBuilder>>,
+    installed: RwLock<Installed>,
     sessions: Mutex<Sessions>,
     streams: Mutex<HashMap<u64, Stream>>,
     debouncer: Mutex<Debouncer>,
@@ -142,7 +150,7 @@ impl DiscoveryServer {
         metrics: DiscoveryMetrics,
     ) -> Arc<Self> {
         Arc::new(Self {
-            builder: RwLock::new(builder),
+            installed: RwLock::new(Installed { builder, seq: 1 }),
             sessions: Mutex::new(Sessions::default()),
             streams: Mutex::new(HashMap::new()),
             debouncer: Mutex::new(Debouncer::new(debounce)),
@@ -153,10 +161,27 @@ impl DiscoveryServer {
     }
 
     /// Installs a new builder (a new snapshot of the cluster view) and schedules a debounced
-    /// push to every connected proxy whose config changed.
-    pub fn update(&self, builder: Arc<dyn ConfigBuilder>) {
-        *self.builder.write() = builder;
+    /// push to every connected proxy whose config changed. Returns the builder's sequence
+    /// number (the first builder, given to [`DiscoveryServer::new`], is 1): compare it with
+    /// [`DiscoveryServer::acked_seqs`] to know when every proxy runs a config built from it.
+    pub fn update(&self, builder: Arc<dyn ConfigBuilder>) -> u64 {
+        let seq = {
+            let mut installed = self.installed.write();
+            installed.seq += 1;
+            installed.builder = builder;
+            installed.seq
+        };
         self.schedule_push();
+        seq
+    }
+
+    /// Per connected proxy that was sent a config: the sequence number (see
+    /// [`DiscoveryServer::update`]) of the newest builder whose config for it the proxy has
+    /// acknowledged, `None` before its first ACK. A proxy a change cannot affect counts as
+    /// current with that change's builder once the push round has looked at it. This is what
+    /// the `Reconciled` condition of mesh objects reads. Sorted by proxy.
+    pub fn acked_seqs(&self) -> Vec<(ProxyKey, Option<u64>)> {
+        self.sessions.lock().acked_seqs()
     }
 
     fn schedule_push(&self) {
@@ -205,16 +230,17 @@ impl DiscoveryServer {
     /// builds run on one thread per core; call it off the async runtime. `changed_at` is when
     /// the triggering change happened (for the convergence histogram).
     pub fn push_all(&self, changed_at: Instant) {
-        let builder = self.builder.read().clone();
-        let targets = self.targets_to_rebuild(&builder);
+        let installed = self.installed.read().clone();
+        let builder = &installed.builder;
+        let targets = self.targets_to_rebuild(&installed);
         if targets.is_empty() {
             return;
         }
         let next = AtomicUsize::new(0);
         let worker = || {
             while let Some(target) = targets.get(next.fetch_add(1, Ordering::Relaxed)) {
-                match self.build(&*builder, &target.hello, &target.peer) {
-                    Ok(config) => self.offer(target.id, config, Some(changed_at), &builder),
+                match self.build(&**builder, &target.hello, &target.peer) {
+                    Ok(config) => self.offer(target.id, config, Some(changed_at), &installed),
                     Err(e) => {
                         self.metrics.push_errors.inc();
                         tracing::warn!(proxy = %target.hello.workload, namespace = %target.hello.namespace, error = %e, "no config for proxy");
@@ -234,7 +260,8 @@ impl DiscoveryServer {
     /// The streams whose config `builder` may change. Streams it cannot change are marked as
     /// built with `builder` (their config is the same). [`ConfigBuilder::may_differ`] runs
     /// without the streams' lock.
-    fn targets_to_rebuild(&self, builder: &Arc<dyn ConfigBuilder>) -> Vec<Target> {
+    fn targets_to_rebuild(&self, installed: &Installed) -> Vec<Target> {
+        let builder = &installed.builder;
         // The streams, grouped by the builder their config came from (usually one group).
         let mut groups: Vec<(Arc<dyn ConfigBuilder>, Vec<Target>)> = Vec::new();
         for (id, stream) in self.streams.lock().iter() {
@@ -267,12 +294,16 @@ impl DiscoveryServer {
                 }
             }
             let mut streams = self.streams.lock();
+            let mut sessions = self.sessions.lock();
             for id in unchanged {
                 if let Some(stream) = streams
                     .get_mut(&id)
                     .filter(|stream| Arc::ptr_eq(&stream.built_with, &previous))
                 {
                     stream.built_with = builder.clone();
+                    if let Some(session) = sessions.get_mut(id) {
+                        session.current_with(installed.seq);
+                    }
                 }
             }
         }
@@ -293,7 +324,7 @@ impl DiscoveryServer {
         result
     }
 
-    /// Sends `config`, built by `builder`, to stream `id` when its version differs from the
+    /// Sends `config`, built by `installed`, to stream `id` when its version differs from the
     /// last one sent there: encodes the frame here (the caller's thread) and hands it to the
     /// stream's outbox; the config is dropped either way.
     fn offer(
@@ -301,7 +332,7 @@ impl DiscoveryServer {
         id: u64,
         config: ProxyConfig,
         changed_at: Option<Instant>,
-        builder: &Arc<dyn ConfigBuilder>,
+        installed: &Installed,
     ) {
         let version = if config.version.is_empty() {
             config.content_hash().unwrap_or_default()
@@ -317,10 +348,10 @@ impl DiscoveryServer {
             if changed_at.is_none() && session.sent.is_some() {
                 return;
             }
-            session.plan_push(&version, changed_at)
+            session.plan_push(&version, installed.seq, changed_at)
         };
         if let Some(stream) = self.streams.lock().get_mut(&id) {
-            stream.built_with = builder.clone();
+            stream.built_with = installed.builder.clone();
         }
         let Some(push) = push else { return };
         let message = ServerMessage::Config {
@@ -381,7 +412,8 @@ impl DiscoveryServer {
         }
         // Held until the first push is encoded (closed never: the server owns the semaphore).
         let permit = self.first_builds.acquire().await.ok();
-        let builder = self.builder.read().clone();
+        let installed = self.installed.read().clone();
+        let builder = installed.builder.clone();
         let built = {
             let (server, builder, hello, peer) =
                 (self.clone(), builder.clone(), hello.clone(), peer.clone());
@@ -417,9 +449,10 @@ impl DiscoveryServer {
         self.metrics.connected.inc();
         tracing::info!(proxy = %hello.workload, namespace = %hello.namespace, "proxy connected");
         {
-            let (server, builder) = (self.clone(), builder.clone());
+            let server = self.clone();
             let offered =
-                tokio::task::spawn_blocking(move || server.offer(id, config, None, &builder)).await;
+                tokio::task::spawn_blocking(move || server.offer(id, config, None, &installed))
+                    .await;
             if let Err(e) = offered {
                 tracing::error!(error = %e, "first push failed");
             }
@@ -427,7 +460,7 @@ impl DiscoveryServer {
         drop(permit);
         // A change installed while this stream was being set up may have been pushed before
         // the stream was listed: push again (debounced) so that it gets the current config.
-        if !Arc::ptr_eq(&*self.builder.read(), &builder) {
+        if !Arc::ptr_eq(&self.installed.read().builder, &builder) {
             self.schedule_push();
         }
         let server = self.clone();

@@ -41,6 +41,12 @@ pub struct SessionState {
     /// When the change that caused the unacknowledged push happened (for convergence time).
     pending_since: Option<Instant>,
     next_nonce: u64,
+    /// The sequence number of the newest builder whose config for this proxy equals the one
+    /// last sent (see `DiscoveryServer::update`).
+    sent_seq: u64,
+    /// The sequence number of the newest builder whose config for this proxy the proxy has
+    /// acknowledged; `None` until the first ACK.
+    acked_seq: Option<u64>,
 }
 
 /// A push to make: version, nonce. The caller sends the config it built.
@@ -79,20 +85,31 @@ impl SessionState {
             nacked: None,
             pending_since: None,
             next_nonce: 1,
+            sent_seq: 0,
+            acked_seq: None,
         }
     }
 
-    /// Decides whether `version` must be pushed: yes when nothing was sent yet or the last sent
-    /// version differs. `changed_at` is when the triggering config event happened (for the
-    /// convergence histogram); `None` for the first push of a new stream, which no config event
-    /// caused. Returns the push to make, or `None`.
-    pub fn plan_push(&mut self, version: &str, changed_at: Option<Instant>) -> Option<Push> {
+    /// Decides whether `version`, built by the builder with sequence number `seq`, must be
+    /// pushed: yes when nothing was sent yet or the last sent version differs. `changed_at` is
+    /// when the triggering config event happened (for the convergence histogram); `None` for the
+    /// first push of a new stream, which no config event caused. Returns the push to make, or
+    /// `None` (then the proxy's config is also current as of `seq`, see
+    /// [`SessionState::current_with`]).
+    pub fn plan_push(
+        &mut self,
+        version: &str,
+        seq: u64,
+        changed_at: Option<Instant>,
+    ) -> Option<Push> {
         if self.sent.as_ref().is_some_and(|(v, _)| v == version) {
+            self.current_with(seq);
             return None;
         }
         let nonce = self.next_nonce;
         self.next_nonce += 1;
         self.sent = Some((version.to_string(), nonce));
+        self.sent_seq = seq;
         if let Some(t) = changed_at {
             self.pending_since.get_or_insert(t);
         }
@@ -102,11 +119,33 @@ impl SessionState {
         })
     }
 
+    /// Records that the builder with sequence number `seq` gives this proxy the config it was
+    /// last sent (same content, or a change that cannot affect it): if the proxy acknowledged
+    /// that config, it is now current as of `seq`.
+    pub fn current_with(&mut self, seq: u64) {
+        if self.sent.is_none() || seq < self.sent_seq {
+            return;
+        }
+        self.sent_seq = seq;
+        let synced = matches!((&self.sent, &self.acked), (Some((s, _)), Some(a)) if s == a);
+        if synced {
+            self.acked_seq = Some(seq);
+        }
+    }
+
+    /// The sequence number of the newest builder whose config for this proxy the proxy has
+    /// acknowledged (`DiscoveryServer::update` numbers builders from 1); `None` before the
+    /// first ACK.
+    pub fn acked_seq(&self) -> Option<u64> {
+        self.acked_seq
+    }
+
     /// Records an ACK of (`version`, `nonce`) received at `now`.
     pub fn ack(&mut self, version: &str, nonce: u64, now: Instant) -> AckOutcome {
         match &self.sent {
             Some((v, n)) if *n == nonce && v == version => {
                 self.acked = Some(version.to_string());
+                self.acked_seq = Some(self.sent_seq);
                 self.nacked = None;
                 AckOutcome::Applied {
                     convergence: self.pending_since.take().map(|t| now.duration_since(t)),
@@ -212,6 +251,20 @@ impl Sessions {
         self.streams.is_empty()
     }
 
+    /// Per proxy that was sent a config, the sequence number of the newest builder whose config
+    /// it acknowledged (`None`: no ACK yet). Proxies that got no config (the build failed) are
+    /// left out: no mesh object can reach them. Sorted by proxy.
+    pub fn acked_seqs(&self) -> Vec<(ProxyKey, Option<u64>)> {
+        let mut out: Vec<_> = self
+            .streams
+            .values()
+            .filter(|s| s.sent.is_some())
+            .map(|s| (s.key.clone(), s.acked_seq))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The status of every stream, sorted by proxy.
     pub fn statuses(&self) -> Vec<SyncStatus> {
         let mut out: Vec<_> = self.streams.values().map(SessionState::status).collect();
@@ -239,14 +292,14 @@ mod tests {
     fn pushes_only_when_the_version_changes() {
         let mut s = session();
         let t0 = Instant::now();
-        let p1 = s.plan_push("a", Some(t0)).unwrap();
+        let p1 = s.plan_push("a", 1, Some(t0)).unwrap();
         assert_eq!(p1.nonce, 1);
         assert_eq!(
-            s.plan_push("a", Some(t0)),
+            s.plan_push("a", 1, Some(t0)),
             None,
             "same content is not pushed again"
         );
-        let p2 = s.plan_push("b", Some(t0)).unwrap();
+        let p2 = s.plan_push("b", 2, Some(t0)).unwrap();
         assert_eq!(p2.nonce, 2);
     }
 
@@ -254,8 +307,8 @@ mod tests {
     fn ack_of_the_latest_push_converges_and_stale_acks_are_ignored() {
         let mut s = session();
         let t0 = Instant::now();
-        let p1 = s.plan_push("a", Some(t0)).unwrap();
-        let p2 = s.plan_push("b", Some(t0)).unwrap();
+        let p1 = s.plan_push("a", 1, Some(t0)).unwrap();
+        let p2 = s.plan_push("b", 2, Some(t0)).unwrap();
         assert_eq!(s.ack("a", p1.nonce, t0), AckOutcome::Stale);
         assert_eq!(s.status().state, "STALE");
         let later = t0 + Duration::from_millis(40);
@@ -271,7 +324,7 @@ mod tests {
     #[test]
     fn nack_is_recorded_with_its_reason() {
         let mut s = session();
-        let p = s.plan_push("a", Some(Instant::now())).unwrap();
+        let p = s.plan_push("a", 1, Some(Instant::now())).unwrap();
         assert_eq!(
             s.nack("a", p.nonce, "cluster x missing"),
             AckOutcome::Refused
@@ -279,5 +332,38 @@ mod tests {
         let st = s.status();
         assert_eq!(st.state, "NACKED");
         assert_eq!(st.nack_reason.as_deref(), Some("cluster x missing"));
+    }
+
+    #[test]
+    fn acked_sequence_follows_acks_and_unchanged_rebuilds() {
+        let mut s = session();
+        let t0 = Instant::now();
+        assert_eq!(s.acked_seq(), None);
+        let p1 = s.plan_push("a", 1, Some(t0)).unwrap();
+        s.current_with(2);
+        assert_eq!(s.acked_seq(), None, "nothing acknowledged yet");
+        s.ack("a", p1.nonce, t0);
+        assert_eq!(
+            s.acked_seq(),
+            Some(2),
+            "the ACK covers every builder giving `a`"
+        );
+        assert_eq!(s.plan_push("a", 3, Some(t0)), None);
+        assert_eq!(s.acked_seq(), Some(3), "same content from builder 3");
+        let p4 = s.plan_push("b", 4, Some(t0)).unwrap();
+        s.current_with(5);
+        assert_eq!(s.acked_seq(), Some(3), "`b` is not acknowledged yet");
+        s.nack("b", p4.nonce, "bad");
+        assert_eq!(
+            s.acked_seq(),
+            Some(3),
+            "a NACK keeps the last acknowledged config"
+        );
+        s.current_with(1);
+        assert_eq!(
+            s.acked_seq(),
+            Some(3),
+            "an older builder never moves it back"
+        );
     }
 }
