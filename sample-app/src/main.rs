@@ -3,7 +3,8 @@
 //! - `serve`: an HTTP/1.1 service answering JSON `{service, version, path, upstreams, ...}`,
 //!   optionally calling upstream services first (bookinfo's productpage → reviews → ratings);
 //!   request headers make it misbehave on demand (`x-weft-status`, `x-weft-delay-ms`,
-//!   `x-weft-fail-every`), for the fault and retry scenarios.
+//!   `x-weft-fail-every`, `x-weft-fail-version`: only that version answers 500), for the fault,
+//!   retry and outlier-detection scenarios.
 //! - `load`: sends a fixed number of requests with a fixed concurrency and prints a JSON report
 //!   (status codes, the `version` field of answers, latency percentiles in ms).
 

@@ -99,6 +99,14 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
     let mut status = header_u64(&headers, "x-weft-status")
         .and_then(|s| StatusCode::from_u16(s as u16).ok())
         .unwrap_or(StatusCode::OK);
+    // `x-weft-fail-version: v2` makes only the instances of that version answer 500: one
+    // endpoint of a service misbehaves while the others stay healthy (outlier detection).
+    if headers
+        .get("x-weft-fail-version")
+        .is_some_and(|v| v.as_bytes() == state.args.version.as_bytes())
+    {
+        status = StatusCode::INTERNAL_SERVER_ERROR;
+    }
     if let Some(k) = header_u64(&headers, "x-weft-fail-every")
         && k > 1
         && !n.is_multiple_of(k)
