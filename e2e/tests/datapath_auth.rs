@@ -1,0 +1,177 @@
+//! Data path: RequestAuthentication and AuthorizationPolicy on the wire. A JWT from an inline
+//! JWKS: a valid token passes, an expired token or one from an unknown issuer gets 401, no
+//! token passes unless an AuthorizationPolicy requires a request principal (then 403). On a TCP
+//! port a DENY policy closes the connection.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::net::Ipv4Addr;
+
+use weft_e2e::{NS, apply_watching, count, host, mesh_or_skip, reviews_mesh};
+use weft_lab::jwt::{TestIssuer, now};
+use weft_lab::mesh::{LocalMesh, WorkloadSpec};
+
+const ISSUER: &str = "https://issuer.weft.test";
+const SERVERS: [&str; 2] = ["reviews1", "reviews2"];
+
+/// Sends `requests` GETs of `/reviews/0` from `client` to `reviews` with `headers`.
+fn load(
+    mesh: &LocalMesh,
+    vip: Ipv4Addr,
+    headers: &[(&str, &str)],
+    requests: usize,
+) -> serde_json::Value {
+    let host = host("reviews");
+    let url = format!("http://{host}:9080/reviews/0");
+    mesh.load("client", &url, &[(&host, vip)], headers, requests, 2)
+        .unwrap()
+}
+
+fn request_authentication(jwks: &str) -> String {
+    format!(
+        "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {{name: reviews-jwt, namespace: {NS}}}\nspec:\n  selector: {{matchLabels: {{app: reviews}}}}\n  jwtRules:\n  - issuer: {ISSUER}\n    jwks: '{jwks}'\n"
+    )
+}
+
+#[test]
+fn jwt_valid_passes_expired_or_unknown_issuer_gets_401() {
+    let mut mesh = mesh_or_skip!();
+    let vip = reviews_mesh(&mut mesh);
+    let issuer = TestIssuer::new(ISSUER).unwrap();
+    apply_watching(
+        &mesh,
+        &SERVERS,
+        "ra.yaml",
+        &request_authentication(issuer.jwks()),
+    );
+
+    let valid = format!("Bearer {}", issuer.token("alice", now() + 3600).unwrap());
+    let report = load(&mesh, vip, &[("authorization", &valid)], 10);
+    assert_eq!(
+        count(&report, "status", "200"),
+        10,
+        "a valid token must pass: {report}\n{}",
+        mesh.log("reviews1-proxy")
+    );
+
+    // An hour past `exp`: well beyond the 60 s clock skew Envoy allows.
+    let expired = format!("Bearer {}", issuer.token("alice", now() - 3600).unwrap());
+    let report = load(&mesh, vip, &[("authorization", &expired)], 10);
+    assert_eq!(
+        count(&report, "status", "401"),
+        10,
+        "an expired token must get 401: {report}"
+    );
+
+    // Signed with the right key, but `iss` names an issuer no jwtRule trusts.
+    let stranger = issuer
+        .sign(&serde_json::json!({
+            "iss": "https://stranger.weft.test",
+            "sub": "mallory",
+            "exp": now() + 3600,
+        }))
+        .unwrap();
+    let report = load(
+        &mesh,
+        vip,
+        &[("authorization", &format!("Bearer {stranger}"))],
+        10,
+    );
+    assert_eq!(
+        count(&report, "status", "401"),
+        10,
+        "a token from an unknown issuer must get 401: {report}"
+    );
+
+    // A token signed by another key for the trusted issuer.
+    let forger = TestIssuer::new(ISSUER).unwrap();
+    let forged = format!("Bearer {}", forger.token("alice", now() + 3600).unwrap());
+    let report = load(&mesh, vip, &[("authorization", &forged)], 10);
+    assert_eq!(
+        count(&report, "status", "401"),
+        10,
+        "a token whose signature does not verify must get 401: {report}"
+    );
+
+    let report = load(&mesh, vip, &[], 10);
+    assert_eq!(
+        count(&report, "status", "200"),
+        10,
+        "no token is allowed without an AuthorizationPolicy: {report}"
+    );
+}
+
+#[test]
+fn request_principal_required_denies_requests_without_token() {
+    let mut mesh = mesh_or_skip!();
+    let vip = reviews_mesh(&mut mesh);
+    let issuer = TestIssuer::new(ISSUER).unwrap();
+    let policies = format!(
+        "{}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: require-jwt, namespace: {NS}}}\nspec:\n  selector: {{matchLabels: {{app: reviews}}}}\n  action: ALLOW\n  rules:\n  - from:\n    - source: {{requestPrincipals: [\"{ISSUER}/*\"]}}\n",
+        request_authentication(issuer.jwks())
+    );
+    apply_watching(&mesh, &SERVERS, "auth.yaml", &policies);
+
+    let report = load(&mesh, vip, &[], 10);
+    assert_eq!(
+        count(&report, "status", "403"),
+        10,
+        "without a token the ALLOW policy on requestPrincipals must deny: {report}"
+    );
+    let valid = format!("Bearer {}", issuer.token("alice", now() + 3600).unwrap());
+    let report = load(&mesh, vip, &[("authorization", &valid)], 10);
+    assert_eq!(
+        count(&report, "status", "200"),
+        10,
+        "a valid token carries the required request principal: {report}"
+    );
+    let expired = format!("Bearer {}", issuer.token("alice", now() - 3600).unwrap());
+    let report = load(&mesh, vip, &[("authorization", &expired)], 10);
+    assert_eq!(
+        count(&report, "status", "401"),
+        10,
+        "authentication fails before authorization: {report}"
+    );
+}
+
+#[test]
+fn tcp_deny_policy_closes_the_connection() {
+    let mut mesh = mesh_or_skip!();
+    let vip = mesh.lab().vip(5);
+    mesh.write_config(
+        "svc-db.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: db, namespace: {NS}}}\nspec:\n  hosts: [db.{NS}.svc.cluster.local]\n  addresses: [{vip}]\n  ports: [{{number: 9080, name: tcp, protocol: TCP}}]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  workloadSelector: {{labels: {{app: db}}}}\n"
+        ),
+    )
+    .unwrap();
+    mesh.add_workload(WorkloadSpec::app("db1", NS, "db", "v1", &[]))
+        .unwrap();
+    mesh.add_workload(weft_e2e::client("client", "client"))
+        .unwrap();
+    let db = host("db");
+    let url = format!("http://{db}:9080/db/0");
+    // The sample app speaks HTTP; both sidecars see only a TCP stream.
+    let (open, _) = weft_e2e::eventually(
+        std::time::Duration::from_secs(10),
+        || mesh.load("client", &url, &[(&db, vip)], &[], 5, 1).unwrap(),
+        |r| count(r, "status", "200") == 5,
+    );
+    assert_eq!(
+        count(&open, "status", "200"),
+        5,
+        "TCP before the policy: {open}"
+    );
+
+    let deny = format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: db-deny-client, namespace: {NS}}}\nspec:\n  selector: {{matchLabels: {{app: db}}}}\n  action: DENY\n  rules:\n  - from:\n    - source: {{principals: [\"cluster.local/ns/{NS}/sa/client\"]}}\n"
+    );
+    apply_watching(&mesh, &["db1"], "authz-db.yaml", &deny);
+    let closed = mesh.load("client", &url, &[(&db, vip)], &[], 5, 1).unwrap();
+    assert_eq!(
+        count(&closed, "status", "0"),
+        5,
+        "a TCP DENY must close the connection without an answer: {closed}\n{}",
+        mesh.log("db1-proxy")
+    );
+}
