@@ -8,6 +8,7 @@
 //! which apply the documented defaults, and check it with [`MeshSpec::validate`].
 
 mod settings;
+mod status;
 mod validation;
 
 use kube::CustomResource;
@@ -15,9 +16,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
-use crate::status::IstioStatus;
 
 pub use settings::*;
+pub use status::{
+    CONDITION_CERTIFICATE_AUTHORITY_READY, CONDITION_DISCOVERY_READY, CONDITION_READY,
+    CONDITION_WEBHOOKS_READY, MeshStatus,
+};
 pub use validation::MeshError;
 
 /// The API group of Weft's own kinds.
@@ -44,7 +48,7 @@ pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
     version = "v1alpha1",
     kind = "Mesh",
     plural = "meshes",
-    status = "IstioStatus",
+    status = "MeshStatus",
     category = "weft",
     doc = "The mesh-wide settings of a Weft mesh.",
     printcolumn(
