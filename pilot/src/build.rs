@@ -12,15 +12,20 @@ mod destination_rule;
 mod gateway;
 mod inbound;
 mod outbound;
+mod parts;
 mod policy;
 mod routes;
 mod scope;
+mod shared;
 mod tcp;
 mod version;
 
 use std::collections::BTreeSet;
 
-use weft_proxy_config::{InboundConfig, MODEL_VERSION, Node, ProxyConfig, ProxyType};
+use weft_proxy_config::{InboundConfig, Node, ProxyConfig, ProxyType};
+
+pub use parts::ProxyParts;
+pub(crate) use shared::ScopeConfig;
 
 use crate::proxy::ProxyTarget;
 use crate::unsupported::Unsupported;
@@ -56,38 +61,44 @@ impl Context<'_> {
 /// sorted; `config.version` is [`ProxyConfig::content_hash`]) and the warnings. Never fails:
 /// a reference that cannot be resolved (an unknown destination host or subset) is routed to
 /// `BlackHoleCluster`, as Istio's missing cluster would fail the request, and reported.
+/// Equal to [`build_proxy_parts`] followed by [`ProxyParts::into_output`].
 pub fn build_proxy_config(view: &ClusterView, target: &ProxyTarget) -> BuildOutput {
+    build_proxy_parts(view, target).into_output()
+}
+
+/// Builds the configuration of the proxy serving `target` from `view`, in parts: the
+/// proxy's own (node, inbound side) and the side it shares with every proxy of its scope
+/// (outbound listeners, clusters, gateway listeners; see [`ProxyParts`]). The shared side is
+/// built once per scope of a view and kept in the view, with its JSON, so that building the
+/// thousand proxies of a few namespaces builds and serialises a few scopes, not a thousand
+/// (Istio computes a `SidecarScope` per Sidecar resource the same way).
+///
+/// Returns the parts, with the content version and the warnings of [`build_proxy_config`].
+/// Never fails (see [`build_proxy_config`]).
+pub fn build_proxy_parts(view: &ClusterView, target: &ProxyTarget) -> ProxyParts {
+    let scope = shared::scope_config(view, target);
     let mut context = Context {
         view,
         target,
-        warnings: BTreeSet::new(),
+        warnings: scope.warnings.iter().cloned().collect(),
     };
-    let scope = scope::Scope::new(&mut context);
-    let mut clusters = clusters::build(&mut context, &scope);
-    let (outbound, inbound, gateways) = match target.proxy_type {
-        ProxyType::Sidecar => {
-            let outbound = outbound::build(&mut context, &scope, &clusters);
-            (outbound, inbound::build(&mut context), Vec::new())
-        }
-        ProxyType::Router => {
-            // A router has no workload behind it and no per-service listeners (Istio builds
-            // none for gateways); it gets the clusters its routes reach.
-            let names = clusters.iter().map(|c| c.value.name.clone()).collect();
-            let built = gateway::build(&mut context, &scope, &names);
-            clusters.retain(|cluster| built.clusters.contains(&cluster.value.name));
-            let outbound = outbound::Listeners {
-                listeners: Vec::new(),
-                cached: Vec::new(),
-            };
-            (outbound, InboundConfig::default(), built.listeners)
-        }
+    let inbound = match target.proxy_type {
+        ProxyType::Sidecar => inbound::build(&mut context),
+        // A router has no workload behind it (Istio builds no inbound listeners for gateways).
+        ProxyType::Router => InboundConfig::default(),
     };
+    ProxyParts::new(node(view, target), inbound, scope, context.warnings)
+}
+
+/// The proxy's node: Istio's node ID `<type>~<ip>~<instance>.<namespace>~<namespace>.svc.<domain>`
+/// and its identity, labels, IPs and locality.
+fn node(view: &ClusterView, target: &ProxyTarget) -> Node {
     let mesh = view.mesh();
     let first_ip = target
         .ips
         .first()
         .map_or_else(|| "0.0.0.0".to_owned(), ToString::to_string);
-    let node = Node {
+    Node {
         id: format!(
             "{}~{first_ip}~{}.{}~{}.svc.{}",
             target.proxy_type.as_str(),
@@ -104,25 +115,6 @@ pub fn build_proxy_config(view: &ClusterView, target: &ProxyTarget) -> BuildOutp
         trust_domain: mesh.trust_domain.clone(),
         locality: target.locality.clone(),
         proxy_type: target.proxy_type,
-    };
-    let mut config = ProxyConfig {
-        model_version: MODEL_VERSION.to_owned(),
-        version: String::new(),
-        node,
-        outbound_traffic_policy: scope.outbound_traffic_policy,
-        inbound,
-        outbound: outbound.listeners,
-        clusters: clusters.iter().map(|c| c.value.clone()).collect(),
-        gateways,
-    };
-    // Hashing serialises maps with string keys only; it cannot fail for this model. Should it
-    // ever, the version stays empty, which the proxy reports as "unversioned".
-    if let Some(hash) = version::content_version(&config, &outbound.cached, &clusters) {
-        config.version = hash;
-    }
-    BuildOutput {
-        config,
-        warnings: context.warnings.into_iter().collect(),
     }
 }
 

@@ -6,14 +6,20 @@
 //! context (its `CdsCache`); Weft caches them in the [`crate::ClusterView`] they were built
 //! from, with their compact JSON, so that 1,000 proxies seeing 500 services build and
 //! serialise each cluster once instead of 1,000 times.
+//!
+//! On top of these parts it caches, per proxy scope (Istio's `SidecarScope`: namespace, the
+//! applicable Sidecar, the proxy type and the label selectors that pick the proxy), the whole
+//! proxy-independent side of a config: outbound listeners, clusters, gateway listeners and
+//! their JSON (see [`crate::build`]'s `ScopeConfig`). Proxies of one scope share it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde::Serialize;
 use weft_crds::networking::DestinationRule;
-use weft_proxy_config::{Cluster, OutboundListener};
+use weft_proxy_config::{Cluster, OutboundListener, ProxyType};
 
+use crate::build::ScopeConfig;
 use crate::registry::ServiceInstance;
 use crate::unsupported::Unsupported;
 
@@ -71,6 +77,28 @@ struct ClusterKey {
 pub(crate) struct BuildCache {
     clusters: Mutex<HashMap<ClusterKey, Arc<PortClusters>>>,
     listeners: Mutex<HashMap<ListenerKey, Arc<Cached<OutboundListener>>>>,
+    /// The shared side of the configs, per scope; each entry built once (later callers of
+    /// the same key wait for the first build instead of repeating it).
+    scopes: Mutex<HashMap<ScopeKey, Arc<OnceLock<Arc<ScopeConfig>>>>>,
+    /// The view's label selectors that decide a proxy's outbound side (see [`ScopeKey`]).
+    selectors: OnceLock<Vec<BTreeMap<String, String>>>,
+}
+
+/// Identifies the proxies that get the same outbound listeners, clusters and gateway
+/// listeners from one view: same namespace, same proxy type, same applicable Sidecar (its
+/// address in the view, as [`ClusterKey`]), and the same answer from each label selector the
+/// outbound side consults (VirtualService `sourceLabels`, DestinationRule
+/// `workloadSelector`, Gateway `selector`). Istio shares a `SidecarScope` the same way.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ScopeKey {
+    /// The proxy's namespace.
+    pub namespace: String,
+    /// Sidecar or router.
+    pub proxy_type: ProxyType,
+    /// The address of the Sidecar resource that applies, if any.
+    pub sidecar: Option<usize>,
+    /// Per selector of [`BuildCache::selectors`], in order: whether it selects the proxy.
+    pub selected: Vec<bool>,
 }
 
 impl Clone for BuildCache {
@@ -115,6 +143,27 @@ impl BuildCache {
             same_namespace,
         };
         get_or_build(&self.listeners, key, || Cached::new(build()))
+    }
+}
+
+impl BuildCache {
+    /// The label selectors of the view that the outbound side of a config depends on, from
+    /// `collect` the first time (then kept for the view's life).
+    pub fn selectors(
+        &self,
+        collect: impl FnOnce() -> Vec<BTreeMap<String, String>>,
+    ) -> &[BTreeMap<String, String>] {
+        self.selectors.get_or_init(collect)
+    }
+
+    /// The shared side of the configs of scope `key`, from the cache or from `build` (then
+    /// cached). Concurrent callers with the same key wait for one build.
+    pub fn scope(&self, key: ScopeKey, build: impl FnOnce() -> ScopeConfig) -> Arc<ScopeConfig> {
+        let cell = {
+            let mut scopes = self.scopes.lock().unwrap_or_else(PoisonError::into_inner);
+            scopes.entry(key).or_default().clone()
+        };
+        cell.get_or_init(|| Arc::new(build())).clone()
     }
 }
 

@@ -52,7 +52,7 @@ mod unsupported;
 mod view;
 
 pub use affected::{ViewChange, affected_proxies};
-pub use build::{BuildOutput, build_proxy_config};
+pub use build::{BuildOutput, ProxyParts, build_proxy_config, build_proxy_parts};
 pub use host::{ExportTo, host_matches};
 pub use proxy::{ProxyTarget, ProxyTargetError};
 pub use registry::{

@@ -1,14 +1,16 @@
-//! The content version of a built config, computed without copying it and without
-//! re-serialising the clusters the view's cache already holds as JSON.
+//! The JSON of a built config and its content version, written from the proxy's own parts
+//! and its scope's cached JSON, without assembling the config or serialising the shared side
+//! again.
 
 use std::io::{self, Write};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use weft_proxy_config::ProxyConfig;
+use weft_proxy_config::{
+    Cluster, GatewayListener, InboundConfig, MODEL_VERSION, Node, OutboundListener,
+};
 
-use weft_proxy_config::{Cluster, OutboundListener};
-
+use super::shared::ScopeConfig;
 use crate::cache::Cached;
 
 /// An [`io::Write`] that feeds every byte into a SHA-256 state instead of a buffer.
@@ -25,65 +27,77 @@ impl io::Write for HashWriter {
     }
 }
 
-/// [`ProxyConfig::content_hash`] of `config`, whose `version` must be empty and whose
-/// `clusters` must be those of `clusters`, in order, and whose listeners named as one of
-/// `listeners` must be that listener: the hex SHA-256 of the config's compact JSON,
-/// streamed into the hash. The JSON is written field by field in `ProxyConfig`'s declaration
-/// order, exactly as `serde_json::to_vec(config)` writes it, taking each cluster's bytes from
-/// the cache (the clusters are most of a config: ~1 MiB for a proxy seeing 500 services). The
-/// golden tests check the result against [`ProxyConfig::content_hash`].
+/// The parts of one proxy's config: its own (node, inbound) and its scope's.
+pub(super) struct ConfigParts<'a> {
+    /// The proxy's node.
+    pub node: &'a Node,
+    /// The proxy's inbound side.
+    pub inbound: &'a InboundConfig,
+    /// The scope's shared side.
+    pub scope: &'a ScopeConfig,
+}
+
+/// [`weft_proxy_config::ProxyConfig::content_hash`] of the config made of `parts`: the hex
+/// SHA-256 of its compact JSON with an empty `version`, streamed into the hash from
+/// [`write_config`]. The golden tests check the result against `content_hash`.
 ///
 /// Returns `None` when serialisation fails, which it cannot for this model (every map has
 /// string keys).
-pub(super) fn content_version(
-    config: &ProxyConfig,
-    listeners: &[Arc<Cached<OutboundListener>>],
-    clusters: &[Arc<Cached<Cluster>>],
-) -> Option<String> {
-    debug_assert!(
-        config.version.is_empty(),
-        "the version is not part of the hash"
-    );
+pub(super) fn content_version(parts: &ConfigParts<'_>) -> Option<String> {
     let mut out = io::BufWriter::with_capacity(64 * 1024, HashWriter(Sha256::new()));
-    write_json(&mut out, config, listeners, clusters).ok()?;
+    write_config(&mut out, "", parts).ok()?;
     let HashWriter(state) = out.into_inner().ok()?;
     Some(hex::encode(state.finalize()))
 }
 
-fn write_json(
-    out: &mut impl Write,
-    config: &ProxyConfig,
-    cached_listeners: &[Arc<Cached<OutboundListener>>],
-    cached_clusters: &[Arc<Cached<Cluster>>],
+/// Writes the compact JSON of the config made of `parts` with `version`, byte for byte what
+/// `serde_json::to_writer` writes for the assembled `ProxyConfig`: its fields in declaration
+/// order (`model_version`, `version`, `node`, `outbound_traffic_policy`, `inbound`, then the
+/// scope's cached tail: `outbound`, `clusters`, `gateways` when not empty).
+///
+/// Errors: a `serde_json::Error` when `out` fails or serialisation fails (it cannot for this
+/// model).
+pub(super) fn write_config(
+    out: &mut dyn Write,
+    version: &str,
+    parts: &ConfigParts<'_>,
 ) -> Result<(), serde_json::Error> {
-    // Destructured so that a new field fails to compile here instead of changing the hash.
-    let ProxyConfig {
-        model_version,
-        version,
-        node,
-        outbound_traffic_policy,
-        inbound,
-        outbound,
-        clusters,
-        gateways,
-    } = config;
-    let field = |out: &mut dyn Write, first: bool, name: &str| {
-        out.write_all(if first { b"{\"" } else { b",\"" })
-            .and_then(|()| out.write_all(name.as_bytes()))
-            .and_then(|()| out.write_all(b"\":"))
-            .map_err(serde_json::Error::io)
-    };
     field(out, true, "model_version")?;
-    serde_json::to_writer(&mut *out, model_version)?;
+    serde_json::to_writer(&mut *out, MODEL_VERSION)?;
     field(out, false, "version")?;
     serde_json::to_writer(&mut *out, version)?;
     field(out, false, "node")?;
-    serde_json::to_writer(&mut *out, node)?;
+    serde_json::to_writer(&mut *out, parts.node)?;
     field(out, false, "outbound_traffic_policy")?;
-    serde_json::to_writer(&mut *out, outbound_traffic_policy)?;
+    serde_json::to_writer(&mut *out, &parts.scope.outbound_traffic_policy)?;
     field(out, false, "inbound")?;
-    serde_json::to_writer(&mut *out, inbound)?;
-    field(out, false, "outbound")?;
+    serde_json::to_writer(&mut *out, parts.inbound)?;
+    parts.scope.write_tail(out)
+}
+
+/// Writes `{"name":` (first field) or `,"name":`.
+fn field(out: &mut dyn Write, first: bool, name: &str) -> Result<(), serde_json::Error> {
+    out.write_all(if first { b"{\"" } else { b",\"" })
+        .and_then(|()| out.write_all(name.as_bytes()))
+        .and_then(|()| out.write_all(b"\":"))
+        .map_err(serde_json::Error::io)
+}
+
+/// The JSON of a config's last fields, as `ProxyConfig` serialises them:
+/// `,"outbound":[..],"clusters":[..]`, then `,"gateways":[..]` when there are gateway
+/// listeners (skipped when empty), then the closing `}`. Each listener named as one of
+/// `cached_listeners` (sorted by name, as `outbound`) and each cluster is copied from its
+/// cached JSON instead of being serialised again.
+///
+/// Errors: a `serde_json::Error` only if serialisation fails (it cannot for this model).
+pub(super) fn tail_json(
+    outbound: &[OutboundListener],
+    cached_listeners: &[Arc<Cached<OutboundListener>>],
+    clusters: &[Arc<Cached<Cluster>>],
+    gateways: &[GatewayListener],
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::new();
+    field(&mut out, false, "outbound")?;
     // Both lists are sorted by name; a listener's JSON is cached when a cached listener has
     // its name (names are unique: one listener per host and port, or a merged `0.0.0.0_<port>`).
     let mut next = cached_listeners.iter().peekable();
@@ -100,40 +114,38 @@ fn write_json(
             .map(|entry| &*entry.json);
         (listener, json)
     });
-    write_array(out, listeners)?;
-    field(out, false, "clusters")?;
-    let clusters = clusters.iter().enumerate().map(|(index, cluster)| {
-        let json = cached_clusters
-            .get(index)
-            .filter(|entry| entry.value.name == cluster.name)
-            .map(|entry| &*entry.json);
-        (cluster, json)
-    });
-    write_array(out, clusters)?;
-    // Skipped when empty, as `ProxyConfig` serialises it.
+    write_array(&mut out, listeners)?;
+    field(&mut out, false, "clusters")?;
+    write_array(
+        &mut out,
+        clusters
+            .iter()
+            .map(|cluster| (&cluster.value, Some(&*cluster.json))),
+    )?;
     if !gateways.is_empty() {
-        field(out, false, "gateways")?;
-        serde_json::to_writer(&mut *out, gateways)?;
+        field(&mut out, false, "gateways")?;
+        serde_json::to_writer(&mut out, gateways)?;
     }
-    out.write_all(b"}").map_err(serde_json::Error::io)
+    out.push(b'}');
+    Ok(out)
 }
 
 /// Writes `[a,b,...]`, each element from its cached JSON when present and non-empty, else
 /// serialised.
 fn write_array<'j, T: serde::Serialize + 'j>(
-    out: &mut impl Write,
+    out: &mut Vec<u8>,
     items: impl Iterator<Item = (&'j T, Option<&'j [u8]>)>,
 ) -> Result<(), serde_json::Error> {
-    let io = serde_json::Error::io;
-    out.write_all(b"[").map_err(io)?;
+    out.push(b'[');
     for (index, (item, json)) in items.enumerate() {
         if index > 0 {
-            out.write_all(b",").map_err(io)?;
+            out.push(b',');
         }
         match json.filter(|json| !json.is_empty()) {
-            Some(json) => out.write_all(json).map_err(io)?,
+            Some(json) => out.extend_from_slice(json),
             None => serde_json::to_writer(&mut *out, item)?,
         }
     }
-    out.write_all(b"]").map_err(io)
+    out.push(b']');
+    Ok(())
 }
