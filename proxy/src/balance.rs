@@ -1,11 +1,14 @@
 //! Endpoint selection for a cluster: weighted round robin, weighted random, and least request
 //! by power of two choices (Envoy's `ROUND_ROBIN`, `RANDOM`, `LEAST_REQUEST`; Istio
-//! `LoadBalancerSettings.simple`).
+//! `LoadBalancerSettings.simple`), and consistent hashing by ring hash or Maglev (Istio
+//! `LoadBalancerSettings.consistentHash`, see [`consistent_hash`]).
 //!
 //! Lock-free: a cluster's endpoints are immutable for the life of a config snapshot; the round
 //! robin cursor and the per-endpoint active-request counts are atomics.
 
-use std::net::SocketAddr;
+pub mod consistent_hash;
+
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -15,6 +18,7 @@ use rand::Rng;
 use weft_proxy_config::{Endpoint, LbPolicy, Locality, OutlierDetection};
 
 use crate::outlier::{OutlierPolicy, OutlierState, TryResult};
+use consistent_hash::{ConsistentHashPolicy, HashKey, HashTable};
 
 /// One endpoint of a cluster, with its live active-request count.
 #[derive(Debug)]
@@ -83,6 +87,8 @@ pub struct Endpoints {
     origin: Instant,
     /// The latest end of any ejection (ms since `origin`): before it, picks check ejections.
     ejections_until_ms: AtomicU64,
+    /// Consistent hashing: what requests are hashed on and the table over `list`.
+    hash: Option<(HashKey, HashTable)>,
 }
 
 impl Endpoints {
@@ -97,6 +103,20 @@ impl Endpoints {
         policy: LbPolicy,
         outlier: Option<&OutlierDetection>,
         locality: Option<&Locality>,
+    ) -> Arc<Self> {
+        Self::new_hashed(endpoints, policy, outlier, locality, None)
+    }
+
+    /// As [`Endpoints::new`], with consistent hashing when `consistent_hash` is set (Istio
+    /// `LoadBalancerSettings.consistentHash`): the ring or Maglev table is built over the
+    /// endpoints (keyed by `address:port`, in proportion to weight) and
+    /// [`Endpoints::pick_hashed`] uses it; `policy` still balances requests without a key.
+    pub fn new_hashed(
+        endpoints: &[Endpoint],
+        policy: LbPolicy,
+        outlier: Option<&OutlierDetection>,
+        locality: Option<&Locality>,
+        consistent_hash: Option<&ConsistentHashPolicy>,
     ) -> Arc<Self> {
         let priority = |endpoint: &Endpoint| {
             locality.map_or(0, |own| locality_priority(own, &endpoint.locality))
@@ -133,7 +153,14 @@ impl Endpoints {
                     outlier: OutlierState::default(),
                 }
             })
-            .collect();
+            .collect::<Vec<EndpointState>>();
+        let hash = consistent_hash.map(|hash| {
+            let hosts: Vec<(String, u32)> = list
+                .iter()
+                .map(|endpoint| (endpoint.address.to_string(), endpoint.weight))
+                .collect();
+            (hash.key.clone(), HashTable::build(hash.algorithm, &hosts))
+        });
         Arc::new(Self {
             list,
             cumulative,
@@ -143,6 +170,7 @@ impl Endpoints {
             outlier: OutlierPolicy::from_model(outlier),
             origin: Instant::now(),
             ejections_until_ms: AtomicU64::new(0),
+            hash,
         })
     }
 
@@ -186,6 +214,81 @@ impl Endpoints {
             endpoints: Arc::clone(self),
             index,
         })
+    }
+
+    /// The hash of the request `parts` from `source` under the cluster's consistent-hash key;
+    /// `None` without consistent hashing or when the request lacks the key.
+    pub fn request_hash(
+        &self,
+        parts: &http::request::Parts,
+        source: Option<IpAddr>,
+    ) -> Option<u64> {
+        self.hash.as_ref()?.0.hash(parts, source)
+    }
+
+    /// The hash of a connection from `source` when the cluster hashes on the source IP
+    /// (`useSourceIp`, the only key that applies to TCP); `None` otherwise.
+    pub fn source_hash(&self, source: IpAddr) -> Option<u64> {
+        match self.hash.as_ref()? {
+            (HashKey::SourceIp, _) => {
+                Some(consistent_hash::hash_bytes(source.to_string().as_bytes()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Picks the endpoint that `hash` (from [`Endpoints::request_hash`] or
+    /// [`Endpoints::source_hash`]) maps to, skipping, in the table's order, endpoints that are
+    /// `exclude`, ejected by outlier detection (unless the ejections are ignored, as in
+    /// [`Endpoints::pick`]) or outside the active locality level. Without a hash or without
+    /// consistent hashing, the same as [`Endpoints::pick`]. `None` as [`Endpoints::pick`].
+    pub fn pick_hashed(
+        self: &Arc<Self>,
+        exclude: Option<SocketAddr>,
+        hash: Option<u64>,
+    ) -> Option<PickedEndpoint> {
+        let (Some(hash), Some((_, table))) = (hash, &self.hash) else {
+            return self.pick(exclude);
+        };
+        if self.policy == LbPolicy::Passthrough {
+            return None;
+        }
+        let level = self.active_level()?.clone();
+        let now = self.now_ms();
+        let ejections = self.ejections_apply(&level, now);
+        let usable = |index: &usize| {
+            level.contains(index)
+                && Some(self.list[*index].address) != exclude
+                && !(ejections && self.list[*index].outlier.is_ejected(now))
+        };
+        let index = table
+            .candidates(hash)
+            .find(usable)
+            .or_else(|| table.candidates(hash).find(|index| level.contains(index)))?;
+        self.list[index].active.fetch_add(1, Ordering::Relaxed);
+        Some(PickedEndpoint {
+            endpoints: Arc::clone(self),
+            index,
+        })
+    }
+
+    /// Whether ejections are in force for `level` at `now`: some endpoint is ejected, and
+    /// enough stay healthy (none healthy, or fewer than `min_health_percent`, is Envoy's panic
+    /// mode, where ejections are ignored).
+    fn ejections_apply(&self, level: &std::ops::Range<usize>, now: u64) -> bool {
+        let Some(policy) = &self.outlier else {
+            return false;
+        };
+        if now >= self.ejections_until_ms.load(Ordering::Relaxed) {
+            return false;
+        }
+        let endpoints = &self.list[level.clone()];
+        let healthy = endpoints
+            .iter()
+            .filter(|endpoint| !endpoint.outlier.is_ejected(now))
+            .count();
+        let healthy_percent = healthy as f64 * 100.0 / endpoints.len() as f64;
+        healthy > 0 && healthy_percent >= policy.min_health_percent
     }
 
     /// The best locality level that has an endpoint not ejected (the first level when no
@@ -518,6 +621,101 @@ mod tests {
             .map(|_| last_octet(&endpoints.pick(None).unwrap()))
             .collect();
         assert_eq!(picks, [1, 2, 1, 2]);
+    }
+
+    fn hashed(outlier: Option<&OutlierDetection>) -> Arc<Endpoints> {
+        let policy = ConsistentHashPolicy {
+            key: HashKey::Header(http::HeaderName::from_static("x-user")),
+            algorithm: consistent_hash::HashAlgorithm::default(),
+        };
+        Endpoints::new_hashed(
+            &[endpoint(1, 1), endpoint(2, 1), endpoint(3, 1)],
+            LbPolicy::RoundRobin,
+            outlier,
+            None,
+            Some(&policy),
+        )
+    }
+
+    #[test]
+    fn consistent_hash_sticks_to_one_endpoint_per_key_and_spreads_keys() {
+        let endpoints = hashed(None);
+        let mut owners = std::collections::BTreeSet::new();
+        for user in 0..30 {
+            let parts = http::Request::get("/")
+                .header("x-user", format!("user-{user}"))
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0;
+            let hash = endpoints.request_hash(&parts, None);
+            assert!(hash.is_some());
+            let first = last_octet(&endpoints.pick_hashed(None, hash).unwrap());
+            for _ in 0..5 {
+                assert_eq!(
+                    last_octet(&endpoints.pick_hashed(None, hash).unwrap()),
+                    first
+                );
+            }
+            owners.insert(first);
+        }
+        assert_eq!(owners.len(), 3, "30 keys should reach all 3 endpoints");
+        // Without a key the cluster's own policy (round robin here) applies.
+        let picks: Vec<u8> = (0..3)
+            .map(|_| last_octet(&endpoints.pick_hashed(None, None).unwrap()))
+            .collect();
+        assert_eq!(picks, [1, 2, 3]);
+    }
+
+    #[test]
+    fn consistent_hash_moves_off_excluded_and_ejected_endpoints() {
+        let policy = outlier(100.0);
+        let endpoints = hashed(Some(&policy));
+        let hash = Some(7);
+        let owner = endpoints.pick_hashed(None, hash).unwrap();
+        let (owner_octet, owner_address) = (last_octet(&owner), owner.endpoint().address);
+        drop(owner);
+        let retry = endpoints.pick_hashed(Some(owner_address), hash).unwrap();
+        assert_ne!(last_octet(&retry), owner_octet);
+        let index = endpoints
+            .list()
+            .iter()
+            .position(|e| e.address == owner_address)
+            .unwrap();
+        endpoints.report(index, TryResult::from_status(500));
+        endpoints.report(index, TryResult::from_status(500));
+        let moved = last_octet(&endpoints.pick_hashed(None, hash).unwrap());
+        assert_ne!(moved, owner_octet, "an ejected endpoint loses its keys");
+        assert_eq!(
+            last_octet(&endpoints.pick_hashed(None, hash).unwrap()),
+            moved
+        );
+    }
+
+    #[test]
+    fn source_hash_applies_only_to_use_source_ip() {
+        let by_header = hashed(None);
+        let source: IpAddr = "198.18.0.9".parse().unwrap();
+        assert_eq!(by_header.source_hash(source), None);
+        let by_source = Endpoints::new_hashed(
+            &[endpoint(1, 1), endpoint(2, 1)],
+            LbPolicy::RoundRobin,
+            None,
+            None,
+            Some(&ConsistentHashPolicy {
+                key: HashKey::SourceIp,
+                algorithm: consistent_hash::HashAlgorithm::Maglev {
+                    table_size: consistent_hash::DEFAULT_MAGLEV_TABLE_SIZE,
+                },
+            }),
+        );
+        let hash = by_source.source_hash(source);
+        assert!(hash.is_some());
+        let first = last_octet(&by_source.pick_hashed(None, hash).unwrap());
+        assert_eq!(
+            last_octet(&by_source.pick_hashed(None, hash).unwrap()),
+            first
+        );
     }
 
     #[test]
