@@ -19,6 +19,10 @@
 //! Per affected proxy the bench measures the time from `DiscoveryServer::update` to the moment
 //! its client checked the new version (the ACK is sent right after), on the wall clock both
 //! processes share. It includes the default 100 ms debounce (Istio's `PILOT_DEBOUNCE_AFTER`).
+//! Where that time goes: the server's build and encode time per push (its histograms), the
+//! time until the last frame was handed to an outbox (`pilot_xds_pushes` reaching the count)
+//! and until the server had the last ACK (`acked_seqs`), both polled every 2 ms, and the CPU
+//! time each process used from the change to the last ACK (`/proc/<pid>/stat`).
 //!
 //! Run: `cargo bench -p weft-operator --bench discovery`. Prints a table and writes a JSON
 //! summary to `<target dir>/weft-bench/discovery.json` (read by `make bench`).
@@ -42,7 +46,7 @@ use weft_operator::discovery::metrics::DiscoveryMetrics;
 use weft_operator::discovery::{DebounceSettings, DiscoveryServer};
 use weft_operator::snapshot::Snapshot;
 use weft_operator::standalone::citadel::FileCitadel;
-use weft_pilot::{ClusterView, ProxyTarget, build_proxy_config};
+use weft_pilot::{ClusterView, ProxyTarget, build_proxy_config, build_proxy_parts};
 use weft_proxy::tls::{CertPaths, CertStore, server_config};
 
 const SERVICES: usize = 500;
@@ -182,32 +186,95 @@ fn histogram_totals(registry: &Registry, name: &str) -> (f64, u64) {
     (value("_sum"), value("_count") as u64)
 }
 
-/// The wire cost of one push of `config`: (encoded bytes, server encode time, client decode
-/// time), the median of a few runs.
-fn push_cost(config: weft_discovery::ProxyConfig) -> (usize, Duration, Duration) {
-    let message = ServerMessage::Config {
-        version: config.version.clone(),
-        nonce: 1,
-        config: Box::new(config),
-    };
-    let mut encode = Vec::new();
-    let mut decode = Vec::new();
-    let mut size = 0;
+/// The cost of one push to the proxy `target` of `view` (built once before, so that its scope
+/// is cached, as for every proxy of a scope but the first): the median of a few runs of
+/// (frame bytes, build in parts, encode from parts, typed build, typed encode, the clients'
+/// check, typed decode).
+struct PushCost {
+    bytes: usize,
+    build_parts: Duration,
+    encode_parts: Duration,
+    build_typed: Duration,
+    encode_typed: Duration,
+    check: Duration,
+    decode: Duration,
+}
+
+fn push_cost(view: &ClusterView, target: &ProxyTarget) -> PushCost {
+    let _warm = build_proxy_parts(view, target);
+    let mut runs: [Vec<Duration>; 6] = Default::default();
+    let mut bytes = 0;
+    let mut time = |index: usize, started: Instant| runs[index].push(started.elapsed());
     for _ in 0..9 {
         let started = Instant::now();
-        let frame = encode_frame(&message).unwrap();
-        encode.push(started.elapsed());
-        size = frame.len();
+        let parts = build_proxy_parts(view, target);
+        time(0, started);
+        let started = Instant::now();
+        let mut frame = br#"{"type":"config","version":""#.to_vec();
+        frame.extend_from_slice(parts.version().as_bytes());
+        frame.extend_from_slice(br#"","nonce":1,"config":"#);
+        parts.write_json(&mut frame).unwrap();
+        frame.extend_from_slice(b"}\n");
+        time(1, started);
+        let started = Instant::now();
+        let config = build_proxy_config(view, target).config;
+        time(2, started);
+        let message = ServerMessage::Config {
+            version: config.version.clone(),
+            nonce: 1,
+            config: Box::new(config),
+        };
+        let started = Instant::now();
+        let typed = encode_frame(&message).unwrap();
+        time(3, started);
+        assert_eq!(typed, frame, "the frame from parts is the typed frame");
+        bytes = frame.len();
+        let started = Instant::now();
+        assert!(clients::check(&frame[..frame.len() - 1]));
+        time(4, started);
         let started = Instant::now();
         let mut decoder = FrameDecoder::new();
         decoder.push(&frame);
         let decoded: Option<ServerMessage> = decoder.next_message().unwrap();
-        decode.push(started.elapsed());
+        time(5, started);
         assert!(decoded.is_some());
     }
-    encode.sort();
-    decode.sort();
-    (size, encode[4], decode[4])
+    let [
+        build_parts,
+        encode_parts,
+        build_typed,
+        encode_typed,
+        check,
+        decode,
+    ] = runs.map(|mut runs| {
+        runs.sort();
+        runs[runs.len() / 2]
+    });
+    PushCost {
+        bytes,
+        build_parts,
+        encode_parts,
+        build_typed,
+        encode_typed,
+        check,
+        decode,
+    }
+}
+
+/// CPU time (user + system) used so far by process `pid` (`self` for this one), from
+/// `/proc/<pid>/stat` in clock ticks of 10 ms (`USER_HZ` is 100 on Linux).
+fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces), from field 3 on: utime is
+    // field 14, stime field 15.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|field| field.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
 }
 
 /// A `/proc/<pid>/status` field in KiB (`VmHWM`, `VmRSS`).
@@ -279,8 +346,7 @@ async fn run() {
     };
     let affected: Vec<bool> = old.iter().zip(&new).map(|(a, b)| a != b).collect();
     let affected_count = affected.iter().filter(|a| **a).count();
-    let (frame_bytes, encode_time, decode_time) =
-        push_cost(build_proxy_config(&before, &targets[0]).config);
+    let cost = push_cost(&before, &targets[0]);
     drop(targets);
 
     // The CA and certificates, as standalone mode writes them.
@@ -355,9 +421,38 @@ async fn run() {
     let pushes_before = metrics.pushes.get();
     let (build_sum_before, builds_before) =
         histogram_totals(&registry, "weft_config_build_seconds");
+    let (encode_sum_before, encodes_before) =
+        histogram_totals(&registry, "weft_config_encode_seconds");
+    let (server_cpu_before, clients_cpu_before) = (cpu_time("self"), cpu_time(&child_pid));
     let changed_at = Instant::now();
     let changed_at_unix = unix_nanos();
-    server.update(Arc::new(Snapshot::new(after)));
+    let seq = server.update(Arc::new(Snapshot::new(after)));
+    // When the last frame was handed to an outbox and when the server had the last ACK.
+    let milestones = {
+        let (server, metrics) = (server.clone(), metrics.clone());
+        let expected_pushes = pushes_before + affected_count as u64;
+        tokio::spawn(async move {
+            let (mut queued, mut acked) = (None, None);
+            while changed_at.elapsed() < Duration::from_secs(120) {
+                if queued.is_none() && metrics.pushes.get() >= expected_pushes {
+                    queued = Some(changed_at.elapsed());
+                }
+                if acked.is_none()
+                    && server
+                        .acked_seqs()
+                        .iter()
+                        .all(|(_, acked)| *acked == Some(seq))
+                {
+                    acked = Some(changed_at.elapsed());
+                }
+                if queued.is_some() && acked.is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (queued, acked)
+        })
+    };
     let mut converged: Vec<Option<Duration>> = vec![None; old.len()];
     let mut unexpected = Vec::new();
     let mut pushed_bytes = 0;
@@ -384,7 +479,11 @@ async fn run() {
             }
         }
     }
+    let (last_queued, last_acked) = milestones.await.unwrap();
+    let server_cpu = cpu_time("self") - server_cpu_before;
+    let clients_cpu = cpu_time(&child_pid) - clients_cpu_before;
     let pushes = metrics.pushes.get() - pushes_before;
+    let (encode_sum, encodes) = histogram_totals(&registry, "weft_config_encode_seconds");
     let (build_sum, builds) = histogram_totals(&registry, "weft_config_build_seconds");
     let push_builds = builds - builds_before;
     let push_build_time = Duration::from_secs_f64(build_sum - build_sum_before);
@@ -410,6 +509,14 @@ async fn run() {
     } else {
         push_build_time / push_builds as u32
     };
+    let push_encodes = encodes - encodes_before;
+    let push_encode_time = Duration::from_secs_f64(encode_sum - encode_sum_before);
+    let mean_encode = if push_encodes == 0 {
+        Duration::ZERO
+    } else {
+        push_encode_time / push_encodes as u32
+    };
+    let show = |d: Option<Duration>| d.map_or_else(|| "never".to_owned(), |d| format!("{d:?}"));
     println!();
     println!(
         "discovery convergence: {SERVICES} services, {} proxies, 1 VirtualService changed",
@@ -421,13 +528,33 @@ async fn run() {
     println!("| pilot build per proxy (full-mesh view, cold then warm cache) | {build_each:?} |");
     println!(
         "| one full-mesh push: frame size | {} KiB |",
-        frame_bytes / 1024
+        cost.bytes / 1024
     );
     println!(
-        "| one full-mesh push: encode / typed decode (not done by the clients) | {encode_time:?} / {decode_time:?} |"
+        "| one full-mesh push, scope cached: build in parts / encode from parts | {:?} / {:?} |",
+        cost.build_parts, cost.encode_parts
+    );
+    println!(
+        "| the same, typed: build_proxy_config / encode_frame | {:?} / {:?} |",
+        cost.build_typed, cost.encode_typed
+    );
+    println!(
+        "| one full-mesh push: clients' check / typed decode (not done by the clients) | {:?} / {:?} |",
+        cost.check, cost.decode
     );
     println!(
         "| builds by the server for the change / their total time / mean | {push_builds} / {push_build_time:?} / {mean_build:?} |"
+    );
+    println!(
+        "| frames encoded for the change / their total time / mean | {push_encodes} / {push_encode_time:?} / {mean_encode:?} |"
+    );
+    println!(
+        "| after the change: last frame handed to an outbox / last ACK at the server | {} / {} |",
+        show(last_queued),
+        show(last_acked)
+    );
+    println!(
+        "| CPU time from the change to the end (2 s quiet period incl.): server / clients | {server_cpu:?} / {clients_cpu:?} |"
     );
     println!("| all proxies connected with first config | {connect_time:?} |");
     println!("| affected proxies (by pilot versions) | {affected_count} |");
@@ -471,6 +598,12 @@ async fn run() {
         "builds": push_builds,
         "build_ms": ms(mean_build),
         "build_total_ms": ms(push_build_time),
+        "encode_ms": ms(mean_encode),
+        "encode_total_ms": ms(push_encode_time),
+        "last_queued_ms": last_queued.map(ms),
+        "last_acked_ms": last_acked.map(ms),
+        "server_cpu_ms": ms(server_cpu),
+        "clients_cpu_ms": ms(clients_cpu),
         "push_bytes": push_bytes,
         "pushed_bytes_total": pushed_bytes,
         "connect_ms": ms(connect_time),

@@ -1,11 +1,15 @@
 //! A Pilot snapshot as the discovery server's [`ConfigBuilder`]: one immutable [`ClusterView`],
-//! the identity check, and the translation.
+//! the identity check, and the translation. Pushes use [`weft_pilot::build_proxy_parts`]: the
+//! view builds the side proxies of one scope share (outbound listeners, clusters) and its JSON
+//! once, and each push copies that JSON into its frame.
 
+use std::borrow::Cow;
 use std::ops::Not;
 
 use weft_discovery::{Hello, ProxyConfig};
-use weft_pilot::{ClusterView, ProxyTarget, build_proxy_config};
+use weft_pilot::{ClusterView, ProxyParts, ProxyTarget, build_proxy_config, build_proxy_parts};
 
+use crate::discovery::server::BuiltConfig;
 use crate::discovery::{BuildError, ConfigBuilder};
 
 /// Builds proxy configs from one snapshot of the cluster view.
@@ -37,10 +41,11 @@ impl Snapshot {
     }
 }
 
-impl ConfigBuilder for Snapshot {
-    /// The peer must hold the workload's own identity: `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`
+impl Snapshot {
+    /// The target named by `hello`, checked against the peer's identity: the peer must hold
+    /// the workload's own identity, `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`
     /// (a proxy gets only its own config, as istiod's xDS authorization).
-    fn build(&self, hello: &Hello, peer: &str) -> Result<ProxyConfig, BuildError> {
+    fn authorized_target(&self, hello: &Hello, peer: &str) -> Result<ProxyTarget, BuildError> {
         let target = self.target(hello)?;
         let expected = self
             .view
@@ -52,11 +57,41 @@ impl ConfigBuilder for Snapshot {
                 hello.namespace, hello.workload
             )));
         }
+        Ok(target)
+    }
+}
+
+impl BuiltConfig for ProxyParts {
+    fn version(&self) -> Cow<'_, str> {
+        Cow::Borrowed(ProxyParts::version(self))
+    }
+
+    fn write_json(&self, out: &mut dyn std::io::Write) -> Result<(), serde_json::Error> {
+        ProxyParts::write_json(self, out)
+    }
+}
+
+impl ConfigBuilder for Snapshot {
+    /// The peer must hold the workload's own identity: `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`
+    /// (a proxy gets only its own config, as istiod's xDS authorization).
+    fn build(&self, hello: &Hello, peer: &str) -> Result<ProxyConfig, BuildError> {
+        let target = self.authorized_target(hello, peer)?;
         let output = build_proxy_config(&self.view, &target);
         for warning in &output.warnings {
             tracing::debug!(proxy = %hello.workload, ?warning, "unsupported field not applied");
         }
         Ok(output.config)
+    }
+
+    /// As [`ConfigBuilder::build`], in parts ([`weft_pilot::build_proxy_parts`]): the JSON of
+    /// the side shared with the proxy's scope is built once per scope of this snapshot.
+    fn build_push(&self, hello: &Hello, peer: &str) -> Result<Box<dyn BuiltConfig>, BuildError> {
+        let target = self.authorized_target(hello, peer)?;
+        let parts = build_proxy_parts(&self.view, &target);
+        for warning in parts.warnings() {
+            tracing::debug!(proxy = %hello.workload, ?warning, "unsupported field not applied");
+        }
+        Ok(Box::new(parts))
     }
 
     /// Compares the two snapshots' views once ([`weft_pilot::ClusterView::change_since`]) and
@@ -128,6 +163,23 @@ spec:
             snapshot.build(&unknown, "spiffe://cluster.local/ns/demo/sa/reviews"),
             Err(BuildError::UnknownWorkload(_))
         ));
+    }
+
+    #[test]
+    fn a_push_carries_the_config_build_gives() {
+        let snapshot = Snapshot::new(ClusterView::from_yaml(WORKLOAD).unwrap());
+        let peer = "spiffe://cluster.local/ns/demo/sa/reviews";
+        let config = snapshot.build(&hello(), peer).unwrap();
+        let push = snapshot.build_push(&hello(), peer).unwrap();
+        assert_eq!(push.version(), config.version);
+        let mut json = Vec::new();
+        push.write_json(&mut json).unwrap();
+        assert_eq!(
+            ProxyConfig::from_json(std::str::from_utf8(&json).unwrap()).unwrap(),
+            config
+        );
+        let denied = snapshot.build_push(&hello(), "spiffe://cluster.local/ns/demo/sa/ratings");
+        assert!(matches!(denied, Err(BuildError::Denied(_))));
     }
 
     #[test]

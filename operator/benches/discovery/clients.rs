@@ -43,6 +43,15 @@ enum Push {
     },
 }
 
+/// Whether `frame` (without its newline) passes the check each client makes of a push: a
+/// `config` message whose config is well-formed JSON.
+pub fn check(frame: &[u8]) -> bool {
+    matches!(
+        serde_json::from_slice::<Push>(frame),
+        Ok(Push::Config { .. })
+    )
+}
+
 fn unix_nanos() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -18,6 +18,8 @@ pub struct DiscoveryMetrics {
     pub connected: Gauge,
     /// Time to build one proxy's config, seconds.
     pub build_seconds: Histogram,
+    /// Time to encode one push's frame (the config's JSON), seconds.
+    pub encode_seconds: Histogram,
     /// Time from a config event to a proxy's ACK of the resulting push, seconds (Istio
     /// `pilot_proxy_convergence_time`).
     pub convergence_seconds: Histogram,
@@ -32,6 +34,7 @@ impl DiscoveryMetrics {
             nacks: Counter::default(),
             connected: Gauge::default(),
             build_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            encode_seconds: Histogram::new(exponential_buckets(0.00001, 2.0, 16)),
             convergence_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
         };
         registry.register(
@@ -54,6 +57,11 @@ impl DiscoveryMetrics {
             "weft_config_build_seconds",
             "Time to build one proxy's configuration, seconds",
             m.build_seconds.clone(),
+        );
+        registry.register(
+            "weft_config_encode_seconds",
+            "Time to encode one push's frame, seconds",
+            m.encode_seconds.clone(),
         );
         registry.register(
             "pilot_proxy_convergence_time",

@@ -4,7 +4,11 @@
 //! A config change rebuilds only the proxies it may affect ([`ConfigBuilder::may_differ`]),
 //! on blocking threads (one per core), never on the async runtime. Each build is encoded once
 //! into its frame, on the same thread, and only when its version differs from the one the
-//! proxy was last sent; the server then keeps no config per proxy, only versions.
+//! proxy was last sent; the server then keeps no config per proxy, only versions. A builder
+//! may hand back a config that writes its own JSON ([`BuiltConfig`], [`ConfigBuilder::build_push`]):
+//! Pilot's builds copy the side a proxy shares with its scope from cached JSON.
+
+mod frame;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -30,6 +34,7 @@ use super::debounce::{DebounceSettings, Debouncer};
 use super::metrics::DiscoveryMetrics;
 use super::outbox::{Outbox, outbox};
 use super::sessions::{AckOutcome, ProxyKey, SessionState, Sessions, SyncStatus};
+pub use frame::BuiltConfig;
 
 /// How long a new stream may take to send its Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,6 +46,16 @@ pub trait ConfigBuilder: Send + Sync {
     /// `peer`. Errors when the peer may not have that workload's config, the workload is not
     /// known, or the build fails.
     fn build(&self, hello: &Hello, peer: &str) -> Result<ProxyConfig, BuildError>;
+
+    /// The config [`ConfigBuilder::build`] gives, as the server pushes it: its version and a
+    /// way to write its JSON (the server encodes the frame only when the version changed).
+    /// Same errors as `build`. The default boxes `build`'s config; a builder that can write
+    /// the JSON more cheaply than serialising a whole `ProxyConfig` overrides it, and its
+    /// JSON must decode to the config `build` returns.
+    fn build_push(&self, hello: &Hello, peer: &str) -> Result<Box<dyn BuiltConfig>, BuildError> {
+        self.build(hello, peer)
+            .map(|config| Box::new(config) as Box<dyn BuiltConfig>)
+    }
 
     /// For each proxy that sent one of `hellos`, whether this builder may give it a different
     /// config than `previous` (the builder its current config came from) did: `false` only
@@ -315,9 +330,9 @@ impl DiscoveryServer {
         builder: &dyn ConfigBuilder,
         hello: &Hello,
         peer: &str,
-    ) -> Result<ProxyConfig, BuildError> {
+    ) -> Result<Box<dyn BuiltConfig>, BuildError> {
         let started = Instant::now();
-        let result = builder.build(hello, peer);
+        let result = builder.build_push(hello, peer);
         self.metrics
             .build_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -330,15 +345,11 @@ impl DiscoveryServer {
     fn offer(
         &self,
         id: u64,
-        config: ProxyConfig,
+        config: Box<dyn BuiltConfig>,
         changed_at: Option<Instant>,
         installed: &Installed,
     ) {
-        let version = if config.version.is_empty() {
-            config.content_hash().unwrap_or_default()
-        } else {
-            config.version.clone()
-        };
+        let version = config.version().into_owned();
         let push = {
             let mut sessions = self.sessions.lock();
             let Some(session) = sessions.get_mut(id) else {
@@ -354,14 +365,14 @@ impl DiscoveryServer {
             stream.built_with = installed.builder.clone();
         }
         let Some(push) = push else { return };
-        let message = ServerMessage::Config {
-            version: push.version,
-            nonce: push.nonce,
-            config: Box::new(config),
-        };
-        match encode_frame(&message) {
+        let started = Instant::now();
+        let encoded = frame::config_frame(&push.version, push.nonce, &*config);
+        drop(config);
+        match encoded {
             Ok(frame) => {
-                drop(message);
+                self.metrics
+                    .encode_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 let sent = self
                     .streams
                     .lock()

@@ -1,0 +1,117 @@
+//! A push's frame, written from a built config that can write its own JSON: the scope's
+//! shared side of a Pilot build is copied from its cached JSON instead of being serialised
+//! again for every proxy. The bytes are exactly those of
+//! `encode_frame(&ServerMessage::Config { .. })`: the wire format does not change.
+
+use std::borrow::Cow;
+use std::io::Write;
+
+use weft_discovery::ProxyConfig;
+
+/// A proxy's configuration as built for a push: its content version and its JSON.
+/// Implemented by [`ProxyConfig`] (serialised whole) and by Pilot's
+/// [`weft_pilot::ProxyParts`] (see `crate::snapshot`).
+pub trait BuiltConfig: Send {
+    /// The content version the push carries: the config's `version`, or its
+    /// [`ProxyConfig::content_hash`] when the builder left it empty (empty if even that
+    /// fails, which it cannot for this model).
+    fn version(&self) -> Cow<'_, str>;
+
+    /// Writes the config's compact JSON to `out`: the bytes `serde_json::to_writer` writes
+    /// for the `ProxyConfig` the proxy decodes.
+    ///
+    /// Errors: a `serde_json::Error` when `out` fails or serialisation fails.
+    fn write_json(&self, out: &mut dyn Write) -> Result<(), serde_json::Error>;
+}
+
+impl BuiltConfig for ProxyConfig {
+    fn version(&self) -> Cow<'_, str> {
+        if self.version.is_empty() {
+            Cow::Owned(self.content_hash().unwrap_or_default())
+        } else {
+            Cow::Borrowed(&self.version)
+        }
+    }
+
+    fn write_json(&self, out: &mut dyn Write) -> Result<(), serde_json::Error> {
+        serde_json::to_writer(out, self)
+    }
+}
+
+/// The frame of a push (newline-delimited JSON, see `weft_discovery::encode_frame`):
+/// `{"type":"config","version":<version>,"nonce":<nonce>,"config":<config JSON>}` and `\n`,
+/// the field order serde gives `ServerMessage::Config`.
+///
+/// Errors: a `serde_json::Error` when the config's JSON cannot be written.
+pub(super) fn config_frame(
+    version: &str,
+    nonce: u64,
+    config: &dyn BuiltConfig,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::new();
+    out.extend_from_slice(br#"{"type":"config","version":"#);
+    serde_json::to_writer(&mut out, version)?;
+    out.extend_from_slice(br#","nonce":"#);
+    serde_json::to_writer(&mut out, &nonce)?;
+    out.extend_from_slice(br#","config":"#);
+    config.write_json(&mut out)?;
+    out.extend_from_slice(b"}\n");
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use weft_discovery::{FrameDecoder, ServerMessage, encode_frame};
+    use weft_proxy_config::Node;
+
+    use super::*;
+
+    fn config(version: &str) -> ProxyConfig {
+        ProxyConfig {
+            model_version: weft_proxy_config::MODEL_VERSION.to_owned(),
+            version: version.to_owned(),
+            node: Node {
+                id: "sidecar~198.18.0.1~web.demo~demo.svc.cluster.local".into(),
+                namespace: "demo".into(),
+                ..Node::default()
+            },
+            outbound_traffic_policy: Default::default(),
+            inbound: Default::default(),
+            outbound: Vec::new(),
+            clusters: Vec::new(),
+            gateways: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_frame_is_the_encoded_server_message() {
+        let config = config("v1 \"quoted\"");
+        let frame = config_frame(&config.version(), 7, &config).unwrap();
+        let message = ServerMessage::Config {
+            version: config.version.clone(),
+            nonce: 7,
+            config: Box::new(config),
+        };
+        assert_eq!(
+            String::from_utf8(frame.clone()).unwrap(),
+            String::from_utf8(encode_frame(&message).unwrap()).unwrap()
+        );
+        let mut decoder = FrameDecoder::new();
+        decoder.push(&frame);
+        assert_eq!(
+            decoder.next_message::<ServerMessage>().unwrap(),
+            Some(message)
+        );
+    }
+
+    #[test]
+    fn an_unversioned_config_is_pushed_with_its_content_hash() {
+        let unversioned = config("");
+        assert_eq!(
+            unversioned.version(),
+            unversioned.content_hash().unwrap(),
+            "content hash"
+        );
+        assert_eq!(config("abc").version(), "abc");
+    }
+}
