@@ -49,6 +49,82 @@ pub struct Cluster {
     pub endpoints: Vec<Endpoint>,
 }
 
+/// Consistent-hash load balancing of a cluster (Istio `LoadBalancerSettings.consistentHash`,
+/// `ConsistentHashLB`): requests with the same key go to the same endpoint; requests without
+/// the key are balanced by the cluster's `lb_policy`.
+// Not yet a field of `Cluster` nor re-exported by lib.rs: adding the field needs the struct
+// literals in proxy/src/snapshot.rs and proxy/benches/routing.rs updated in the same change.
+#[allow(dead_code)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistentHash {
+    /// What the request is hashed on (Istio's hash key oneOf).
+    pub key: HashKey,
+    /// How hashes map to endpoints (`ringHash` or `maglev`; default a ring of 1024).
+    #[serde(default)]
+    pub algorithm: HashAlgorithm,
+}
+
+/// The hash key of [`ConsistentHash`] (Istio `ConsistentHashLB.hash_key` oneOf), tagged by
+/// `type`: `{type: http_header_name, name}`, `{type: http_cookie, name, path, ttl_ms}`,
+/// `{type: use_source_ip}`, `{type: http_query_parameter_name, name}`.
+#[allow(dead_code)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HashKey {
+    /// `httpHeaderName`: a request header's value.
+    HttpHeaderName {
+        /// The header name.
+        name: String,
+    },
+    /// `httpCookie`: a cookie's value; the proxy generates the cookie when the request lacks
+    /// it.
+    HttpCookie {
+        /// The cookie name.
+        name: String,
+        /// `path` of a generated cookie.
+        #[serde(default)]
+        path: Option<String>,
+        /// `ttl` of a generated cookie in ms; `None`: a session cookie.
+        #[serde(default)]
+        ttl_ms: Option<u64>,
+    },
+    /// `useSourceIp`: the downstream address (HTTP and TCP).
+    UseSourceIp,
+    /// `httpQueryParameterName`: a query parameter's value.
+    HttpQueryParameterName {
+        /// The parameter name.
+        name: String,
+    },
+}
+
+/// The consistent-hash algorithm (Istio `ConsistentHashLB.ringHash` / `.maglev`), tagged by
+/// `type`: `{type: ring_hash, minimum_ring_size}` or `{type: maglev, table_size}`.
+#[allow(dead_code)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HashAlgorithm {
+    /// Ring hash with at least `minimum_ring_size` points (Istio default 1024).
+    RingHash {
+        /// `ringHash.minimumRingSize` (or the deprecated `minimumRingSize`).
+        minimum_ring_size: u64,
+    },
+    /// Maglev with a `table_size` lookup table (Istio default 65537, a prime).
+    Maglev {
+        /// `maglev.tableSize`.
+        table_size: u64,
+    },
+}
+
+impl Default for HashAlgorithm {
+    /// Istio's default: `ringHash` with `minimumRingSize` 1024.
+    fn default() -> Self {
+        Self::RingHash {
+            minimum_ring_size: 1024,
+        }
+    }
+}
+
 /// Istio `LoadBalancerSettings.SimpleLB`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -332,5 +408,54 @@ impl FromStr for ClusterName {
             subset,
             hostname,
         })
+    }
+}
+
+#[cfg(test)]
+mod consistent_hash_tests {
+    use super::*;
+
+    #[test]
+    fn consistent_hash_reads_every_key_and_defaults_to_a_ring_of_1024() {
+        let header: ConsistentHash =
+            serde_yaml::from_str("key: {type: http_header_name, name: x-user}").unwrap();
+        assert_eq!(
+            header.key,
+            HashKey::HttpHeaderName {
+                name: "x-user".into()
+            }
+        );
+        assert_eq!(
+            header.algorithm,
+            HashAlgorithm::RingHash {
+                minimum_ring_size: 1024
+            }
+        );
+        let cookie: ConsistentHash = serde_yaml::from_str(
+            "key: {type: http_cookie, name: session, path: /, ttl_ms: 60000}\nalgorithm: {type: maglev, table_size: 65537}",
+        )
+        .unwrap();
+        assert_eq!(
+            cookie.key,
+            HashKey::HttpCookie {
+                name: "session".into(),
+                path: Some("/".into()),
+                ttl_ms: Some(60_000),
+            }
+        );
+        assert_eq!(
+            cookie.algorithm,
+            HashAlgorithm::Maglev { table_size: 65_537 }
+        );
+        let source: ConsistentHash = serde_yaml::from_str("key: {type: use_source_ip}").unwrap();
+        assert_eq!(source.key, HashKey::UseSourceIp);
+        assert!(
+            serde_yaml::from_str::<ConsistentHash>("key: {type: http_header, name: x}").is_err()
+        );
+        let text = serde_yaml::to_string(&cookie).unwrap();
+        assert_eq!(
+            serde_yaml::from_str::<ConsistentHash>(&text).unwrap(),
+            cookie
+        );
     }
 }
