@@ -594,3 +594,6 @@ pub async fn run(
         })
         .await;
 }
+
+#[cfg(test)]
+mod tests;

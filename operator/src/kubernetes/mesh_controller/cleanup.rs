@@ -62,8 +62,10 @@ fn deletion(kind: DeletionKind, object: &impl ResourceExt) -> Deletion {
     }
 }
 
-/// The objects to delete when the Mesh is deleted, sorted (kind, namespace, name) so that
-/// the executor's requests are deterministic.
+/// The objects to delete when the Mesh is deleted: the workload certificate Secrets, then the
+/// trust-bundle ConfigMaps (each group sorted by namespace and name, so that the executor's
+/// requests are deterministic), then the CA Secret last, so that a cleanup interrupted half-way
+/// still has the CA the remaining objects were made from.
 ///
 /// Takes what [`Owned`] lists and re-checks every rule on each object rather than trusting
 /// the selectors: the CA Secret must be named `weft-ca-secret`, be in the operator's
@@ -71,7 +73,28 @@ fn deletion(kind: DeletionKind, object: &impl ResourceExt) -> Deletion {
 /// the managed-by and the component label; a ConfigMap must be named `istio-ca-root-cert`
 /// and be labelled managed-by. Istio's `cacerts` is never listed: it is the user's.
 pub fn cleanup_plan(owned: &Owned<'_>) -> Vec<Deletion> {
-    let mut plan = Vec::new();
+    let mut secrets: Vec<Deletion> = owned
+        .workload_secrets
+        .iter()
+        .filter(|secret| {
+            let labels = secret.labels();
+            managed_by_operator(labels)
+                && labels.get(COMPONENT_LABEL).map(String::as_str) == Some(WORKLOAD_CERT_COMPONENT)
+        })
+        .map(|secret| deletion(DeletionKind::Secret, secret))
+        .collect();
+    let mut configmaps: Vec<Deletion> = owned
+        .root_configmaps
+        .iter()
+        .filter(|cm| cm.name_any() == ROOT_CERT_CONFIGMAP && managed_by_operator(cm.labels()))
+        .map(|cm| deletion(DeletionKind::ConfigMap, cm))
+        .collect();
+    for group in [&mut secrets, &mut configmaps] {
+        group.sort();
+        group.dedup();
+    }
+    let mut plan = secrets;
+    plan.append(&mut configmaps);
     if let Some(ca) = owned.ca_secret
         && ca.name_any() == CA_SECRET_NAME
         && ca.namespace().as_deref() == Some(owned.namespace)
@@ -79,21 +102,6 @@ pub fn cleanup_plan(owned: &Owned<'_>) -> Vec<Deletion> {
     {
         plan.push(deletion(DeletionKind::Secret, ca));
     }
-    for secret in owned.workload_secrets {
-        let labels = secret.labels();
-        if managed_by_operator(labels)
-            && labels.get(COMPONENT_LABEL).map(String::as_str) == Some(WORKLOAD_CERT_COMPONENT)
-        {
-            plan.push(deletion(DeletionKind::Secret, secret));
-        }
-    }
-    for configmap in owned.root_configmaps {
-        if configmap.name_any() == ROOT_CERT_CONFIGMAP && managed_by_operator(configmap.labels()) {
-            plan.push(deletion(DeletionKind::ConfigMap, configmap));
-        }
-    }
-    plan.sort();
-    plan.dedup();
     plan
 }
 
@@ -141,7 +149,7 @@ mod tests {
     }
 
     #[test]
-    fn deletes_what_the_operator_created_and_nothing_else() {
+    fn deletes_what_the_operator_created_and_nothing_else_the_ca_last() {
         let ca = secret("weft-system", CA_SECRET_NAME, &[MANAGED]);
         let workload = [
             secret("demo", "weft-workload-cert-reviews", &[MANAGED, WORKLOAD]),
@@ -171,8 +179,8 @@ mod tests {
             names(&plan),
             [
                 "Secret demo/weft-workload-cert-reviews",
-                "Secret weft-system/weft-ca-secret",
                 "ConfigMap demo/istio-ca-root-cert",
+                "Secret weft-system/weft-ca-secret",
             ]
         );
     }

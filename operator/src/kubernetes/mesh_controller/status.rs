@@ -445,3 +445,6 @@ pub fn webhook_state(
         WebhookState::Stale(stale)
     }
 }
+
+#[cfg(test)]
+mod tests;
