@@ -101,6 +101,18 @@ pub struct MeshControllerSettings {
     pub identity: String,
 }
 
+/// The Mesh reconciler's part of the Kubernetes mode's settings: the namespace, whether the
+/// `caBundle` is managed (`--manage-webhook-ca-bundle`) and the replica's identity.
+impl From<&super::KubernetesSettings> for MeshControllerSettings {
+    fn from(settings: &super::KubernetesSettings) -> Self {
+        MeshControllerSettings {
+            namespace: settings.namespace.clone(),
+            manage_webhook_ca_bundle: settings.manage_webhook_ca_bundle,
+            identity: settings.identity.clone(),
+        }
+    }
+}
+
 /// Errors of one reconcile. Messages name the object and the call.
 #[derive(Debug, thiserror::Error)]
 pub enum MeshControllerError {

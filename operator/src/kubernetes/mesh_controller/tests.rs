@@ -89,7 +89,17 @@ impl FakeApi {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let fake = self.clone();
         tokio::spawn(async move {
+            // Watches are held open without events until the test ends.
+            let mut watches = Vec::new();
             while let Some((request, respond)) = handle.next_request().await {
+                if request
+                    .uri()
+                    .query()
+                    .is_some_and(|q| q.contains("watch=true"))
+                {
+                    watches.push(respond);
+                    continue;
+                }
                 let method = request.method().clone();
                 let path = request.uri().path().to_string();
                 let query = request.uri().query().unwrap_or_default().to_string();
@@ -589,5 +599,93 @@ async fn without_a_ca_secret_the_mesh_waits_for_citadel() {
         fake.seen(&Method::POST, "/api/v1/namespaces/weft-system/secrets")
             .is_empty(),
         "never creates the CA"
+    );
+}
+
+#[tokio::test]
+async fn run_reconciles_the_listed_mesh_and_stops_on_shutdown() {
+    let (fake, _) = cluster(None);
+    fake.reply(
+        Method::GET,
+        "/apis/mesh.weft.dev/v1alpha1/meshes",
+        200,
+        json!({"apiVersion": "mesh.weft.dev/v1alpha1", "kind": "MeshList",
+               "metadata": {"resourceVersion": "10"},
+               "items": [serde_json::to_value(&*mesh("default", &[], false)).unwrap()]}),
+    );
+    let empty = |kind: &str| json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": []});
+    let admission = "/apis/admissionregistration.k8s.io/v1";
+    fake.reply(
+        Method::GET,
+        &format!("{admission}/mutatingwebhookconfigurations"),
+        200,
+        empty("MutatingWebhookConfigurationList"),
+    );
+    fake.reply(
+        Method::GET,
+        &format!("{admission}/validatingwebhookconfigurations"),
+        200,
+        empty("ValidatingWebhookConfigurationList"),
+    );
+    fake.reply(
+        Method::GET,
+        "/api/v1/namespaces/weft-system/secrets",
+        200,
+        empty("SecretList"),
+    );
+    let shutdown = CancellationToken::new();
+    let settings = MeshControllerSettings {
+        namespace: NS.into(),
+        manage_webhook_ca_bundle: true,
+        identity: "weft-operator-0".into(),
+    };
+    let running = tokio::spawn(run(
+        fake.client(),
+        settings,
+        Arc::new(FixedDiscovery(true, 0)),
+        shutdown.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while fake.seen(&Method::PATCH, MESH_PATH).is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no finalizer patch");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(20), running)
+        .await
+        .expect("run returns after shutdown")
+        .unwrap();
+}
+
+/// The runtime hands its discovery server to [`run`] as the probe.
+#[test]
+fn the_discovery_server_is_a_probe() {
+    fn probe(server: Arc<DiscoveryServer>) -> Arc<dyn DiscoveryProbe> {
+        server
+    }
+    let _ = probe;
+}
+
+#[test]
+fn settings_come_from_the_kubernetes_mode_settings() {
+    let settings = super::super::KubernetesSettings {
+        namespace: "mesh-ops".into(),
+        leader_elect: true,
+        identity: "weft-operator-7".into(),
+        discovery_addr: "127.0.0.1:15012".parse().unwrap(),
+        monitoring_addr: "127.0.0.1:15014".parse().unwrap(),
+        webhook_addr: "127.0.0.1:9443".parse().unwrap(),
+        webhook_cert_dir: None,
+        manage_webhook_ca_bundle: false,
+        webhook_url: None,
+        state_dir: "/tmp/x".into(),
+    };
+    assert_eq!(
+        MeshControllerSettings::from(&settings),
+        MeshControllerSettings {
+            namespace: "mesh-ops".into(),
+            manage_webhook_ca_bundle: false,
+            identity: "weft-operator-7".into(),
+        }
     );
 }
