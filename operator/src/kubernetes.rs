@@ -11,11 +11,14 @@
 //! - [`leader`]: only the leader runs [`crate::citadel::run`] and patches the webhook
 //!   configurations ([`webhook_config`]); every replica serves webhooks and discovery.
 //! - [`injection`]: the injector's settings from the `Mesh` and the operator's namespace.
+//! - [`status`]: the leader writes `status.conditions` (`Accepted`, `Resolved`, `Reconciled`,
+//!   `Ready`) and `validationMessages` of every mesh config object, with Warning Events.
 
 pub mod injection;
 pub mod leader;
 pub mod own_certs;
 pub mod runtime;
+pub mod status;
 pub mod stores;
 pub mod webhook_config;
 

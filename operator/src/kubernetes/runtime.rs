@@ -31,6 +31,9 @@ use super::injection::injection_config;
 use super::own_certs::{
     SERVING_CERT_FILE, SERVING_KEY_FILE, write_discovery_cert, write_serving_cert,
 };
+use super::status::controller::{
+    AckSource, Published, REPORTING_CONTROLLER, StatusController, StatusFeed,
+};
 use super::stores::{self, Stores};
 use super::webhook_config::{
     MUTATING_WEBHOOK_CONFIGURATION, VALIDATING_WEBHOOK_CONFIGURATION, ensure_webhook_configurations,
@@ -404,12 +407,15 @@ struct ViewBuilder {
     mesh_tx: watch::Sender<MeshSpec>,
     namespace: String,
     ready: Arc<AtomicBool>,
+    status: Arc<StatusFeed>,
 }
 
 impl ViewBuilder {
     /// Rebuilds the cluster view on every store change once all stores have synced: a new
     /// [`Snapshot`] for the discovery server, the injection settings, and the Mesh for the
-    /// certificate loops; marks the operator ready after the first build. Changes that arrive
+    /// certificate loops, and the view with its builder sequence for the status loop
+    /// ([`StatusFeed`], on every replica so that a new leader knows which builder held which
+    /// generation); marks the operator ready after the first build. Changes that arrive
     /// during a build coalesce into one more build (a [`Notify`] permit).
     async fn run(self, shutdown: CancellationToken) {
         tokio::select! {
@@ -423,7 +429,13 @@ impl ViewBuilder {
                 MeshSettings::from_spec(&mesh),
                 stores::objects_from_stores(&self.stores),
             );
-            self.server.update(Arc::new(Snapshot::new(view)));
+            let snapshot = Arc::new(Snapshot::new(view));
+            let seq = self.server.update(snapshot.clone());
+            self.status.publish(Published {
+                seq,
+                snapshot,
+                mesh: mesh.clone(),
+            });
             let config = injection_config(&mesh, &self.namespace);
             if **self.injection.load() != config {
                 self.injection.store(Arc::new(config));
@@ -549,6 +561,27 @@ pub async fn run(
             tracing::error!(address = %monitoring_addr, error = %e, "monitoring endpoint failed");
         }
     });
+    let status_feed = Arc::new(StatusFeed::default());
+    let acks: AckSource = {
+        let server = server.clone();
+        Arc::new(move || {
+            server
+                .acked_seqs()
+                .into_iter()
+                .map(|(_, seq)| seq)
+                .collect()
+        })
+    };
+    let status = StatusController {
+        client: client.clone(),
+        stores: stores.clone(),
+        feed: status_feed.clone(),
+        acks,
+        reporter: kube::runtime::events::Reporter {
+            controller: REPORTING_CONTROLLER.to_string(),
+            instance: Some(settings.identity.clone()),
+        },
+    };
     let views = ViewBuilder {
         stores,
         changed,
@@ -557,6 +590,7 @@ pub async fn run(
         mesh_tx,
         namespace: settings.namespace.clone(),
         ready,
+        status: status_feed,
     };
     tokio::spawn(views.run(shutdown.clone()));
 
@@ -568,13 +602,15 @@ pub async fn run(
                 settings.clone(),
                 mesh_rx.clone(),
                 ca_rx.clone(),
-                term,
+                term.clone(),
             );
-            let status = leader_status.clone();
+            // The status of the mesh config objects is written by the leader only.
+            let conditions = status.clone().run(term);
+            let leader_status = leader_status.clone();
             async move {
-                status.set_leader(true);
-                work.await;
-                status.set_leader(false);
+                leader_status.set_leader(true);
+                tokio::join!(work, conditions);
+                leader_status.set_leader(false);
             }
         }
     };

@@ -158,8 +158,30 @@ where
     store.state().iter().map(|o| K::clone(o)).collect()
 }
 
+/// Copies of the Istio objects of `store` without what only the status writer changes:
+/// `status` (cleared by `clear_status`) and `metadata.resourceVersion`. Pilot never reads
+/// either, and the views compare objects whole, so a status write must not look like a
+/// change that reaches proxies.
+fn owned_spec<K>(store: &Store<K>, clear_status: fn(&mut K)) -> Vec<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    store
+        .state()
+        .iter()
+        .map(|o| {
+            let mut o = K::clone(o);
+            o.meta_mut().resource_version = None;
+            clear_status(&mut o);
+            o
+        })
+        .collect()
+}
+
 /// Copies every Kubernetes and Istio object of `stores` into a [`ClusterObjects`] (Pilot's
-/// input; [`ClusterView::new`] sorts them). `Mesh` objects are not part of it: see
+/// input; [`ClusterView::new`] sorts them). The Istio objects come without `status` and
+/// `resourceVersion` (see [`owned_spec`]). `Mesh` objects are not part of it: see
 /// [`select_mesh`]. Pure: reads the stores' current state, whether synced or not.
 pub fn objects_from_stores(stores: &Stores) -> ClusterObjects {
     ClusterObjects {
@@ -168,15 +190,15 @@ pub fn objects_from_stores(stores: &Stores) -> ClusterObjects {
         pods: owned(&stores.pods),
         namespaces: owned(&stores.namespaces),
         service_accounts: owned(&stores.service_accounts),
-        virtual_services: owned(&stores.virtual_services),
-        destination_rules: owned(&stores.destination_rules),
-        gateways: owned(&stores.gateways),
-        service_entries: owned(&stores.service_entries),
-        sidecars: owned(&stores.sidecars),
-        workload_entries: owned(&stores.workload_entries),
-        peer_authentications: owned(&stores.peer_authentications),
-        authorization_policies: owned(&stores.authorization_policies),
-        request_authentications: owned(&stores.request_authentications),
+        virtual_services: owned_spec(&stores.virtual_services, |o| o.status = None),
+        destination_rules: owned_spec(&stores.destination_rules, |o| o.status = None),
+        gateways: owned_spec(&stores.gateways, |o| o.status = None),
+        service_entries: owned_spec(&stores.service_entries, |o| o.status = None),
+        sidecars: owned_spec(&stores.sidecars, |o| o.status = None),
+        workload_entries: owned_spec(&stores.workload_entries, |o| o.status = None),
+        peer_authentications: owned_spec(&stores.peer_authentications, |o| o.status = None),
+        authorization_policies: owned_spec(&stores.authorization_policies, |o| o.status = None),
+        request_authentications: owned_spec(&stores.request_authentications, |o| o.status = None),
     }
 }
 
@@ -363,6 +385,44 @@ mod tests {
             .collect();
         assert_eq!(names, ["reviews"]);
         assert_eq!(view.mesh().trust_domain, "prod.example");
+    }
+
+    #[test]
+    fn a_status_write_does_not_change_the_view() {
+        use weft_crds::status::IstioStatus;
+        let (stores, mut writers) = stores();
+        let mut vs: VirtualService = serde_json::from_value(serde_json::json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "reviews", "namespace": "demo", "resourceVersion": "1",
+                         "generation": 1},
+            "spec": {"hosts": ["reviews"]}
+        }))
+        .unwrap();
+        writers
+            .virtual_services
+            .apply_watcher_event(&Event::Apply(vs.clone()));
+        let before = view_from_stores(&stores);
+        vs.metadata.resource_version = Some("2".into());
+        vs.status = Some(IstioStatus {
+            observed_generation: Some(1),
+            ..IstioStatus::default()
+        });
+        writers
+            .virtual_services
+            .apply_watcher_event(&Event::Apply(vs.clone()));
+        let after = view_from_stores(&stores);
+        assert!(after.change_since(&before).is_empty());
+        assert_eq!(after.objects().virtual_services[0].status, None);
+
+        vs.metadata.generation = Some(2);
+        vs.spec.hosts.push("ratings".into());
+        writers
+            .virtual_services
+            .apply_watcher_event(&Event::Apply(vs));
+        assert!(
+            !view_from_stores(&stores).change_since(&after).is_empty(),
+            "a spec edit still counts"
+        );
     }
 
     #[test]
