@@ -175,3 +175,48 @@ fn tcp_deny_policy_closes_the_connection() {
         mesh.log("db1-proxy")
     );
 }
+
+#[test]
+fn authorization_by_jwt_claims_and_audiences() {
+    let mut mesh = mesh_or_skip!();
+    let vip = reviews_mesh(&mut mesh);
+    let issuer = TestIssuer::new(ISSUER).unwrap();
+    let policies = format!(
+        "{}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: admins-only, namespace: {NS}}}\nspec:\n  selector: {{matchLabels: {{app: reviews}}}}\n  action: ALLOW\n  rules:\n  - when:\n    - {{key: \"request.auth.claims[groups]\", values: [admin]}}\n    - {{key: request.auth.audiences, values: [reviews]}}\n",
+        request_authentication(issuer.jwks())
+    );
+    apply_watching(&mesh, &SERVERS, "auth.yaml", &policies);
+    let token = |groups: &[&str], audience: &str| {
+        let signed = issuer
+            .sign(&serde_json::json!({
+                "iss": ISSUER,
+                "sub": "alice",
+                "aud": audience,
+                "groups": groups,
+                "exp": now() + 3600,
+            }))
+            .unwrap();
+        format!("Bearer {signed}")
+    };
+    let admin = token(&["dev", "admin"], "reviews");
+    let report = load(&mesh, vip, &[("authorization", &admin)], 10);
+    assert_eq!(
+        count(&report, "status", "200"),
+        10,
+        "groups contains admin and aud is reviews: {report}"
+    );
+    let developer = token(&["dev"], "reviews");
+    let report = load(&mesh, vip, &[("authorization", &developer)], 10);
+    assert_eq!(
+        count(&report, "status", "403"),
+        10,
+        "a token without the admin group is denied: {report}"
+    );
+    let elsewhere = token(&["admin"], "ratings");
+    let report = load(&mesh, vip, &[("authorization", &elsewhere)], 10);
+    assert_eq!(
+        count(&report, "status", "403"),
+        10,
+        "a token for another audience is denied: {report}"
+    );
+}
