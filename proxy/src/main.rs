@@ -155,13 +155,21 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The multi-threaded runtime with `concurrency` workers (default 2).
+/// The runtime for `concurrency` workers (Istio `ProxyConfig.concurrency`, default 2). One
+/// worker is a current-thread runtime: every task runs on the thread that runs the proxy, with
+/// no work stealing and no wake-ups across threads (one event loop, as an Envoy worker or
+/// HAProxy with one thread); a multi-threaded runtime with one worker would also keep the main
+/// thread and hand every wake-up between the two. More workers: the multi-threaded runtime.
 fn runtime(concurrency: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(concurrency.unwrap_or(2).max(1))
-        .enable_all()
-        .build()
-        .context("starting the runtime")
+    let workers = concurrency.unwrap_or(2).max(1);
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
+    };
+    builder.enable_all().build().context("starting the runtime")
 }
 
 /// Polls the health endpoint until it answers 200 or the timeout passes.

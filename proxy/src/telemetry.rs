@@ -212,6 +212,29 @@ impl Metrics {
     }
 }
 
+/// The series of Istio's four request metrics for one [`RequestLabels`] value
+/// (`istio_requests_total`, `istio_request_duration_milliseconds`, `istio_request_bytes`,
+/// `istio_response_bytes`), from [`Telemetry::request_series`]. Cloning shares the series.
+#[derive(Clone, Debug)]
+pub struct RequestSeries {
+    requests: Counter,
+    duration: Histogram,
+    request_bytes: Histogram,
+    response_bytes: Histogram,
+}
+
+impl RequestSeries {
+    /// Counts one request that took `duration` (observed in ms) with `request_bytes` and
+    /// `response_bytes` of body (observed in bytes).
+    pub fn record(&self, duration: Duration, request_bytes: u64, response_bytes: u64) {
+        self.requests.inc();
+        self.duration.observe(millis(duration));
+        // Byte counts above 2^53 lose precision as f64; irrelevant at these bucket bounds.
+        self.request_bytes.observe(request_bytes as f64);
+        self.response_bytes.observe(response_bytes as f64);
+    }
+}
+
 /// Metrics plus access log: what the listeners call.
 #[derive(Debug)]
 pub struct Telemetry {
@@ -243,6 +266,25 @@ impl Telemetry {
         }
     }
 
+    /// Resolves the four request metrics of `labels` once (one label-set hash and map lookup
+    /// per metric); the returned handles record into the same series as
+    /// [`Telemetry::record_request`] with the same labels, without hashing them again.
+    pub fn request_series(&self, labels: &RequestLabels) -> RequestSeries {
+        let m = &self.metrics;
+        RequestSeries {
+            requests: m.requests.get_or_create(labels).clone(),
+            duration: m.request_duration.get_or_create(labels).clone(),
+            request_bytes: m.request_bytes.get_or_create(labels).clone(),
+            response_bytes: m.response_bytes.get_or_create(labels).clone(),
+        }
+    }
+
+    /// Whether access-log lines are written (when not, callers can skip building a
+    /// [`RequestRecord`] for [`Telemetry::log_request`]).
+    pub fn access_log_enabled(&self) -> bool {
+        self.access_log.is_enabled()
+    }
+
     /// Records a finished HTTP request: `istio_requests_total` +1, duration (ms), request and
     /// response body sizes (bytes), then one access-log line if logging is on.
     pub fn record_request(&self, record: &RequestRecord) {
@@ -253,19 +295,16 @@ impl Telemetry {
             record.grpc_status,
             &record.response_flags,
         );
-        let m = &self.metrics;
-        m.requests.get_or_create(&labels).inc();
-        m.request_duration
-            .get_or_create(&labels)
-            .observe(millis(record.duration));
-        // Byte counts above 2^53 lose precision as f64; irrelevant at these bucket bounds.
-        m.request_bytes
-            .get_or_create(&labels)
-            .observe(record.request_bytes as f64);
-        m.response_bytes
-            .get_or_create(&labels)
-            .observe(record.response_bytes as f64);
+        self.request_series(&labels).record(
+            record.duration,
+            record.request_bytes,
+            record.response_bytes,
+        );
+        self.log_request(record);
+    }
 
+    /// Writes `record`'s access-log line (Istio's JSON keys) if logging is on; no metrics.
+    pub fn log_request(&self, record: &RequestRecord) {
         if self.access_log.is_enabled() {
             self.access_log.write(&AccessLogEntry {
                 start_time: access_log::rfc3339_millis(record.start_time),

@@ -2,24 +2,126 @@
 //! ([`crate::telemetry::Telemetry`]): fills Istio's label sets from the proxy's own node (the
 //! source for outbound, the destination for inbound) and what the request knows about the peer.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
+use parking_lot::RwLock;
 use weft_proxy_config::Node;
 
 use crate::config::ConfigStore;
-use crate::request_log::{Direction, RequestLog, RequestObserver};
+use crate::request_log::{Direction, RequestLog, RequestObserver, ResponseFlags};
 use crate::telemetry::{
-    ConnectionRecord, PeerInfo, Reporter, RequestProtocol, RequestRecord, SecurityPolicy,
-    ServiceInfo, Telemetry, TrafficLabels, UNKNOWN,
+    ConnectionRecord, PeerInfo, Reporter, RequestLabels, RequestProtocol, RequestRecord,
+    RequestSeries, SecurityPolicy, ServiceInfo, Telemetry, TrafficLabels, UNKNOWN,
 };
 
+/// Most label sets kept resolved; past it the cache starts over (the metric families keep
+/// every series regardless, so this only bounds the cache's own memory).
+const MAX_CACHED_SERIES: usize = 4096;
+
+/// What decides a request's Istio labels besides the proxy's own node: the reporter side, the
+/// destination service, the peer's SPIFFE ID (inbound), the status and the response flags.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SeriesKey<'a> {
+    inbound: bool,
+    destination_service: &'a str,
+    source_principal: Option<&'a str>,
+    response_code: u16,
+    flags: ResponseFlags,
+}
+
+impl SeriesKey<'_> {
+    fn of(log: &RequestLog) -> SeriesKey<'_> {
+        SeriesKey {
+            inbound: log.direction == Direction::Inbound,
+            destination_service: &log.destination_service,
+            source_principal: log.source_principal.as_deref(),
+            response_code: log.status,
+            flags: log.flags,
+        }
+    }
+}
+
+/// An owned [`SeriesKey`].
+#[derive(Debug)]
+struct CachedKey {
+    inbound: bool,
+    destination_service: String,
+    source_principal: Option<String>,
+    response_code: u16,
+    flags: ResponseFlags,
+}
+
+impl CachedKey {
+    fn matches(&self, key: &SeriesKey<'_>) -> bool {
+        self.inbound == key.inbound
+            && self.response_code == key.response_code
+            && self.flags == key.flags
+            && self.destination_service == key.destination_service
+            && self.source_principal.as_deref() == key.source_principal
+    }
+}
+
+/// Resolved request series for one config version (the node's labels come from the config),
+/// found by the hash of a borrowed [`SeriesKey`] so a hit allocates nothing.
+#[derive(Default)]
+struct SeriesCache {
+    version: String,
+    entries: usize,
+    by_hash: HashMap<u64, Vec<(CachedKey, RequestSeries)>>,
+}
+
+type KeyHasher = BuildHasherDefault<DefaultHasher>;
+
+impl SeriesCache {
+    fn get(&self, version: &str, hash: u64, key: &SeriesKey<'_>) -> Option<&RequestSeries> {
+        if self.version != version {
+            return None;
+        }
+        self.by_hash
+            .get(&hash)?
+            .iter()
+            .find(|(cached, _)| cached.matches(key))
+            .map(|(_, series)| series)
+    }
+
+    fn insert(&mut self, version: &str, hash: u64, key: &SeriesKey<'_>, series: RequestSeries) {
+        if self.version != version || self.entries >= MAX_CACHED_SERIES {
+            self.by_hash.clear();
+            self.entries = 0;
+            version.clone_into(&mut self.version);
+        }
+        let bucket = self.by_hash.entry(hash).or_default();
+        if bucket.iter().any(|(cached, _)| cached.matches(key)) {
+            return;
+        }
+        bucket.push((
+            CachedKey {
+                inbound: key.inbound,
+                destination_service: key.destination_service.to_owned(),
+                source_principal: key.source_principal.map(str::to_owned),
+                response_code: key.response_code,
+                flags: key.flags,
+            },
+            series,
+        ));
+        self.entries += 1;
+    }
+}
+
 /// A [`RequestObserver`] that records Istio's metrics and access log.
+///
+/// Per request it looks up the resolved metric series by a small borrowed key instead of
+/// building and hashing Istio's 25-label set four times (the labels are built once per
+/// distinct key and config version).
 pub struct TelemetryObserver {
     telemetry: Arc<Telemetry>,
     store: Arc<ConfigStore>,
     /// The node's [`PeerInfo`] for the config version it was computed from.
     own: ArcSwapOption<(String, PeerInfo)>,
+    series: RwLock<SeriesCache>,
 }
 
 impl TelemetryObserver {
@@ -29,6 +131,7 @@ impl TelemetryObserver {
             telemetry,
             store,
             own: ArcSwapOption::empty(),
+            series: RwLock::new(SeriesCache::default()),
         }
     }
 
@@ -75,29 +178,59 @@ impl TelemetryObserver {
             },
         }
     }
+
+    /// The request metrics' series for `log`: from the cache, or resolved and cached.
+    fn request_series(&self, log: &RequestLog) -> RequestSeries {
+        let snapshot = self.store.snapshot();
+        let version = snapshot
+            .as_ref()
+            .map_or("", |snapshot| snapshot.config.version.as_str());
+        let key = SeriesKey::of(log);
+        let hash = KeyHasher::default().hash_one(&key);
+        if let Some(series) = self.series.read().get(version, hash, &key) {
+            return series.clone();
+        }
+        let labels = RequestLabels::new(
+            &self.labels(log),
+            RequestProtocol::Http.as_str(),
+            log.status,
+            None,
+            &log.flags.to_string(),
+        );
+        let series = self.telemetry.request_series(&labels);
+        self.series
+            .write()
+            .insert(version, hash, &key, series.clone());
+        series
+    }
 }
 
 impl RequestObserver for TelemetryObserver {
     fn on_request(&self, log: &RequestLog) {
-        let labels = Arc::new(self.labels(log));
-        let upstream_host = log.upstream_host.map(|host| host.to_string());
-        let upstream_cluster =
-            (!log.upstream_cluster.is_empty()).then(|| log.upstream_cluster.clone());
+        let upstream_host = |log: &RequestLog| log.upstream_host.map(|host| host.to_string());
+        let upstream_cluster = |log: &RequestLog| {
+            (!log.upstream_cluster.is_empty()).then(|| log.upstream_cluster.clone())
+        };
         if log.method.is_empty() {
             self.telemetry.record_connection(&ConnectionRecord {
-                labels,
+                labels: Arc::new(self.labels(log)),
                 response_flags: log.flags.to_string(),
                 start_time: log.start,
                 duration: log.duration,
                 bytes_received: log.request_bytes,
                 bytes_sent: log.response_bytes,
-                upstream_host,
-                upstream_cluster,
+                upstream_host: upstream_host(log),
+                upstream_cluster: upstream_cluster(log),
             });
             return;
         }
-        self.telemetry.record_request(&RequestRecord {
-            labels,
+        self.request_series(log)
+            .record(log.duration, log.request_bytes, log.response_bytes);
+        if !self.telemetry.access_log_enabled() {
+            return;
+        }
+        self.telemetry.log_request(&RequestRecord {
+            labels: Arc::new(self.labels(log)),
             request_protocol: RequestProtocol::Http,
             version: match log.protocol {
                 "HTTP/2" => http::Version::HTTP_2,
@@ -114,8 +247,8 @@ impl RequestObserver for TelemetryObserver {
             duration: log.duration,
             request_bytes: log.request_bytes,
             response_bytes: log.response_bytes,
-            upstream_host,
-            upstream_cluster,
+            upstream_host: upstream_host(log),
+            upstream_cluster: upstream_cluster(log),
             request_id: (!log.request_id.is_empty()).then(|| log.request_id.clone()),
             traceparent: log.traceparent.clone(),
         });
@@ -224,6 +357,111 @@ mod tests {
         assert_eq!(peer.namespace, "shop");
         assert_eq!(peer.principal, "spiffe://cluster.local/ns/shop/sa/web");
         assert_eq!(peer.workload, UNKNOWN);
+    }
+
+    fn request_log(
+        direction: Direction,
+        status: u16,
+        flags: ResponseFlags,
+        principal: Option<&str>,
+    ) -> RequestLog {
+        RequestLog {
+            direction,
+            start: std::time::SystemTime::now(),
+            duration: std::time::Duration::from_millis(3),
+            method: "GET".into(),
+            authority: "reviews:9080".into(),
+            path: "/".into(),
+            protocol: "HTTP/1.1",
+            status,
+            flags,
+            request_id: String::new(),
+            route_name: String::new(),
+            upstream_cluster: String::new(),
+            upstream_host: None,
+            downstream_peer: None,
+            source_principal: principal.map(str::to_owned),
+            attempts: 1,
+            destination_service: "reviews.default.svc.cluster.local".into(),
+            request_bytes: 0,
+            response_bytes: 1024,
+            traceparent: None,
+        }
+    }
+
+    fn node_config(workload: &str) -> weft_proxy_config::ProxyConfig {
+        weft_proxy_config::ProxyConfig::from_yaml(&format!(
+            "node: {{id: a, namespace: default, workload_name: {workload}, labels: {{app: productpage}}}}\n"
+        ))
+        .unwrap()
+    }
+
+    /// The value of the one `istio_requests_total` line carrying every label in `labels`.
+    fn requests_total(text: &str, labels: &[&str]) -> Option<u64> {
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("istio_requests_total{"))
+            .filter(|line| labels.iter().all(|label| line.contains(label)))
+            .collect();
+        assert!(lines.len() <= 1, "{labels:?} matches {lines:?}");
+        lines.first()?.rsplit(' ').next()?.parse().ok()
+    }
+
+    #[test]
+    fn cached_series_count_per_label_set_and_follow_config_versions() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let telemetry = Arc::new(Telemetry::new(
+            &mut registry,
+            crate::telemetry::AccessLog::off(),
+        ));
+        let store = ConfigStore::new(None);
+        store.apply(node_config("productpage-v1")).unwrap();
+        let observer = TelemetryObserver::new(telemetry, Arc::clone(&store));
+        let ok = ResponseFlags::empty();
+        for _ in 0..2 {
+            observer.on_request(&request_log(Direction::Outbound, 200, ok, None));
+        }
+        let overflow = ResponseFlags::UPSTREAM_OVERFLOW;
+        observer.on_request(&request_log(Direction::Outbound, 503, overflow, None));
+        let alice = "spiffe://cluster.local/ns/shop/sa/alice";
+        let bob = "spiffe://cluster.local/ns/shop/sa/bob";
+        observer.on_request(&request_log(Direction::Inbound, 200, ok, Some(alice)));
+        observer.on_request(&request_log(Direction::Inbound, 200, ok, Some(bob)));
+        observer.on_request(&request_log(Direction::Inbound, 200, ok, Some(bob)));
+        store.apply(node_config("productpage-v2")).unwrap();
+        observer.on_request(&request_log(Direction::Outbound, 200, ok, None));
+
+        let text = crate::telemetry::encode(&registry).unwrap();
+        let v1 = "source_workload=\"productpage-v1\"";
+        let source = "reporter=\"source\"";
+        let service = "destination_service=\"reviews.default.svc.cluster.local\"";
+        let code = |code: &str| format!("response_code=\"{code}\"");
+        assert_eq!(
+            requests_total(
+                &text,
+                &[source, v1, service, &code("200"), "response_flags=\"-\""]
+            ),
+            Some(2)
+        );
+        assert_eq!(
+            requests_total(&text, &[source, v1, &code("503"), "response_flags=\"UO\""]),
+            Some(1)
+        );
+        let inbound = "reporter=\"destination\"";
+        let mtls = "connection_security_policy=\"mutual_tls\"";
+        let principal = |who: &str| format!("source_principal=\"{who}\"");
+        assert_eq!(
+            requests_total(&text, &[inbound, mtls, &principal(alice)]),
+            Some(1)
+        );
+        assert_eq!(
+            requests_total(&text, &[inbound, mtls, &principal(bob)]),
+            Some(2)
+        );
+        assert_eq!(
+            requests_total(&text, &[source, "source_workload=\"productpage-v2\""]),
+            Some(1)
+        );
     }
 
     #[test]

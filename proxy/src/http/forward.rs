@@ -12,7 +12,7 @@ use http::request::Parts;
 use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use rand::Rng;
 use weft_proxy_config::RetryOn;
 
@@ -168,10 +168,16 @@ pub async fn forward(
             .filter(|(_, percentage)| hit(*percentage))
             .map(|(mirror, _)| mirror)
             .collect();
+        if mirrors.is_empty() && body.is_end_stream() {
+            // No body (a GET): every try sends the same empty body, nothing to copy.
+            let replay = NextBody::Complete(Bytes::new());
+            return retry_loop(plan, cluster, conn, &parts, body, replay, log).await;
+        }
         let (tee, replay, mirror_bodies) = TeeBody::new(body, RETRY_BUFFER_LIMIT, mirrors.len());
         for (mirror, body) in mirrors.into_iter().zip(mirror_bodies) {
             mirror_request(Arc::clone(mirror), conn.clone(), &parts, body);
         }
+        let replay = NextBody::Teed(replay);
         retry_loop(plan, cluster, conn, &parts, tee.boxed(), replay, log).await
     };
     let outcome = match plan.timeout {
@@ -202,6 +208,14 @@ pub async fn forward(
     response
 }
 
+/// Where the body of a retry comes from.
+enum NextBody {
+    /// The whole body is known (empty requests): each try sends a copy.
+    Complete(Bytes),
+    /// The first try's body is teed; the receiver gets what the next try can send.
+    Teed(oneshot::Receiver<Replay>),
+}
+
 /// Tries until a non-retriable outcome or the attempts run out. `Ok` carries the upstream
 /// response (possibly a retriable status after the last try), or a local reply.
 async fn retry_loop(
@@ -210,15 +224,17 @@ async fn retry_loop(
     conn: &ConnInfo,
     parts: &Parts,
     first_body: ProxyBody,
-    replay: oneshot::Receiver<Replay>,
+    next: NextBody,
     log: &mut RequestLog,
 ) -> Routed {
     let retries = plan.retry.as_ref().map_or(0, |retry| retry.attempts);
     let mut previous = None;
     let mut _retry_permit = None;
     let mut body = Some(first_body);
-    let mut replay = Some(replay);
-    let mut complete: Option<Bytes> = None;
+    let (mut replay, mut complete) = match next {
+        NextBody::Complete(bytes) => (None, Some(bytes)),
+        NextBody::Teed(receiver) => (Some(receiver), None),
+    };
     for attempt in 0..=retries {
         log.attempts = attempt + 1;
         let Some(this_body) = body.take() else {

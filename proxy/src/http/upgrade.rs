@@ -2,19 +2,20 @@
 //! HTTP route: the upgrade request goes upstream with its `Connection`/`Upgrade` headers, and
 //! after a `101 Switching Protocols` both sides are spliced as raw byte streams.
 
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderName};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) removed before forwarding; `connection` and `upgrade`
-/// are kept on upgrade requests and `101` responses.
-const HOP_BY_HOP: [&str; 6] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
+/// are kept on upgrade requests and `101` responses. Typed names: removing by `&str` would
+/// parse each name again on every request.
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TE,
 ];
 
 /// Whether the request asks for a protocol upgrade (`Connection: upgrade` and an `Upgrade`
@@ -31,8 +32,8 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
 
 /// Removes hop-by-hop headers, keeping `connection` and `upgrade` when `upgrade` is true.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    for name in HOP_BY_HOP {
-        if upgrade && (name == "connection" || name == "upgrade") {
+    for name in &HOP_BY_HOP {
+        if upgrade && (name == header::CONNECTION || name == header::UPGRADE) {
             continue;
         }
         headers.remove(name);
