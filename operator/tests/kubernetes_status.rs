@@ -2,7 +2,8 @@
 //! watch, server-side apply on the status subresource, Events): a VirtualService gets
 //! `Accepted=True` with its generation, `Reconciled` waits for the proxy's acknowledgement,
 //! nothing is re-written while nothing changes, an unsupported field and then an invalid one
-//! give `Accepted=False` naming the field path, each with a Warning Event.
+//! give `Accepted=False` naming the field path, each with a Warning Event; a failed write is
+//! retried.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -18,6 +19,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use parking_lot::Mutex;
+use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -25,6 +27,7 @@ use weft_crds::mesh::MeshSpec;
 use weft_operator::kubernetes::status::controller::{
     FIELD_MANAGER, Published, StatusController, StatusFeed,
 };
+use weft_operator::kubernetes::status::metrics::{StatusMetrics, WriteResult};
 use weft_operator::kubernetes::stores;
 use weft_operator::snapshot::Snapshot;
 
@@ -80,6 +83,8 @@ struct Fake {
     requests: Arc<Mutex<Vec<Logged>>>,
     watches: Arc<Mutex<Vec<WatchSender>>>,
     version: Arc<AtomicU64>,
+    /// How many status writes to answer with `500` before accepting them.
+    fail_status_writes: Arc<AtomicU64>,
 }
 
 fn reply(status: u16, body: &Value) -> Reply {
@@ -212,6 +217,17 @@ impl Fake {
             }
             (Method::PATCH, Some(name), Some("status")) => {
                 assert!(query.contains("force=true"), "server-side apply: {query}");
+                let failing = self
+                    .fail_status_writes
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if failing {
+                    return reply(
+                        500,
+                        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                "code": 500, "reason": "InternalError", "message": "try again"}),
+                    );
+                }
                 let key = (
                     t.collection.clone(),
                     t.namespace.clone().unwrap_or_default(),
@@ -261,74 +277,118 @@ fn virtual_service(http: Value) -> Value {
            "spec": {"hosts": ["reviews"], "http": [http]}})
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conditions_are_applied_to_the_status_subresource_with_events() {
-    let api = Fake::default();
-    api.store(
-        "/api/v1/namespaces/demo",
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}}),
-    );
-    api.store(
-        "/api/v1/namespaces/demo/services/reviews",
-        json!({"apiVersion": "v1", "kind": "Service",
-               "metadata": {"name": "reviews", "namespace": "demo"},
-               "spec": {"ports": [{"name": "http", "port": 9080}]}}),
-    );
-    let fake = api.clone();
-    let client = kube::Client::new(
-        tower::service_fn(move |request| {
-            let fake = fake.clone();
-            async move { Ok::<_, Infallible>(fake.handle(request).await) }
-        }),
-        "default",
-    );
+/// The status loop running against a fake holding Namespace `demo` and Service `reviews`,
+/// fed by a view builder, with one connected proxy whose acknowledgement the test sets.
+struct Harness {
+    api: Fake,
+    stores: stores::Stores,
+    /// The newest builder sequence number published.
+    seq: Arc<AtomicU64>,
+    /// What the proxy acknowledged.
+    acked: Arc<Mutex<Vec<Option<u64>>>>,
+    metrics: StatusMetrics,
+    shutdown: CancellationToken,
+    running: tokio::task::JoinHandle<()>,
+}
 
-    let shutdown = CancellationToken::new();
-    let (stores, writers) = stores::stores();
-    let changed = Arc::new(Notify::new());
-    stores::spawn_reflectors(&client, writers, changed.clone(), &shutdown);
-    tokio::time::timeout(Duration::from_secs(30), stores::wait_until_synced(&stores))
-        .await
-        .expect("the reflectors list")
-        .unwrap();
+impl Harness {
+    async fn start(api: Fake) -> Self {
+        api.store(
+            "/api/v1/namespaces/demo",
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}}),
+        );
+        api.store(
+            "/api/v1/namespaces/demo/services/reviews",
+            json!({"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "reviews", "namespace": "demo"},
+                   "spec": {"ports": [{"name": "http", "port": 9080}]}}),
+        );
+        let fake = api.clone();
+        let client = kube::Client::new(
+            tower::service_fn(move |request| {
+                let fake = fake.clone();
+                async move { Ok::<_, Infallible>(fake.handle(request).await) }
+            }),
+            "default",
+        );
 
-    // The view builder's part: after every store change a new view, published with its
-    // builder sequence number.
-    let feed = Arc::new(StatusFeed::default());
-    let seq = Arc::new(AtomicU64::new(0));
-    tokio::spawn({
-        let (feed, stores, seq, shutdown) =
-            (feed.clone(), stores.clone(), seq.clone(), shutdown.clone());
-        async move {
-            loop {
-                feed.publish(Published {
-                    seq: seq.fetch_add(1, Ordering::SeqCst) + 1,
-                    snapshot: Arc::new(Snapshot::new(stores::view_from_stores(&stores))),
-                    mesh: MeshSpec::default(),
-                });
-                tokio::select! {
-                    () = changed.notified() => {}
-                    () = shutdown.cancelled() => return,
+        let shutdown = CancellationToken::new();
+        let (stores, writers) = stores::stores();
+        let changed = Arc::new(Notify::new());
+        stores::spawn_reflectors(&client, writers, changed.clone(), &shutdown);
+        tokio::time::timeout(Duration::from_secs(30), stores::wait_until_synced(&stores))
+            .await
+            .expect("the reflectors list")
+            .unwrap();
+
+        // The view builder's part: after every store change a new view, published with its
+        // builder sequence number.
+        let feed = Arc::new(StatusFeed::default());
+        let seq = Arc::new(AtomicU64::new(0));
+        tokio::spawn({
+            let (feed, stores, seq, shutdown) =
+                (feed.clone(), stores.clone(), seq.clone(), shutdown.clone());
+            async move {
+                loop {
+                    feed.publish(Published {
+                        seq: seq.fetch_add(1, Ordering::SeqCst) + 1,
+                        snapshot: Arc::new(Snapshot::new(stores::view_from_stores(&stores))),
+                        mesh: MeshSpec::default(),
+                    });
+                    tokio::select! {
+                        () = changed.notified() => {}
+                        () = shutdown.cancelled() => return,
+                    }
                 }
             }
+        });
+        // One connected proxy, which has acknowledged nothing yet.
+        let acked = Arc::new(Mutex::new(vec![None::<u64>]));
+        let metrics = StatusMetrics::new(&mut Registry::default());
+        let controller = StatusController {
+            client,
+            stores: stores.clone(),
+            feed,
+            acks: {
+                let acked = acked.clone();
+                Arc::new(move || acked.lock().clone())
+            },
+            reporter: kube::runtime::events::Reporter {
+                controller: "weft-operator".into(),
+                instance: Some("weft-operator-0".into()),
+            },
+            metrics: metrics.clone(),
+        };
+        let running = tokio::spawn(controller.run(shutdown.clone()));
+        Self {
+            api,
+            stores,
+            seq,
+            acked,
+            metrics,
+            shutdown,
+            running,
         }
-    });
-    // One connected proxy, which has acknowledged nothing yet.
-    let acked = Arc::new(Mutex::new(vec![None::<u64>]));
-    let controller = StatusController {
-        client,
-        stores: stores.clone(),
-        feed,
-        acks: {
-            let acked = acked.clone();
-            Arc::new(move || acked.lock().clone())
-        },
-        reporter: kube::runtime::events::Reporter {
-            controller: "weft-operator".into(),
-            instance: Some("weft-operator-0".into()),
-        },
-    };
-    let running = tokio::spawn(controller.run(shutdown.clone()));
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.running)
+            .await
+            .expect("the loop stops when cancelled")
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditions_are_applied_to_the_status_subresource_with_events() {
+    let harness = Harness::start(Fake::default()).await;
+    let (api, stores, seq, acked) = (
+        harness.api.clone(),
+        harness.stores.clone(),
+        harness.seq.clone(),
+        harness.acked.clone(),
+    );
 
     // A valid VirtualService: accepted and resolved at generation 1, waiting for the proxy.
     api.apply(
@@ -462,11 +522,40 @@ async fn conditions_are_applied_to_the_status_subresource_with_events() {
     assert_eq!(invalid.1["type"], "Warning");
     assert_eq!(invalid.1["action"], "Validate");
 
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .expect("the loop stops when cancelled")
-        .unwrap();
+    assert_eq!(harness.metrics.writes(WriteResult::Failed), 0);
+    assert_eq!(
+        harness.metrics.writes(WriteResult::Applied),
+        api.bodies(&Method::PATCH, STATUS).len() as u64
+    );
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_status_write_is_retried_with_back_off() {
+    let api = Fake::default();
+    api.fail_status_writes.store(2, Ordering::SeqCst);
+    let harness = Harness::start(api.clone()).await;
+    api.apply(
+        VS,
+        virtual_service(json!({"route": [{"destination": {"host": "reviews"}}]})),
+    );
+    let stored = eventually("the status stored after the failures", || {
+        let objects = api.objects.lock();
+        let vs = objects.values().find(|o| o["kind"] == "VirtualService")?;
+        (vs["status"]["observedGeneration"] == 1).then(|| vs["status"].clone())
+    })
+    .await;
+    assert_eq!(condition(&stored, "Accepted")["status"], "True");
+    let attempts = api.bodies(&Method::PATCH, STATUS);
+    assert_eq!(attempts.len(), 3, "two failures, then the write");
+    assert!(
+        attempts
+            .iter()
+            .all(|(_, body)| body["status"]["observedGeneration"] == 1)
+    );
+    assert_eq!(harness.metrics.writes(WriteResult::Failed), 2);
+    assert_eq!(harness.metrics.writes(WriteResult::Applied), 1);
+    harness.stop().await;
 }
 
 #[test]

@@ -34,6 +34,7 @@ use super::own_certs::{
 use super::status::controller::{
     AckSource, Published, REPORTING_CONTROLLER, StatusController, StatusFeed,
 };
+use super::status::metrics::StatusMetrics;
 use super::stores::{self, Stores};
 use super::webhook_config::{
     MUTATING_WEBHOOK_CONFIGURATION, VALIDATING_WEBHOOK_CONFIGURATION, ensure_webhook_configurations,
@@ -515,6 +516,7 @@ pub async fn run(
     let metrics = DiscoveryMetrics::new(&mut registry);
     let webhook_metrics = WebhookMetrics::new(&mut registry);
     let leader_status = leader::LeaderMetrics::new(&mut registry);
+    let status_metrics = StatusMetrics::new(&mut registry);
     let debounce = DebounceSettings {
         after: mesh.debounce_after(),
         max: mesh.debounce_max(),
@@ -581,6 +583,7 @@ pub async fn run(
             controller: REPORTING_CONTROLLER.to_string(),
             instance: Some(settings.identity.clone()),
         },
+        metrics: status_metrics,
     };
     let views = ViewBuilder {
         stores,

@@ -25,6 +25,7 @@
 
 pub mod controller;
 pub mod facts;
+pub mod metrics;
 pub mod tracker;
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ use weft_crds::security::{AuthorizationPolicy, PeerAuthentication, RequestAuthen
 use weft_crds::status::IstioStatus;
 
 use super::facts::{ViewFacts, mesh_metas};
+use super::metrics::{StatusMetrics, WriteResult};
 use super::tracker::FirstSeen;
 use super::{Desired, Facts, ObjectKey, Rollout, StatusEvent, desired_status, is_pending};
 use crate::kubernetes::stores::Stores;
@@ -166,6 +167,8 @@ pub struct StatusController {
     pub acks: AckSource,
     /// Who reports the Events (controller `weft-operator`, instance the pod name).
     pub reporter: Reporter,
+    /// Where rounds, writes and durations are counted.
+    pub metrics: StatusMetrics,
 }
 
 /// What the store holds for an object now.
@@ -416,8 +419,12 @@ impl StatusController {
             }
         }
         let (snapshot, mesh) = (published.snapshot.clone(), published.mesh.clone());
+        let started = std::time::Instant::now();
         let computed =
             tokio::task::spawn_blocking(move || ViewFacts::compute(snapshot.view(), &mesh)).await;
+        self.metrics
+            .facts_seconds
+            .observe(started.elapsed().as_secs_f64());
         match computed {
             Ok(facts) => {
                 state.facts = Some((published, Arc::new(facts)));
@@ -433,6 +440,8 @@ impl StatusController {
     async fn round(&self, recorder: &Recorder, state: &mut State) -> Option<Duration> {
         let (_, facts) = state.facts.as_ref()?;
         let facts = facts.clone();
+        let started = std::time::Instant::now();
+        let mut pending_objects = 0;
         let acked = (self.acks)();
         let now = now_rfc3339();
         let mut pending = false;
@@ -473,12 +482,16 @@ impl StatusController {
                     now: &now,
                 },
             );
-            pending |= is_pending(&desired.status);
+            if is_pending(&desired.status) {
+                pending = true;
+                pending_objects += 1;
+            }
             if current == Some(&desired.status) {
                 continue;
             }
             match write(&self.client, recorder, object, &key, &desired).await {
                 Ok(()) => {
+                    self.metrics.write(WriteResult::Applied);
                     tracing::debug!(object = %key, "status written");
                     state.retries.remove(&key);
                     state
@@ -486,9 +499,11 @@ impl StatusController {
                         .insert(key, (meta.uid.clone(), meta.generation, desired.status));
                 }
                 Err(error) if error.is_gone() => {
+                    self.metrics.write(WriteResult::Gone);
                     state.retries.remove(&key);
                 }
                 Err(error) => {
+                    self.metrics.write(WriteResult::Failed);
                     let delay = state
                         .retries
                         .get(&key)
@@ -504,6 +519,11 @@ impl StatusController {
                 }
             }
         }
+        self.metrics.reconciles.inc();
+        self.metrics
+            .reconcile_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.pending.set(pending_objects);
         let now = Instant::now();
         state.retries.retain(|key, _| keys.contains(key));
         let poll = if pending {
