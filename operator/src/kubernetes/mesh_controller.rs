@@ -504,6 +504,17 @@ async fn cleanup(mesh: Arc<Mesh>, ctx: Arc<Context>) -> Result<Action, MeshContr
     Ok(Action::await_change())
 }
 
+/// Whether the mesh is in force: the Mesh named `default` exists and is not being deleted.
+///
+/// Takes the Mesh objects (a reflector's state). The runtime should create the CA, run Citadel
+/// and patch the webhooks only while this is `true`: otherwise what the finalizer's cleanup
+/// deleted (the CA Secret, workload certificates, trust-bundle ConfigMaps) is created again.
+pub fn mesh_in_force(meshes: &[Arc<Mesh>]) -> bool {
+    meshes.iter().any(|m| {
+        m.metadata.name.as_deref() == Some(DEFAULT_NAME) && m.metadata.deletion_timestamp.is_none()
+    })
+}
+
 /// Reconciles one Mesh. The Mesh named `default` gets the finalizer [`FINALIZER`] first
 /// (kube-runtime's [`finalizer`] helper), then its status on each pass, and on deletion the
 /// cleanup; any other Mesh only gets `Ready=False` (`NotTheDefaultMesh`) and no finalizer, so

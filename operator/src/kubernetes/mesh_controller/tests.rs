@@ -667,25 +667,12 @@ fn the_discovery_server_is_a_probe() {
 }
 
 #[test]
-fn settings_come_from_the_kubernetes_mode_settings() {
-    let settings = super::super::KubernetesSettings {
-        namespace: "mesh-ops".into(),
-        leader_elect: true,
-        identity: "weft-operator-7".into(),
-        discovery_addr: "127.0.0.1:15012".parse().unwrap(),
-        monitoring_addr: "127.0.0.1:15014".parse().unwrap(),
-        webhook_addr: "127.0.0.1:9443".parse().unwrap(),
-        webhook_cert_dir: None,
-        manage_webhook_ca_bundle: false,
-        webhook_url: None,
-        state_dir: "/tmp/x".into(),
-    };
-    assert_eq!(
-        MeshControllerSettings::from(&settings),
-        MeshControllerSettings {
-            namespace: "mesh-ops".into(),
-            manage_webhook_ca_bundle: false,
-            identity: "weft-operator-7".into(),
-        }
-    );
+fn the_mesh_is_in_force_while_default_exists_and_is_not_being_deleted() {
+    assert!(mesh_in_force(&[
+        mesh("staging", &[], false),
+        mesh("default", &[], false)
+    ]));
+    assert!(!mesh_in_force(&[mesh("default", &[FINALIZER], true)]));
+    assert!(!mesh_in_force(&[mesh("staging", &[], false)]));
+    assert!(!mesh_in_force(&[]));
 }
