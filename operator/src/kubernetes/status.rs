@@ -40,6 +40,7 @@ use weft_crds::status::{
     CONDITION_RECONCILED, CONDITION_RESOLVED, Condition, IstioStatus,
 };
 use weft_pilot::Unsupported;
+use weft_webhook::Validation;
 
 /// Condition status `True` (Kubernetes `metav1.ConditionTrue`).
 pub const TRUE: &str = "True";
@@ -125,6 +126,9 @@ pub struct Rollout<'a> {
 /// one cluster view ([`facts::ViewFacts`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Facts<'a> {
+    /// The validating webhook's findings for this object ([`weft_webhook::validate`]),
+    /// computed once per view.
+    pub validation: &'a Validation,
     /// Pilot's unsupported-field warnings about this object.
     pub unsupported: &'a [Unsupported],
     /// The analyzer messages about this object, in the analyzer's order.
@@ -159,7 +163,7 @@ pub struct Desired {
 
 /// Computes the status `object` should have, and the events to publish.
 ///
-/// Takes the object (its spec and `metadata.generation`), its current status (for
+/// Takes the object (its `metadata.generation`), its current status (for
 /// `lastTransitionTime` and for deciding which events are new) and the [`Facts`]. Returns the
 /// four conditions (`Accepted`, `Resolved`, `Reconciled`, `Ready`, in that order) each with
 /// `observedGeneration`, the top-level `observedGeneration` and `validationMessages`. Pure:
@@ -170,7 +174,7 @@ pub fn desired_status(
     facts: &Facts<'_>,
 ) -> Desired {
     let generation = object.meta().generation;
-    let accepted = accepted(object, facts);
+    let accepted = accepted(facts);
     let resolved = resolved(facts.analysis);
     let reconciled = reconciled(generation, facts.rollout);
     let ready = ready(&[&accepted, &resolved, &reconciled]);
@@ -280,8 +284,8 @@ fn is_resolution(message: &Message) -> bool {
     RESOLUTION_CODES.contains(&message.code)
 }
 
-fn accepted(object: &MeshObject, facts: &Facts<'_>) -> Draft {
-    let validation = weft_webhook::validate(object);
+fn accepted(facts: &Facts<'_>) -> Draft {
+    let validation = facts.validation;
     if !validation.is_valid() {
         let findings: Vec<String> = validation.errors.iter().map(|f| f.to_string()).collect();
         return Draft::new(

@@ -4,7 +4,7 @@
 //! Triggered by every new view the view builder hands the discovery server
 //! ([`StatusFeed::publish`]) and, while some object's `Reconciled` condition is pending, by a
 //! poll of the proxies' acknowledgements ([`PENDING_POLL`], slowing to [`SLOW_POLL`] after
-//! [`FAST_POLL_FOR`]; no poll when nothing is pending). An object is patched only when its
+//! [`FAST_POLL_FOR`]; otherwise a resync every [`RESYNC`]). An object is patched only when its
 //! desired status differs from the current one, with server-side apply on the `status`
 //! subresource under the field manager [`FIELD_MANAGER`]. Failures are retried per object with
 //! exponential back-off ([`RETRY_MIN`] to [`RETRY_MAX`]); an object deleted meanwhile
@@ -56,6 +56,10 @@ pub const FAST_POLL_FOR: Duration = Duration::from_secs(60);
 
 /// The poll interval after [`FAST_POLL_FOR`] of continuous pending.
 pub const SLOW_POLL: Duration = Duration::from_secs(5);
+
+/// How often every object is re-evaluated when nothing else happens (as controllers'
+/// periodic resync): proxies that connected since the last view count for `Reconciled`.
+pub const RESYNC: Duration = Duration::from_secs(30);
 
 /// The first retry delay after a failed write; doubled on each further failure.
 pub const RETRY_MIN: Duration = Duration::from_secs(1);
@@ -436,7 +440,7 @@ impl StatusController {
 
     /// One pass over every object of the current view. Returns how long to wait before the
     /// next pass when nothing else happens: the poll interval while some object is pending,
-    /// the earliest retry, or `None`.
+    /// the earliest retry, or [`RESYNC`]; `None` before the first view.
     async fn round(&self, recorder: &Recorder, state: &mut State) -> Option<Duration> {
         let (_, facts) = state.facts.as_ref()?;
         let facts = facts.clone();
@@ -473,6 +477,7 @@ impl StatusController {
                 object,
                 current,
                 &Facts {
+                    validation: facts.validation(&key),
                     unsupported: facts.unsupported(&key),
                     analysis: facts.analysis(&key),
                     rollout: Rollout {
@@ -542,9 +547,6 @@ impl StatusController {
             .values()
             .map(|retry| retry.at.saturating_duration_since(now))
             .min();
-        match (poll, retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [poll, retry].into_iter().flatten().chain([RESYNC]).min()
     }
 }

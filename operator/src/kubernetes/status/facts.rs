@@ -8,6 +8,7 @@ use weft_analyze::{Input, Message, ResourceRef};
 use weft_crds::MeshObject;
 use weft_crds::mesh::{DEFAULT_NAME, Mesh, MeshSpec};
 use weft_pilot::{ClusterObjects, ClusterView, ProxyTarget, Unsupported, build_proxy_config};
+use weft_webhook::Validation;
 
 use super::ObjectKey;
 
@@ -185,10 +186,18 @@ pub struct ViewFacts {
     pub objects: Vec<MeshObject>,
     analysis: HashMap<ObjectKey, Vec<Message>>,
     unsupported: HashMap<ObjectKey, Vec<Unsupported>>,
+    validation: HashMap<ObjectKey, Validation>,
 }
 
+/// The findings of an object without any.
+static NO_FINDINGS: Validation = Validation {
+    errors: Vec::new(),
+    warnings: Vec::new(),
+};
+
 impl ViewFacts {
-    /// Runs the analyzers ([`weft_analyze::analyze`] over [`analysis_input`]) and collects
+    /// Validates every object ([`weft_webhook::validate`], the webhook's rules), runs the
+    /// analyzers ([`weft_analyze::analyze`] over [`analysis_input`]) and collects
     /// Pilot's warnings ([`unsupported`]) for `view`, whose `Mesh` spec is `mesh`. Messages
     /// and warnings about objects other than the nine mesh kinds (Pods, Namespaces,
     /// Services) are dropped: they have no status of ours.
@@ -198,8 +207,8 @@ impl ViewFacts {
         Self::from_parts(objects, messages, unsupported(view))
     }
 
-    /// Groups `messages` and `warnings` by the object they are about, keeping only those
-    /// about one of `objects`.
+    /// Validates `objects` and groups `messages` and `warnings` by the object they are about,
+    /// keeping only those about one of `objects`.
     pub fn from_parts(
         objects: Vec<MeshObject>,
         messages: Vec<Message>,
@@ -232,16 +241,26 @@ impl ViewFacts {
                 unsupported.entry(key).or_default().push(warning);
             }
         }
+        let validation = objects
+            .iter()
+            .map(|object| (ObjectKey::of(object), weft_webhook::validate(object)))
+            .collect();
         Self {
             objects,
             analysis,
             unsupported,
+            validation,
         }
     }
 
     /// The analyzer messages about `key` (empty when none).
     pub fn analysis(&self, key: &ObjectKey) -> &[Message] {
         self.analysis.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    /// The validating webhook's findings for `key` (none when the key is unknown).
+    pub fn validation(&self, key: &ObjectKey) -> &Validation {
+        self.validation.get(key).unwrap_or(&NO_FINDINGS)
     }
 
     /// Pilot's warnings about `key` (empty when none).

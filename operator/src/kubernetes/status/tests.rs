@@ -8,6 +8,7 @@ use weft_analyze::{Message, ResourceRef};
 use weft_crds::MeshObject;
 use weft_crds::status::{AnalysisLevel, Condition, IstioStatus};
 use weft_pilot::Unsupported;
+use weft_webhook::Validation;
 
 use super::*;
 
@@ -50,6 +51,24 @@ fn unsupported(path: &str) -> Unsupported {
     )
 }
 
+static NO_FINDINGS: Validation = Validation {
+    errors: Vec::new(),
+    warnings: Vec::new(),
+};
+
+/// [`desired_status`] with the webhook's findings for `object` (what the view's facts hold).
+fn reconcile(object: &MeshObject, current: Option<&IstioStatus>, facts: &Facts<'_>) -> Desired {
+    let validation = weft_webhook::validate(object);
+    desired_status(
+        object,
+        current,
+        &Facts {
+            validation: &validation,
+            ..*facts
+        },
+    )
+}
+
 /// Facts with every proxy (if any) acknowledged builder 7, the one that held the object.
 fn facts<'a>(
     unsupported: &'a [Unsupported],
@@ -57,6 +76,7 @@ fn facts<'a>(
     acked: &'a [Option<u64>],
 ) -> Facts<'a> {
     Facts {
+        validation: &NO_FINDINGS,
         unsupported,
         analysis,
         rollout: Rollout {
@@ -82,7 +102,7 @@ fn assert_generation(status: &IstioStatus, generation: i64) {
 
 #[test]
 fn a_valid_resolved_and_acknowledged_object_is_ready() {
-    let desired = desired_status(&valid(3), None, &facts(&[], &[], &[Some(7), Some(9)]));
+    let desired = reconcile(&valid(3), None, &facts(&[], &[], &[Some(7), Some(9)]));
     let status = &desired.status;
     let types: Vec<_> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
     assert_eq!(types, ["Accepted", "Resolved", "Reconciled", "Ready"]);
@@ -110,7 +130,7 @@ fn an_invalid_object_is_not_accepted_and_names_the_field() {
         json!({"hosts": ["reviews"], "http": [{"route": [
             {"destination": {"host": "reviews"}, "weight": 150}]}]}),
     );
-    let desired = desired_status(&object, None, &facts(&[], &[], &[]));
+    let desired = reconcile(&object, None, &facts(&[], &[], &[]));
     let accepted = condition(&desired.status, "Accepted");
     assert_eq!(accepted.status, FALSE);
     assert_eq!(accepted.reason.as_deref(), Some(REASON_INVALID));
@@ -136,7 +156,7 @@ fn an_invalid_object_is_not_accepted_and_names_the_field() {
 #[test]
 fn an_unsupported_field_is_not_accepted_and_names_the_field() {
     let warnings = [unsupported("spec.http[0].retries.retryRemoteLocalities")];
-    let desired = desired_status(&valid(4), None, &facts(&warnings, &[], &[]));
+    let desired = reconcile(&valid(4), None, &facts(&warnings, &[], &[]));
     let accepted = condition(&desired.status, "Accepted");
     assert_eq!(accepted.status, FALSE);
     assert_eq!(accepted.reason.as_deref(), Some(REASON_UNSUPPORTED));
@@ -164,7 +184,7 @@ fn an_unresolved_host_is_a_resolution_problem_not_an_unsupported_one() {
         path,
         "Referenced host not found: \"reviewz\"",
     )];
-    let desired = desired_status(&valid(5), None, &facts(&warnings, &analysis, &[]));
+    let desired = reconcile(&valid(5), None, &facts(&warnings, &analysis, &[]));
     assert_eq!(condition(&desired.status, "Accepted").status, TRUE);
     let resolved = condition(&desired.status, "Resolved");
     assert_eq!(resolved.status, FALSE);
@@ -209,7 +229,7 @@ fn an_unknown_subset_and_gateway_are_unresolved() {
             path,
             format!("Referenced {what} not found: \"x\""),
         )];
-        let desired = desired_status(&valid(1), None, &facts(&[], &analysis, &[]));
+        let desired = reconcile(&valid(1), None, &facts(&[], &analysis, &[]));
         let resolved = condition(&desired.status, "Resolved");
         assert_eq!(resolved.status, FALSE, "{path}");
         assert!(resolved.message.as_deref().unwrap().starts_with(path));
@@ -230,7 +250,7 @@ fn a_selector_matching_nothing_is_unresolved() {
         "spec.selector",
         "no workload matches app=nothing",
     )];
-    let desired = desired_status(&policy, None, &facts(&[], &analysis, &[]));
+    let desired = reconcile(&policy, None, &facts(&[], &analysis, &[]));
     let resolved = condition(&desired.status, "Resolved");
     assert_eq!(resolved.status, FALSE);
     assert_eq!(resolved.reason.as_deref(), Some("NoMatchingWorkloadsFound"));
@@ -249,7 +269,7 @@ fn a_warning_goes_to_validation_messages_without_failing_a_condition() {
         "spec.http[0].timeout",
         "very long",
     )];
-    let desired = desired_status(&valid(1), None, &facts(&[], &analysis, &[]));
+    let desired = reconcile(&valid(1), None, &facts(&[], &analysis, &[]));
     assert!(desired.status.conditions.iter().all(|c| c.status == TRUE));
     assert_eq!(desired.status.validation_messages[0].type_.code, "IST0133");
     assert_eq!(
@@ -261,7 +281,7 @@ fn a_warning_goes_to_validation_messages_without_failing_a_condition() {
 #[test]
 fn reconciled_is_pending_until_every_proxy_acknowledged_this_generation() {
     let acked = [Some(7), Some(6), None];
-    let desired = desired_status(&valid(8), None, &facts(&[], &[], &acked));
+    let desired = reconcile(&valid(8), None, &facts(&[], &[], &acked));
     let reconciled = condition(&desired.status, "Reconciled");
     assert_eq!(reconciled.status, FALSE);
     assert_eq!(reconciled.reason.as_deref(), Some(REASON_PENDING));
@@ -282,14 +302,14 @@ fn reconciled_is_pending_until_every_proxy_acknowledged_this_generation() {
     assert_generation(&desired.status, 8);
 
     let acked = [Some(7), Some(8), Some(7)];
-    let desired = desired_status(&valid(8), None, &facts(&[], &[], &acked));
+    let desired = reconcile(&valid(8), None, &facts(&[], &[], &acked));
     assert_eq!(condition(&desired.status, "Reconciled").status, TRUE);
     assert!(!is_pending(&desired.status));
 }
 
 #[test]
 fn reconciled_is_true_without_proxies_and_unknown_before_any_build() {
-    let desired = desired_status(&valid(1), None, &facts(&[], &[], &[]));
+    let desired = reconcile(&valid(1), None, &facts(&[], &[], &[]));
     let reconciled = condition(&desired.status, "Reconciled");
     assert_eq!(reconciled.status, TRUE);
     assert_eq!(reconciled.reason.as_deref(), Some(REASON_NO_PROXIES));
@@ -297,7 +317,7 @@ fn reconciled_is_true_without_proxies_and_unknown_before_any_build() {
 
     let mut unbuilt = facts(&[], &[], &[Some(9)]);
     unbuilt.rollout.built_in = None;
-    let desired = desired_status(&valid(2), None, &unbuilt);
+    let desired = reconcile(&valid(2), None, &unbuilt);
     let reconciled = condition(&desired.status, "Reconciled");
     assert_eq!(reconciled.status, UNKNOWN);
     assert_eq!(condition(&desired.status, "Ready").status, UNKNOWN);
@@ -307,12 +327,12 @@ fn reconciled_is_true_without_proxies_and_unknown_before_any_build() {
 
 #[test]
 fn transition_times_stay_while_a_status_holds_and_move_when_it_changes() {
-    let first = desired_status(&valid(1), None, &facts(&[], &[], &[None])).status;
+    let first = reconcile(&valid(1), None, &facts(&[], &[], &[None])).status;
     assert_eq!(condition(&first, "Reconciled").status, FALSE);
 
     let mut later = facts(&[], &[], &[Some(7)]);
     later.now = LATER;
-    let second = desired_status(&valid(1), Some(&first), &later).status;
+    let second = reconcile(&valid(1), Some(&first), &later).status;
     let time = |s: &IstioStatus, t: &str| condition(s, t).last_transition_time.clone().unwrap();
     assert_eq!(time(&second, "Accepted"), NOW, "still True: time kept");
     assert_eq!(
@@ -323,18 +343,18 @@ fn transition_times_stay_while_a_status_holds_and_move_when_it_changes() {
     assert_eq!(time(&second, "Ready"), LATER);
 
     // Recomputing from the written status with nothing new gives the same status: no patch.
-    let third = desired_status(&valid(1), Some(&second), &later).status;
+    let third = reconcile(&valid(1), Some(&second), &later).status;
     assert_eq!(third, second);
 }
 
 #[test]
 fn events_are_published_once_per_failure_and_again_for_a_new_generation() {
     let warnings = [unsupported("spec.http[0].mirrorPercent")];
-    let first = desired_status(&valid(1), None, &facts(&warnings, &[], &[]));
+    let first = reconcile(&valid(1), None, &facts(&warnings, &[], &[]));
     assert_eq!(first.events.len(), 1);
-    let again = desired_status(&valid(1), Some(&first.status), &facts(&warnings, &[], &[]));
+    let again = reconcile(&valid(1), Some(&first.status), &facts(&warnings, &[], &[]));
     assert!(again.events.is_empty(), "same failure, same generation");
-    let next = desired_status(&valid(2), Some(&first.status), &facts(&warnings, &[], &[]));
+    let next = reconcile(&valid(2), Some(&first.status), &facts(&warnings, &[], &[]));
     assert_eq!(next.events.len(), 1, "the new generation still fails");
 }
 
@@ -343,7 +363,7 @@ fn long_messages_are_cut_at_a_character_boundary() {
     let warnings: Vec<Unsupported> = (0..100)
         .map(|i| unsupported(&format!("spec.http[{i}].é")))
         .collect();
-    let desired = desired_status(&valid(1), None, &facts(&warnings, &[], &[]));
+    let desired = reconcile(&valid(1), None, &facts(&warnings, &[], &[]));
     let message = condition(&desired.status, "Accepted")
         .message
         .clone()
