@@ -17,6 +17,7 @@ mod destination_rule;
 mod fields;
 mod gateway;
 mod parse;
+mod path;
 mod peer_authentication;
 mod request_authentication;
 mod service_entry;
@@ -124,6 +125,17 @@ pub fn validate_value(value: serde_json::Value) -> Validation {
             }
         }
     }
+}
+
+/// Reads and validates one object given as JSON text, when that can be done without a
+/// `serde_json::Value` (the admission fast path).
+///
+/// Takes the object's JSON text. Returns `Some` with exactly what [`validate_value`] returns
+/// for the same text parsed as a `Value`, or `None` when the text must take that path instead
+/// (the object does not parse, or reading it straight from text could differ; see
+/// `parse::read_fast_text`).
+pub(crate) fn validate_text(text: &str) -> Option<Validation> {
+    parse::read_fast_text(text).map(|object| validate(&object))
 }
 
 /// Collects findings while a kind's rules run.

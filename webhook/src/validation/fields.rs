@@ -9,6 +9,7 @@ use weft_crds::selector::{PolicyTargetReference, WorkloadSelector};
 use weft_crds::{Duration, StringMatch};
 
 use super::Report;
+use super::path::Path;
 
 /// Checks a DNS name that may start with a `*` wildcard label (`*`, `*.example.com`,
 /// `reviews`, `reviews.bookinfo.svc.cluster.local`); Istio's `ValidateWildcardDomain`.
@@ -78,7 +79,8 @@ pub(super) fn dns_subdomain(name: &str) -> bool {
 }
 
 /// Checks a port number: 1 to 65535.
-pub(super) fn port(report: &mut Report, path: &str, number: u32) {
+pub(super) fn port<'p>(report: &mut Report, path: impl Into<Path<'p>>, number: u32) {
+    let path = path.into();
     if !(1..=65535).contains(&number) {
         report.error(
             path,
@@ -88,7 +90,8 @@ pub(super) fn port(report: &mut Report, path: &str, number: u32) {
 }
 
 /// Checks a duration: at least 1 ms, in whole milliseconds (Istio's `ValidateDuration`).
-pub(super) fn duration(report: &mut Report, path: &str, value: &Duration) {
+pub(super) fn duration<'p>(report: &mut Report, path: impl Into<Path<'p>>, value: &Duration) {
+    let path = path.into();
     let d = value.as_std();
     if d < std::time::Duration::from_millis(1) {
         report.error(path, format!("duration {value} must be at least 1ms"));
@@ -101,7 +104,8 @@ pub(super) fn duration(report: &mut Report, path: &str, value: &Duration) {
 }
 
 /// Checks a percentage: 0 to 100.
-pub(super) fn percentage(report: &mut Report, path: &str, value: f64) {
+pub(super) fn percentage<'p>(report: &mut Report, path: impl Into<Path<'p>>, value: f64) {
+    let path = path.into();
     if !(0.0..=100.0).contains(&value) {
         report.error(
             path,
@@ -113,7 +117,8 @@ pub(super) fn percentage(report: &mut Report, path: &str, value: f64) {
 /// Checks a regular expression with the `regex` crate (RE2-compatible syntax, as Envoy's
 /// safe_regex); an error carries the parser's or compiler's message. A pattern that matches everything
 /// (`.*`, `.+`, `^.*$`) is a warning: an exact or prefix match says the same thing cheaper.
-pub(super) fn regex(report: &mut Report, path: &str, pattern: &str) {
+pub(super) fn regex<'p>(report: &mut Report, path: impl Into<Path<'p>>, pattern: &str) {
+    let path = path.into();
     if pattern.is_empty() {
         report.error(path, "regex must not be empty");
         return;
@@ -178,7 +183,12 @@ fn regex_error(pattern: &str) -> Option<String> {
 }
 
 /// Checks a `StringMatch`: a regex must compile (see [`regex`]).
-pub(super) fn string_match(report: &mut Report, path: &str, value: &StringMatch) {
+pub(super) fn string_match<'p>(
+    report: &mut Report,
+    path: impl Into<Path<'p>>,
+    value: &StringMatch,
+) {
+    let path = path.into();
     if let StringMatch::Regex(pattern) = value {
         regex(report, path, pattern);
     }
@@ -200,14 +210,19 @@ pub(super) fn is_ip_or_cidr(text: &str) -> bool {
 
 /// Checks Kubernetes labels: keys are `[prefix/]name` (prefix a DNS subdomain, name 1-63 of
 /// alphanumerics, `-`, `_`, `.`, alphanumeric at both ends), values 0-63 of the same.
-pub(super) fn labels(report: &mut Report, path: &str, labels: &BTreeMap<String, String>) {
+pub(super) fn labels<'p>(
+    report: &mut Report,
+    path: impl Into<Path<'p>>,
+    labels: &BTreeMap<String, String>,
+) {
+    let path = path.into();
     for (key, value) in labels {
         if let Err(e) = label_key(key) {
-            report.error(format!("{path}.{key}"), e);
+            report.error(path.field(key), e);
         }
         if !label_value(value) {
             report.error(
-                format!("{path}.{key}"),
+                path.field(key),
                 format!(
                     "label value {value:?} must be at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
                 ),
@@ -254,18 +269,19 @@ pub(super) fn label_value(value: &str) -> bool {
 }
 
 /// Checks `exportTo`: `.`, `*`, `~` or a namespace name; no duplicates; `*` alone.
-pub(super) fn export_to(report: &mut Report, path: &str, entries: &[String]) {
+pub(super) fn export_to<'p>(report: &mut Report, path: impl Into<Path<'p>>, entries: &[String]) {
+    let path = path.into();
     let mut seen = std::collections::BTreeSet::new();
     for (i, entry) in entries.iter().enumerate() {
-        let at = format!("{path}[{i}]");
+        let at = path.index(i);
         if !matches!(entry.as_str(), "." | "*" | "~") && !dns_label(entry, false) {
             report.error(
-                &at,
+                at,
                 format!("{entry:?} must be \".\", \"*\", \"~\" or a namespace name"),
             );
         }
         if !seen.insert(entry.as_str()) {
-            report.error(&at, format!("duplicate entry {entry:?}"));
+            report.error(at, format!("duplicate entry {entry:?}"));
         }
     }
     if entries.len() > 1 && seen.contains("*") {
@@ -280,7 +296,8 @@ pub(super) fn export_to(report: &mut Report, path: &str, entries: &[String]) {
 }
 
 /// Checks an HTTP header name: an RFC 7230 token, not a `:` pseudo-header.
-pub(super) fn header_name(report: &mut Report, path: &str, name: &str) {
+pub(super) fn header_name<'p>(report: &mut Report, path: impl Into<Path<'p>>, name: &str) {
+    let path = path.into();
     if name.is_empty() {
         report.error(path, "header name must not be empty");
     } else if name.starts_with(':') {

@@ -10,6 +10,7 @@
 //! `weft_crds::object`'s `apiVersion` check with the crate's public constants.
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use weft_crds::MeshObject;
 use weft_crds::mesh::{self, Mesh};
@@ -31,6 +32,55 @@ fn served(kind: &str) -> Option<(&'static str, &'static [&'static str])> {
     }
 }
 
+/// Where [`read_typed`] reads an object from: a parsed JSON value or the JSON text itself.
+trait Source {
+    /// Reads the whole object as `T` with plain serde; `None` on any error.
+    fn read<T: DeserializeOwned>(&self) -> Option<T>;
+}
+
+impl Source for &Value {
+    fn read<T: DeserializeOwned>(&self) -> Option<T> {
+        T::deserialize(*self).ok()
+    }
+}
+
+/// An object's JSON text, as an admission request carries it.
+struct Text<'a>(&'a str);
+
+impl Source for Text<'_> {
+    fn read<T: DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_str(self.0).ok()
+    }
+}
+
+/// Reads `source` as the mesh object `api_version` and `kind` name, or `None` when the kind
+/// or version is not served or the object does not parse.
+fn read_typed(api_version: &str, kind: &str, source: impl Source) -> Option<MeshObject> {
+    let (group, versions) = served(kind)?;
+    let (g, v) = api_version.split_once('/')?;
+    if g != group || !versions.contains(&v) {
+        return None;
+    }
+    Some(match kind {
+        "VirtualService" => MeshObject::VirtualService(source.read::<VirtualService>()?),
+        "DestinationRule" => MeshObject::DestinationRule(source.read::<DestinationRule>()?),
+        "Gateway" => MeshObject::Gateway(source.read::<Gateway>()?),
+        "ServiceEntry" => MeshObject::ServiceEntry(source.read::<ServiceEntry>()?),
+        "Sidecar" => MeshObject::Sidecar(source.read::<Sidecar>()?),
+        "WorkloadEntry" => MeshObject::WorkloadEntry(source.read::<WorkloadEntry>()?),
+        "PeerAuthentication" => {
+            MeshObject::PeerAuthentication(source.read::<PeerAuthentication>()?)
+        }
+        "AuthorizationPolicy" => {
+            MeshObject::AuthorizationPolicy(source.read::<AuthorizationPolicy>()?)
+        }
+        "RequestAuthentication" => {
+            MeshObject::RequestAuthentication(source.read::<RequestAuthentication>()?)
+        }
+        _ => MeshObject::Mesh(source.read::<Mesh>()?),
+    })
+}
+
 /// Reads `value` as the mesh object its `apiVersion` and `kind` name, with plain serde.
 ///
 /// Takes the object's JSON. Returns the object, or `None` whenever
@@ -39,30 +89,30 @@ fn served(kind: &str) -> Option<(&'static str, &'static [&'static str])> {
 pub(super) fn read_fast(value: &Value) -> Option<MeshObject> {
     let api_version = value.get("apiVersion")?.as_str()?;
     let kind = value.get("kind")?.as_str()?;
-    let (group, versions) = served(kind)?;
-    let (g, v) = api_version.split_once('/')?;
-    if g != group || !versions.contains(&v) {
-        return None;
-    }
-    fn read<'a, T: Deserialize<'a>>(value: &'a Value) -> Option<T> {
-        T::deserialize(value).ok()
-    }
-    Some(match kind {
-        "VirtualService" => MeshObject::VirtualService(read::<VirtualService>(value)?),
-        "DestinationRule" => MeshObject::DestinationRule(read::<DestinationRule>(value)?),
-        "Gateway" => MeshObject::Gateway(read::<Gateway>(value)?),
-        "ServiceEntry" => MeshObject::ServiceEntry(read::<ServiceEntry>(value)?),
-        "Sidecar" => MeshObject::Sidecar(read::<Sidecar>(value)?),
-        "WorkloadEntry" => MeshObject::WorkloadEntry(read::<WorkloadEntry>(value)?),
-        "PeerAuthentication" => MeshObject::PeerAuthentication(read::<PeerAuthentication>(value)?),
-        "AuthorizationPolicy" => {
-            MeshObject::AuthorizationPolicy(read::<AuthorizationPolicy>(value)?)
-        }
-        "RequestAuthentication" => {
-            MeshObject::RequestAuthentication(read::<RequestAuthentication>(value)?)
-        }
-        _ => MeshObject::Mesh(read::<Mesh>(value)?),
-    })
+    read_typed(api_version, kind, value)
+}
+
+/// An object's `apiVersion` and `kind`, read from its text without escapes (any other field
+/// is skipped).
+#[derive(Deserialize)]
+struct TypeMeta<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'a str,
+    kind: &'a str,
+}
+
+/// Reads the JSON text `text` straight into the mesh object its `apiVersion` and `kind` name,
+/// without building a `serde_json::Value` first.
+///
+/// Takes the object's JSON text. Returns the object [`read_fast`] would return for the same
+/// document parsed as a `Value`, or `None` when it cannot be sure of that: whenever
+/// `read_fast` would give up, and also when a key repeats in a struct (serde refuses the
+/// repeat where a `Value` keeps the last one), when `apiVersion` or `kind` holds an escape,
+/// or when a numeric map key is written with escapes. The caller then takes the `Value`
+/// path, so such objects get exactly its outcome.
+pub(crate) fn read_fast_text(text: &str) -> Option<MeshObject> {
+    let types: TypeMeta<'_> = serde_json::from_str(text).ok()?;
+    read_typed(types.api_version, types.kind, Text(text))
 }
 
 #[cfg(test)]
@@ -115,6 +165,48 @@ mod tests {
         for (name, value) in &documents {
             assert_agrees(name, value);
         }
+    }
+
+    #[test]
+    fn reading_from_text_agrees_with_reading_from_a_value_on_every_test_document() {
+        let mut read = 0;
+        for (name, value) in &documents() {
+            let text = serde_json::to_string(value).unwrap();
+            let from_text = read_fast_text(&text);
+            // The documents have no repeated keys or escapes: text reads whatever a value reads.
+            assert_eq!(from_text, read_fast(value), "{name}");
+            read += usize::from(from_text.is_some());
+        }
+        assert!(read > 50, "{read}");
+    }
+
+    #[test]
+    fn reading_from_text_gives_up_where_it_could_differ() {
+        let spec = r#"{"hosts": ["a"], "http": [{"route": [{"destination": {"host": "a"}}]}]}"#;
+        let object = |head: &str, spec_key: &str| {
+            format!(r#"{{{head}, "metadata": {{"name": "a"}}, "{spec_key}": {spec}}}"#)
+        };
+        let head = r#""apiVersion": "networking.istio.io/v1", "kind": "VirtualService""#;
+        let plain = object(head, "spec");
+        assert!(read_fast_text(&plain).is_some());
+        for text in [
+            // A repeated field: a `Value` keeps the last, serde refuses the repeat.
+            format!(r#"{{"spec": {{}}, {}"#, &plain[1..]),
+            format!(r#"{{"kind": "Gateway", {}"#, &plain[1..]),
+            // Escapes in the type fields.
+            object(
+                r#""apiVersion": "networking.istio.io\/v1", "kind": "VirtualService""#,
+                "spec",
+            ),
+            "null".to_string(),
+        ] {
+            assert!(read_fast_text(&text).is_none(), "{text}");
+        }
+        // An escaped key is read as the key it spells, in both paths.
+        let escaped = object(head, "sp\\u0065c");
+        let value: Value = serde_json::from_str(&escaped).unwrap();
+        assert_eq!(read_fast_text(&escaped), read_fast(&value));
+        assert!(read_fast(&value).is_some(), "{escaped}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use weft_crds::networking::{
     Destination, L4MatchAttributes, RouteDestination, TlsMatchAttributes, VirtualServiceSpec,
 };
 
+use super::path::Path;
 use super::{Report, fields};
 
 /// Checks a VirtualService spec.
@@ -29,8 +30,9 @@ pub(super) fn check(spec: &VirtualServiceSpec, report: &mut Report) {
             );
         }
     }
+    let hosts = Path::from("spec.hosts");
     for (i, host) in spec.hosts.iter().enumerate() {
-        let path = format!("spec.hosts[{i}]");
+        let path = hosts.index(i);
         if host.parse::<std::net::IpAddr>().is_ok() {
             continue; // Istio: "a DNS name with wildcard prefix or an IP address".
         }
@@ -48,8 +50,9 @@ pub(super) fn check(spec: &VirtualServiceSpec, report: &mut Report) {
             );
         }
     }
+    let gateways = Path::from("spec.gateways");
     for (i, gateway) in spec.gateways.iter().enumerate() {
-        gateway_name(report, &format!("spec.gateways[{i}]"), gateway);
+        gateway_name(report, gateways.index(i), gateway);
     }
     if spec.http.is_empty() && spec.tls.is_empty() && spec.tcp.is_empty() {
         report.error(
@@ -57,30 +60,32 @@ pub(super) fn check(spec: &VirtualServiceSpec, report: &mut Report) {
             "http, tcp or tls must be provided in virtual service",
         );
     }
+    let http = Path::from("spec.http");
     for (i, route) in spec.http.iter().enumerate() {
-        http::check_route(report, &format!("spec.http[{i}]"), route, delegate);
+        http::check_route(report, http.index(i), route, delegate);
     }
+    let tls = Path::from("spec.tls");
     for (i, route) in spec.tls.iter().enumerate() {
-        let path = format!("spec.tls[{i}]");
+        let path = tls.index(i);
+        let matches = path.field("match");
         if route.match_.is_empty() {
-            report.error(
-                format!("{path}.match"),
-                "TLS route must have at least one match condition",
-            );
+            report.error(matches, "TLS route must have at least one match condition");
         }
         for (j, m) in route.match_.iter().enumerate() {
-            tls_match(report, &format!("{path}.match[{j}]"), m, &spec.hosts);
+            tls_match(report, matches.index(j), m, &spec.hosts);
         }
         let routes: Vec<_> = route.route.iter().map(l4_pair).collect();
-        destinations(report, &path, &routes);
+        destinations(report, path, &routes);
     }
+    let tcp = Path::from("spec.tcp");
     for (i, route) in spec.tcp.iter().enumerate() {
-        let path = format!("spec.tcp[{i}]");
+        let path = tcp.index(i);
+        let matches = path.field("match");
         for (j, m) in route.match_.iter().enumerate() {
-            l4_match(report, &format!("{path}.match[{j}]"), m);
+            l4_match(report, matches.index(j), m);
         }
         let routes: Vec<_> = route.route.iter().map(l4_pair).collect();
-        destinations(report, &path, &routes);
+        destinations(report, path, &routes);
     }
     fields::export_to(report, "spec.exportTo", &spec.export_to);
 }
@@ -90,7 +95,8 @@ fn l4_pair(route: &RouteDestination) -> (&Destination, Option<i32>) {
 }
 
 /// Checks a gateway reference: `mesh`, `name`, `namespace/name` or a gateway FQDN.
-pub(super) fn gateway_name(report: &mut Report, path: &str, gateway: &str) {
+pub(super) fn gateway_name<'p>(report: &mut Report, path: impl Into<Path<'p>>, gateway: &str) {
+    let path = path.into();
     if gateway == "mesh" {
         return;
     }
@@ -141,15 +147,13 @@ fn host_covers(host: &str, sni: &str) -> bool {
             .ends_with(&suffix.to_ascii_lowercase())
 }
 
-fn tls_match(report: &mut Report, path: &str, m: &TlsMatchAttributes, hosts: &[String]) {
+fn tls_match(report: &mut Report, path: Path<'_>, m: &TlsMatchAttributes, hosts: &[String]) {
+    let sni_hosts = path.field("sniHosts");
     if m.sni_hosts.is_empty() {
-        report.error(
-            format!("{path}.sniHosts"),
-            "TLS match must have at least one SNI host",
-        );
+        report.error(sni_hosts, "TLS match must have at least one SNI host");
     }
     for (i, sni) in m.sni_hosts.iter().enumerate() {
-        let at = format!("{path}.sniHosts[{i}]");
+        let at = sni_hosts.index(i);
         if let Err(e) = fields::wildcard_domain(sni) {
             report.error(at, e);
         } else if !hosts.is_empty() && !hosts.iter().any(|h| host_covers(h, sni)) {
@@ -161,60 +165,66 @@ fn tls_match(report: &mut Report, path: &str, m: &TlsMatchAttributes, hosts: &[S
     }
     subnets(
         report,
-        &format!("{path}.destinationSubnets"),
+        path.field("destinationSubnets"),
         &m.destination_subnets,
     );
     if let Some(port) = m.port {
-        fields::port(report, &format!("{path}.port"), port);
+        fields::port(report, path.field("port"), port);
     }
-    fields::labels(report, &format!("{path}.sourceLabels"), &m.source_labels);
+    fields::labels(report, path.field("sourceLabels"), &m.source_labels);
+    let gateways = path.field("gateways");
     for (i, g) in m.gateways.iter().enumerate() {
-        gateway_name(report, &format!("{path}.gateways[{i}]"), g);
+        gateway_name(report, gateways.index(i), g);
     }
     source_namespace(report, path, m.source_namespace.as_deref());
 }
 
-fn l4_match(report: &mut Report, path: &str, m: &L4MatchAttributes) {
+fn l4_match(report: &mut Report, path: Path<'_>, m: &L4MatchAttributes) {
     subnets(
         report,
-        &format!("{path}.destinationSubnets"),
+        path.field("destinationSubnets"),
         &m.destination_subnets,
     );
     if let Some(subnet) = &m.source_subnet
         && !fields::is_ip_or_cidr(subnet)
     {
         report.error(
-            format!("{path}.sourceSubnet"),
+            path.field("sourceSubnet"),
             format!("{subnet:?} must be an IP address or a CIDR block"),
         );
     }
     if let Some(port) = m.port {
-        fields::port(report, &format!("{path}.port"), port);
+        fields::port(report, path.field("port"), port);
     }
-    fields::labels(report, &format!("{path}.sourceLabels"), &m.source_labels);
+    fields::labels(report, path.field("sourceLabels"), &m.source_labels);
+    let gateways = path.field("gateways");
     for (i, g) in m.gateways.iter().enumerate() {
-        gateway_name(report, &format!("{path}.gateways[{i}]"), g);
+        gateway_name(report, gateways.index(i), g);
     }
     source_namespace(report, path, m.source_namespace.as_deref());
 }
 
-fn subnets(report: &mut Report, path: &str, subnets: &[String]) {
+fn subnets(report: &mut Report, path: Path<'_>, subnets: &[String]) {
     for (i, subnet) in subnets.iter().enumerate() {
         if !fields::is_ip_or_cidr(subnet) {
             report.error(
-                format!("{path}[{i}]"),
+                path.index(i),
                 format!("{subnet:?} must be an IP address or a CIDR block"),
             );
         }
     }
 }
 
-pub(super) fn source_namespace(report: &mut Report, path: &str, namespace: Option<&str>) {
+pub(super) fn source_namespace<'p>(
+    report: &mut Report,
+    path: impl Into<Path<'p>>,
+    namespace: Option<&str>,
+) {
     if let Some(ns) = namespace
         && !fields::dns_label(ns, false)
     {
         report.error(
-            format!("{path}.sourceNamespace"),
+            path.into().field("sourceNamespace"),
             format!("{ns:?} is not a namespace name"),
         );
     }
@@ -222,51 +232,53 @@ pub(super) fn source_namespace(report: &mut Report, path: &str, namespace: Optio
 
 /// Checks one destination (Istio `validateDestination`): a host other than `*`, a subset
 /// name that is a DNS label, a port from 1 to 65535.
-pub(super) fn destination(report: &mut Report, path: &str, dest: &Destination) {
+pub(super) fn destination<'p>(report: &mut Report, path: impl Into<Path<'p>>, dest: &Destination) {
+    let path = path.into();
     if dest.host == "*" {
         report.error(
-            format!("{path}.host"),
+            path.field("host"),
             "destination host must not be the wildcard *",
         );
     } else if let Err(e) = fields::wildcard_domain(&dest.host) {
-        report.error(format!("{path}.host"), e);
+        report.error(path.field("host"), e);
     }
     if let Some(subset) = &dest.subset
         && !fields::dns_label(subset, false)
     {
         report.error(
-            format!("{path}.subset"),
+            path.field("subset"),
             format!(
                 "subset name {subset:?} must be a DNS label (1-63 lowercase letters, digits or '-')"
             ),
         );
     }
     if let Some(number) = dest.port.as_ref().and_then(|p| p.number) {
-        fields::port(report, &format!("{path}.port.number"), number);
+        fields::port(report, path.field("port").field("number"), number);
     }
 }
 
 /// Checks a route's destination list at `{path}.route`: at least one; each destination;
 /// weights 0-100 summing to 100 when there is more than one destination (Istio: "total
 /// destination weight != 100"); a zero-weight destination in a split is a warning.
-pub(super) fn destinations(
+pub(super) fn destinations<'p>(
     report: &mut Report,
-    path: &str,
+    path: impl Into<Path<'p>>,
     routes: &[(&Destination, Option<i32>)],
 ) {
-    let path = format!("{path}.route");
+    let parent = path.into();
+    let path = parent.field("route");
     if routes.is_empty() {
-        report.error(&path, "route must have at least one destination");
+        report.error(path, "route must have at least one destination");
         return;
     }
     let mut total: i64 = 0;
     for (i, (dest, weight)) in routes.iter().enumerate() {
-        let at = format!("{path}[{i}]");
-        destination(report, &format!("{at}.destination"), dest);
+        let at = path.index(i);
+        destination(report, at.field("destination"), dest);
         let weight = weight.unwrap_or(0);
         if !(0..=100).contains(&weight) {
             report.error(
-                format!("{at}.weight"),
+                at.field("weight"),
                 format!("weight {weight} must be between 0 and 100"),
             );
         }
@@ -275,12 +287,12 @@ pub(super) fn destinations(
     if routes.len() > 1 {
         if total != 100 {
             report.error(
-                &path,
+                path,
                 format!("total destination weight {total} != 100: weights must sum to 100"),
             );
         } else if let Some(i) = routes.iter().position(|(_, w)| w.unwrap_or(0) == 0) {
             report.warn(
-                format!("{path}[{i}].weight"),
+                path.index(i).field("weight"),
                 "weight 0: this destination receives no traffic",
             );
         }

@@ -7,6 +7,7 @@ use weft_crds::networking::{
     HttpRewrite, HttpRoute,
 };
 
+use super::super::path::Path;
 use super::super::{Report, fields};
 use super::{destination, destinations, gateway_name, source_namespace};
 
@@ -56,35 +57,43 @@ const METHODS: &[&str] = &[
 
 /// Checks one HTTP route at `path`; `in_delegate` when the VirtualService is itself a delegate
 /// (which cannot delegate further).
-pub(super) fn check_route(report: &mut Report, path: &str, route: &HttpRoute, in_delegate: bool) {
+pub(super) fn check_route(
+    report: &mut Report,
+    path: Path<'_>,
+    route: &HttpRoute,
+    in_delegate: bool,
+) {
     let has_route = !route.route.is_empty();
     let (redirect, direct) = (route.redirect.is_some(), route.direct_response.is_some());
     if let Some(delegate) = &route.delegate {
         if in_delegate {
             report.error(
-                format!("{path}.delegate"),
+                path.field("delegate"),
                 "a delegate VirtualService cannot delegate again",
             );
         }
         if has_route || redirect || direct {
             report.error(
-                format!("{path}.delegate"),
+                path.field("delegate"),
                 "delegate cannot be set together with route, redirect or directResponse",
             );
         }
         match delegate.name.as_deref() {
             Some(name) if fields::dns_subdomain(name) => {}
             Some(name) => report.error(
-                format!("{path}.delegate.name"),
+                path.field("delegate").field("name"),
                 format!("{name:?} is not a Kubernetes object name"),
             ),
-            None => report.error(format!("{path}.delegate.name"), "delegate name is required"),
+            None => report.error(
+                path.field("delegate").field("name"),
+                "delegate name is required",
+            ),
         }
         if let Some(ns) = &delegate.namespace
             && !fields::dns_label(ns, false)
         {
             report.error(
-                format!("{path}.delegate.namespace"),
+                path.field("delegate").field("namespace"),
                 format!("{ns:?} is not a namespace name"),
             );
         }
@@ -111,18 +120,18 @@ pub(super) fn check_route(report: &mut Report, path: &str, route: &HttpRoute, in
     }
     if (redirect || direct) && route.fault.is_some() {
         report.error(
-            format!("{path}.fault"),
+            path.field("fault"),
             "fault injection applies to routed traffic only, not to a redirect or directResponse",
         );
     }
     if redirect && route.rewrite.is_some() {
         report.error(
-            format!("{path}.rewrite"),
+            path.field("rewrite"),
             "HTTP route rule cannot contain both rewrite and redirect",
         );
     }
     for (i, m) in route.match_.iter().enumerate() {
-        http_match(report, &format!("{path}.match[{i}]"), m);
+        http_match(report, path.field("match").index(i), m);
     }
     if has_route {
         let pairs: Vec<_> = route
@@ -133,18 +142,18 @@ pub(super) fn check_route(report: &mut Report, path: &str, route: &HttpRoute, in
         destinations(report, path, &pairs);
         for (i, r) in route.route.iter().enumerate() {
             if let Some(h) = &r.headers {
-                headers(report, &format!("{path}.route[{i}].headers"), h);
+                headers(report, path.field("route").index(i).field("headers"), h);
             }
         }
     }
     if let Some(r) = &route.redirect {
-        http_redirect(report, &format!("{path}.redirect"), r);
+        http_redirect(report, path.field("redirect"), r);
     }
     if let Some(d) = &route.direct_response {
-        let at = format!("{path}.directResponse");
+        let at = path.field("directResponse");
         if !(200..=599).contains(&d.status) {
             report.error(
-                format!("{at}.status"),
+                at.field("status"),
                 format!("status {} must be between 200 and 599", d.status),
             );
         }
@@ -152,33 +161,33 @@ pub(super) fn check_route(report: &mut Report, path: &str, route: &HttpRoute, in
             && body.string.is_some() == body.bytes.is_some()
         {
             report.error(
-                format!("{at}.body"),
+                at.field("body"),
                 "exactly one of string or bytes must be set",
             );
         }
     }
     if let Some(r) = &route.rewrite {
-        http_rewrite(report, &format!("{path}.rewrite"), r);
+        http_rewrite(report, path.field("rewrite"), r);
     }
     if let Some(t) = &route.timeout {
-        fields::duration(report, &format!("{path}.timeout"), t);
+        fields::duration(report, path.field("timeout"), t);
     }
     if let Some(r) = &route.retries {
-        retries(report, &format!("{path}.retries"), r);
+        retries(report, path.field("retries"), r);
     }
     if let Some(f) = &route.fault {
-        fault(report, &format!("{path}.fault"), f);
+        fault(report, path.field("fault"), f);
     }
     mirrors(report, path, route);
     if let Some(c) = &route.cors_policy {
-        cors(report, &format!("{path}.corsPolicy"), c);
+        cors(report, path.field("corsPolicy"), c);
     }
     if let Some(h) = &route.headers {
-        headers(report, &format!("{path}.headers"), h);
+        headers(report, path.field("headers"), h);
     }
 }
 
-fn http_match(report: &mut Report, path: &str, m: &HttpMatchRequest) {
+fn http_match(report: &mut Report, path: Path<'_>, m: &HttpMatchRequest) {
     let single = [
         ("uri", &m.uri),
         ("scheme", &m.scheme),
@@ -187,7 +196,7 @@ fn http_match(report: &mut Report, path: &str, m: &HttpMatchRequest) {
     ];
     for (name, value) in single {
         if let Some(v) = value {
-            fields::string_match(report, &format!("{path}.{name}"), v);
+            fields::string_match(report, path.field(name), v);
         }
     }
     let maps = [
@@ -196,25 +205,26 @@ fn http_match(report: &mut Report, path: &str, m: &HttpMatchRequest) {
         ("withoutHeaders", &m.without_headers),
     ];
     for (name, map) in maps {
+        let field = path.field(name);
         for (key, value) in map {
-            let at = format!("{path}.{name}.{key}");
+            let at = field.field(key);
             if key.is_empty() {
-                report.error(&at, "the name to match must not be empty");
+                report.error(at, "the name to match must not be empty");
             }
-            fields::string_match(report, &at, value);
+            fields::string_match(report, at, value);
         }
     }
     if let Some(port) = m.port {
-        fields::port(report, &format!("{path}.port"), port);
+        fields::port(report, path.field("port"), port);
     }
-    fields::labels(report, &format!("{path}.sourceLabels"), &m.source_labels);
+    fields::labels(report, path.field("sourceLabels"), &m.source_labels);
     for (i, g) in m.gateways.iter().enumerate() {
-        gateway_name(report, &format!("{path}.gateways[{i}]"), g);
+        gateway_name(report, path.field("gateways").index(i), g);
     }
     source_namespace(report, path, m.source_namespace.as_deref());
 }
 
-fn http_redirect(report: &mut Report, path: &str, r: &HttpRedirect) {
+fn http_redirect(report: &mut Report, path: Path<'_>, r: &HttpRedirect) {
     if r.uri.is_none()
         && r.authority.is_none()
         && r.port.is_none()
@@ -227,11 +237,11 @@ fn http_redirect(report: &mut Report, path: &str, r: &HttpRedirect) {
         );
     }
     if r.uri.as_deref() == Some("") {
-        report.error(format!("{path}.uri"), "redirect uri must not be empty");
+        report.error(path.field("uri"), "redirect uri must not be empty");
     }
     if r.authority.as_deref() == Some("") {
         report.error(
-            format!("{path}.authority"),
+            path.field("authority"),
             "redirect authority must not be empty",
         );
     }
@@ -239,19 +249,19 @@ fn http_redirect(report: &mut Report, path: &str, r: &HttpRedirect) {
         report.error(path, "only one of port or derivePort can be set");
     }
     if let Some(port) = r.port {
-        fields::port(report, &format!("{path}.port"), port);
+        fields::port(report, path.field("port"), port);
     }
     if let Some(code) = r.redirect_code
         && ![301, 302, 303, 307, 308].contains(&code)
     {
         report.error(
-            format!("{path}.redirectCode"),
+            path.field("redirectCode"),
             format!("{code} is not a redirect code: must be 301, 302, 303, 307 or 308"),
         );
     }
 }
 
-fn http_rewrite(report: &mut Report, path: &str, r: &HttpRewrite) {
+fn http_rewrite(report: &mut Report, path: Path<'_>, r: &HttpRewrite) {
     if r.uri.is_none() && r.authority.is_none() && r.uri_regex_rewrite.is_none() {
         report.error(
             path,
@@ -265,34 +275,31 @@ fn http_rewrite(report: &mut Report, path: &str, r: &HttpRewrite) {
         );
     }
     if let Some(regex) = &r.uri_regex_rewrite {
-        let at = format!("{path}.uriRegexRewrite");
+        let at = path.field("uriRegexRewrite");
         match regex.match_.as_deref() {
-            Some(pattern) => fields::regex(report, &format!("{at}.match"), pattern),
-            None => report.error(format!("{at}.match"), "uriRegexRewrite.match is required"),
+            Some(pattern) => fields::regex(report, at.field("match"), pattern),
+            None => report.error(at.field("match"), "uriRegexRewrite.match is required"),
         }
         if regex.rewrite.is_none() {
-            report.error(
-                format!("{at}.rewrite"),
-                "uriRegexRewrite.rewrite is required",
-            );
+            report.error(at.field("rewrite"), "uriRegexRewrite.rewrite is required");
         }
     }
 }
 
-fn retries(report: &mut Report, path: &str, r: &HttpRetry) {
+fn retries(report: &mut Report, path: Path<'_>, r: &HttpRetry) {
     if let Some(attempts) = r.attempts
         && attempts < 0
     {
         report.error(
-            format!("{path}.attempts"),
+            path.field("attempts"),
             format!("attempts {attempts} cannot be negative"),
         );
     }
     if let Some(t) = &r.per_try_timeout {
-        fields::duration(report, &format!("{path}.perTryTimeout"), t);
+        fields::duration(report, path.field("perTryTimeout"), t);
     }
     if let Some(t) = &r.backoff {
-        fields::duration(report, &format!("{path}.backoff"), t);
+        fields::duration(report, path.field("backoff"), t);
     }
     if let Some(retry_on) = &r.retry_on {
         for policy in retry_on.split(',').map(str::trim) {
@@ -301,7 +308,7 @@ fn retries(report: &mut Report, path: &str, r: &HttpRetry) {
                 .is_ok_and(|c| (100..=599).contains(&c));
             if !status && !RETRY_ON.contains(&policy) {
                 report.error(
-                    format!("{path}.retryOn"),
+                    path.field("retryOn"),
                     format!(
                         "{policy:?} is not a retry policy: must be an HTTP status code or one of {}",
                         RETRY_ON.join(", ")
@@ -312,7 +319,7 @@ fn retries(report: &mut Report, path: &str, r: &HttpRetry) {
     }
 }
 
-fn fault(report: &mut Report, path: &str, f: &HttpFaultInjection) {
+fn fault(report: &mut Report, path: Path<'_>, f: &HttpFaultInjection) {
     if f.delay.is_none() && f.abort.is_none() {
         report.error(
             path,
@@ -320,35 +327,35 @@ fn fault(report: &mut Report, path: &str, f: &HttpFaultInjection) {
         );
     }
     if let Some(delay) = &f.delay {
-        let at = format!("{path}.delay");
+        let at = path.field("delay");
         if delay.exponential_delay.is_some() {
             report.error(
-                format!("{at}.exponentialDelay"),
+                at.field("exponentialDelay"),
                 "exponentialDelay is not supported yet",
             );
         }
         match &delay.fixed_delay {
-            Some(d) => fields::duration(report, &format!("{at}.fixedDelay"), d),
+            Some(d) => fields::duration(report, at.field("fixedDelay"), d),
             None if delay.exponential_delay.is_none() => {
-                report.error(format!("{at}.fixedDelay"), "delay must set fixedDelay")
+                report.error(at.field("fixedDelay"), "delay must set fixedDelay")
             }
             None => {}
         }
         if let Some(p) = delay.percentage {
-            fields::percentage(report, &format!("{at}.percentage.value"), p.value);
+            fields::percentage(report, at.field("percentage").field("value"), p.value);
         }
         if let Some(p) = delay.percent {
-            fields::percentage(report, &format!("{at}.percent"), f64::from(p));
+            fields::percentage(report, at.field("percent"), f64::from(p));
         }
     }
     if let Some(abort) = &f.abort {
-        let at = format!("{path}.abort");
+        let at = path.field("abort");
         let set = usize::from(abort.http_status.is_some())
             + usize::from(abort.grpc_status.is_some())
             + usize::from(abort.http2_error.is_some());
         if set != 1 {
             report.error(
-                &at,
+                at,
                 "abort must set exactly one of httpStatus, grpcStatus or http2Error",
             );
         }
@@ -356,7 +363,7 @@ fn fault(report: &mut Report, path: &str, f: &HttpFaultInjection) {
             && !(200..=599).contains(&status)
         {
             report.error(
-                format!("{at}.httpStatus"),
+                at.field("httpStatus"),
                 format!("httpStatus {status} must be between 200 and 599"),
             );
         }
@@ -364,58 +371,60 @@ fn fault(report: &mut Report, path: &str, f: &HttpFaultInjection) {
             let numeric = status.parse::<u8>().is_ok_and(|c| c <= 16);
             if !numeric && !GRPC_STATUS.contains(&status.as_str()) {
                 report.error(
-                    format!("{at}.grpcStatus"),
+                    at.field("grpcStatus"),
                     format!("{status:?} is not a gRPC status code name (e.g. UNAVAILABLE)"),
                 );
             }
         }
         if abort.http2_error.is_some() {
-            report.error(
-                format!("{at}.http2Error"),
-                "http2Error is not supported yet",
-            );
+            report.error(at.field("http2Error"), "http2Error is not supported yet");
         }
         if let Some(p) = abort.percentage {
-            fields::percentage(report, &format!("{at}.percentage.value"), p.value);
+            fields::percentage(report, at.field("percentage").field("value"), p.value);
         }
     }
 }
 
-fn mirrors(report: &mut Report, path: &str, route: &HttpRoute) {
+fn mirrors(report: &mut Report, path: Path<'_>, route: &HttpRoute) {
     if route.mirror.is_some() && !route.mirrors.is_empty() {
         report.error(path, "only one of mirror or mirrors can be set");
     }
     if let Some(m) = &route.mirror {
-        destination(report, &format!("{path}.mirror"), m);
+        destination(report, path.field("mirror"), m);
     }
     if let Some(p) = route.mirror_percentage {
-        fields::percentage(report, &format!("{path}.mirrorPercentage.value"), p.value);
+        fields::percentage(
+            report,
+            path.field("mirrorPercentage").field("value"),
+            p.value,
+        );
     }
     for (name, value) in [
         ("mirrorPercent", route.mirror_percent),
         ("mirror_percent", route.mirror_percent_legacy),
     ] {
         if let Some(v) = value {
-            fields::percentage(report, &format!("{path}.{name}"), f64::from(v));
+            fields::percentage(report, path.field(name), f64::from(v));
         }
     }
+    let mirrors = path.field("mirrors");
     for (i, m) in route.mirrors.iter().enumerate() {
-        let at = format!("{path}.mirrors[{i}]");
-        destination(report, &format!("{at}.destination"), &m.destination);
+        let at = mirrors.index(i);
+        destination(report, at.field("destination"), &m.destination);
         if let Some(p) = m.percentage {
-            fields::percentage(report, &format!("{at}.percentage.value"), p.value);
+            fields::percentage(report, at.field("percentage").field("value"), p.value);
         }
     }
 }
 
-fn cors(report: &mut Report, path: &str, c: &CorsPolicy) {
+fn cors(report: &mut Report, path: Path<'_>, c: &CorsPolicy) {
     for (i, origin) in c.allow_origins.iter().enumerate() {
-        fields::string_match(report, &format!("{path}.allowOrigins[{i}]"), origin);
+        fields::string_match(report, path.field("allowOrigins").index(i), origin);
     }
     for (i, method) in c.allow_methods.iter().enumerate() {
         if !METHODS.contains(&method.as_str()) {
             report.error(
-                format!("{path}.allowMethods[{i}]"),
+                path.field("allowMethods").index(i),
                 format!("{method:?} is not an HTTP method ({})", METHODS.join(", ")),
             );
         }
@@ -426,13 +435,13 @@ fn cors(report: &mut Report, path: &str, c: &CorsPolicy) {
     ] {
         for (i, header) in list.iter().enumerate() {
             if header != "*" {
-                fields::header_name(report, &format!("{path}.{name}[{i}]"), header);
+                fields::header_name(report, path.field(name).index(i), header);
             }
         }
     }
     if let Some(age) = &c.max_age {
-        let at = format!("{path}.maxAge");
-        fields::duration(report, &at, age);
+        let at = path.field("maxAge");
+        fields::duration(report, at, age);
         if age.as_std().subsec_nanos() != 0 {
             report.error(at, "maxAge is only accurate to whole seconds");
         }
@@ -440,16 +449,16 @@ fn cors(report: &mut Report, path: &str, c: &CorsPolicy) {
 }
 
 /// Checks header manipulation: every name set, added or removed is a valid header name.
-pub(super) fn headers(report: &mut Report, path: &str, h: &Headers) {
+pub(super) fn headers(report: &mut Report, path: Path<'_>, h: &Headers) {
     for (side, ops) in [("request", &h.request), ("response", &h.response)] {
         let Some(ops) = ops else { continue };
         for (op, names) in [("set", &ops.set), ("add", &ops.add)] {
             for name in names.keys() {
-                fields::header_name(report, &format!("{path}.{side}.{op}.{name}"), name);
+                fields::header_name(report, path.field(side).field(op).field(name), name);
             }
         }
         for (i, name) in ops.remove.iter().enumerate() {
-            fields::header_name(report, &format!("{path}.{side}.remove[{i}]"), name);
+            fields::header_name(report, path.field(side).field("remove").index(i), name);
         }
     }
 }
