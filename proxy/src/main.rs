@@ -17,7 +17,7 @@ use weft_proxy::discovery_source::DiscoverySource;
 use weft_proxy::gateway::GatewaySettings;
 use weft_proxy::listener::DestinationMode;
 use weft_proxy::mesh_tls::{CertStoreTls, MeshTls};
-use weft_proxy::run::{AdminListeners, Listeners, RunSettings, run};
+use weft_proxy::run::{AdminListeners, Listeners, RunSettings, run_with_workers};
 use weft_proxy::telemetry::{AccessLog, Telemetry};
 use weft_proxy::telemetry_observer::TelemetryObserver;
 use weft_proxy_config::ProxyType;
@@ -150,7 +150,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Init(args) => weft_proxy::capture::run(&args).context("traffic capture"),
         Command::WaitReady(args) => wait_ready(&args),
-        Command::Run(args) => runtime(args.common.concurrency)?.block_on(run_proxy(*args)),
+        Command::Run(args) => {
+            let (runtime, workers) = worker_runtimes(args.common.concurrency)?;
+            runtime.block_on(run_proxy(*args, workers))
+        }
         Command::Gateway(args) => runtime(args.concurrency)?.block_on(run_gateway(*args)),
     }
 }
@@ -170,6 +173,29 @@ fn runtime(concurrency: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime
         builder
     };
     builder.enable_all().build().context("starting the runtime")
+}
+
+/// The sidecar's runtimes for `concurrency` workers (Istio `ProxyConfig.concurrency`, default
+/// 2), Envoy's threading model: each worker is a current-thread runtime on its own thread
+/// (this one runs the admin endpoints and the config source too) serving the traffic
+/// listeners, so a connection's tasks never wake each other across threads. Returns the
+/// runtime for this thread and the handles of the others, whose threads run until the process
+/// exits. Errors: a runtime or thread cannot be started.
+fn worker_runtimes(
+    concurrency: Option<usize>,
+) -> anyhow::Result<(tokio::runtime::Runtime, Vec<tokio::runtime::Handle>)> {
+    let workers = concurrency.unwrap_or(2).max(1);
+    let main = runtime(Some(1))?;
+    let mut handles = Vec::new();
+    for index in 1..workers {
+        let worker = runtime(Some(1))?;
+        handles.push(worker.handle().clone());
+        std::thread::Builder::new()
+            .name(format!("weft-worker-{index}"))
+            .spawn(move || worker.block_on(std::future::pending::<()>()))
+            .context("starting a worker thread")?;
+    }
+    Ok((main, handles))
 }
 
 /// Polls the health endpoint until it answers 200 or the timeout passes.
@@ -305,7 +331,7 @@ fn prepare(args: &CommonArgs, proxy_type: ProxyType) -> anyhow::Result<Prepared>
     })
 }
 
-async fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
+async fn run_proxy(args: RunArgs, workers: Vec<tokio::runtime::Handle>) -> anyhow::Result<()> {
     let prepared = prepare(&args.common, ProxyType::Sidecar)?;
     let common = &args.common;
     let listeners = Listeners::bind(
@@ -331,7 +357,7 @@ async fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
         drain_time: prepared.drain_time,
         app_probers: Some(Arc::new(app_probers)),
     };
-    run(listeners, settings, prepared.shutdown).await;
+    run_with_workers(listeners, settings, &workers, prepared.shutdown).await;
     Ok(())
 }
 

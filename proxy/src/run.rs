@@ -180,6 +180,21 @@ pub struct RunSettings {
 /// listeners stop accepting, HTTP connections finish their in-flight requests and close, and
 /// after `drain_time` whatever remains (long TCP streams) is cut.
 pub async fn run(listeners: Listeners, settings: RunSettings, shutdown: CancellationToken) {
+    run_with_workers(listeners, settings, &[], shutdown).await;
+}
+
+/// [`run`], with the outbound and inbound listeners also served on each runtime of `workers`
+/// (Istio's `concurrency`: Envoy's worker threads, each with its own event loop accepting on
+/// the shared listeners). A connection stays on the runtime that accepted it, so its tasks
+/// wake each other without crossing threads. Each runtime must keep running until the process
+/// exits (its connections drain on it). A listener that cannot be shared is served by this
+/// runtime alone (logged).
+pub async fn run_with_workers(
+    listeners: Listeners,
+    settings: RunSettings,
+    workers: &[tokio::runtime::Handle],
+    shutdown: CancellationToken,
+) {
     let tracker = TaskTracker::new();
     let stats = ProxyStats::new(settings.observer);
     let observer: Arc<dyn RequestObserver> = stats.clone();
@@ -204,6 +219,27 @@ pub async fn run(listeners: Listeners, settings: RunSettings, shutdown: Cancella
     });
 
     let mut servers = Vec::new();
+    for worker in workers {
+        if let Some(listener) = share(&listeners.outbound) {
+            let (outbound, shutdown, tracker) =
+                (Arc::clone(&outbound), shutdown.clone(), tracker.clone());
+            let mode = settings.destination_mode;
+            servers.push(worker.spawn(async move {
+                if let Some(listener) = register(listener) {
+                    crate::outbound::serve(listener, outbound, mode, shutdown, tracker).await;
+                }
+            }));
+        }
+        if let Some(listener) = share(&listeners.inbound) {
+            let (inbound, shutdown, tracker) =
+                (Arc::clone(&inbound), shutdown.clone(), tracker.clone());
+            servers.push(worker.spawn(async move {
+                if let Some(listener) = register(listener) {
+                    crate::inbound::serve(listener, inbound, shutdown, tracker).await;
+                }
+            }));
+        }
+    }
     servers.push(tokio::spawn(crate::outbound::serve(
         listeners.outbound,
         outbound,
@@ -244,4 +280,76 @@ pub async fn run(listeners: Listeners, settings: RunSettings, shutdown: Cancella
 
     shutdown.cancelled().await;
     drain(servers, source_task, tracker, settings.drain_time).await;
+}
+
+/// A second handle on `listener`'s socket (`dup`), for another runtime to accept on; `None`
+/// (logged) if the descriptor cannot be duplicated.
+fn share(listener: &TcpListener) -> Option<std::net::TcpListener> {
+    match socket2::SockRef::from(listener).try_clone() {
+        Ok(socket) => Some(socket.into()),
+        Err(error) => {
+            tracing::warn!(%error, "listener not shared with a worker runtime");
+            None
+        }
+    }
+}
+
+/// Registers a shared listener with the runtime running this task; `None` (logged) on error.
+fn register(listener: std::net::TcpListener) -> Option<TcpListener> {
+    match TcpListener::from_std(listener) {
+        Ok(listener) => Some(listener),
+        Err(error) => {
+            tracing::warn!(%error, "worker runtime cannot serve a shared listener");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A listener shared with another runtime is accepted on there: the first runtime's copy
+    /// is dropped, so only the worker can answer.
+    #[test]
+    fn shared_listener_accepts_on_the_worker_runtime() {
+        let main = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let worker = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (listener, address) = main.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            (listener, address)
+        });
+        let shared = share(&listener).unwrap();
+        drop(listener);
+        let worker_thread = std::thread::Builder::new()
+            .name("worker".into())
+            .spawn(move || {
+                worker.block_on(async move {
+                    let listener = register(shared).unwrap();
+                    let (mut stream, _) = listener.accept().await.unwrap();
+                    let name = std::thread::current().name().map(str::to_owned);
+                    stream
+                        .write_all(name.unwrap_or_default().as_bytes())
+                        .await
+                        .unwrap();
+                });
+            });
+        let worker_thread = worker_thread.unwrap();
+        let answer = main.block_on(async move {
+            let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.unwrap();
+            answer
+        });
+        worker_thread.join().unwrap();
+        assert_eq!(answer, "worker");
+    }
 }
