@@ -343,7 +343,8 @@ fn validate_fast(body: &[u8]) -> Option<(StatusCode, Vec<u8>)> {
     if !matches!(request.operation, Operation::Create | Operation::Update) {
         return None;
     }
-    let outcome = validate_text(object?.get())?;
+    let object = object?;
+    let outcome = validate_text(object.api_version, object.kind, object.text)?;
     let response = respond(AdmissionResponse::from(&request), outcome);
     encode_review(response)
         .ok()

@@ -137,6 +137,14 @@ fn bodies_the_fast_path_gives_up_on_get_the_reference_reply() {
             "escaped key",
             with_object(&valid_text.replace("\"spec\"", "\"sp\\u0065c\"")),
         ),
+        (
+            "kind is not a string",
+            with_object(&valid_text.replace("\"VirtualService\"", "null")),
+        ),
+        (
+            "another kind than the request names",
+            with_object(&valid_text.replace("\"VirtualService\"", "\"Gateway\"")),
+        ),
         ("null object", with_object("null")),
         ("object is a string", with_object("\"text\"")),
         (

@@ -29,8 +29,19 @@ pub(super) struct Split<'a> {
     /// The review with `request.object` and `request.oldObject` empty, read exactly as the
     /// reference path reads it.
     pub(super) review: AdmissionReview<DynamicObject>,
-    /// The JSON text of `request.object`, when the request has one.
-    pub(super) object: Option<&'a RawValue>,
+    /// The JSON text of `request.object` with its `apiVersion` and `kind`, when the request
+    /// has an object and [`scan`] found both for certain.
+    pub(super) object: Option<ObjectText<'a>>,
+}
+
+/// An object's JSON text with its `apiVersion` and `kind`, as [`scan`] found them.
+pub(super) struct ObjectText<'a> {
+    /// The object's `apiVersion`, e.g. `networking.istio.io/v1`.
+    pub(super) api_version: &'a str,
+    /// The object's `kind`, e.g. `VirtualService`.
+    pub(super) kind: &'a str,
+    /// The whole object's JSON text.
+    pub(super) text: &'a str,
 }
 
 /// Splits `body` into the review envelope and the object's JSON text.
@@ -47,11 +58,28 @@ pub(super) fn split(body: &[u8]) -> Option<Split<'_>> {
     } = serde_json::from_slice(body).ok()?;
     // serde_json counts the nesting of what it reads as `Value`s, not of the raw parts; both
     // objects sit two levels down (the review, its request).
-    for raw in [object, old_object].into_iter().flatten() {
-        if 2 + nesting_depth(raw.get().as_bytes()) > MAX_DEPTH {
-            return None;
-        }
+    let too_deep = |scan: &Scan<'_>| 2 + scan.depth > MAX_DEPTH;
+    if let Some(old) = old_object
+        && too_deep(&scan(old.get()))
+    {
+        return None;
     }
+    let object = match object {
+        Some(raw) => {
+            let head = scan(raw.get());
+            if too_deep(&head) {
+                return None;
+            }
+            head.api_version
+                .zip(head.kind)
+                .map(|(api_version, kind)| ObjectText {
+                    api_version,
+                    kind,
+                    text: raw.get(),
+                })
+        }
+        None => None,
+    };
     let review = serde_json::from_value(Value::Object(document)).ok()?;
     Some(Split { review, object })
 }
@@ -152,34 +180,101 @@ impl<'de> Visitor<'de> for RequestVisitor {
     }
 }
 
-/// The deepest nesting of arrays and objects in the JSON text `body`, in levels (`{}` is 1);
-/// brackets inside strings do not count. Meaningful for valid JSON only.
-fn nesting_depth(body: &[u8]) -> usize {
+/// What one pass over an object's JSON text tells: how deeply it nests, and its top-level
+/// `apiVersion` and `kind`.
+struct Scan<'a> {
+    /// The deepest nesting of arrays and objects, in levels (`{}` is 1); brackets inside
+    /// strings do not count.
+    depth: usize,
+    /// The top-level `apiVersion` string; `None` unless it appears once, as a string written
+    /// without escapes, under a key written without escapes.
+    api_version: Option<&'a str>,
+    /// The top-level `kind` string, on the same terms.
+    kind: Option<&'a str>,
+}
+
+/// A top-level field [`scan`] looks for.
+#[derive(Clone, Copy)]
+enum Head {
+    ApiVersion,
+    Kind,
+}
+
+/// Scans the JSON text `text` once; see [`Scan`]. Meaningful for valid JSON only (the text
+/// of a `RawValue`, which serde_json has checked). Where the top-level fields could read
+/// differently in a `serde_json::Value` (a repeat, where the value keeps the last; an escape;
+/// a value that is not a string), they are reported as not found, and the caller takes the
+/// `Value` path.
+fn scan(text: &str) -> Scan<'_> {
+    let bytes = text.as_bytes();
     let (mut depth, mut deepest, mut at) = (0usize, 0usize, 0usize);
-    while let Some(&byte) = body.get(at) {
+    let mut found: [Option<&str>; 2] = [None, None];
+    // At the top level of an object: whether the next string is a key, and which looked-for
+    // key awaits its value.
+    let (mut at_key, mut awaiting): (bool, Option<Head>) = (false, None);
+    let mut unsure = false;
+    while let Some(&byte) = bytes.get(at) {
         at += 1;
         match byte {
             b'"' => {
-                // Skip the string: to its closing quote, stepping over escapes.
-                while let Some(found) = body.get(at..).and_then(|s| memchr::memchr2(b'"', b'\\', s))
+                let start = at;
+                let mut escaped = false;
+                // To the closing quote, stepping over escapes.
+                while let Some(found) = bytes
+                    .get(at..)
+                    .and_then(|s| memchr::memchr2(b'"', b'\\', s))
                 {
                     let end = at + found;
                     at = end + 1;
-                    if body.get(end) == Some(&b'"') {
+                    if bytes.get(end) == Some(&b'"') {
                         break;
                     }
+                    escaped = true;
                     at += 1; // the escaped byte
                 }
+                if depth != 1 {
+                    continue;
+                }
+                let string = text.get(start..at.saturating_sub(1));
+                if at_key {
+                    at_key = false;
+                    unsure |= escaped;
+                    awaiting = match string {
+                        Some("apiVersion") => Some(Head::ApiVersion),
+                        Some("kind") => Some(Head::Kind),
+                        _ => None,
+                    };
+                } else if let Some(head) = awaiting.take() {
+                    let slot = &mut found[head as usize];
+                    unsure |= escaped || slot.is_some() || string.is_none();
+                    *slot = string;
+                }
             }
-            b'[' | b'{' => {
+            b'{' | b'[' => {
+                // A looked-for field whose value is an object or a list.
+                unsure |= depth == 1 && awaiting.is_some();
                 depth += 1;
                 deepest = deepest.max(depth);
+                at_key = depth == 1 && byte == b'{';
             }
-            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'}' | b']' | b',' => {
+                // A looked-for field whose value was a number, `true`, `false` or `null`.
+                unsure |= depth == 1 && awaiting.is_some();
+                if byte == b',' {
+                    at_key = depth == 1;
+                } else {
+                    depth = depth.saturating_sub(1);
+                }
+            }
             _ => {}
         }
     }
-    deepest
+    let [api_version, kind] = if unsure { [None, None] } else { found };
+    Scan {
+        depth: deepest,
+        api_version,
+        kind,
+    }
 }
 
 #[cfg(test)]
@@ -189,14 +284,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nesting_depth_counts_levels_outside_strings() {
-        assert_eq!(nesting_depth(b"1"), 0);
-        assert_eq!(nesting_depth(b"{}"), 1);
-        assert_eq!(nesting_depth(br#"{"a":[{"b":[]}],"c":{}}"#), 4);
-        assert_eq!(nesting_depth(br#"{"[[[{{":"]]]}}"}"#), 1);
-        assert_eq!(nesting_depth(br#"{"a\"[[":["\\",[["\"]"]]]}"#), 4);
-        let deep = format!("{}{}", "[".repeat(150), "]".repeat(150));
-        assert_eq!(nesting_depth(deep.as_bytes()), 150);
+    fn scan_counts_levels_outside_strings() {
+        let depth = |text: &str| scan(text).depth;
+        assert_eq!(depth("1"), 0);
+        assert_eq!(depth("{}"), 1);
+        assert_eq!(depth(r#"{"a":[{"b":[]}],"c":{}}"#), 4);
+        assert_eq!(depth(r#"{"[[[{{":"]]]}}"}"#), 1);
+        assert_eq!(depth(r#"{"a\"[[":["\\",[["\"]"]]]}"#), 4);
+        assert_eq!(
+            depth(&format!("{}{}", "[".repeat(150), "]".repeat(150))),
+            150
+        );
+    }
+
+    #[test]
+    fn scan_finds_the_top_level_type_fields() {
+        let text = r#"{"metadata": {"kind": "Inner", "apiVersion": "x"}, "kind": "VirtualService",
+            "spec": {"kind": ["a"]}, "apiVersion" : "networking.istio.io/v1", "n": [1, {"kind": 2}]}"#;
+        let found = scan(text);
+        assert_eq!(found.api_version, Some("networking.istio.io/v1"));
+        assert_eq!(found.kind, Some("VirtualService"));
+        assert_eq!(found.depth, 3);
+        let missing = scan(r#"{"apiVersion": "v1", "spec": {"kind": "K"}}"#);
+        assert_eq!((missing.api_version, missing.kind), (Some("v1"), None));
+    }
+
+    #[test]
+    fn scan_reports_neither_type_field_where_a_value_could_read_differently() {
+        for text in [
+            r#"{"apiVersion": "v1", "kind": "A", "kind": "B"}"#,
+            r#"{"apiVersion": "v1", "kind": "A", "apiVersion": "v2"}"#,
+            r#"{"apiVersion": "v1", "kind": "\u0041"}"#,
+            r#"{"apiVersion": "v1", "\u006bind": "A", "kind": "B"}"#,
+            r#"{"apiVersion": "v1", "kind": null}"#,
+            r#"{"apiVersion": "v1", "kind": 7}"#,
+            r#"{"apiVersion": "v1", "kind": ["A"]}"#,
+            r#"{"apiVersion": {"v": 1}, "kind": "A"}"#,
+            r#"{"kind": "A", "apiVersion": true}"#,
+        ] {
+            let found = scan(text);
+            assert_eq!((found.api_version, found.kind), (None, None), "{text}");
+        }
     }
 
     #[test]
@@ -204,9 +332,14 @@ mod tests {
         let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{
             "uid":"u","kind":{"group":"g","version":"v1","kind":"K"},
             "resource":{"group":"g","version":"v1","resource":"ks"},"operation":"UPDATE",
-            "userInfo":{},"object":{"kind":"K", "x": [1, 2]},"oldObject":{"kind":"K"}}}"#;
+            "userInfo":{},"object":{"apiVersion":"g/v1","kind":"K", "x": [1, 2]},"oldObject":{"kind":"K"}}}"#;
         let split = split(body).unwrap();
-        assert_eq!(split.object.unwrap().get(), r#"{"kind":"K", "x": [1, 2]}"#);
+        let object = split.object.unwrap();
+        assert_eq!(
+            object.text,
+            r#"{"apiVersion":"g/v1","kind":"K", "x": [1, 2]}"#
+        );
+        assert_eq!((object.api_version, object.kind), ("g/v1", "K"));
         let request = split.review.request.unwrap();
         assert_eq!(request.uid, "u");
         assert!(request.object.is_none() && request.old_object.is_none());
@@ -214,17 +347,27 @@ mod tests {
 
     #[test]
     fn gives_up_on_what_it_does_not_read() {
-        let deep = format!(
-            r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"object":{}1{}}}}}"#,
-            "[".repeat(MAX_DEPTH),
-            "]".repeat(MAX_DEPTH)
-        );
+        let deep = |field: &str| {
+            format!(
+                r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"u",
+                "kind":{{"group":"g","version":"v1","kind":"K"}},"resource":{{"group":"g","version":"v1","resource":"ks"}},
+                "operation":"UPDATE","userInfo":{{}},"{field}":{}1{}}}}}"#,
+                "[".repeat(MAX_DEPTH - 1),
+                "]".repeat(MAX_DEPTH - 1)
+            )
+        };
+        // Within the depth limit, the same review splits.
+        let shallow = deep("object")
+            .replace(&"[".repeat(MAX_DEPTH - 2), "")
+            .replace(&"]".repeat(MAX_DEPTH - 2), "");
+        assert!(split(shallow.as_bytes()).is_some(), "{shallow}");
         for body in [
             &b"not json"[..],
             b"[1]",
             br#"{"request": [1]}"#,
             br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":1}}"#,
-            deep.as_bytes(),
+            deep("object").as_bytes(),
+            deep("oldObject").as_bytes(),
         ] {
             assert!(split(body).is_none(), "{}", String::from_utf8_lossy(body));
         }
