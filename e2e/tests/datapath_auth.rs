@@ -1,7 +1,8 @@
 //! Data path: RequestAuthentication and AuthorizationPolicy on the wire. A JWT from an inline
 //! JWKS: a valid token passes, an expired token or one from an unknown issuer gets 401, no
-//! token passes unless an AuthorizationPolicy requires a request principal (then 403). On a TCP
-//! port a DENY policy closes the connection.
+//! token passes unless an AuthorizationPolicy requires a request principal (then 403); ALLOW
+//! by JWT claims and audiences. On a TCP port a DENY policy closes the connection, and a DENY
+//! rule with only HTTP fields closes every connection (Istio drops those fields on TCP).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -163,16 +164,48 @@ fn tcp_deny_policy_closes_the_connection() {
         "TCP before the policy: {open}"
     );
 
-    let deny = format!(
-        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: db-deny-client, namespace: {NS}}}\nspec:\n  selector: {{matchLabels: {{app: db}}}}\n  action: DENY\n  rules:\n  - from:\n    - source: {{principals: [\"cluster.local/ns/{NS}/sa/client\"]}}\n"
+    let deny = |rule: &str| {
+        format!(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: db-deny, namespace: {NS}}}\nspec:\n  selector: {{matchLabels: {{app: db}}}}\n  action: DENY\n  rules:\n  - {rule}\n"
+        )
+    };
+    let get = || mesh.load("client", &url, &[(&db, vip)], &[], 5, 1).unwrap();
+
+    // A DENY rule naming another principal does not match the client.
+    let other =
+        format!("{{from: [{{source: {{principals: [\"cluster.local/ns/{NS}/sa/nobody\"]}}}}]}}");
+    apply_watching(&mesh, &["db1"], "authz-db.yaml", &deny(&other));
+    let open = get();
+    assert_eq!(
+        count(&open, "status", "200"),
+        5,
+        "DENY for another principal: {open}"
     );
-    apply_watching(&mesh, &["db1"], "authz-db.yaml", &deny);
-    let closed = mesh.load("client", &url, &[(&db, vip)], &[], 5, 1).unwrap();
+
+    let client =
+        format!("{{from: [{{source: {{principals: [\"cluster.local/ns/{NS}/sa/client\"]}}}}]}}");
+    apply_watching(&mesh, &["db1"], "authz-db.yaml", &deny(&client));
+    let closed = get();
     assert_eq!(
         count(&closed, "status", "0"),
         5,
         "a TCP DENY must close the connection without an answer: {closed}\n{}",
         mesh.log("db1-proxy")
+    );
+
+    // Istio drops HTTP-only fields from a DENY rule on TCP, so the rule matches more: a DENY
+    // of `methods: [GET]` closes every TCP connection.
+    apply_watching(
+        &mesh,
+        &["db1"],
+        "authz-db.yaml",
+        &deny("{to: [{operation: {methods: [GET]}}]}"),
+    );
+    let closed = get();
+    assert_eq!(
+        count(&closed, "status", "0"),
+        5,
+        "a DENY with only HTTP fields denies every TCP connection: {closed}"
     );
 }
 
