@@ -69,6 +69,15 @@ impl BuiltConfig for ProxyParts {
     fn write_json(&self, out: &mut dyn std::io::Write) -> Result<(), serde_json::Error> {
         ProxyParts::write_json(self, out)
     }
+
+    /// The proxy's own fields, then the JSON its scope shares (one buffer for all its pushes).
+    fn write_json_chunks(
+        &self,
+        head: &mut Vec<u8>,
+    ) -> Result<Vec<bytes::Bytes>, serde_json::Error> {
+        let tail = self.write_json_head(head)?;
+        Ok(vec![bytes::Bytes::from_owner(tail)])
+    }
 }
 
 impl ConfigBuilder for Snapshot {
@@ -174,6 +183,10 @@ spec:
         assert_eq!(push.version(), config.version);
         let mut json = Vec::new();
         push.write_json(&mut json).unwrap();
+        let mut chunked = Vec::new();
+        let rest = push.write_json_chunks(&mut chunked).unwrap();
+        assert_eq!(rest.len(), 1, "the scope's shared JSON");
+        assert_eq!([chunked, rest.concat()].concat(), json);
         assert_eq!(
             ProxyConfig::from_json(std::str::from_utf8(&json).unwrap()).unwrap(),
             config

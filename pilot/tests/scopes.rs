@@ -60,6 +60,10 @@ fn shared_scopes_give_every_proxy_of_the_golden_inputs_its_own_config() {
             let parts = build_proxy_parts(&shared, target);
             let mut json = Vec::new();
             parts.write_json(&mut json).unwrap();
+            let mut pieces = Vec::new();
+            let tail = parts.write_json_head(&mut pieces).unwrap();
+            pieces.extend_from_slice(&tail);
+            assert_eq!(pieces, json, "{name}: head and shared tail");
             assert_eq!(
                 String::from_utf8(json).unwrap(),
                 serde_json::to_string(&expected.config).unwrap(),

@@ -377,7 +377,7 @@ impl DiscoveryServer {
                     .streams
                     .lock()
                     .get(&id)
-                    .is_some_and(|stream| stream.outbox.put(push.nonce, Bytes::from(frame)));
+                    .is_some_and(|stream| stream.outbox.put(push.nonce, frame));
                 if sent {
                     self.metrics.pushes.inc();
                 }

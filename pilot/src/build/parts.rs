@@ -87,6 +87,19 @@ impl ProxyParts {
         Arc::ptr_eq(&self.scope, &other.scope)
     }
 
+    /// The config's JSON as [`ProxyParts::write_json`] writes it, in two pieces: this proxy's
+    /// own head (every field before `outbound`, written to `head`) and the tail shared with
+    /// every proxy of its scope (returned, not copied: a push can send the same bytes to all).
+    ///
+    /// Errors: as [`ProxyParts::write_json`].
+    pub fn write_json_head(
+        &self,
+        head: &mut dyn std::io::Write,
+    ) -> Result<Arc<[u8]>, serde_json::Error> {
+        version::write_head(head, &self.version, &self.borrowed())?;
+        self.scope.tail()
+    }
+
     /// The assembled config (copies the scope's side).
     pub fn to_config(&self) -> ProxyConfig {
         // A struct literal, so that a new `ProxyConfig` field fails to compile here until

@@ -32,20 +32,22 @@ pub(crate) struct ScopeConfig {
     /// The warnings met while building this side, sorted, without duplicates.
     pub warnings: Vec<Unsupported>,
     /// The JSON of the config's fields from `outbound` on, with the closing brace (see
-    /// [`version::tail_json`]); empty if serialisation failed, which it cannot for this model.
-    pub tail_json: Box<[u8]>,
+    /// [`version::tail_json`]), shared by every push to the scope's proxies; empty if
+    /// serialisation failed, which it cannot for this model.
+    pub tail_json: Arc<[u8]>,
 }
 
 impl ScopeConfig {
-    /// Writes the config's JSON from the `outbound` field to the closing brace: the cached
-    /// bytes, or the fields serialised again when there are none.
-    pub fn write_tail(&self, out: &mut dyn std::io::Write) -> Result<(), serde_json::Error> {
+    /// The config's JSON from the `outbound` field to the closing brace: the cached bytes,
+    /// or the fields serialised again when there are none.
+    ///
+    /// Errors: a `serde_json::Error` only if serialisation fails (it cannot for this model).
+    pub fn tail(&self) -> Result<Arc<[u8]>, serde_json::Error> {
         if self.tail_json.is_empty() {
             let json = version::tail_json(&self.outbound, &[], &self.clusters, &self.gateways)?;
-            out.write_all(&json).map_err(serde_json::Error::io)
+            Ok(json.into())
         } else {
-            out.write_all(&self.tail_json)
-                .map_err(serde_json::Error::io)
+            Ok(self.tail_json.clone())
         }
     }
 }
@@ -142,7 +144,7 @@ fn build(view: &ClusterView, target: &ProxyTarget) -> ScopeConfig {
     };
     let tail_json = version::tail_json(&outbound, &cached, &clusters, &gateways)
         .unwrap_or_default()
-        .into_boxed_slice();
+        .into();
     ScopeConfig {
         outbound_traffic_policy: scope.outbound_traffic_policy,
         outbound,

@@ -62,6 +62,20 @@ pub(super) fn write_config(
     version: &str,
     parts: &ConfigParts<'_>,
 ) -> Result<(), serde_json::Error> {
+    write_head(out, version, parts)?;
+    out.write_all(&parts.scope.tail()?)
+        .map_err(serde_json::Error::io)
+}
+
+/// Writes the first part of [`write_config`]'s JSON: every field before the scope's tail
+/// (`model_version` to `inbound`).
+///
+/// Errors: as [`write_config`].
+pub(super) fn write_head(
+    out: &mut dyn Write,
+    version: &str,
+    parts: &ConfigParts<'_>,
+) -> Result<(), serde_json::Error> {
     field(out, true, "model_version")?;
     serde_json::to_writer(&mut *out, MODEL_VERSION)?;
     field(out, false, "version")?;
@@ -71,8 +85,7 @@ pub(super) fn write_config(
     field(out, false, "outbound_traffic_policy")?;
     serde_json::to_writer(&mut *out, &parts.scope.outbound_traffic_policy)?;
     field(out, false, "inbound")?;
-    serde_json::to_writer(&mut *out, parts.inbound)?;
-    parts.scope.write_tail(out)
+    serde_json::to_writer(&mut *out, parts.inbound)
 }
 
 /// Writes `{"name":` (first field) or `,"name":`.

@@ -1,10 +1,13 @@
-//! A push's frame, written from a built config that can write its own JSON: the scope's
-//! shared side of a Pilot build is copied from its cached JSON instead of being serialised
-//! again for every proxy. The bytes are exactly those of
-//! `encode_frame(&ServerMessage::Config { .. })`: the wire format does not change.
+//! A push's frame, written from a built config that can write its own JSON: the side of a
+//! Pilot build that the proxy shares with its scope is neither serialised nor copied again
+//! for every proxy, but sent as one shared buffer (a chunk of the frame). The bytes are
+//! exactly those of `encode_frame(&ServerMessage::Config { .. })`: the wire format does not
+//! change.
 
 use std::borrow::Cow;
 use std::io::Write;
+
+use bytes::Bytes;
 
 use weft_discovery::ProxyConfig;
 
@@ -22,6 +25,16 @@ pub trait BuiltConfig: Send {
     ///
     /// Errors: a `serde_json::Error` when `out` fails or serialisation fails.
     fn write_json(&self, out: &mut dyn Write) -> Result<(), serde_json::Error>;
+
+    /// The bytes of [`BuiltConfig::write_json`] as chunks to send one after the other: the
+    /// first is written to `head`, the rest returned (buffers a builder may share between
+    /// proxies). The default writes everything to `head`.
+    ///
+    /// Errors: as [`BuiltConfig::write_json`].
+    fn write_json_chunks(&self, head: &mut Vec<u8>) -> Result<Vec<Bytes>, serde_json::Error> {
+        self.write_json(head)?;
+        Ok(Vec::new())
+    }
 }
 
 impl BuiltConfig for ProxyConfig {
@@ -40,23 +53,27 @@ impl BuiltConfig for ProxyConfig {
 
 /// The frame of a push (newline-delimited JSON, see `weft_discovery::encode_frame`):
 /// `{"type":"config","version":<version>,"nonce":<nonce>,"config":<config JSON>}` and `\n`,
-/// the field order serde gives `ServerMessage::Config`.
+/// the field order serde gives `ServerMessage::Config`, as chunks to send in order (see
+/// [`BuiltConfig::write_json_chunks`]).
 ///
 /// Errors: a `serde_json::Error` when the config's JSON cannot be written.
 pub(super) fn config_frame(
     version: &str,
     nonce: u64,
     config: &dyn BuiltConfig,
-) -> Result<Vec<u8>, serde_json::Error> {
-    let mut out = Vec::new();
-    out.extend_from_slice(br#"{"type":"config","version":"#);
-    serde_json::to_writer(&mut out, version)?;
-    out.extend_from_slice(br#","nonce":"#);
-    serde_json::to_writer(&mut out, &nonce)?;
-    out.extend_from_slice(br#","config":"#);
-    config.write_json(&mut out)?;
-    out.extend_from_slice(b"}\n");
-    Ok(out)
+) -> Result<Vec<Bytes>, serde_json::Error> {
+    let mut head = Vec::with_capacity(4096);
+    head.extend_from_slice(br#"{"type":"config","version":"#);
+    serde_json::to_writer(&mut head, version)?;
+    head.extend_from_slice(br#","nonce":"#);
+    serde_json::to_writer(&mut head, &nonce)?;
+    head.extend_from_slice(br#","config":"#);
+    let rest = config.write_json_chunks(&mut head)?;
+    let mut frame = Vec::with_capacity(rest.len() + 2);
+    frame.push(Bytes::from(head));
+    frame.extend(rest);
+    frame.push(Bytes::from_static(b"}\n"));
+    Ok(frame)
 }
 
 #[cfg(test)]
@@ -86,7 +103,9 @@ mod tests {
     #[test]
     fn the_frame_is_the_encoded_server_message() {
         let config = config("v1 \"quoted\"");
-        let frame = config_frame(&config.version(), 7, &config).unwrap();
+        let frame = config_frame(&config.version(), 7, &config)
+            .unwrap()
+            .concat();
         let message = ServerMessage::Config {
             version: config.version.clone(),
             nonce: 7,
@@ -102,6 +121,43 @@ mod tests {
             decoder.next_message::<ServerMessage>().unwrap(),
             Some(message)
         );
+    }
+
+    /// A config whose JSON comes in three chunks, the last two shared.
+    struct Chunked(ProxyConfig);
+
+    impl BuiltConfig for Chunked {
+        fn version(&self) -> Cow<'_, str> {
+            self.0.version()
+        }
+
+        fn write_json(&self, out: &mut dyn Write) -> Result<(), serde_json::Error> {
+            self.0.write_json(out)
+        }
+
+        fn write_json_chunks(&self, head: &mut Vec<u8>) -> Result<Vec<Bytes>, serde_json::Error> {
+            let json = serde_json::to_vec(&self.0)?;
+            let (first, rest) = json.split_at(10);
+            let (second, third) = rest.split_at(20);
+            head.extend_from_slice(first);
+            Ok(vec![
+                Bytes::copy_from_slice(second),
+                Bytes::copy_from_slice(third),
+            ])
+        }
+    }
+
+    #[test]
+    fn chunks_are_sent_in_order_after_the_head() {
+        let config = config("v2");
+        let frame = config_frame("v2", 3, &Chunked(config.clone())).unwrap();
+        assert_eq!(frame.len(), 4, "head, two shared chunks, end");
+        let message = ServerMessage::Config {
+            version: "v2".into(),
+            nonce: 3,
+            config: Box::new(config),
+        };
+        assert_eq!(frame.concat(), encode_frame(&message).unwrap());
     }
 
     #[test]

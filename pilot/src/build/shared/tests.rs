@@ -112,6 +112,10 @@ fn a_shared_view_builds_what_a_fresh_view_builds() {
             let parts = build_proxy_parts(&shared, &target(&shared, pod));
             let mut json = Vec::new();
             parts.write_json(&mut json).unwrap();
+            let mut pieces = Vec::new();
+            let tail = parts.write_json_head(&mut pieces).unwrap();
+            pieces.extend_from_slice(&tail);
+            assert_eq!(pieces, json, "{pod}: head and shared tail");
             assert_eq!(
                 json,
                 serde_json::to_vec(&expected.config).unwrap(),
