@@ -16,6 +16,7 @@
 
 pub mod injection;
 pub mod leader;
+pub mod mesh_controller;
 pub mod own_certs;
 pub mod runtime;
 pub mod status;
@@ -61,6 +62,10 @@ pub struct KubernetesSettings {
     pub webhook_url: Option<String>,
     /// Where the operator's own certificate files are written.
     pub state_dir: PathBuf,
+    /// The proxy image injected when the Mesh sets no `spec.proxy.image` (`--proxy-image`,
+    /// env `WEFT_PROXY_IMAGE`); `None` means the injector's default
+    /// `ghcr.io/weft-mesh/weft-proxy:latest`.
+    pub proxy_image: Option<String>,
 }
 
 /// The host part of a webhook URL base (`https://host:9443` → `host`), for the serving

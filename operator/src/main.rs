@@ -63,6 +63,10 @@ struct Args {
     /// How often the config directory is re-read, in milliseconds.
     #[arg(long, default_value_t = 200)]
     poll_interval_ms: u64,
+    /// Kubernetes mode: the proxy image injected into workloads when the Mesh sets no
+    /// `spec.proxy.image` (Istio's `global.proxy.image`).
+    #[arg(long, env = "WEFT_PROXY_IMAGE")]
+    proxy_image: Option<String>,
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     log_format: String,
@@ -132,6 +136,7 @@ async fn main() -> anyhow::Result<()> {
                 manage_webhook_ca_bundle: args.manage_webhook_ca_bundle,
                 webhook_url: args.webhook_url,
                 state_dir: args.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+                proxy_image: args.proxy_image,
             },
             shutdown,
         )

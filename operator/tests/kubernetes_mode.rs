@@ -310,6 +310,13 @@ async fn the_operator_runs_against_a_fake_api_server() {
         json!({"apiVersion": "v1", "kind": "Namespace",
                "metadata": {"name": "demo", "labels": {"istio-injection": "enabled"}}}),
     );
+    // The Mesh `default`: Citadel provisions only while it is in force.
+    api.put(
+        "/apis/mesh.weft.dev/v1alpha1/meshes/default",
+        json!({"apiVersion": "mesh.weft.dev/v1alpha1", "kind": "Mesh",
+               "metadata": {"name": "default", "uid": "mesh-uid-1", "generation": 1},
+               "spec": {}}),
+    );
     api.put(
         "/api/v1/namespaces/demo/serviceaccounts/reviews",
         json!({"apiVersion": "v1", "kind": "ServiceAccount",
@@ -344,6 +351,7 @@ async fn the_operator_runs_against_a_fake_api_server() {
         manage_webhook_ca_bundle: true,
         webhook_url: None,
         state_dir: state_dir.path().to_path_buf(),
+        proxy_image: None,
     };
     let shutdown = CancellationToken::new();
     let operator = tokio::spawn(run(client, settings.clone(), shutdown.clone()));
@@ -497,6 +505,40 @@ async fn the_operator_runs_against_a_fake_api_server() {
             .verify_chain_pem(&chain, std::time::SystemTime::now())
             .ok()
             .map(drop)
+    })
+    .await;
+
+    // The Mesh is being deleted: Citadel stops, so a new ServiceAccount gets no certificate
+    // (what the Mesh's cleanup removes must stay removed)...
+    let mesh_path = "/apis/mesh.weft.dev/v1alpha1/meshes/default";
+    let mesh = |deleting: bool| {
+        let mut mesh = json!({"apiVersion": "mesh.weft.dev/v1alpha1", "kind": "Mesh",
+               "metadata": {"name": "default", "uid": "mesh-uid-1", "generation": 1},
+               "spec": {}});
+        if deleting {
+            mesh["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+            mesh["metadata"]["finalizers"] = json!(["mesh.weft.dev/cleanup"]);
+        }
+        mesh
+    };
+    api.put_and_notify(mesh_path, "MODIFIED", mesh(true));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    api.put_and_notify(
+        "/api/v1/namespaces/demo/serviceaccounts/ratings",
+        "ADDED",
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": "ratings", "namespace": "demo", "uid": "sa-uid-2"}}),
+    );
+    let ratings_secret = "/api/v1/namespaces/demo/secrets/weft-workload-cert-ratings";
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        api.requests(&Method::PATCH, ratings_secret).is_empty(),
+        "no certificate is issued while the Mesh is deleted"
+    );
+    // ...and starts again when the Mesh is back.
+    api.put_and_notify(mesh_path, "MODIFIED", mesh(false));
+    eventually("the certificate once the Mesh is back", || {
+        api.requests(&Method::PATCH, ratings_secret).pop()
     })
     .await;
 

@@ -39,7 +39,7 @@ use super::stores::{self, Stores};
 use super::webhook_config::{
     MUTATING_WEBHOOK_CONFIGURATION, VALIDATING_WEBHOOK_CONFIGURATION, ensure_webhook_configurations,
 };
-use super::{KubernetesSettings, leader, webhook_url_host};
+use super::{KubernetesSettings, leader, mesh_controller, webhook_url_host};
 use crate::citadel::{self, CA_SECRET_NAME, CitadelSettings, PLUGIN_CA_SECRET_NAME};
 use crate::discovery::{DebounceSettings, DiscoveryServer, metrics::DiscoveryMetrics};
 use crate::monitoring::{self, Monitoring};
@@ -204,23 +204,38 @@ impl OwnCerts {
     }
 
     /// Keeps the certificates current until `shutdown`: re-issues at the rotation point, and
-    /// re-checks whenever the Mesh or the CA Secrets change.
+    /// re-checks whenever the Mesh or the CA Secrets change. While the Mesh is not in force
+    /// (`in_force` false: deleted, see [`mesh_controller::mesh_in_force`]) it re-issues
+    /// nothing, so that the CA Secret the Mesh's cleanup deleted is not created again; the
+    /// certificates already issued keep serving.
     async fn run(
         mut self,
         mut mesh: watch::Receiver<MeshSpec>,
         mut ca_revision: watch::Receiver<u64>,
+        mut in_force: watch::Receiver<bool>,
         shutdown: CancellationToken,
     ) {
         loop {
-            let wait = self
-                .rotate_at
-                .duration_since(self.clock.now())
-                .unwrap_or_default();
+            let wait = (*in_force.borrow_and_update()).then(|| {
+                self.rotate_at
+                    .duration_since(self.clock.now())
+                    .unwrap_or_default()
+            });
+            let rotation = async {
+                match wait {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = rotation => {}
                 changed = mesh.changed() => if changed.is_err() { return },
                 changed = ca_revision.changed() => if changed.is_err() { return },
+                changed = in_force.changed() => if changed.is_err() { return },
                 _ = shutdown.cancelled() => return,
+            }
+            if !*in_force.borrow_and_update() {
+                continue;
             }
             let spec = mesh.borrow_and_update().clone();
             ca_revision.borrow_and_update();
@@ -260,9 +275,16 @@ async fn leader_work(
     settings: KubernetesSettings,
     mut mesh: watch::Receiver<MeshSpec>,
     mut ca_revision: watch::Receiver<u64>,
+    mut in_force: watch::Receiver<bool>,
     term: CancellationToken,
 ) {
     loop {
+        // Nothing is provisioned while the Mesh is deleted (or being deleted): the Mesh
+        // reconciler's cleanup removes what Citadel made, and it must stay removed.
+        tokio::select! {
+            held = in_force.wait_for(|in_force| *in_force) => if held.is_err() { return },
+            _ = term.cancelled() => return,
+        }
         let spec = mesh.borrow_and_update().clone();
         ca_revision.borrow_and_update();
         let generation = term.child_token();
@@ -315,6 +337,9 @@ async fn leader_work(
                     if now.is_some() && now == ca_in_use { continue }
                     break;
                 }
+                changed = in_force.changed() => {
+                    if changed.is_err() || !*in_force.borrow_and_update() { break }
+                }
                 _ = term.cancelled() => break,
             }
         }
@@ -323,7 +348,11 @@ async fn leader_work(
         if term.is_cancelled() {
             return;
         }
-        tracing::info!("CA or mesh certificate settings changed; restarting Citadel");
+        if *in_force.borrow() {
+            tracing::info!("CA or mesh certificate settings changed; restarting Citadel");
+        } else {
+            tracing::info!("the Mesh is deleted; Citadel stops until one is created");
+        }
     }
 }
 
@@ -406,7 +435,10 @@ struct ViewBuilder {
     server: Arc<DiscoveryServer>,
     injection: Arc<ArcSwap<weft_webhook::InjectionConfig>>,
     mesh_tx: watch::Sender<MeshSpec>,
+    /// Whether the Mesh is in force ([`mesh_controller::mesh_in_force`]).
+    in_force_tx: watch::Sender<bool>,
     namespace: String,
+    proxy_image: Option<String>,
     ready: Arc<AtomicBool>,
     status: Arc<StatusFeed>,
 }
@@ -437,10 +469,14 @@ impl ViewBuilder {
                 snapshot,
                 mesh: mesh.clone(),
             });
-            let config = injection_config(&mesh, &self.namespace);
+            let config = injection_config(&mesh, &self.namespace, self.proxy_image.as_deref());
             if **self.injection.load() != config {
                 self.injection.store(Arc::new(config));
             }
+            self.in_force_tx.send_if_modified(|current| {
+                let now = mesh_controller::mesh_in_force(&self.stores.meshes.state());
+                std::mem::replace(current, now) != now
+            });
             self.mesh_tx.send_if_modified(|current| {
                 let modified = *current != mesh;
                 if modified {
@@ -484,6 +520,8 @@ pub async fn run(
     stores.meshes.wait_until_ready().await?;
     let mesh = stores::select_mesh(&stores.meshes.state());
     let (mesh_tx, mesh_rx) = watch::channel(mesh.clone());
+    let (in_force_tx, in_force_rx) =
+        watch::channel(mesh_controller::mesh_in_force(&stores.meshes.state()));
     let (ca_tx, ca_rx) = watch::channel(0u64);
     tokio::spawn(watch_ca_secrets(
         client.clone(),
@@ -510,7 +548,12 @@ pub async fn run(
     )
     .context("loading the webhook serving certificate")?;
     let _serving_reload = serving.watch(CERT_RELOAD_INTERVAL);
-    tokio::spawn(own.run(mesh_rx.clone(), ca_rx.clone(), shutdown.clone()));
+    tokio::spawn(own.run(
+        mesh_rx.clone(),
+        ca_rx.clone(),
+        in_force_rx.clone(),
+        shutdown.clone(),
+    ));
 
     let mut registry = Registry::default();
     let metrics = DiscoveryMetrics::new(&mut registry);
@@ -532,6 +575,7 @@ pub async fn run(
     let injection = Arc::new(ArcSwap::from_pointee(injection_config(
         &mesh,
         &settings.namespace,
+        settings.proxy_image.as_deref(),
     )));
     let lookup_stores = stores.clone();
     let state = WebhookState {
@@ -585,13 +629,16 @@ pub async fn run(
         },
         metrics: status_metrics,
     };
+    let mesh_discovery: Arc<dyn mesh_controller::DiscoveryProbe> = server.clone();
     let views = ViewBuilder {
         stores,
         changed,
         server,
         injection,
         mesh_tx,
+        in_force_tx,
         namespace: settings.namespace.clone(),
+        proxy_image: settings.proxy_image.clone(),
         ready,
         status: status_feed,
     };
@@ -605,14 +652,22 @@ pub async fn run(
                 settings.clone(),
                 mesh_rx.clone(),
                 ca_rx.clone(),
+                in_force_rx.clone(),
                 term.clone(),
             );
             // The status of the mesh config objects is written by the leader only.
-            let conditions = status.clone().run(term);
+            let conditions = status.clone().run(term.clone());
+            // The Mesh's conditions, counts and finalizer: leader only.
+            let meshes = mesh_controller::run(
+                client.clone(),
+                mesh_controller::MeshControllerSettings::from(&settings),
+                mesh_discovery.clone(),
+                term,
+            );
             let leader_status = leader_status.clone();
             async move {
                 leader_status.set_leader(true);
-                tokio::join!(work, conditions);
+                tokio::join!(work, conditions, meshes);
                 leader_status.set_leader(false);
             }
         }
