@@ -2,11 +2,6 @@
 //! `trafficPolicy.loadBalancer.consistentHash`). Requests with the same key (a header, a
 //! cookie, a query parameter, the source IP) stick to one endpoint; different keys spread over
 //! the endpoints; requests without the key are balanced as usual.
-//!
-//! Ignored until the proxy and the control plane wire consistent hashing in (the
-//! `consistent_hash` field of the cluster model, `Endpoints::new_hashed` in the snapshot,
-//! `pick_hashed` on the request path, and pilot's DestinationRule translation): run with
-//! `--include-ignored` once they are.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -82,7 +77,6 @@ fn sticks_and_spreads(
 }
 
 #[test]
-#[ignore = "needs consistent hashing wired into the proxy and pilot (see the module doc)"]
 fn same_header_sticks_to_one_endpoint_and_different_headers_spread() {
     let mut mesh = mesh_or_skip!();
     let vip = reviews_mesh(&mut mesh);
@@ -110,7 +104,6 @@ fn same_header_sticks_to_one_endpoint_and_different_headers_spread() {
 }
 
 #[test]
-#[ignore = "needs consistent hashing wired into the proxy and pilot (see the module doc)"]
 fn cookie_query_parameter_and_source_ip_keys_with_maglev_and_ring() {
     let mut mesh = mesh_or_skip!();
     let vip = reviews_mesh(&mut mesh);

@@ -25,9 +25,14 @@ pub struct Cluster {
     /// Istio's name, e.g. `outbound|9080|v1|reviews.default.svc.cluster.local` (see
     /// [`ClusterName`]).
     pub name: String,
-    /// Load-balancing policy (Istio `LoadBalancerSettings.simple`).
+    /// Load-balancing policy (Istio `LoadBalancerSettings.simple`); with `consistent_hash`,
+    /// the policy for requests that lack the hash key.
     #[serde(default)]
     pub lb_policy: LbPolicy,
+    /// Consistent-hash load balancing (Istio `LoadBalancerSettings.consistentHash`); `None`:
+    /// off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistent_hash: Option<ConsistentHash>,
     /// How connections to endpoints are secured (Istio `ClientTLSSettings`, or auto mTLS).
     #[serde(default)]
     pub transport: TransportSocket,
@@ -52,9 +57,6 @@ pub struct Cluster {
 /// Consistent-hash load balancing of a cluster (Istio `LoadBalancerSettings.consistentHash`,
 /// `ConsistentHashLB`): requests with the same key go to the same endpoint; requests without
 /// the key are balanced by the cluster's `lb_policy`.
-// Not yet a field of `Cluster` nor re-exported by lib.rs: adding the field needs the struct
-// literals in proxy/src/snapshot.rs and proxy/benches/routing.rs updated in the same change.
-#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsistentHash {
@@ -68,7 +70,6 @@ pub struct ConsistentHash {
 /// The hash key of [`ConsistentHash`] (Istio `ConsistentHashLB.hash_key` oneOf), tagged by
 /// `type`: `{type: http_header_name, name}`, `{type: http_cookie, name, path, ttl_ms}`,
 /// `{type: use_source_ip}`, `{type: http_query_parameter_name, name}`.
-#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum HashKey {
@@ -100,7 +101,6 @@ pub enum HashKey {
 
 /// The consistent-hash algorithm (Istio `ConsistentHashLB.ringHash` / `.maglev`), tagged by
 /// `type`: `{type: ring_hash, minimum_ring_size}` or `{type: maglev, table_size}`.
-#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum HashAlgorithm {

@@ -22,6 +22,7 @@ fn config() -> ProxyConfig {
     config.clusters.push(Cluster {
         name: "c".into(),
         lb_policy: Default::default(),
+        consistent_hash: None,
         transport: Default::default(),
         protocol: Protocol::Http,
         h2_upgrade: Default::default(),

@@ -18,6 +18,7 @@ use weft_proxy_config::{
 };
 
 use crate::balance::Endpoints;
+use crate::balance::consistent_hash::ConsistentHashPolicy;
 use crate::circuit::{CircuitBreaker, Counters};
 use crate::http::CompiledCors;
 use crate::mesh_tls::MeshTls;
@@ -338,6 +339,7 @@ impl Snapshot {
                 let same = old_model.endpoints == cluster.endpoints
                     && snapshot.config.node.locality == config.node.locality
                     && old_model.lb_policy == cluster.lb_policy
+                    && old_model.consistent_hash == cluster.consistent_hash
                     && old_model.outlier_detection == cluster.outlier_detection;
                 same.then(|| snapshot.clusters.get(&cluster.name))?
             }) {
@@ -349,6 +351,7 @@ impl Snapshot {
             let cluster = Cluster {
                 name: special.to_owned(),
                 lb_policy: LbPolicy::Passthrough,
+                consistent_hash: None,
                 transport: Default::default(),
                 protocol: Protocol::Unknown,
                 h2_upgrade: Default::default(),
@@ -442,12 +445,17 @@ fn cluster_runtime(
     }
     ClusterRuntime {
         name: cluster.name.clone(),
-        endpoints: Endpoints::new(
+        endpoints: Endpoints::new_hashed(
             &cluster.endpoints,
             cluster.lb_policy,
             cluster.outlier_detection.as_ref(),
             // Istio applies locality failover only to clusters with outlier detection.
             cluster.outlier_detection.as_ref().map(|_| locality),
+            cluster
+                .consistent_hash
+                .as_ref()
+                .and_then(ConsistentHashPolicy::from_model)
+                .as_ref(),
         ),
         passthrough: cluster.lb_policy == LbPolicy::Passthrough,
         black_hole: false,

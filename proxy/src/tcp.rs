@@ -111,7 +111,10 @@ pub async fn proxy_to_cluster<D>(
         }
         (destination, clients.tcp_for(false))
     } else {
-        let Some(endpoint) = cluster.endpoints.pick(None) else {
+        let hash = log
+            .downstream_peer
+            .and_then(|peer| cluster.endpoints.source_hash(peer.ip()));
+        let Some(endpoint) = cluster.endpoints.pick_hashed(None, hash) else {
             log.flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
             return;
         };

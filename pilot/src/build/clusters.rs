@@ -106,6 +106,7 @@ fn cluster(
     let mut built = Cluster {
         name,
         lb_policy: LbPolicy::default(),
+        consistent_hash: None,
         transport: TransportSocket::Plaintext,
         protocol,
         h2_upgrade: Default::default(),
@@ -122,6 +123,10 @@ fn cluster(
         };
         let merged = MergedPolicy::new(context, &origin, rule, port, subset);
         built.lb_policy = merged.lb_policy(context, &origin);
+        built.consistent_hash = merged
+            .load_balancer
+            .as_ref()
+            .and_then(|(lb, path)| destination_rule::consistent_hash(context, &origin, lb, path));
         let (pool, h2_upgrade) = merged.connection_pool(context, &origin);
         built.connection_pool = pool;
         built.h2_upgrade = h2_upgrade;

@@ -1,10 +1,14 @@
 //! Which DestinationRule applies to a host for this proxy (Istio's precedence).
 
 use weft_crds::networking::DestinationRule;
+use weft_crds::networking::LoadBalancerSettings;
+use weft_proxy_config::{ConsistentHash, HashAlgorithm, HashKey};
 
 use super::Context;
+use super::policy::millis;
 use crate::host::specificity;
 use crate::selector::selects;
+use crate::unsupported::Origin;
 use crate::view::{namespace_of, sort_key};
 
 /// The DestinationRule for service host `hostname` (defined in `service_namespace`) as seen by
@@ -67,4 +71,181 @@ pub(crate) fn find<'a>(
     .or_else(|| best(&|rule| in_namespace(rule, proxy_namespace)))
     .or_else(|| best(&|rule| in_namespace(rule, service_namespace)))
     .or_else(|| best(&|rule| in_namespace(rule, &mesh.root_namespace)))
+}
+
+/// Istio's default `ringHash.minimumRingSize`.
+const DEFAULT_MINIMUM_RING_SIZE: u64 = 1024;
+/// Istio's default `maglev.tableSize`.
+const DEFAULT_MAGLEV_TABLE_SIZE: u64 = 65_537;
+
+/// The model's consistent hashing for the load balancer settings `lb` found at `path` (Istio
+/// `LoadBalancerSettings.consistentHash`): the hash key (`httpHeaderName`, lowercased as HTTP
+/// header names compare; `httpCookie` with `path` and `ttl` in ms; `useSourceIp`;
+/// `httpQueryParameterName`) and the algorithm (`maglev` with `tableSize`, default 65537,
+/// else `ringHash` with `minimumRingSize`, or the deprecated top-level `minimumRingSize`,
+/// default 1024). `None` when `consistentHash` is absent, or has no key (reported).
+/// Cookie `attributes`, and generating the cookie when a request lacks it, are reported as
+/// unsupported: such requests are balanced by the simple policy.
+pub(crate) fn consistent_hash(
+    context: &mut Context<'_>,
+    origin: &Origin<'_>,
+    lb: &LoadBalancerSettings,
+    path: &str,
+) -> Option<ConsistentHash> {
+    let spec = lb.consistent_hash.as_ref()?;
+    let path = format!("{path}.consistentHash");
+    let key = if let Some(name) = &spec.http_header_name {
+        HashKey::HttpHeaderName {
+            name: name.to_ascii_lowercase(),
+        }
+    } else if let Some(cookie) = &spec.http_cookie {
+        context.warn(origin.unsupported(
+            format!("{path}.httpCookie"),
+            "the proxy does not generate the cookie: requests without it are balanced by the \
+             simple policy, and cookie attributes are not applied",
+        ));
+        HashKey::HttpCookie {
+            name: cookie.name.clone(),
+            path: cookie.path.clone(),
+            ttl_ms: cookie.ttl.as_ref().map(millis),
+        }
+    } else if spec.use_source_ip == Some(true) {
+        HashKey::UseSourceIp
+    } else if let Some(name) = &spec.http_query_parameter_name {
+        HashKey::HttpQueryParameterName { name: name.clone() }
+    } else {
+        context.warn(origin.unsupported(
+            path,
+            "no hash key (httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName) is \
+             set; the simple policy applies",
+        ));
+        return None;
+    };
+    let algorithm = match &spec.maglev {
+        Some(maglev) => HashAlgorithm::Maglev {
+            table_size: maglev.table_size.unwrap_or(DEFAULT_MAGLEV_TABLE_SIZE),
+        },
+        None => HashAlgorithm::RingHash {
+            minimum_ring_size: spec
+                .ring_hash
+                .as_ref()
+                .and_then(|ring| ring.minimum_ring_size)
+                .or(spec.minimum_ring_size)
+                .unwrap_or(DEFAULT_MINIMUM_RING_SIZE),
+        },
+    };
+    Some(ConsistentHash { key, algorithm })
+}
+
+#[cfg(test)]
+mod tests {
+    use weft_proxy_config::{ConsistentHash, HashAlgorithm, HashKey};
+
+    use crate::{ClusterView, ProxyTarget, build_proxy_config};
+
+    const BASE: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+  namespace: team
+  labels: {app: client}
+  annotations: {sidecar.istio.io/status: x}
+status: {podIP: 10.0.1.1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: server, namespace: team}
+spec:
+  clusterIP: 10.96.0.2
+  selector: {app: server}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+"#;
+
+    /// The default cluster of `server` and the warnings, with `load_balancer` as the rule's.
+    fn build(load_balancer: &str) -> (Option<ConsistentHash>, Vec<String>) {
+        let rule = format!(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: server, namespace: team}}\nspec:\n  host: server.team.svc.cluster.local\n  trafficPolicy:\n    loadBalancer: {load_balancer}\n"
+        );
+        let view = ClusterView::from_yaml(&format!("{BASE}\n---\n{rule}")).unwrap();
+        let target = ProxyTarget::for_pod(&view, "team", "client").unwrap();
+        let output = build_proxy_config(&view, &target);
+        let cluster = output
+            .config
+            .cluster("outbound|80||server.team.svc.cluster.local")
+            .unwrap()
+            .clone();
+        let warnings = output
+            .warnings
+            .iter()
+            .map(|w| w.field_path.clone())
+            .collect();
+        (cluster.consistent_hash, warnings)
+    }
+
+    #[test]
+    fn every_hash_key_and_algorithm_is_translated_without_warnings() {
+        let cases = [
+            (
+                "{consistentHash: {httpHeaderName: X-User}}",
+                HashKey::HttpHeaderName {
+                    name: "x-user".into(),
+                },
+                HashAlgorithm::RingHash {
+                    minimum_ring_size: 1024,
+                },
+            ),
+            (
+                "{consistentHash: {useSourceIp: true, ringHash: {minimumRingSize: 4096}}}",
+                HashKey::UseSourceIp,
+                HashAlgorithm::RingHash {
+                    minimum_ring_size: 4096,
+                },
+            ),
+            (
+                "{consistentHash: {httpQueryParameterName: user, maglev: {}}}",
+                HashKey::HttpQueryParameterName {
+                    name: "user".into(),
+                },
+                HashAlgorithm::Maglev { table_size: 65_537 },
+            ),
+            (
+                "{consistentHash: {httpHeaderName: x, minimumRingSize: 2048}}",
+                HashKey::HttpHeaderName { name: "x".into() },
+                HashAlgorithm::RingHash {
+                    minimum_ring_size: 2048,
+                },
+            ),
+        ];
+        for (lb, key, algorithm) in cases {
+            let (hash, warnings) = build(lb);
+            assert_eq!(hash, Some(ConsistentHash { key, algorithm }), "{lb}");
+            assert!(warnings.is_empty(), "{lb}: {warnings:?}");
+        }
+    }
+
+    #[test]
+    fn cookie_keys_carry_path_and_ttl_and_report_that_no_cookie_is_generated() {
+        let (hash, warnings) =
+            build("{consistentHash: {httpCookie: {name: session, path: /, ttl: 30s}}}");
+        assert_eq!(
+            hash.map(|h| h.key),
+            Some(HashKey::HttpCookie {
+                name: "session".into(),
+                path: Some("/".into()),
+                ttl_ms: Some(30_000),
+            })
+        );
+        assert_eq!(
+            warnings,
+            ["spec.trafficPolicy.loadBalancer.consistentHash.httpCookie"]
+        );
+    }
+
+    #[test]
+    fn without_consistent_hash_the_cluster_has_none() {
+        let (hash, warnings) = build("{simple: ROUND_ROBIN}");
+        assert_eq!(hash, None);
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
 }

@@ -124,18 +124,14 @@ impl<'a> MergedPolicy<'a> {
     }
 
     /// The model's load-balancing policy: `simple` mapped (`LEAST_CONN` is Istio's alias of
-    /// `LEAST_REQUEST`; unset is Istio's default `LEAST_REQUEST`); consistent hashing,
+    /// `LEAST_REQUEST`; unset is Istio's default `LEAST_REQUEST`; with `consistentHash`, the
+    /// policy for requests without the hash key, see `destination_rule::consistent_hash`);
     /// locality settings and warm-up reported.
     pub fn lb_policy(&self, context: &mut Context<'_>, origin: &Origin<'_>) -> LbPolicy {
         let Some((lb, path)) = &self.load_balancer else {
             return LbPolicy::default();
         };
         for (present, name, reason) in [
-            (
-                lb.consistent_hash.is_some(),
-                "consistentHash",
-                "consistent-hash load balancing is not expressible; LEAST_REQUEST is used",
-            ),
             (
                 lb.locality_lb_setting.is_some(),
                 "localityLbSetting",

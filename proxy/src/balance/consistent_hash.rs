@@ -131,6 +131,30 @@ pub struct ConsistentHashPolicy {
     pub algorithm: HashAlgorithm,
 }
 
+impl ConsistentHashPolicy {
+    /// The compiled policy of a cluster's `consistent_hash`; `None` when the header name is
+    /// not a valid HTTP header name (no request can carry it). A generated cookie's `path`
+    /// and `ttl_ms` do not affect hashing.
+    pub fn from_model(model: &weft_proxy_config::ConsistentHash) -> Option<Self> {
+        use weft_proxy_config::{HashAlgorithm as Algorithm, HashKey as Key};
+        let key = match &model.key {
+            Key::HttpHeaderName { name } => {
+                HashKey::Header(http::HeaderName::from_bytes(name.as_bytes()).ok()?)
+            }
+            Key::HttpCookie { name, .. } => HashKey::Cookie(name.clone()),
+            Key::UseSourceIp => HashKey::SourceIp,
+            Key::HttpQueryParameterName { name } => HashKey::QueryParameter(name.clone()),
+        };
+        let algorithm = match model.algorithm {
+            Algorithm::RingHash { minimum_ring_size } => {
+                HashAlgorithm::RingHash { minimum_ring_size }
+            }
+            Algorithm::Maglev { table_size } => HashAlgorithm::Maglev { table_size },
+        };
+        Some(Self { key, algorithm })
+    }
+}
+
 /// A built lookup structure mapping a hash to an endpoint index.
 #[derive(Debug, Clone)]
 pub enum HashTable {

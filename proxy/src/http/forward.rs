@@ -371,7 +371,8 @@ async fn send(
         }
         (conn.destination, false)
     } else {
-        let Some(endpoint) = cluster.endpoints.pick(exclude) else {
+        let hash = cluster.endpoints.request_hash(parts, Some(conn.peer.ip()));
+        let Some(endpoint) = cluster.endpoints.pick_hashed(exclude, hash) else {
             return (TryOutcome::NoHealthyUpstream, None);
         };
         let target = (endpoint.endpoint().address, endpoint.endpoint().has_sidecar);
