@@ -145,6 +145,22 @@ fn bodies_the_fast_path_gives_up_on_get_the_reference_reply() {
             "another kind than the request names",
             with_object(&valid_text.replace("\"VirtualService\"", "\"Gateway\"")),
         ),
+        (
+            "lone surrogate in a skipped metadata field",
+            with_object(&valid_text.replacen("\"metadata\":{", r#""metadata":{"x":"\ud800","#, 1)),
+        ),
+        (
+            "surrogate pair in a skipped metadata field",
+            with_object(&valid_text.replacen(
+                "\"metadata\":{",
+                r#""metadata":{"x":"\ud83d\ude00","#,
+                1,
+            )),
+        ),
+        (
+            "lone surrogate in oldObject",
+            body.replace("\"Anything\"", r#""\udfff""#),
+        ),
         ("null object", with_object("null")),
         ("object is a string", with_object("\"text\"")),
         (

@@ -47,7 +47,8 @@ pub(super) struct ObjectText<'a> {
 /// Splits `body` into the review envelope and the object's JSON text.
 ///
 /// Takes the request body. Returns `None` when the body is not valid JSON, is nested more
-/// than [`MAX_DEPTH`] levels, is not an object whose `request` is an object, or does not
+/// than [`MAX_DEPTH`] levels, has a `\u` escape of a UTF-16 surrogate in either object,
+/// is not an object whose `request` is an object, or does not
 /// read as an `AdmissionReview<DynamicObject>`. Repeated keys keep the last value, as in a
 /// `serde_json::Value`.
 pub(super) fn split(body: &[u8]) -> Option<Split<'_>> {
@@ -58,16 +59,16 @@ pub(super) fn split(body: &[u8]) -> Option<Split<'_>> {
     } = serde_json::from_slice(body).ok()?;
     // serde_json counts the nesting of what it reads as `Value`s, not of the raw parts; both
     // objects sit two levels down (the review, its request).
-    let too_deep = |scan: &Scan<'_>| 2 + scan.depth > MAX_DEPTH;
+    let refused = |scan: &Scan<'_>| 2 + scan.depth > MAX_DEPTH || scan.surrogate;
     if let Some(old) = old_object
-        && too_deep(&scan(old.get()))
+        && refused(&scan(old.get()))
     {
         return None;
     }
     let object = match object {
         Some(raw) => {
             let head = scan(raw.get());
-            if too_deep(&head) {
+            if refused(&head) {
                 return None;
             }
             head.api_version
@@ -191,6 +192,10 @@ struct Scan<'a> {
     api_version: Option<&'a str>,
     /// The top-level `kind` string, on the same terms.
     kind: Option<&'a str>,
+    /// Whether any string holds a `\u` escape of a UTF-16 surrogate. serde_json refuses a
+    /// lone one in a string it reads but not in a part it skips, so a `Value` of the whole
+    /// body can fail where reading the object's fields succeeds.
+    surrogate: bool,
 }
 
 /// A top-level field [`scan`] looks for.
@@ -212,7 +217,7 @@ fn scan(text: &str) -> Scan<'_> {
     // At the top level of an object: whether the next string is a key, and which looked-for
     // key awaits its value.
     let (mut at_key, mut awaiting): (bool, Option<Head>) = (false, None);
-    let mut unsure = false;
+    let (mut unsure, mut surrogate) = (false, false);
     while let Some(&byte) = bytes.get(at) {
         at += 1;
         match byte {
@@ -230,6 +235,14 @@ fn scan(text: &str) -> Scan<'_> {
                         break;
                     }
                     escaped = true;
+                    // A `\u` escape of a UTF-16 surrogate (D800-DFFF): serde_json checks
+                    // those only in strings it reads, not in the parts it skips.
+                    surrogate |= bytes.get(at) == Some(&b'u')
+                        && matches!(bytes.get(at + 1), Some(b'd' | b'D'))
+                        && matches!(
+                            bytes.get(at + 2),
+                            Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
+                        );
                     at += 1; // the escaped byte
                 }
                 if depth != 1 {
@@ -274,6 +287,7 @@ fn scan(text: &str) -> Scan<'_> {
         depth: deepest,
         api_version,
         kind,
+        surrogate,
     }
 }
 
@@ -368,6 +382,11 @@ mod tests {
             br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":1}}"#,
             deep("object").as_bytes(),
             deep("oldObject").as_bytes(),
+            shallow.replace("[1]", r#"["\ud800"]"#).as_bytes(),
+            shallow
+                .replace("\"object\"", "\"oldObject\"")
+                .replace("[1]", r#"["\uDC00"]"#)
+                .as_bytes(),
         ] {
             assert!(split(body).is_none(), "{}", String::from_utf8_lossy(body));
         }
