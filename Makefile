@@ -23,6 +23,7 @@ e2e: ## Run only the data-path end-to-end suite (needs root, ip, iptables)
 
 e2e-cluster: ## Run the cluster end-to-end tests against the cluster in KUBECONFIG (skips without one)
 	WEFT_E2E_CLUSTER=1 $(CARGO) test $(CARGO_FLAGS) -p weft-crds --test cluster -- --nocapture
+	WEFT_E2E_CLUSTER=1 $(CARGO) test $(CARGO_FLAGS) -p weft-e2e --test cluster_operator -- --nocapture
 
 manifests: ## Regenerate the CRDs in config/crd/bases from the types in crds/
 	$(CARGO) run $(CARGO_FLAGS) -q -p weft-crds --bin crdgen -- config/crd/bases

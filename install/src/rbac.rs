@@ -165,17 +165,17 @@ pub const PERMISSIONS: &[Permission] = &[
         scope: Scope::Cluster,
         api_groups: &[""],
         resources: &["secrets"],
-        verbs: &["get", "list", "watch", "create", "patch"],
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
         resource_names: &[],
-        why: "Citadel: workload certificate Secrets weft-workload-cert-<sa> in every mesh namespace (server-side apply: patch, and create when the apply creates the object), owned and watched by label; the CA Secrets cacerts (read) and weft-ca-secret (created once) in the operator namespace",
+        why: "Citadel: workload certificate Secrets weft-workload-cert-<sa> in every mesh namespace (server-side apply: patch, and create when the apply creates the object), owned and watched by label; the CA Secrets cacerts (read) and weft-ca-secret (created once) in the operator namespace; deleted (only those labelled as Weft's, never cacerts) by the Mesh finalizer's cleanup",
     },
     Permission {
         scope: Scope::Cluster,
         api_groups: &[""],
         resources: &["configmaps"],
-        verbs: &["get", "list", "watch", "create", "patch"],
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
         resource_names: &[],
-        why: "Citadel: the trust bundle ConfigMap istio-ca-root-cert in every mesh namespace (server-side apply), watched by name",
+        why: "Citadel: the trust bundle ConfigMap istio-ca-root-cert in every mesh namespace (server-side apply), watched by name; deleted (only those labelled as Weft's) by the Mesh finalizer's cleanup",
     },
     Permission {
         scope: Scope::Cluster,
@@ -390,13 +390,39 @@ mod tests {
     }
 
     #[test]
-    fn nothing_grants_delete_or_wildcards() {
+    fn delete_only_what_the_mesh_cleanup_removes_and_no_wildcards() {
         for p in PERMISSIONS {
             for list in [p.api_groups, p.resources, p.verbs] {
                 assert!(!list.contains(&"*"), "{p:?}");
             }
-            assert!(!p.verbs.contains(&"delete"), "{p:?}");
             assert!(!p.verbs.contains(&"deletecollection"), "{p:?}");
+            if p.verbs.contains(&"delete") {
+                assert_eq!(p.api_groups, &[""], "{p:?}");
+                assert!(
+                    p.resources == ["secrets"] || p.resources == ["configmaps"],
+                    "only the Mesh finalizer's Secrets and ConfigMaps are deleted: {p:?}"
+                );
+            }
+        }
+        assert!(operator_allowed(
+            "",
+            "secrets",
+            "delete",
+            Some("demo"),
+            None
+        ));
+        assert!(operator_allowed(
+            "",
+            "configmaps",
+            "delete",
+            Some("demo"),
+            None
+        ));
+        for (group, plural) in ISTIO_RESOURCES {
+            assert!(
+                !operator_allowed(group, plural, "delete", Some("a"), None),
+                "{plural}"
+            );
         }
     }
 

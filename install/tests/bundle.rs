@@ -446,6 +446,7 @@ fn the_csv_installs_the_operator_as_the_contract_says() {
             "--namespace=$(POD_NAMESPACE)",
             "--leader-elect",
             "--log-format=json",
+            "--proxy-image=ghcr.io/weft-mesh/weft-proxy:latest",
             "--webhook-cert-dir=/tmp/k8s-webhook-server/serving-certs",
             "--manage-webhook-ca-bundle=false",
         ]

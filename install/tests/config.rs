@@ -317,7 +317,8 @@ fn the_operator_deployment_keeps_the_contract() {
         [
             "--namespace=$(POD_NAMESPACE)",
             "--leader-elect",
-            "--log-format=json"
+            "--log-format=json",
+            "--proxy-image=ghcr.io/weft-mesh/weft-proxy:latest"
         ]
     );
     let env = container.env.as_deref().unwrap();

@@ -201,9 +201,17 @@ fn the_mesh_is_read_finalized_and_reported() {
             None
         ));
     }
-    assert!(!operator_allowed(
+    // The Mesh finalizer's cleanup deletes the workload certificate Secrets it made.
+    assert!(operator_allowed(
         "",
         "secrets",
+        "delete",
+        Some(WORKLOAD_NS),
+        Some("x")
+    ));
+    assert!(!operator_allowed(
+        "",
+        "pods",
         "delete",
         Some(WORKLOAD_NS),
         Some("x")

@@ -204,19 +204,43 @@ pub fn describe(kind: &str) -> Option<&'static CrdDescription> {
     DESCRIPTIONS.iter().find(|d| d.kind == kind)
 }
 
-/// The status descriptors every Weft kind has: its conditions (for `Mesh`, the mesh's own
-/// conditions; for the Istio kinds, the config conditions) and Istio's `validationMessages`.
+/// The status descriptors of `kind`: for `Mesh`, its conditions and counts
+/// ([`weft_crds::mesh::MeshStatus`]); for the Istio kinds, the config conditions and Istio's
+/// `validationMessages` ([`weft_crds::status::IstioStatus`]).
 fn status_descriptors(kind: &str) -> Value {
-    let conditions = if kind == "Mesh" {
-        "Ready, CertificateAuthorityReady, WebhooksReady and DiscoveryReady, each with observedGeneration."
-    } else {
-        "Accepted, Resolved, Reconciled and Ready, each with observedGeneration."
-    };
+    if kind == "Mesh" {
+        return json!([
+            {
+                "path": "conditions",
+                "displayName": "Conditions",
+                "description": "Ready, CertificateAuthorityReady, WebhooksReady and DiscoveryReady, each with observedGeneration.",
+                "x-descriptors": ["urn:alm:descriptor:io.kubernetes.conditions"],
+            },
+            {
+                "path": "connectedProxies",
+                "displayName": "Connected Proxies",
+                "description": "Proxies holding a discovery stream to the operator.",
+                "x-descriptors": ["urn:alm:descriptor:text"],
+            },
+            {
+                "path": "injectedPods",
+                "displayName": "Injected Pods",
+                "description": "Pods with the Weft sidecar injected.",
+                "x-descriptors": ["urn:alm:descriptor:text"],
+            },
+            {
+                "path": "nearestCertificateExpiry",
+                "displayName": "Nearest Certificate Expiry",
+                "description": "When the workload certificate that expires first expires (RFC 3339).",
+                "x-descriptors": ["urn:alm:descriptor:text"],
+            },
+        ]);
+    }
     json!([
         {
             "path": "conditions",
             "displayName": "Conditions",
-            "description": conditions,
+            "description": "Accepted, Resolved, Reconciled and Ready, each with observedGeneration.",
             "x-descriptors": ["urn:alm:descriptor:io.kubernetes.conditions"],
         },
         {

@@ -1,105 +1,17 @@
-//! `notAfter` of a certificate, for the Mesh's `nearestCertificateExpiry`.
-//!
-//! weft-identity parses certificates with x509-parser but does not export a validity reader,
-//! and the operator crate does not depend on x509-parser itself; until one of the two exists
-//! (see the report of issue 7), this reads only the few DER elements RFC 5280 §4.1 puts
-//! before `validity`: `Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version
-//! OPTIONAL, serialNumber INTEGER, signature AlgorithmIdentifier, issuer Name, validity
-//! SEQUENCE { notBefore Time, notAfter Time }, ... } ... }`. The PEM is decoded (and each
-//! certificate checked to parse as X.509) by [`weft_identity::pem::parse_certificates`].
+//! `notAfter` of a certificate, for the Mesh's `nearestCertificateExpiry`: the PEM is decoded
+//! by [`weft_identity::pem::parse_certificates`] and the DER read with x509-parser
+//! (RFC 5280 §4.1.2.5: UTCTime and GeneralizedTime both).
 
 use std::time::{Duration, SystemTime};
 
-/// DER tags used here (X.690).
-const SEQUENCE: u8 = 0x30;
-const CONTEXT_0: u8 = 0xa0;
-const UTC_TIME: u8 = 0x17;
-const GENERALIZED_TIME: u8 = 0x18;
+use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// One DER element: its tag, its content, and what follows it.
-fn element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = der.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 || rest.len() < count {
-            return None;
-        }
-        let len = rest[..count]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        (len, &rest[count..])
-    };
-    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// An X.509 `Time`: UTCTime `YYMMDDHHMMSSZ` (years 1950-2049, RFC 5280 §4.1.2.5.1) or
-/// GeneralizedTime `YYYYMMDDHHMMSSZ`.
-fn time(tag: u8, text: &[u8]) -> Option<SystemTime> {
-    let text = std::str::from_utf8(text).ok()?.strip_suffix('Z')?;
-    if !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let num = |range: std::ops::Range<usize>| text.get(range)?.parse::<i64>().ok();
-    let (year, rest) = match (tag, text.len()) {
-        (UTC_TIME, 12) => {
-            let yy = num(0..2)?;
-            (if yy < 50 { 2000 + yy } else { 1900 + yy }, 2)
-        }
-        (GENERALIZED_TIME, 14) => (num(0..4)?, 4),
-        _ => return None,
-    };
-    let field = |i: usize| num(rest + 2 * i..rest + 2 * i + 2);
-    let (month, day, hour, minute, second) =
-        (field(0)?, field(1)?, field(2)?, field(3)?, field(4)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
-    let seconds = u64::try_from(seconds).ok()?;
-    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
-}
-
-/// `notAfter` of one DER certificate, `None` when the DER is not shaped as RFC 5280 says.
+/// `notAfter` of one DER certificate, `None` when the DER is not an X.509 certificate or the
+/// time is before 1970.
 pub fn not_after_der(der: &[u8]) -> Option<SystemTime> {
-    let (SEQUENCE, certificate, _) = element(der)? else {
-        return None;
-    };
-    let (SEQUENCE, tbs, _) = element(certificate)? else {
-        return None;
-    };
-    let mut rest = tbs;
-    if rest.first() == Some(&CONTEXT_0) {
-        rest = element(rest)?.2;
-    }
-    // serialNumber, signature, issuer
-    for _ in 0..3 {
-        rest = element(rest)?.2;
-    }
-    let (SEQUENCE, validity, _) = element(rest)? else {
-        return None;
-    };
-    let (_, _, after_not_before) = element(validity)?;
-    let (tag, not_after, _) = element(after_not_before)?;
-    time(tag, not_after)
+    let (_, certificate) = X509Certificate::from_der(der).ok()?;
+    let seconds = u64::try_from(certificate.validity().not_after.timestamp()).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
 }
 
 /// `notAfter` of the first (leaf) certificate of a PEM chain such as a `kubernetes.io/tls`
@@ -151,6 +63,5 @@ mod tests {
         assert_eq!(leaf_not_after(""), None);
         assert_eq!(leaf_not_after("not a pem"), None);
         assert_eq!(not_after_der(&[0x30, 0x03, 0x02, 0x01]), None);
-        assert_eq!(time(UTC_TIME, b"301399000000Z"), None, "month 13");
     }
 }
