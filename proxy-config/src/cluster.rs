@@ -99,6 +99,11 @@ pub enum HashKey {
     },
 }
 
+/// Istio's (and Envoy's) default `ringHash.minimumRingSize`.
+pub const DEFAULT_MINIMUM_RING_SIZE: u64 = 1024;
+/// Istio's (and Envoy's) default `maglev.tableSize` (a prime).
+pub const DEFAULT_MAGLEV_TABLE_SIZE: u64 = 65_537;
+
 /// The consistent-hash algorithm (Istio `ConsistentHashLB.ringHash` / `.maglev`), tagged by
 /// `type`: `{type: ring_hash, minimum_ring_size}` or `{type: maglev, table_size}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,7 +125,7 @@ impl Default for HashAlgorithm {
     /// Istio's default: `ringHash` with `minimumRingSize` 1024.
     fn default() -> Self {
         Self::RingHash {
-            minimum_ring_size: 1024,
+            minimum_ring_size: DEFAULT_MINIMUM_RING_SIZE,
         }
     }
 }

@@ -26,10 +26,10 @@ mod route;
 mod validate;
 
 pub use cluster::{
-    BLACK_HOLE_CLUSTER, Cluster, ClusterName, ConnectionPoolSettings, ConsistentHash, Endpoint,
-    H2UpgradePolicy, HashAlgorithm, HashKey, HttpPoolSettings, INBOUND_PASSTHROUGH_CLUSTER,
-    LbPolicy, OutlierDetection, PASSTHROUGH_CLUSTER, TcpPoolSettings, TrafficDirection,
-    TransportSocket,
+    BLACK_HOLE_CLUSTER, Cluster, ClusterName, ConnectionPoolSettings, ConsistentHash,
+    DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_MINIMUM_RING_SIZE, Endpoint, H2UpgradePolicy, HashAlgorithm,
+    HashKey, HttpPoolSettings, INBOUND_PASSTHROUGH_CLUSTER, LbPolicy, OutlierDetection,
+    PASSTHROUGH_CLUSTER, TcpPoolSettings, TrafficDirection, TransportSocket,
 };
 pub use gateway::{
     GatewayListener, GatewayProtocol, GatewayServer, PrivateKeyPem, REDACTED, ServerTls,

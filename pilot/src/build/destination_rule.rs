@@ -2,7 +2,9 @@
 
 use weft_crds::networking::DestinationRule;
 use weft_crds::networking::LoadBalancerSettings;
-use weft_proxy_config::{ConsistentHash, HashAlgorithm, HashKey};
+use weft_proxy_config::{
+    ConsistentHash, DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_MINIMUM_RING_SIZE, HashAlgorithm, HashKey,
+};
 
 use super::Context;
 use super::policy::millis;
@@ -72,11 +74,6 @@ pub(crate) fn find<'a>(
     .or_else(|| best(&|rule| in_namespace(rule, service_namespace)))
     .or_else(|| best(&|rule| in_namespace(rule, &mesh.root_namespace)))
 }
-
-/// Istio's default `ringHash.minimumRingSize`.
-const DEFAULT_MINIMUM_RING_SIZE: u64 = 1024;
-/// Istio's default `maglev.tableSize`.
-const DEFAULT_MAGLEV_TABLE_SIZE: u64 = 65_537;
 
 /// The model's consistent hashing for the load balancer settings `lb` found at `path` (Istio
 /// `LoadBalancerSettings.consistentHash`): the hash key (`httpHeaderName`, lowercased as HTTP

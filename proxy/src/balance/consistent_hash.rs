@@ -11,13 +11,10 @@ use std::hash::Hasher;
 use std::net::IpAddr;
 
 use http::request::Parts;
+pub use weft_proxy_config::{DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_MINIMUM_RING_SIZE, HashAlgorithm};
 
-/// Istio's and Envoy's default `ringHash.minimumRingSize`.
-pub const DEFAULT_MINIMUM_RING_SIZE: u64 = 1024;
 /// Envoy's default `maximum_ring_size`: a ring never holds more entries.
 pub const MAXIMUM_RING_SIZE: u64 = 8 * 1024 * 1024;
-/// Istio's and Envoy's default `maglev.tableSize` (a prime).
-pub const DEFAULT_MAGLEV_TABLE_SIZE: u64 = 65_537;
 /// The largest Maglev table built (Envoy's limit, 5 000 011, a prime).
 pub const MAXIMUM_MAGLEV_TABLE_SIZE: u64 = 5_000_011;
 
@@ -94,33 +91,6 @@ impl HashKey {
     }
 }
 
-/// The hashing algorithm (Istio `ConsistentHashLB.ringHash` or `.maglev`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HashAlgorithm {
-    /// Ketama-style ring (Envoy `RING_HASH`): each endpoint owns points on a ring in
-    /// proportion to its weight, at least `minimum_ring_size` points in all.
-    RingHash {
-        /// `ringHash.minimumRingSize` (default [`DEFAULT_MINIMUM_RING_SIZE`]).
-        minimum_ring_size: u64,
-    },
-    /// Maglev lookup table (Envoy `MAGLEV`): `table_size` slots filled by each endpoint's
-    /// permutation, in proportion to its weight.
-    Maglev {
-        /// `maglev.tableSize`, a prime (default [`DEFAULT_MAGLEV_TABLE_SIZE`]); a size that is
-        /// not prime is raised to the next prime, so every permutation covers the table.
-        table_size: u64,
-    },
-}
-
-impl Default for HashAlgorithm {
-    /// Istio's default: a ring of [`DEFAULT_MINIMUM_RING_SIZE`].
-    fn default() -> Self {
-        Self::RingHash {
-            minimum_ring_size: DEFAULT_MINIMUM_RING_SIZE,
-        }
-    }
-}
-
 /// A cluster's consistent-hash policy: what to hash and how (the compiled form of Istio's
 /// `ConsistentHashLB`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +106,7 @@ impl ConsistentHashPolicy {
     /// not a valid HTTP header name (no request can carry it). A generated cookie's `path`
     /// and `ttl_ms` do not affect hashing.
     pub fn from_model(model: &weft_proxy_config::ConsistentHash) -> Option<Self> {
-        use weft_proxy_config::{HashAlgorithm as Algorithm, HashKey as Key};
+        use weft_proxy_config::HashKey as Key;
         let key = match &model.key {
             Key::HttpHeaderName { name } => {
                 HashKey::Header(http::HeaderName::from_bytes(name.as_bytes()).ok()?)
@@ -145,13 +115,10 @@ impl ConsistentHashPolicy {
             Key::UseSourceIp => HashKey::SourceIp,
             Key::HttpQueryParameterName { name } => HashKey::QueryParameter(name.clone()),
         };
-        let algorithm = match model.algorithm {
-            Algorithm::RingHash { minimum_ring_size } => {
-                HashAlgorithm::RingHash { minimum_ring_size }
-            }
-            Algorithm::Maglev { table_size } => HashAlgorithm::Maglev { table_size },
-        };
-        Some(Self { key, algorithm })
+        Some(Self {
+            key,
+            algorithm: model.algorithm,
+        })
     }
 }
 
