@@ -322,20 +322,8 @@ impl Endpoints {
     /// every endpoint of the level is ejected or fewer than `min_health_percent` are healthy
     /// (Envoy's panic mode).
     fn skip_ejected(&self, index: usize, level: std::ops::Range<usize>) -> usize {
-        let Some(policy) = &self.outlier else {
-            return index;
-        };
         let now = self.now_ms();
-        if now >= self.ejections_until_ms.load(Ordering::Relaxed) {
-            return index; // Fast path: no ejection in force.
-        }
-        let endpoints = &self.list[level.clone()];
-        let healthy = endpoints
-            .iter()
-            .filter(|endpoint| !endpoint.outlier.is_ejected(now))
-            .count();
-        let healthy_percent = healthy as f64 * 100.0 / endpoints.len() as f64;
-        if healthy == 0 || healthy_percent < policy.min_health_percent {
+        if !self.ejections_apply(&level, now) {
             return index;
         }
         (0..level.len())
