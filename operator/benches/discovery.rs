@@ -31,6 +31,11 @@
 #[path = "discovery/clients.rs"]
 mod clients;
 
+/// The allocator `weft-operator` runs with (see `operator/src/main.rs`), so that the server's
+/// memory and time are measured as the binary has them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -10,6 +10,12 @@ use std::time::Duration;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
+
+/// mimalloc instead of the system allocator: the control plane allocates many small, short-lived
+/// objects per admission request and per config build (validation of a 20-route VirtualService:
+/// p99 115 µs with glibc malloc, 90-98 µs with mimalloc; see docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use weft_operator::kubernetes::{self, DEFAULT_NAMESPACE, DEFAULT_STATE_DIR, KubernetesSettings};
 use weft_operator::standalone::runner::{StandaloneSettings, run};
 

@@ -8,6 +8,11 @@
 
 use std::hint::black_box;
 
+/// The allocator `weft-operator` runs with (see `operator/src/main.rs`), so that this bench
+/// measures the handler as the server runs it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "support/latency.rs"]
 mod latency;
 
