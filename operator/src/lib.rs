@@ -7,10 +7,12 @@
 //! - [`kubernetes`]: the Kubernetes mode: reflectors → Pilot → discovery, Citadel under leader
 //!   election, the webhooks and their configurations;
 //! - [`monitoring`]: `/metrics`, `/debug/syncz`, `/healthz`, `/readyz`;
+//! - [`controller_metrics`]: controller-runtime's reconcile metrics for every controller;
 //! - [`webhook_server`]: the admission webhooks (`/inject`, `/validate`) over HTTPS.
 #![warn(missing_docs)]
 
 pub mod citadel;
+pub mod controller_metrics;
 pub mod discovery;
 pub mod kubernetes;
 pub mod monitoring;

@@ -6,6 +6,7 @@
 //! - Namespaces labelled `istio-injection=enabled` (re-triggered by changes to their
 //!   `istio-ca-root-cert` ConfigMap): [`reconcile_namespace`].
 
+use crate::controller_metrics::ControllerMetrics;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -359,9 +360,11 @@ pub async fn load_ca(
 /// Needs RBAC: get/list/watch on ServiceAccounts, Namespaces, Secrets and ConfigMaps
 /// cluster-wide; patch on Secrets and ConfigMaps; create on Secrets in `settings.namespace`.
 /// Errors: those of [`load_ca`]; reconcile errors are logged and retried, never returned.
+/// Each reconcile counts in `metrics` as controller `serviceaccount` or `namespace`.
 pub async fn run(
     client: Client,
     settings: CitadelSettings,
+    metrics: ControllerMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), CitadelError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -396,7 +399,14 @@ pub async fn run(
         )
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(
-            reconcile_service_account,
+            {
+                let metrics = metrics.clone();
+                move |account, ctx| {
+                    metrics
+                        .clone()
+                        .time("serviceaccount", reconcile_service_account(account, ctx))
+                }
+            },
             error_policy_service_account,
             ctx.clone(),
         )
@@ -416,7 +426,15 @@ pub async fn run(
         |cm: ConfigMap| cm.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns)),
     )
     .graceful_shutdown_on(shutdown.cancelled_owned())
-    .run(reconcile_namespace, error_policy_namespace, ctx)
+    .run(
+        move |namespace, ctx| {
+            metrics
+                .clone()
+                .time("namespace", reconcile_namespace(namespace, ctx))
+        },
+        error_policy_namespace,
+        ctx,
+    )
     .for_each(|result| async move {
         if let Err(error) = result {
             tracing::debug!(%error, "Namespace controller");

@@ -25,6 +25,7 @@ pub mod cert_expiry;
 pub mod cleanup;
 pub mod status;
 
+use crate::controller_metrics::ControllerMetrics;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -572,11 +573,12 @@ pub fn error_policy(mesh: Arc<Mesh>, error: &MeshControllerError, ctx: Arc<Conte
 /// Needs RBAC: get/list/watch/patch/update on meshes, patch on meshes/status; get/list/watch
 /// on Secrets, ConfigMaps, Pods and both webhook configurations; delete on Secrets and
 /// ConfigMaps (cleanup); create on events.k8s.io Events. Never returns an error: reconcile
-/// errors are logged and retried.
+/// errors are logged and retried. Each reconcile counts in `metrics` as controller `mesh`.
 pub async fn run(
     client: Client,
     settings: MeshControllerSettings,
     discovery: Arc<dyn DiscoveryProbe>,
+    metrics: ControllerMetrics,
     shutdown: CancellationToken,
 ) {
     let namespace = settings.namespace.clone();
@@ -609,7 +611,11 @@ pub async fn run(
             the_mesh(())
         })
         .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(reconcile, error_policy, ctx)
+        .run(
+            move |mesh, ctx| metrics.clone().time("mesh", reconcile(mesh, ctx)),
+            error_policy,
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "Mesh controller");

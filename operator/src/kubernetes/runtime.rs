@@ -41,6 +41,7 @@ use super::webhook_config::{
 };
 use super::{KubernetesSettings, leader, mesh_controller, webhook_url_host};
 use crate::citadel::{self, CA_SECRET_NAME, CitadelSettings, PLUGIN_CA_SECRET_NAME};
+use crate::controller_metrics::ControllerMetrics;
 use crate::discovery::{DebounceSettings, DiscoveryServer, metrics::DiscoveryMetrics};
 use crate::monitoring::{self, Monitoring};
 use crate::snapshot::Snapshot;
@@ -276,6 +277,7 @@ async fn leader_work(
     mut mesh: watch::Receiver<MeshSpec>,
     mut ca_revision: watch::Receiver<u64>,
     mut in_force: watch::Receiver<bool>,
+    controllers: ControllerMetrics,
     term: CancellationToken,
 ) {
     loop {
@@ -293,11 +295,17 @@ async fn leader_work(
             mesh: spec.clone(),
         };
         let citadel = tokio::spawn({
-            let (client, token) = (client.clone(), generation.clone());
+            let (client, token, controllers) =
+                (client.clone(), generation.clone(), controllers.clone());
             async move {
                 while !token.is_cancelled() {
-                    match citadel::run(client.clone(), citadel_settings.clone(), token.clone())
-                        .await
+                    match citadel::run(
+                        client.clone(),
+                        citadel_settings.clone(),
+                        controllers.clone(),
+                        token.clone(),
+                    )
+                    .await
                     {
                         Ok(()) => return,
                         Err(error) => {
@@ -560,6 +568,7 @@ pub async fn run(
     let webhook_metrics = WebhookMetrics::new(&mut registry);
     let leader_status = leader::LeaderMetrics::new(&mut registry);
     let status_metrics = StatusMetrics::new(&mut registry);
+    let controllers = ControllerMetrics::new(&mut registry);
     let debounce = DebounceSettings {
         after: mesh.debounce_after(),
         max: mesh.debounce_max(),
@@ -653,6 +662,7 @@ pub async fn run(
                 mesh_rx.clone(),
                 ca_rx.clone(),
                 in_force_rx.clone(),
+                controllers.clone(),
                 term.clone(),
             );
             // The status of the mesh config objects is written by the leader only.
@@ -662,6 +672,7 @@ pub async fn run(
                 client.clone(),
                 mesh_controller::MeshControllerSettings::from(&settings),
                 mesh_discovery.clone(),
+                controllers.clone(),
                 term,
             );
             let leader_status = leader_status.clone();

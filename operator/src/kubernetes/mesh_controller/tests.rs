@@ -639,10 +639,13 @@ async fn run_reconciles_the_listed_mesh_and_stops_on_shutdown() {
         manage_webhook_ca_bundle: true,
         identity: "weft-operator-0".into(),
     };
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = ControllerMetrics::new(&mut registry);
     let running = tokio::spawn(run(
         fake.client(),
         settings,
         Arc::new(FixedDiscovery(true, 0)),
+        metrics,
         shutdown.clone(),
     ));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -655,6 +658,17 @@ async fn run_reconciles_the_listed_mesh_and_stops_on_shutdown() {
         .await
         .expect("run returns after shutdown")
         .unwrap();
+    // The reconcile that added the finalizer counted under controller-runtime's names.
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        text.contains(r#"controller_runtime_reconcile_time_seconds_count{controller="mesh"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"controller_runtime_reconcile_total{controller="mesh",result="#),
+        "{text}"
+    );
 }
 
 /// The runtime hands its discovery server to [`run`] as the probe.
