@@ -51,7 +51,10 @@ use weft_webhook::names::{SIDECAR_STATUS, TLS_MODE_LABEL};
 
 use self::cleanup::{DeletionKind, Owned, cleanup_plan};
 use self::status::{CaFact, CaSource, Facts, MeshEvent, WebhookFact, WebhookState};
-use super::webhook_config::{MUTATING_WEBHOOK_CONFIGURATION, VALIDATING_WEBHOOK_CONFIGURATION};
+use super::webhook_config::{
+    MUTATING_WEBHOOK_CONFIGURATION, VALIDATING_WEBHOOK_CONFIGURATION, mutating_webhooks,
+    validating_webhooks,
+};
 use crate::citadel::controller::backoff_delay;
 use crate::citadel::plan::load_or_create_ca;
 use crate::citadel::{
@@ -260,11 +263,11 @@ async fn ca_fact(ctx: &Context) -> Result<CaFact, MeshControllerError> {
     )
 }
 
-fn client_configs<'a>(
-    configs: impl Iterator<Item = (&'a String, &'a WebhookClientConfig)>,
-) -> Vec<(String, Option<Vec<u8>>)> {
+/// The (name, `caBundle`) of each webhook, from `webhook_config`'s (name, client config).
+fn ca_bundles(configs: Vec<(String, WebhookClientConfig)>) -> Vec<(String, Option<Vec<u8>>)> {
     configs
-        .map(|(name, config)| (name.clone(), config.ca_bundle.as_ref().map(|b| b.0.clone())))
+        .into_iter()
+        .map(|(name, config)| (name, config.ca_bundle.map(|b| b.0)))
         .collect()
 }
 
@@ -281,14 +284,7 @@ async fn webhook_facts(
             "MutatingWebhookConfiguration",
             MUTATING_WEBHOOK_CONFIGURATION,
         ))?
-        .map(|c| {
-            client_configs(
-                c.webhooks
-                    .iter()
-                    .flatten()
-                    .map(|w| (&w.name, &w.client_config)),
-            )
-        });
+        .map(|c| ca_bundles(mutating_webhooks(&c)));
     let validating = Api::<ValidatingWebhookConfiguration>::all(ctx.client.clone())
         .get_opt(VALIDATING_WEBHOOK_CONFIGURATION)
         .await
@@ -297,14 +293,7 @@ async fn webhook_facts(
             "ValidatingWebhookConfiguration",
             VALIDATING_WEBHOOK_CONFIGURATION,
         ))?
-        .map(|c| {
-            client_configs(
-                c.webhooks
-                    .iter()
-                    .flatten()
-                    .map(|w| (&w.name, &w.client_config)),
-            )
-        });
+        .map(|c| ca_bundles(validating_webhooks(&c)));
     let state = |webhooks: Option<Vec<(String, Option<Vec<u8>>)>>| match (webhooks, ca) {
         (None, _) => WebhookState::Missing,
         (Some(_), _) if !ctx.settings.manage_webhook_ca_bundle => WebhookState::Current,

@@ -96,7 +96,10 @@ pub fn ca_bundle_patch(
     (!changes.is_empty()).then(|| json!({"webhooks": changes}))
 }
 
-fn mutating_webhooks(config: &MutatingWebhookConfiguration) -> Vec<(String, WebhookClientConfig)> {
+/// The (name, client config) of every webhook of a mutating configuration.
+pub(crate) fn mutating_webhooks(
+    config: &MutatingWebhookConfiguration,
+) -> Vec<(String, WebhookClientConfig)> {
     config
         .webhooks
         .iter()
@@ -105,7 +108,8 @@ fn mutating_webhooks(config: &MutatingWebhookConfiguration) -> Vec<(String, Webh
         .collect()
 }
 
-fn validating_webhooks(
+/// The (name, client config) of every webhook of a validating configuration.
+pub(crate) fn validating_webhooks(
     config: &ValidatingWebhookConfiguration,
 ) -> Vec<(String, WebhookClientConfig)> {
     config
