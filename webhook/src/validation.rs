@@ -38,6 +38,19 @@ pub struct Finding {
     pub message: String,
 }
 
+impl Finding {
+    /// The finding of an error whose text reads `path: message` (the parser's and
+    /// `MeshSpec::validate`'s errors, which carry their path): `message` is the text without
+    /// that prefix, or the whole text when it does not start with it.
+    pub fn from_error_text(path: String, text: String) -> Self {
+        let message = text
+            .strip_prefix(&format!("{path}: "))
+            .map(str::to_string)
+            .unwrap_or(text);
+        Self { path, message }
+    }
+}
+
 impl fmt::Display for Finding {
     /// Writes `path: message`, e.g. `spec.http[0].route[1].weight: must be between 0 and 100`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -85,13 +98,8 @@ pub fn validate(object: &MeshObject) -> Validation {
         }
         MeshObject::Mesh(o) => {
             for error in o.spec.validate() {
-                let path = error.path().to_string();
-                let text = error.to_string();
-                let message = text
-                    .strip_prefix(&format!("{path}: "))
-                    .map(str::to_string)
-                    .unwrap_or(text);
-                report.error(path, message);
+                let finding = Finding::from_error_text(error.path().to_string(), error.to_string());
+                report.0.errors.push(finding);
             }
         }
     }
@@ -112,18 +120,13 @@ pub fn validate_value(value: serde_json::Value) -> Validation {
     }
     match MeshObject::from_value(value) {
         Ok(object) => validate(&object),
-        Err(error) => {
-            let path = error.path().unwrap_or("(document)").to_string();
-            let text = error.to_string();
-            let message = text
-                .strip_prefix(&format!("{path}: "))
-                .map(str::to_string)
-                .unwrap_or(text);
-            Validation {
-                errors: vec![Finding { path, message }],
-                warnings: Vec::new(),
-            }
-        }
+        Err(error) => Validation {
+            errors: vec![Finding::from_error_text(
+                error.path().unwrap_or("(document)").to_string(),
+                error.to_string(),
+            )],
+            warnings: Vec::new(),
+        },
     }
 }
 

@@ -12,18 +12,13 @@ use weft_webhook::{Finding, Validation, validate, validate_value};
 fn reference(value: Value) -> Validation {
     match MeshObject::from_value(value) {
         Ok(object) => validate(&object),
-        Err(error) => {
-            let path = error.path().unwrap_or("(document)").to_string();
-            let text = error.to_string();
-            let message = text
-                .strip_prefix(&format!("{path}: "))
-                .map(str::to_string)
-                .unwrap_or(text);
-            Validation {
-                errors: vec![Finding { path, message }],
-                warnings: Vec::new(),
-            }
-        }
+        Err(error) => Validation {
+            errors: vec![Finding::from_error_text(
+                error.path().unwrap_or("(document)").to_string(),
+                error.to_string(),
+            )],
+            warnings: Vec::new(),
+        },
     }
 }
 
