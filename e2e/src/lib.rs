@@ -133,13 +133,24 @@ pub fn count(report: &serde_json::Value, field: &str, key: &str) -> u64 {
 
 /// The DestinationRule with subsets v1 and v2 (by the `version` label) for service `name`.
 pub fn subsets(name: &str) -> String {
+    subsets_with_policy(name, "")
+}
+
+/// [`subsets`] with a `trafficPolicy` whose body is `traffic_policy`: YAML mapping lines
+/// indented by 4, each ending in a newline (no `trafficPolicy` when empty).
+pub fn subsets_with_policy(name: &str, traffic_policy: &str) -> String {
+    let policy = if traffic_policy.is_empty() {
+        String::new()
+    } else {
+        format!("  trafficPolicy:\n{traffic_policy}")
+    };
     format!(
         r#"apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {{name: {name}, namespace: {NS}}}
 spec:
   host: {name}.{NS}.svc.cluster.local
-  subsets:
+{policy}  subsets:
   - {{name: v1, labels: {{version: v1}}}}
   - {{name: v2, labels: {{version: v2}}}}
 "#
@@ -163,17 +174,38 @@ pub fn reviews_mesh(mesh: &mut LocalMesh) -> Ipv4Addr {
     vip
 }
 
-/// Sends `requests` from `client` to `reviews` (path `/reviews/0`) with `headers`.
+/// Sends `requests` from `client` to `reviews` (path `/reviews/0`) with `headers`, 4 at a
+/// time.
 pub fn reviews_load(
     mesh: &LocalMesh,
     vip: Ipv4Addr,
     headers: &[(&str, &str)],
     requests: usize,
 ) -> serde_json::Value {
+    reviews_requests(mesh, vip, "/reviews/0", headers, requests, 4)
+}
+
+/// Sends `requests` GETs of `path` from `client` to `reviews` at `vip` with `headers`,
+/// `concurrency` at a time; returns the load client's report.
+pub fn reviews_requests(
+    mesh: &LocalMesh,
+    vip: Ipv4Addr,
+    path: &str,
+    headers: &[(&str, &str)],
+    requests: usize,
+    concurrency: usize,
+) -> serde_json::Value {
     let host = host("reviews");
-    let url = format!("http://{host}:9080/reviews/0");
-    mesh.load("client", &url, &[(&host, vip)], headers, requests, 4)
-        .expect("load")
+    let url = format!("http://{host}:9080{path}");
+    mesh.load(
+        "client",
+        &url,
+        &[(&host, vip)],
+        headers,
+        requests,
+        concurrency,
+    )
+    .expect("load")
 }
 
 /// The config version `workload`'s proxy last acknowledged, from the control plane's sync

@@ -8,7 +8,7 @@
 
 use std::net::Ipv4Addr;
 
-use weft_e2e::{NS, apply_watching, count, host, mesh_or_skip, reviews_mesh};
+use weft_e2e::{NS, apply_watching, count, host, mesh_or_skip, reviews_mesh, reviews_requests};
 use weft_lab::jwt::{TestIssuer, now};
 use weft_lab::mesh::{LocalMesh, WorkloadSpec};
 
@@ -22,10 +22,7 @@ fn load(
     headers: &[(&str, &str)],
     requests: usize,
 ) -> serde_json::Value {
-    let host = host("reviews");
-    let url = format!("http://{host}:9080/reviews/0");
-    mesh.load("client", &url, &[(&host, vip)], headers, requests, 2)
-        .unwrap()
+    reviews_requests(mesh, vip, "/reviews/0", headers, requests, 2)
 }
 
 fn request_authentication(jwks: &str) -> String {

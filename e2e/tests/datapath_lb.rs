@@ -9,15 +9,15 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use weft_e2e::{NS, apply, count, eventually, host, mesh_or_skip, reviews_mesh};
+use weft_e2e::{
+    apply, count, eventually, mesh_or_skip, reviews_mesh, reviews_requests, subsets_with_policy,
+};
 use weft_lab::mesh::LocalMesh;
 
 /// The DestinationRule of `reviews` (subsets v1 and v2) with `load_balancer` (a YAML flow
 /// mapping) as its traffic policy's `loadBalancer`.
 fn reviews_rule(load_balancer: &str) -> String {
-    format!(
-        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: reviews, namespace: {NS}}}\nspec:\n  host: reviews.{NS}.svc.cluster.local\n  trafficPolicy:\n    loadBalancer: {load_balancer}\n  subsets:\n  - {{name: v1, labels: {{version: v1}}}}\n  - {{name: v2, labels: {{version: v2}}}}\n"
-    )
+    subsets_with_policy("reviews", &format!("    loadBalancer: {load_balancer}\n"))
 }
 
 /// `requests` GETs of `path` from `client` to `reviews` with `headers`, one at a time.
@@ -28,10 +28,7 @@ fn load(
     headers: &[(&str, &str)],
     requests: usize,
 ) -> serde_json::Value {
-    let host = host("reviews");
-    let url = format!("http://{host}:9080{path}");
-    mesh.load("client", &url, &[(&host, vip)], headers, requests, 1)
-        .unwrap()
+    reviews_requests(mesh, vip, path, headers, requests, 1)
 }
 
 /// The versions that answered, when all `requests` got 200.

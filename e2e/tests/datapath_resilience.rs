@@ -9,14 +9,14 @@
 
 use std::time::Duration;
 
-use weft_e2e::{NS, apply, count, eventually, host, mesh_or_skip, reviews_mesh};
+use weft_e2e::{
+    apply, count, eventually, mesh_or_skip, reviews_mesh, reviews_requests, subsets_with_policy,
+};
 
-/// The DestinationRule of `reviews` (subsets v1 and v2, as [`weft_e2e::subsets`]) with
-/// `traffic_policy` (YAML mapping lines indented by 4).
+/// The DestinationRule of `reviews` (subsets v1 and v2) with `traffic_policy` (YAML mapping
+/// lines indented by 4).
 fn reviews_rule(traffic_policy: &str) -> String {
-    format!(
-        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: reviews, namespace: {NS}}}\nspec:\n  host: reviews.{NS}.svc.cluster.local\n  trafficPolicy:\n{traffic_policy}  subsets:\n  - {{name: v1, labels: {{version: v1}}}}\n  - {{name: v2, labels: {{version: v2}}}}\n"
-    )
+    subsets_with_policy("reviews", traffic_policy)
 }
 
 /// Sends `requests` from `client` to `reviews` (`/reviews/0`), `concurrency` at a time.
@@ -27,17 +27,7 @@ fn load(
     requests: usize,
     concurrency: usize,
 ) -> serde_json::Value {
-    let host = host("reviews");
-    let url = format!("http://{host}:9080/reviews/0");
-    mesh.load(
-        "client",
-        &url,
-        &[(&host, vip)],
-        headers,
-        requests,
-        concurrency,
-    )
-    .unwrap()
+    reviews_requests(mesh, vip, "/reviews/0", headers, requests, concurrency)
 }
 
 /// The `istio_requests_total` lines of `workload`'s proxy with `response_code` and
