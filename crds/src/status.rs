@@ -108,6 +108,36 @@ pub enum AnalysisLevel {
     Info,
 }
 
+impl Condition {
+    /// A condition of `type_` with `status` (`True`, `False`, `Unknown`), `reason`, `message`
+    /// and `observed_generation`, as a controller writes it: `lastTransitionTime` is kept from
+    /// `previous` (the object's current condition of that type) when its status is the same,
+    /// else it is `now` (RFC 3339) — Kubernetes' `meta.SetStatusCondition` rule.
+    pub fn observed(
+        type_: &str,
+        status: &str,
+        reason: String,
+        message: String,
+        observed_generation: Option<i64>,
+        previous: Option<&Condition>,
+        now: &str,
+    ) -> Self {
+        let last_transition_time = previous
+            .filter(|old| old.status == status)
+            .and_then(|old| old.last_transition_time.clone())
+            .unwrap_or_else(|| now.to_owned());
+        Self {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: Some(reason),
+            message: Some(message),
+            last_transition_time: Some(last_transition_time),
+            last_probe_time: None,
+            observed_generation,
+        }
+    }
+}
+
 impl IstioStatus {
     /// The condition of the given type, if present.
     pub fn condition(&self, type_: &str) -> Option<&Condition> {

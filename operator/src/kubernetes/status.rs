@@ -251,20 +251,15 @@ impl Draft {
         current: Option<&IstioStatus>,
         now: &str,
     ) -> Condition {
-        let last_transition_time = current
-            .and_then(|status| status.condition(self.type_))
-            .filter(|old| old.status == self.status)
-            .and_then(|old| old.last_transition_time.clone())
-            .unwrap_or_else(|| now.to_owned());
-        Condition {
-            type_: self.type_.to_owned(),
-            status: self.status.to_owned(),
-            reason: Some(self.reason),
-            message: Some(truncate(self.message)),
-            last_transition_time: Some(last_transition_time),
-            last_probe_time: None,
-            observed_generation: generation,
-        }
+        Condition::observed(
+            self.type_,
+            self.status,
+            self.reason,
+            truncate(self.message),
+            generation,
+            current.and_then(|status| status.condition(self.type_)),
+            now,
+        )
     }
 }
 

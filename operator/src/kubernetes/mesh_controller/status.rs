@@ -383,19 +383,15 @@ pub fn desired_status(mesh: &Mesh, facts: &Facts, now: SystemTime) -> (MeshStatu
                     note: format!("{}={}: {}", d.type_, d.status, d.message),
                 });
             }
-            let last_transition_time = old
-                .filter(|_| same_status)
-                .and_then(|o| o.last_transition_time.clone())
-                .unwrap_or_else(|| now_text.clone());
-            Condition {
-                type_: d.type_.to_string(),
-                status: d.status.to_string(),
-                reason: Some(d.reason.to_string()),
-                message: Some(d.message),
-                last_transition_time: Some(last_transition_time),
-                last_probe_time: None,
-                observed_generation: generation,
-            }
+            Condition::observed(
+                d.type_,
+                d.status,
+                d.reason.to_string(),
+                d.message,
+                generation,
+                old,
+                &now_text,
+            )
         })
         .collect();
     let is_the_mesh = mesh.metadata.name.as_deref() == Some(DEFAULT_NAME);
