@@ -40,7 +40,7 @@ use kube::core::{DynamicObject, TypeMeta};
 
 use crate::config::InjectionConfig;
 use crate::inject::{inject_owned, should_inject};
-use crate::validation::{Validation, validate_text, validate_value};
+use crate::validation::{Validation, validate, validate_value};
 
 mod patch;
 mod review_body;
@@ -331,7 +331,8 @@ pub fn handle_validate_body(body: &[u8]) -> (StatusCode, Vec<u8>) {
 }
 
 /// The common case of [`handle_validate_body`], read without a `serde_json::Value` of the
-/// object: a well-formed `CREATE` or `UPDATE` review whose object parses as a mesh object.
+/// object: a well-formed `CREATE` or `UPDATE` review whose object parses as the mesh object
+/// its request names.
 /// Returns the reply [`handle_validate_body_reference`] gives for `body`, or `None` for any
 /// other request (which then takes that path).
 fn validate_fast(body: &[u8]) -> Option<(StatusCode, Vec<u8>)> {
@@ -343,8 +344,7 @@ fn validate_fast(body: &[u8]) -> Option<(StatusCode, Vec<u8>)> {
     if !matches!(request.operation, Operation::Create | Operation::Update) {
         return None;
     }
-    let object = object?;
-    let outcome = validate_text(object.api_version, object.kind, object.text)?;
+    let outcome = validate(&object?);
     let response = respond(AdmissionResponse::from(&request), outcome);
     encode_review(response)
         .ok()

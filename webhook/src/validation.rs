@@ -16,7 +16,7 @@ mod authorization_policy;
 mod destination_rule;
 mod fields;
 mod gateway;
-mod parse;
+pub(crate) mod parse;
 mod path;
 mod peer_authentication;
 mod request_authentication;
@@ -128,17 +128,6 @@ pub fn validate_value(value: serde_json::Value) -> Validation {
             warnings: Vec::new(),
         },
     }
-}
-
-/// Reads and validates one object given as JSON text, when that can be done without a
-/// `serde_json::Value` (the admission fast path).
-///
-/// Takes the object's `apiVersion` and `kind`, as found in its top level, and its JSON text.
-/// Returns `Some` with exactly what [`validate_value`] returns for the same text parsed as a
-/// `Value`, or `None` when the text must take that path instead (the object does not parse,
-/// or reading it straight from text could differ; see `parse::read_fast_text`).
-pub(crate) fn validate_text(api_version: &str, kind: &str, text: &str) -> Option<Validation> {
-    parse::read_fast_text(api_version, kind, text).map(|object| validate(&object))
 }
 
 /// Collects findings while a kind's rules run.

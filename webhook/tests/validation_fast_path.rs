@@ -33,13 +33,20 @@ fn documents(dir: &Path) -> Vec<(PathBuf, Value)> {
     out
 }
 
+/// A review of `object` under `operation`; the request names the object's own kind (as the
+/// API server does), or VirtualService when the object has none.
 fn review(operation: &str, object: Value) -> Value {
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("VirtualService")
+        .to_string();
     json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
         "request": {
             "uid": "uid-7",
-            "kind": {"group": "networking.istio.io", "version": "v1", "kind": "VirtualService"},
+            "kind": {"group": "networking.istio.io", "version": "v1", "kind": kind},
             "resource": {"group": "networking.istio.io", "version": "v1", "resource": "virtualservices"},
             "namespace": "bookinfo",
             "operation": operation,
@@ -146,6 +153,35 @@ fn bodies_the_fast_path_gives_up_on_get_the_reference_reply() {
             with_object(&valid_text.replace("\"VirtualService\"", "\"Gateway\"")),
         ),
         (
+            "the request's kind after the object",
+            body.replacen(
+                r#""kind":{"group":"networking.istio.io","kind":"VirtualService","version":"v1"},"#,
+                "",
+                1,
+            )
+            .replacen(
+                r#""username":"alice"}"#,
+                r#""username":"alice"},"kind":{"group":"g","kind":"VirtualService","version":"v1"}"#,
+                1,
+            ),
+        ),
+        (
+            "the request names no kind",
+            body.replacen(
+                r#""kind":{"group":"networking.istio.io","kind":"VirtualService","version":"v1"},"#,
+                "",
+                1,
+            ),
+        ),
+        (
+            "deep in an unknown top-level field, past the limit",
+            with_object(&valid_text.replacen("{", &format!("{{\"junk\":{},", deep(126)), 1)),
+        ),
+        (
+            "lone surrogate in an unknown top-level field",
+            with_object(&valid_text.replacen("{", r#"{"junk":"\udbff","#, 1)),
+        ),
+        (
             "lone surrogate in a skipped metadata field",
             with_object(&valid_text.replacen("\"metadata\":{", r#""metadata":{"x":"\ud800","#, 1)),
         ),
@@ -207,6 +243,9 @@ fn bodies_the_fast_path_gives_up_on_get_the_reference_reply() {
         ("trailing garbage", format!("{body} x")),
         ("not json", "{".into()),
     ];
+    for (name, case) in &cases[1..] {
+        assert_ne!(case, &body, "{name}: the case changes the valid body");
+    }
     for (name, body) in &cases {
         assert_same_reply(name, body.as_bytes());
     }

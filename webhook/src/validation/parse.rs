@@ -9,7 +9,13 @@
 //! JSON, so they accept exactly the same objects; the `served` table below mirrors
 //! `weft_crds::object`'s `apiVersion` check with the crate's public constants.
 
-use serde::de::DeserializeOwned;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, Visitor,
+};
 use serde_json::Value;
 use weft_crds::MeshObject;
 use weft_crds::mesh::{self, Mesh};
@@ -31,52 +37,59 @@ fn served(kind: &str) -> Option<(&'static str, &'static [&'static str])> {
     }
 }
 
-/// Where [`read_typed`] reads an object from: a parsed JSON value or the JSON text itself.
-trait Source {
-    /// Reads the whole object as `T` with plain serde; `None` on any error.
-    fn read<T: DeserializeOwned>(&self) -> Option<T>;
+/// Where [`read_kind`] reads an object from: a parsed JSON value, or the top-level fields of
+/// an object as a serde map (see [`ObjectSeed`]).
+trait Source<'de> {
+    /// The error reading gives.
+    type Error;
+    /// Reads the whole object as `T` with plain serde.
+    fn read<T: DeserializeOwned>(self) -> Result<T, Self::Error>;
 }
 
-impl Source for &Value {
-    fn read<T: DeserializeOwned>(&self) -> Option<T> {
-        T::deserialize(*self).ok()
+impl Source<'_> for &Value {
+    type Error = serde_json::Error;
+    fn read<T: DeserializeOwned>(self) -> Result<T, serde_json::Error> {
+        T::deserialize(self)
     }
 }
 
-/// An object's JSON text, as an admission request carries it.
-struct Text<'a>(&'a str);
-
-impl Source for Text<'_> {
-    fn read<T: DeserializeOwned>(&self) -> Option<T> {
-        serde_json::from_str(self.0).ok()
-    }
-}
-
-/// Reads `source` as the mesh object `api_version` and `kind` name, or `None` when the kind
-/// or version is not served or the object does not parse.
-fn read_typed(api_version: &str, kind: &str, source: impl Source) -> Option<MeshObject> {
-    let (group, versions) = served(kind)?;
-    let (g, v) = api_version.split_once('/')?;
-    if g != group || !versions.contains(&v) {
-        return None;
-    }
+/// Reads `source` as the type of the mesh kind `kind`. Returns `None` when `kind` is not a
+/// mesh kind, else the object or the error reading it gave.
+fn read_kind<'de, S: Source<'de>>(kind: &str, source: S) -> Option<Result<MeshObject, S::Error>> {
+    served(kind)?;
     Some(match kind {
-        "VirtualService" => MeshObject::VirtualService(source.read::<VirtualService>()?),
-        "DestinationRule" => MeshObject::DestinationRule(source.read::<DestinationRule>()?),
-        "Gateway" => MeshObject::Gateway(source.read::<Gateway>()?),
-        "ServiceEntry" => MeshObject::ServiceEntry(source.read::<ServiceEntry>()?),
-        "Sidecar" => MeshObject::Sidecar(source.read::<Sidecar>()?),
-        "WorkloadEntry" => MeshObject::WorkloadEntry(source.read::<WorkloadEntry>()?),
-        "PeerAuthentication" => {
-            MeshObject::PeerAuthentication(source.read::<PeerAuthentication>()?)
-        }
-        "AuthorizationPolicy" => {
-            MeshObject::AuthorizationPolicy(source.read::<AuthorizationPolicy>()?)
-        }
-        "RequestAuthentication" => {
-            MeshObject::RequestAuthentication(source.read::<RequestAuthentication>()?)
-        }
-        _ => MeshObject::Mesh(source.read::<Mesh>()?),
+        "VirtualService" => source
+            .read::<VirtualService>()
+            .map(MeshObject::VirtualService),
+        "DestinationRule" => source
+            .read::<DestinationRule>()
+            .map(MeshObject::DestinationRule),
+        "Gateway" => source.read::<Gateway>().map(MeshObject::Gateway),
+        "ServiceEntry" => source.read::<ServiceEntry>().map(MeshObject::ServiceEntry),
+        "Sidecar" => source.read::<Sidecar>().map(MeshObject::Sidecar),
+        "WorkloadEntry" => source
+            .read::<WorkloadEntry>()
+            .map(MeshObject::WorkloadEntry),
+        "PeerAuthentication" => source
+            .read::<PeerAuthentication>()
+            .map(MeshObject::PeerAuthentication),
+        "AuthorizationPolicy" => source
+            .read::<AuthorizationPolicy>()
+            .map(MeshObject::AuthorizationPolicy),
+        "RequestAuthentication" => source
+            .read::<RequestAuthentication>()
+            .map(MeshObject::RequestAuthentication),
+        _ => source.read::<Mesh>().map(MeshObject::Mesh),
+    })
+}
+
+/// True when `api_version` is `<group>/<version>` with a group and version `kind` is
+/// served at (see [`served`]).
+fn is_served(api_version: &str, kind: &str) -> bool {
+    served(kind).is_some_and(|(group, versions)| {
+        api_version
+            .split_once('/')
+            .is_some_and(|(g, v)| g == group && versions.contains(&v))
     })
 }
 
@@ -88,20 +101,180 @@ fn read_typed(api_version: &str, kind: &str, source: impl Source) -> Option<Mesh
 pub(super) fn read_fast(value: &Value) -> Option<MeshObject> {
     let api_version = value.get("apiVersion")?.as_str()?;
     let kind = value.get("kind")?.as_str()?;
-    read_typed(api_version, kind, value)
+    if !is_served(api_version, kind) {
+        return None;
+    }
+    read_kind(kind, value)?.ok()
 }
 
-/// Reads the JSON text `text` of an object whose `apiVersion` and `kind` are given straight
-/// into the mesh object they name, without building a `serde_json::Value` first.
+/// Reads an admission request's object straight from the request body into the mesh object
+/// it is, without a `serde_json::Value` of its spec (the admission fast path).
 ///
-/// Takes the object's `apiVersion` and `kind` (as the caller found them in `text`) and its
-/// JSON text. Returns the object [`read_fast`] would return for the same document parsed as a
-/// `Value`, or `None` when it cannot be sure of that: whenever `read_fast` would give up, and
-/// also when a key repeats in a struct (serde refuses the repeat where a `Value` keeps the
-/// last one) or a numeric map key is written with escapes. The caller then takes the `Value`
-/// path, so such objects get exactly its outcome.
-pub(crate) fn read_fast_text(api_version: &str, kind: &str, text: &str) -> Option<MeshObject> {
-    read_typed(api_version, kind, Text(text))
+/// Holds the kind the request names (`request.kind.kind`), as a guess of the object's own:
+/// the object's fields are read into that kind's type as they come. The result is the object
+/// [`read_fast`] returns for the same object parsed as a `Value`; wherever that cannot be
+/// certain, reading fails (with a serde error saying why), and the caller takes the `Value`
+/// path instead:
+/// - the object's own `apiVersion` and `kind` (strings; the last one when repeated, as in a
+///   `Value`) are not a served version of the guessed kind;
+/// - a field the type refuses, a key repeated in a struct (a `Value` keeps the last one,
+///   serde refuses the repeat), JSON nested too deep or a string with a lone UTF-16
+///   surrogate escape anywhere in the object.
+///
+/// The last two need every part of the object to be read, not skipped (serde_json checks
+/// neither nesting nor escapes in a value it skips): `spec` is read by the kind's spec type,
+/// whose structs all refuse unknown fields; `metadata`, `status` and any other top-level
+/// field are read as `Value`s (exactly the checks of the `Value` path), then `metadata` and
+/// `status` into their types.
+pub(crate) struct ObjectSeed<'k> {
+    /// The kind the request names, e.g. `VirtualService`.
+    pub(crate) kind: &'k str,
+}
+
+impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
+    type Value = MeshObject;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<MeshObject, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ObjectSeed<'_> {
+    type Value = MeshObject;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a {} object", self.kind)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MeshObject, A::Error> {
+        let mut types = TypeFields::default();
+        let fields = TopLevel {
+            map,
+            types: &mut types,
+            next: None,
+        };
+        let object = read_kind(self.kind, fields).ok_or_else(|| {
+            de::Error::custom(format!("request.kind {:?} is not a mesh kind", self.kind))
+        })??;
+        match (types.api_version, types.kind) {
+            (Some(api_version), Some(kind))
+                if kind == self.kind && is_served(&api_version, &kind) =>
+            {
+                Ok(object)
+            }
+            (api_version, kind) => Err(de::Error::custom(format!(
+                "object apiVersion {api_version:?} and kind {kind:?} are not a served version of request.kind {:?}",
+                self.kind
+            ))),
+        }
+    }
+}
+
+/// The object's `apiVersion` and `kind`, as [`TopLevel`] found them: the last of each.
+#[derive(Default)]
+struct TypeFields {
+    api_version: Option<String>,
+    kind: Option<String>,
+}
+
+/// A top-level field of an object, as [`TopLevel`] tells them apart.
+#[derive(Clone, Copy)]
+enum Field {
+    ApiVersion,
+    Kind,
+    Metadata,
+    Spec,
+    Status,
+    /// Any other field, which the kinds' types skip.
+    Other,
+}
+
+impl Field {
+    /// The field's name, as the kinds' types know it.
+    fn name(self) -> &'static str {
+        match self {
+            Field::Metadata => "metadata",
+            Field::Spec => "spec",
+            Field::Status => "status",
+            Field::ApiVersion | Field::Kind | Field::Other => "",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_identifier(FieldVisitor)
+    }
+}
+
+struct FieldVisitor;
+
+impl Visitor<'_> for FieldVisitor {
+    type Value = Field;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Field, E> {
+        Ok(match name {
+            "apiVersion" => Field::ApiVersion,
+            "kind" => Field::Kind,
+            "metadata" => Field::Metadata,
+            "spec" => Field::Spec,
+            "status" => Field::Status,
+            _ => Field::Other,
+        })
+    }
+}
+
+/// An object's top-level fields as the kind's type reads them: `apiVersion` and `kind` go
+/// to `types` (the types skip them), `spec` is read straight from the map, every other field
+/// through a `Value` (see [`ObjectSeed`] for why).
+struct TopLevel<'t, A> {
+    map: A,
+    types: &'t mut TypeFields,
+    /// The field whose key the type has just read.
+    next: Option<Field>,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for TopLevel<'_, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        while let Some(field) = self.map.next_key::<Field>()? {
+            match field {
+                Field::ApiVersion => self.types.api_version = Some(self.map.next_value()?),
+                Field::Kind => self.types.kind = Some(self.map.next_value()?),
+                Field::Other => {
+                    self.map.next_value::<Value>()?;
+                }
+                Field::Metadata | Field::Spec | Field::Status => {
+                    self.next = Some(field);
+                    return seed.deserialize(field.name().into_deserializer()).map(Some);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        if let Some(Field::Spec) = self.next.take() {
+            return self.map.next_value_seed(seed);
+        }
+        let value: Value = self.map.next_value()?;
+        seed.deserialize(value).map_err(de::Error::custom)
+    }
+}
+
+impl<'de, A: MapAccess<'de>> Source<'de> for TopLevel<'_, A> {
+    type Error = A::Error;
+    fn read<T: DeserializeOwned>(self) -> Result<T, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(self))
+    }
 }
 
 #[cfg(test)]
@@ -110,7 +283,6 @@ mod tests {
 
     use std::path::Path;
 
-    use serde::Deserialize;
     use serde_json::json;
 
     use super::*;
@@ -157,22 +329,32 @@ mod tests {
         }
     }
 
+    /// Reads `text` with [`ObjectSeed`] guessing `kind`; `None` on any error.
+    fn read_seeded(kind: &str, text: &str) -> Option<MeshObject> {
+        ObjectSeed { kind }
+            .deserialize(&mut serde_json::Deserializer::from_str(text))
+            .ok()
+    }
+
     #[test]
-    fn reading_from_text_agrees_with_reading_from_a_value_on_every_test_document() {
+    fn reading_in_one_pass_agrees_with_reading_from_a_value_on_every_test_document() {
         let mut read = 0;
         for (name, value) in &documents() {
             let text = serde_json::to_string(value).unwrap();
-            let field = |name: &str| value.get(name).and_then(Value::as_str).unwrap_or_default();
-            let from_text = read_fast_text(field("apiVersion"), field("kind"), &text);
-            // The documents have no repeated keys or escapes: text reads whatever a value reads.
-            assert_eq!(from_text, read_fast(value), "{name}");
-            read += usize::from(from_text.is_some());
+            let kind = value
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let seeded = read_seeded(kind, &text);
+            // The documents have no repeated keys: one pass reads whatever a value reads.
+            assert_eq!(seeded, read_fast(value), "{name}");
+            read += usize::from(seeded.is_some());
         }
         assert!(read > 50, "{read}");
     }
 
     #[test]
-    fn reading_from_text_gives_up_where_it_could_differ() {
+    fn reading_in_one_pass_gives_up_where_it_could_differ() {
         let (api_version, kind) = ("networking.istio.io/v1", "VirtualService");
         let spec = r#"{"hosts": ["a"], "http": [{"route": [{"destination": {"host": "a"}}]}]}"#;
         let object = |spec_key: &str| {
@@ -181,19 +363,42 @@ mod tests {
             )
         };
         let plain = object("spec");
-        assert!(read_fast_text(api_version, kind, &plain).is_some());
+        assert!(read_seeded(kind, &plain).is_some());
         // A repeated field: a `Value` keeps the last, serde refuses the repeat.
         let repeated = format!(r#"{{"spec": {{}}, {}"#, &plain[1..]);
-        assert!(read_fast_text(api_version, kind, &repeated).is_none());
-        assert!(read_fast_text(api_version, "Pod", &plain).is_none());
-        // An escaped key is read as the key it spells, in both paths.
-        let escaped = object("sp\\u0065c");
-        let value: Value = serde_json::from_str(&escaped).unwrap();
-        assert_eq!(
-            read_fast_text(api_version, kind, &escaped),
-            read_fast(&value)
-        );
-        assert!(read_fast(&value).is_some(), "{escaped}");
+        assert!(read_seeded(kind, &repeated).is_none());
+        // The object is not of the kind the request names, or not of a mesh kind.
+        assert!(read_seeded("Gateway", &plain).is_none());
+        assert!(read_seeded("Pod", &plain.replace(kind, "Pod")).is_none());
+        // Where a `Value` reads the same, so does one pass: an escaped key, a repeated or
+        // escaped `kind` (the last one counts), a field the types skip.
+        for text in [
+            object("sp\\u0065c"),
+            plain.replacen('{', r#"{"kind": "Gateway", "#, 1),
+            plain.replace(
+                r#""kind": "VirtualService""#,
+                r#""kind": "Virtual\u0053ervice""#,
+            ),
+            plain.replacen('{', r#"{"extra": {"a": [1, null]}, "#, 1),
+        ] {
+            let value: Value = serde_json::from_str(&text).unwrap();
+            assert!(read_fast(&value).is_some(), "{text}");
+            assert_eq!(read_seeded(kind, &text), read_fast(&value), "{text}");
+        }
+        // And where a `Value` refuses or reads otherwise, one pass gives up.
+        for text in [
+            plain
+                .replacen('{', r#"{"kind": "VirtualService", "#, 1)
+                .replace(
+                    r#""kind": "VirtualService", "metadata""#,
+                    r#""kind": "Gateway", "metadata""#,
+                ),
+            plain.replace(api_version, "networking.istio.io/v9"),
+            plain.replace(r#""kind": "VirtualService", "#, ""),
+            plain.replacen('{', r#"{"extra": "\ud800", "#, 1),
+        ] {
+            assert!(read_seeded(kind, &text).is_none(), "{text}");
+        }
     }
 
     #[test]
