@@ -1,8 +1,10 @@
 //! Data path: RequestAuthentication and AuthorizationPolicy on the wire. A JWT from an inline
 //! JWKS: a valid token passes, an expired token or one from an unknown issuer gets 401, no
 //! token passes unless an AuthorizationPolicy requires a request principal (then 403); ALLOW
-//! by JWT claims and audiences. On a TCP port a DENY policy closes the connection, and a DENY
-//! rule with only HTTP fields closes every connection (Istio drops those fields on TCP).
+//! by JWT claims and audiences. A token in a cookie (`fromCookies`) sets the request principal
+//! and its claims reach the app as headers (`outputClaimToHeaders`), replacing spoofed ones.
+//! On a TCP port a DENY policy closes the connection, and a DENY rule with only HTTP fields
+//! closes every connection (Istio drops those fields on TCP).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -249,4 +251,123 @@ fn authorization_by_jwt_claims_and_audiences() {
         10,
         "a token for another audience is denied: {report}"
     );
+}
+
+#[test]
+fn jwt_from_cookie_sets_the_principal_and_claims_reach_the_app_as_headers() {
+    let mut mesh = mesh_or_skip!();
+    let vip = reviews_mesh(&mut mesh);
+    let issuer = TestIssuer::new(ISSUER).unwrap();
+    let jwks = issuer.jwks();
+    // Only alice may read reviews; `/public/` is open to anyone (to see what reaches the app
+    // without a token).
+    let policies = format!(
+        r#"apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: reviews-jwt, namespace: {NS}}}
+spec:
+  selector: {{matchLabels: {{app: reviews}}}}
+  jwtRules:
+  - issuer: {ISSUER}
+    jwks: '{jwks}'
+    fromCookies: [session]
+    outputClaimToHeaders:
+    - {{header: x-jwt-sub, claim: sub}}
+    - {{header: x-jwt-team, claim: org.team}}
+    - {{header: x-jwt-level, claim: level}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: alice-only, namespace: {NS}}}
+spec:
+  selector: {{matchLabels: {{app: reviews}}}}
+  action: ALLOW
+  rules:
+  - from:
+    - source: {{requestPrincipals: ["{ISSUER}/alice"]}}
+  - to:
+    - operation: {{paths: ["/public/*"]}}
+"#
+    );
+    apply_watching(&mesh, &SERVERS, "auth.yaml", &policies);
+    let token = |subject: &str, expires_at: u64| {
+        issuer
+            .sign(&serde_json::json!({
+                "iss": ISSUER,
+                "sub": subject,
+                "org": {"team": "core"},
+                "level": 3,
+                "exp": expires_at,
+            }))
+            .unwrap()
+    };
+    let echo = ("x-weft-echo", "x-jwt-sub,x-jwt-team,x-jwt-level");
+
+    let alice = format!("theme=dark; session={}", token("alice", now() + 3600));
+    let report = load(
+        &mesh,
+        vip,
+        &[("cookie", &alice), ("x-jwt-sub", "mallory"), echo],
+        10,
+    );
+    assert_eq!(
+        count(&report, "status", "200"),
+        10,
+        "a valid token in the session cookie carries the principal alice: {report}\n{}",
+        mesh.log("reviews1-proxy")
+    );
+    for header in ["x-jwt-sub=alice", "x-jwt-team=core", "x-jwt-level=3"] {
+        assert_eq!(
+            count(&report, "echoed", header),
+            10,
+            "the app must receive {header} (a spoofed x-jwt-sub is replaced): {report}"
+        );
+    }
+
+    let bob = format!("session={}", token("bob", now() + 3600));
+    let report = load(&mesh, vip, &[("cookie", &bob)], 10);
+    assert_eq!(
+        count(&report, "status", "403"),
+        10,
+        "bob's valid token gives the principal bob, which the policy does not allow: {report}"
+    );
+
+    let expired = format!("session={}", token("alice", now() - 3600));
+    let report = load(&mesh, vip, &[("cookie", &expired)], 10);
+    assert_eq!(
+        count(&report, "status", "401"),
+        10,
+        "an expired token in the cookie must get 401: {report}"
+    );
+
+    // The rule reads only the cookie: alice's token in `Authorization` is no token.
+    let bearer = format!("Bearer {}", token("alice", now() + 3600));
+    let report = load(&mesh, vip, &[("authorization", &bearer)], 10);
+    assert_eq!(
+        count(&report, "status", "403"),
+        10,
+        "a bearer token is not read by a rule with only fromCookies: {report}"
+    );
+
+    // Without a token, a client-supplied claim header never reaches the app.
+    let report = reviews_requests(
+        &mesh,
+        vip,
+        "/public/reviews",
+        &[("x-jwt-sub", "alice"), ("x-jwt-team", "core"), echo],
+        10,
+        2,
+    );
+    assert_eq!(
+        count(&report, "status", "200"),
+        10,
+        "the public path is open: {report}"
+    );
+    for header in ["x-jwt-sub", "x-jwt-team"] {
+        assert_eq!(
+            count(&report, "echoed", header),
+            10,
+            "a spoofed {header} must be removed: {report}"
+        );
+    }
 }

@@ -12,7 +12,7 @@ use jsonwebtoken::{DecodingKey, Validation};
 use serde_json::Value;
 use weft_proxy_config::JwtRule;
 
-pub use extract::{JwtRequest, TokenLocation, extract_token, token_locations};
+pub use extract::{JwtRequest, TokenLocation, extract_token, rule_tokens, token_locations};
 
 /// Allowed clock difference, in seconds, when checking `exp` and `nbf` (Envoy `jwt_authn`'s
 /// default `clock_skew_seconds`, which Istio keeps).
@@ -291,50 +291,75 @@ fn identity(claims: Value, rule: usize) -> JwtIdentity {
     }
 }
 
-/// A verified token and where it was found, as [`authenticate`] returns it.
+/// A request whose tokens verified, as [`authenticate`] returns it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Authenticated<'a, 'r> {
-    /// What the token says.
+    /// What the first token says (the request principal Istio derives).
     pub identity: JwtIdentity,
-    /// Where the token was.
-    pub location: TokenLocation<'a>,
-    /// The token text, borrowed from the request.
-    pub token: &'r str,
+    /// Every token at the accepting rule's locations, with where it was found, in
+    /// [`token_locations`] order; all of them verified. Never empty.
+    pub tokens: Vec<(TokenLocation<'a>, &'r str)>,
 }
 
 /// Envoy `jwt_authn` as Istio configures it for the `rules` of the RequestAuthentications
-/// selecting a workload: the first token found at any rule's locations (rules in order, see
-/// [`token_locations`]) is verified with [`validate_jwt`] at `now` (seconds since the epoch).
+/// selecting a workload (one provider per rule, any of them, or no token at all), at `now`
+/// (seconds since the epoch):
+/// - a rule *accepts* the request when it finds at least one token at its own locations
+///   ([`rule_tokens`]: headers, then query parameters, then cookies) and every one of them
+///   verifies with it ([`validate_jwt`] against that rule alone). Envoy requires all tokens
+///   of a provider to be valid so that a bad token cannot ride along with a good one;
+/// - the first accepting rule, in order, gives the identity: that of its first token;
+/// - no token at any rule's location: `Ok(None)` (Istio allows the request; an ALLOW policy
+///   requiring `requestPrincipals` then denies it);
+/// - tokens, but no rule accepts: the [`JwtError`] of the first rule that found a token (the
+///   proxy answers 401 before authorization).
 ///
-/// Returns `Ok(None)` when the request carries no token (Istio allows it; an ALLOW policy
-/// requiring `requestPrincipals` then denies it), `Ok(Some(..))` for a valid token, and the
-/// [`JwtError`] of an invalid one (the proxy answers 401 before authorization).
+/// Istio leaves the principal of a request carrying several tokens undefined; a token that
+/// only another rule reads does not stop a rule from accepting (rule A reading `Authorization`
+/// accepts even when rule B's cookie holds an expired token).
 pub fn authenticate<'a, 'r>(
     rules: &'a [JwtRule],
     request: &JwtRequest<'r>,
     now: u64,
 ) -> Result<Option<Authenticated<'a, 'r>>, JwtError> {
-    let Some((location, token)) = extract_token(rules.iter().flat_map(token_locations), request)
-    else {
-        return Ok(None);
-    };
-    let identity = validate_jwt(token, rules, now)?;
-    Ok(Some(Authenticated {
-        identity,
-        location,
-        token,
-    }))
+    let mut first_error = None;
+    for (index, rule) in rules.iter().enumerate() {
+        let tokens = rule_tokens(rule, request);
+        let Some((_, first)) = tokens.first() else {
+            continue;
+        };
+        let verified = tokens
+            .iter()
+            .skip(1)
+            .try_for_each(|(_, token)| {
+                validate_jwt(token, std::slice::from_ref(rule), now).map(drop)
+            })
+            .and_then(|()| validate_jwt(first, std::slice::from_ref(rule), now));
+        match verified {
+            Ok(mut identity) => {
+                identity.rule = index;
+                return Ok(Some(Authenticated { identity, tokens }));
+            }
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    first_error.map_or(Ok(None), Err)
 }
 
-/// Istio `ClaimToHeader`: copy claim `claim` (dotted for nested claims, e.g. `a.b`) into
-/// request header `header`. The model's [`JwtRule`] cannot carry these yet; the caller
-/// passes them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaimToHeader {
-    /// The request header to set.
-    pub header: String,
-    /// The claim to copy.
-    pub claim: String,
+/// The request headers a verified token may write, for every rule: each rule's
+/// `outputPayloadToHeader` and `outputClaimToHeaders` headers. Envoy removes them from every
+/// request before looking for tokens, so what reaches the application under these names was
+/// written by the proxy (Istio `ClaimToHeader.header`: "overridden if it already exists").
+pub fn sanitized_headers(rules: &[JwtRule]) -> impl Iterator<Item = &str> {
+    rules.iter().flat_map(|rule| {
+        rule.output_payload_to_header.as_deref().into_iter().chain(
+            rule.output_claim_to_headers
+                .iter()
+                .map(|(header, _)| header.as_str()),
+        )
+    })
 }
 
 /// One change to the request forwarded to the application.
@@ -353,58 +378,80 @@ pub enum HeaderEdit {
     RemoveQueryParam(String),
 }
 
-/// The request edits a verified token asks for, per its rule (`authenticated.identity.rule`
-/// indexes `rules`) and `claim_to_headers`:
-/// - unless `forwardOriginalToken`, the token is removed from where it was found (a header
+/// The request edits the accepting rule (`authenticated.identity.rule` indexes `rules`) asks
+/// for, after [`sanitized_headers`] were removed:
+/// - unless `forwardOriginalToken`, each token is removed from where it was found (a header
 ///   or a query parameter; Envoy leaves cookies alone);
-/// - `outputPayloadToHeader`: that header receives the token's payload, base64url-encoded
-///   as in the token;
-/// - `outputClaimToHeaders`: each header receives its claim's value when the claim is a
-///   string, number or boolean (other types and absent claims are skipped, as Envoy does).
+/// - `outputPayloadToHeader`: that header receives the first token's payload,
+///   base64url-encoded as in the token;
+/// - `outputClaimToHeaders`: each header receives its claim of the first token (`.` walks
+///   into nested objects), written as Envoy's `claim_to_headers` writes it: a string as is, a
+///   boolean as `true`/`false`, a whole non-negative number as an integer, any other number
+///   with six decimals (`-1.000000`, `2.500000`). Absent, empty-string, list, object and null
+///   claims set nothing.
 ///
 /// Returns an empty list when the rule index is out of range.
-pub fn header_edits(
-    rules: &[JwtRule],
-    authenticated: &Authenticated<'_, '_>,
-    claim_to_headers: &[ClaimToHeader],
-) -> Vec<HeaderEdit> {
+pub fn header_edits(rules: &[JwtRule], authenticated: &Authenticated<'_, '_>) -> Vec<HeaderEdit> {
     let mut edits = Vec::new();
     let Some(rule) = rules.get(authenticated.identity.rule) else {
         return edits;
     };
     if !rule.forward_original_token {
-        match authenticated.location {
-            TokenLocation::Header { name, .. } => edits.push(HeaderEdit::Remove(name.to_owned())),
-            TokenLocation::QueryParam(name) => {
-                edits.push(HeaderEdit::RemoveQueryParam(name.to_owned()));
+        for (location, _) in &authenticated.tokens {
+            match location {
+                TokenLocation::Header { name, .. } => {
+                    edits.push(HeaderEdit::Remove((*name).to_owned()));
+                }
+                TokenLocation::QueryParam(name) => {
+                    edits.push(HeaderEdit::RemoveQueryParam((*name).to_owned()));
+                }
+                TokenLocation::Cookie(_) => {}
             }
-            TokenLocation::Cookie(_) => {}
         }
     }
     if let Some(header) = &rule.output_payload_to_header
-        && let Some(payload) = authenticated.token.split('.').nth(1)
+        && let Some((_, token)) = authenticated.tokens.first()
+        && let Some(payload) = token.split('.').nth(1)
     {
         edits.push(HeaderEdit::Set {
             name: header.clone(),
             value: payload.to_owned(),
         });
     }
-    for mapping in claim_to_headers {
-        let mut claim = Some(&authenticated.identity.claims);
-        for name in mapping.claim.split('.') {
-            claim = claim.and_then(|value| value.get(name));
+    for (header, claim) in &rule.output_claim_to_headers {
+        if let Some(value) = claim_text(&authenticated.identity.claims, claim) {
+            edits.push(HeaderEdit::Set {
+                name: header.clone(),
+                value,
+            });
         }
-        let value = match claim {
-            Some(Value::String(text)) => text.clone(),
-            Some(value @ (Value::Number(_) | Value::Bool(_))) => value.to_string(),
-            _ => continue,
-        };
-        edits.push(HeaderEdit::Set {
-            name: mapping.header.clone(),
-            value,
-        });
     }
     edits
+}
+
+/// The text Envoy's `claim_to_headers` writes for the claim at dotted `path`; `None` when
+/// nothing is written (see [`header_edits`]).
+fn claim_text(claims: &Value, path: &str) -> Option<String> {
+    let mut claim = claims;
+    for name in path.split('.') {
+        claim = claim.get(name)?;
+    }
+    match claim {
+        Value::String(text) if !text.is_empty() => Some(text.clone()),
+        Value::Bool(flag) => Some(flag.to_string()),
+        Value::Number(number) => Some(match number.as_u64() {
+            Some(whole) => whole.to_string(),
+            None => {
+                let float = number.as_f64()?;
+                if float >= 0.0 && float < u64::MAX as f64 && float.fract() == 0.0 {
+                    format!("{float:.0}")
+                } else {
+                    format!("{float:.6}")
+                }
+            }
+        }),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -18,9 +18,9 @@ mod matching;
 pub use attributes::{RequestAttributes, TransportProtocol, remote_ip_from_forwarded_for};
 pub use authz::{Decision, DecisionReason, authorize};
 pub use jwt::{
-    Authenticated, CLOCK_SKEW_SECONDS, ClaimToHeader, HeaderEdit, JwtError, JwtIdentity,
-    JwtRequest, TokenLocation, authenticate, extract_token, header_edits, token_locations,
-    validate_jwt,
+    Authenticated, CLOCK_SKEW_SECONDS, HeaderEdit, JwtError, JwtIdentity, JwtRequest,
+    TokenLocation, authenticate, extract_token, header_edits, rule_tokens, sanitized_headers,
+    token_locations, validate_jwt,
 };
 
 /// HTTP status of a request denied by authorization (Envoy RBAC filter: 403 Forbidden).

@@ -232,10 +232,10 @@ pub struct JwtRule {
     /// The JWKS as inline JSON text (resolved by the control plane when possible).
     #[serde(default)]
     pub jwks: Option<String>,
-    /// Headers carrying the token (`(name, prefix)`); empty means `Authorization: Bearer`.
+    /// Headers carrying the token (`(name, prefix)`), read first (Istio `fromHeaders`).
     #[serde(default)]
     pub from_headers: Vec<(String, String)>,
-    /// Query parameters carrying the token; empty means `access_token`.
+    /// Query parameters carrying the token, read after the headers (Istio `fromParams`).
     #[serde(default)]
     pub from_params: Vec<String>,
     /// Keep the token in the request forwarded to the app.
@@ -244,4 +244,16 @@ pub struct JwtRule {
     /// Header that receives the verified payload (base64url), if any.
     #[serde(default)]
     pub output_payload_to_header: Option<String>,
+    /// Cookies carrying the token (Istio `JWTRule.fromCookies`, Envoy `from_cookies`; names
+    /// compared exactly). Read after `from_headers` and `from_params`. When all three lists are
+    /// empty the rule reads Istio's defaults (`Authorization: Bearer`, then `access_token`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from_cookies: Vec<String>,
+    /// Claims copied into request headers after the token verifies, as `(header, claim)`
+    /// (Istio `JWTRule.outputClaimToHeaders` `{header, claim}`, Envoy `claim_to_headers`).
+    /// `.` in a claim separates the names of nested claims (`nested.key.group`); only string,
+    /// number and boolean claims are copied. Every listed header is removed from each request
+    /// first, so a client cannot supply it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output_claim_to_headers: Vec<(String, String)>,
 }

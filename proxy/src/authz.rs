@@ -10,10 +10,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::request::Parts;
 use weft_policy::{
     HTTP_DENIED_BODY, HTTP_DENIED_STATUS, HTTP_UNAUTHENTICATED_BODY, HTTP_UNAUTHENTICATED_STATUS,
-    HeaderEdit, JwtRequest, RequestAttributes, TransportProtocol, authenticate, authorize,
-    header_edits, remote_ip_from_forwarded_for,
+    HeaderEdit, JwtIdentity, JwtRequest, RequestAttributes, TransportProtocol, authenticate,
+    authorize, header_edits, remote_ip_from_forwarded_for, sanitized_headers,
 };
-use weft_proxy_config::InboundConfig;
+use weft_proxy_config::{InboundConfig, JwtRule};
 
 /// A request refused by policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,9 +32,17 @@ fn principal(peer_spiffe_id: Option<&str>) -> Option<&str> {
 }
 
 /// Checks one inbound HTTP request arriving from `peer` at `destination`, authenticated as
-/// `peer_spiffe_id` when over mTLS. Applies the header edits a verified JWT calls for (removing
-/// the token unless `forwardOriginalToken`) to `parts`. Returns the refusal to answer instead
-/// of forwarding, if any. Costs nothing when no policy or JWT rule applies to the workload.
+/// `peer_spiffe_id` when over mTLS, in Envoy's filter order as Istio installs it:
+/// 1. `jwt_authn` (RequestAuthentication): the headers a verified token may write
+///    (`outputPayloadToHeader`, `outputClaimToHeaders`) are removed from every request, so a
+///    client cannot spoof them; the tokens are checked (`weft_policy::authenticate`), and a
+///    verified token's edits are applied to `parts` (the token removed unless
+///    `forwardOriginalToken`, the payload and claim headers written);
+/// 2. RBAC (AuthorizationPolicy) on the request as `jwt_authn` left it, with the token's
+///    identity.
+///
+/// Returns the refusal to answer instead of forwarding, if any: 401 for a present but invalid
+/// token, 403 for a denial. Costs nothing when no policy or JWT rule applies to the workload.
 pub fn check_http(
     inbound: &InboundConfig,
     peer: SocketAddr,
@@ -45,73 +53,93 @@ pub fn check_http(
     if inbound.jwt_rules.is_empty() && inbound.authorization_policies.is_empty() {
         return Ok(());
     }
+    let identity = if inbound.jwt_rules.is_empty() {
+        None
+    } else {
+        authenticate_request(&inbound.jwt_rules, peer, parts)?
+    };
+    if inbound.authorization_policies.is_empty() {
+        return Ok(());
+    }
+    let headers = header_pairs(&parts.headers);
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+    let forwarded_for = parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let attributes = RequestAttributes {
+        protocol: TransportProtocol::Http,
+        source_principal: principal(peer_spiffe_id),
+        source_ip: Some(peer.ip()),
+        remote_ip: Some(remote_ip_from_forwarded_for(forwarded_for, 0, peer.ip())),
+        destination_ip: Some(destination.ip()),
+        destination_port: destination.port(),
+        sni: None,
+        host,
+        method: Some(parts.method.as_str()),
+        path: parts.uri.path_and_query().map(|p| p.as_str()),
+        headers: &headers,
+        jwt: identity.as_ref(),
+    };
+    let decision = authorize(&inbound.authorization_policies, &attributes);
+    if decision.allowed {
+        Ok(())
+    } else {
+        Err(Refusal {
+            status: HTTP_DENIED_STATUS,
+            body: HTTP_DENIED_BODY,
+            policy: decision.policy.map(str::to_string),
+        })
+    }
+}
+
+/// The request's headers as `(name, value)` pairs (values that are not visible ASCII are left
+/// out: no rule can match them).
+fn header_pairs(headers: &http::HeaderMap) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .collect()
+}
+
+/// Step 1 of [`check_http`]: sanitizes the output headers, verifies the tokens and applies
+/// the edits. Returns the verified identity (`None` without a token) or the 401 refusal.
+fn authenticate_request(
+    rules: &[JwtRule],
+    peer: SocketAddr,
+    parts: &mut Parts,
+) -> Result<Option<JwtIdentity>, Refusal> {
+    for name in sanitized_headers(rules) {
+        parts.headers.remove(name);
+    }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let edits = {
-        let headers: Vec<(&str, &str)> = parts
-            .headers
-            .iter()
-            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
-            .collect();
-        let query = parts.uri.query();
-        let authenticated = if inbound.jwt_rules.is_empty() {
-            None
-        } else {
-            match authenticate(
-                &inbound.jwt_rules,
-                &JwtRequest {
-                    headers: &headers,
-                    query,
-                },
-                now,
-            ) {
-                Ok(found) => found,
-                Err(error) => {
-                    tracing::debug!(%error, %peer, "JWT rejected");
-                    return Err(Refusal {
-                        status: HTTP_UNAUTHENTICATED_STATUS,
-                        body: HTTP_UNAUTHENTICATED_BODY,
-                        policy: None,
-                    });
-                }
-            }
-        };
-        let host = parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| parts.uri.authority().map(|a| a.as_str()));
-        let forwarded_for = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        let attributes = RequestAttributes {
-            protocol: TransportProtocol::Http,
-            source_principal: principal(peer_spiffe_id),
-            source_ip: Some(peer.ip()),
-            remote_ip: Some(remote_ip_from_forwarded_for(forwarded_for, 0, peer.ip())),
-            destination_ip: Some(destination.ip()),
-            destination_port: destination.port(),
-            sni: None,
-            host,
-            method: Some(parts.method.as_str()),
-            path: parts.uri.path_and_query().map(|p| p.as_str()),
+    let (identity, edits) = {
+        let headers = header_pairs(&parts.headers);
+        let request = JwtRequest {
             headers: &headers,
-            jwt: authenticated.as_ref().map(|a| &a.identity),
+            query: parts.uri.query(),
         };
-        let decision = authorize(&inbound.authorization_policies, &attributes);
-        if !decision.allowed {
-            return Err(Refusal {
-                status: HTTP_DENIED_STATUS,
-                body: HTTP_DENIED_BODY,
-                policy: decision.policy.map(str::to_string),
-            });
+        match authenticate(rules, &request, now) {
+            Ok(None) => return Ok(None),
+            Ok(Some(authenticated)) => {
+                let edits = header_edits(rules, &authenticated);
+                (authenticated.identity, edits)
+            }
+            Err(error) => {
+                tracing::debug!(%error, %peer, "JWT rejected");
+                return Err(Refusal {
+                    status: HTTP_UNAUTHENTICATED_STATUS,
+                    body: HTTP_UNAUTHENTICATED_BODY,
+                    policy: None,
+                });
+            }
         }
-        authenticated
-            .as_ref()
-            .map(|a| header_edits(&inbound.jwt_rules, a, &[]))
-            .unwrap_or_default()
     };
     for edit in edits {
         match edit {
@@ -129,7 +157,7 @@ pub fn check_http(
             HeaderEdit::RemoveQueryParam(name) => remove_query_param(parts, &name),
         }
     }
-    Ok(())
+    Ok(Some(identity))
 }
 
 fn remove_query_param(parts: &mut Parts, name: &str) {
@@ -184,5 +212,71 @@ pub fn check_tcp(
         Ok(())
     } else {
         Err(decision.policy.map(str::to_string))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inbound() -> InboundConfig {
+        InboundConfig {
+            jwt_rules: vec![JwtRule {
+                issuer: "https://issuer.test".into(),
+                jwks: Some(r#"{"keys":[]}"#.into()),
+                from_cookies: vec!["session".into()],
+                output_payload_to_header: Some("x-jwt-payload".into()),
+                output_claim_to_headers: vec![("x-jwt-sub".into(), "sub".into())],
+                ..JwtRule::default()
+            }],
+            ..InboundConfig::default()
+        }
+    }
+
+    fn parts(headers: &[(&str, &str)]) -> Parts {
+        let mut builder = http::Request::get("/reviews/0");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    fn addresses() -> (SocketAddr, SocketAddr) {
+        (
+            "198.18.0.10:40000".parse().unwrap(),
+            "198.18.0.20:9080".parse().unwrap(),
+        )
+    }
+
+    #[test]
+    fn spoofed_output_headers_are_removed_from_requests_without_a_token() {
+        let (peer, destination) = addresses();
+        let mut request = parts(&[
+            ("x-jwt-sub", "admin"),
+            ("x-jwt-payload", "e30"),
+            ("x-other", "kept"),
+        ]);
+        assert_eq!(
+            check_http(&inbound(), peer, destination, None, &mut request),
+            Ok(())
+        );
+        assert!(request.headers.get("x-jwt-sub").is_none());
+        assert!(request.headers.get("x-jwt-payload").is_none());
+        assert_eq!(request.headers["x-other"], "kept");
+    }
+
+    #[test]
+    fn an_invalid_token_in_the_cookie_is_refused_with_401() {
+        let (peer, destination) = addresses();
+        let mut request = parts(&[("cookie", "theme=dark; session=not.a.token")]);
+        let refusal = check_http(&inbound(), peer, destination, None, &mut request).unwrap_err();
+        assert_eq!(refusal.status, HTTP_UNAUTHENTICATED_STATUS);
+        assert_eq!(refusal.body, HTTP_UNAUTHENTICATED_BODY);
+        // The rule reads only the cookie: a bad bearer token is no token to it.
+        let mut request = parts(&[("authorization", "Bearer not.a.token")]);
+        assert_eq!(
+            check_http(&inbound(), peer, destination, None, &mut request),
+            Ok(())
+        );
     }
 }

@@ -59,15 +59,21 @@ pub struct Report {
     pub max_ms: f64,
     /// The first connection errors seen (at most 5).
     pub errors: Vec<String>,
+    /// Headers the service echoed (asked for with `x-weft-echo`), keyed `<name>=<value>`
+    /// (`<name>` alone when the service did not receive it).
+    pub echoed: BTreeMap<String, usize>,
+    /// `Set-Cookie` values of the responses, as sent.
+    pub set_cookies: BTreeMap<String, usize>,
 }
 
 /// One GET of `url`, connecting to the address `resolve` gives for its host (or the host
-/// itself). Returns status and body. Errors on connection or protocol failure.
+/// itself). Returns status, response headers and body. Errors on connection or protocol
+/// failure.
 pub async fn get(
     url: &str,
     resolve: &BTreeMap<String, String>,
     headers: &HeaderMap,
-) -> anyhow::Result<(u16, Bytes)> {
+) -> anyhow::Result<(u16, HeaderMap, Bytes)> {
     let uri: http::Uri = url.parse()?;
     let host = uri
         .host()
@@ -92,8 +98,9 @@ pub async fn get(
     }
     let resp = sender.send_request(req).await?;
     let status = resp.status().as_u16();
-    let body = crate::serve::collect(resp.into_body()).await;
-    Ok((status, body))
+    let (parts, body) = resp.into_parts();
+    let body = crate::serve::collect(body).await;
+    Ok((status, parts.headers, body))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -146,12 +153,25 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<Report> {
                 report.requests += 1;
                 latencies.push(ms);
                 match outcome {
-                    Ok(Ok((status, body))) => {
+                    Ok(Ok((status, response_headers, body))) => {
                         *report.status.entry(status).or_default() += 1;
+                        for cookie in response_headers.get_all(http::header::SET_COOKIE) {
+                            let cookie = String::from_utf8_lossy(cookie.as_bytes()).into_owned();
+                            *report.set_cookies.entry(cookie).or_default() += 1;
+                        }
                         let json: serde_json::Value =
                             serde_json::from_slice(&body).unwrap_or_default();
                         let version = json["version"].as_str().unwrap_or("-").to_string();
                         *report.versions.entry(version).or_default() += 1;
+                        if let Some(echoed) = json["headers"].as_object() {
+                            for (name, value) in echoed {
+                                let key = match value.as_str() {
+                                    Some(value) => format!("{name}={value}"),
+                                    None => name.clone(),
+                                };
+                                *report.echoed.entry(key).or_default() += 1;
+                            }
+                        }
                         if let Some(upstreams) = json["upstreams"].as_object() {
                             for (name, up) in upstreams {
                                 let v = up["version"].as_str().unwrap_or("-");

@@ -4,9 +4,11 @@
 //!   optionally calling upstream services first (bookinfo's productpage → reviews → ratings);
 //!   request headers make it misbehave on demand (`x-weft-status`, `x-weft-delay-ms`,
 //!   `x-weft-fail-every`, `x-weft-fail-version`: only that version answers 500), for the fault,
-//!   retry and outlier-detection scenarios.
+//!   retry and outlier-detection scenarios; `x-weft-echo: a,b` echoes request headers `a` and
+//!   `b` under `headers` (what the proxy let through or wrote).
 //! - `load`: sends a fixed number of requests with a fixed concurrency and prints a JSON report
-//!   (status codes, the `version` field of answers, latency percentiles in ms).
+//!   (status codes, the `version` field of answers, echoed headers, `Set-Cookie` values,
+//!   latency percentiles in ms).
 
 mod load;
 mod serve;

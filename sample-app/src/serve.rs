@@ -124,6 +124,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
         "request_id": headers.get("x-request-id").and_then(|v| v.to_str().ok()),
         "peer_principal_header": headers.get("x-forwarded-client-cert").and_then(|v| v.to_str().ok()),
         "upstreams": upstreams,
+        "headers": echoed(&headers),
     });
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
     *resp.status_mut() = status;
@@ -134,6 +135,36 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
     resp
 }
 
+/// The request headers named in `x-weft-echo` (comma-separated, e.g.
+/// `x-jwt-sub,authorization`), each with its values joined by `,` (`null` when absent): what
+/// the proxy let through or wrote, for tests to check.
+fn echoed(headers: &HeaderMap) -> serde_json::Map<String, Value> {
+    let Some(names) = headers.get(ECHO).and_then(|v| v.to_str().ok()) else {
+        return serde_json::Map::new();
+    };
+    names
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            let values: Vec<&str> = headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            let value = if values.is_empty() {
+                Value::Null
+            } else {
+                Value::String(values.join(","))
+            };
+            (name.to_ascii_lowercase(), value)
+        })
+        .collect()
+}
+
+/// The request header naming the headers to echo (see [`echoed`]).
+const ECHO: &str = "x-weft-echo";
+
 async fn call(state: &State, url: &str, incoming: &HeaderMap) -> Value {
     let started = std::time::Instant::now();
     let mut headers = HeaderMap::new();
@@ -143,7 +174,7 @@ async fn call(state: &State, url: &str, incoming: &HeaderMap) -> Value {
         }
     }
     match crate::load::get(url, &state.resolve, &headers).await {
-        Ok((status, body)) => {
+        Ok((status, _, body)) => {
             let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             json!({
                 "status": status,

@@ -361,7 +361,6 @@ fn translate_policy(context: &mut Context<'_>, policy: &CrdPolicy) -> Authorizat
     }
 }
 
-/// The JWT rules of the RequestAuthentications that select the workload, in policy order.
 /// Parses every entry of `values` as a `T`. An entry that does not parse is reported as
 /// unsupported at `<path>[<index>]` (`"<value>" is not <what>; ignored`) and left out, so a
 /// policy never silently carries a value the proxy cannot evaluate.
@@ -388,6 +387,8 @@ fn parse_each<T: std::str::FromStr>(
         .collect()
 }
 
+/// The JWT rules of the RequestAuthentications that select the workload, in policy order
+/// (Istio `JWTRule`, field for field; `timeout` is reported unsupported).
 fn jwt_rules(context: &mut Context<'_>) -> Vec<JwtRule> {
     let view = context.view;
     let mut out = Vec::new();
@@ -421,21 +422,12 @@ fn translate_jwt(context: &mut Context<'_>, policy: &RequestAuthentication) -> V
         .iter()
         .enumerate()
         .map(|(index, rule)| {
-            let path = format!("spec.jwtRules[{index}]");
-            for (present, field) in [
-                (!rule.from_cookies.is_empty(), "fromCookies"),
-                (
-                    !rule.output_claim_to_headers.is_empty(),
-                    "outputClaimToHeaders",
-                ),
-                (rule.timeout.is_some(), "timeout"),
-            ] {
-                if present {
-                    context.warn(origin.unsupported(
-                        format!("{path}.{field}"),
-                        "not expressible in the model's JWT rule; ignored",
-                    ));
-                }
+            if rule.timeout.is_some() {
+                context.warn(origin.unsupported(
+                    format!("spec.jwtRules[{index}].timeout"),
+                    "the control plane does not fetch jwksUri yet, so there is no fetch for the \
+                     timeout to bound; ignored",
+                ));
             }
             JwtRule {
                 issuer: rule.issuer.clone(),
@@ -455,6 +447,12 @@ fn translate_jwt(context: &mut Context<'_>, policy: &RequestAuthentication) -> V
                 from_params: rule.from_params.clone(),
                 forward_original_token: rule.forward_original_token.unwrap_or(false),
                 output_payload_to_header: rule.output_payload_to_header.clone(),
+                from_cookies: rule.from_cookies.clone(),
+                output_claim_to_headers: rule
+                    .output_claim_to_headers
+                    .iter()
+                    .map(|mapping| (mapping.header.clone(), mapping.claim.clone()))
+                    .collect(),
             }
         })
         .collect()

@@ -24,8 +24,8 @@ pub enum TokenLocation<'a> {
     },
     /// A query parameter (Istio `fromParams`).
     QueryParam(&'a str),
-    /// A cookie (Istio `fromCookies`). The model's [`JwtRule`] cannot carry cookie names yet,
-    /// so [`token_locations`] never yields this; callers that know cookie names add them.
+    /// A cookie (Istio `fromCookies`; the name is compared exactly, and a value in double
+    /// quotes is read without them, as Envoy parses cookies).
     Cookie(&'a str),
 }
 
@@ -39,10 +39,12 @@ const DEFAULT_LOCATIONS: [TokenLocation<'static>; 2] = [
     TokenLocation::QueryParam("access_token"),
 ];
 
-/// The places `rule` reads a token from, in order: its `fromHeaders`, then its `fromParams`;
-/// when it names neither, Istio's defaults (`Authorization: Bearer `, then `access_token`).
+/// The places `rule` reads a token from, in Envoy's order: its `fromHeaders`, then its
+/// `fromParams`, then its `fromCookies`; when it names none of them, Istio's defaults
+/// (`Authorization: Bearer `, then `access_token`).
 pub fn token_locations(rule: &JwtRule) -> impl Iterator<Item = TokenLocation<'_>> + Clone {
-    let defaults = rule.from_headers.is_empty() && rule.from_params.is_empty();
+    let defaults =
+        rule.from_headers.is_empty() && rule.from_params.is_empty() && rule.from_cookies.is_empty();
     DEFAULT_LOCATIONS
         .iter()
         .copied()
@@ -57,6 +59,50 @@ pub fn token_locations(rule: &JwtRule) -> impl Iterator<Item = TokenLocation<'_>
                 .iter()
                 .map(|name| TokenLocation::QueryParam(name)),
         )
+        .chain(
+            rule.from_cookies
+                .iter()
+                .map(|name| TokenLocation::Cookie(name)),
+        )
+}
+
+/// Every token `request` carries at `rule`'s locations ([`token_locations`] order), with
+/// where each was found, as Envoy's extractor lists them for one provider: every occurrence
+/// of a header that has the prefix, the first value of each query parameter, the first cookie
+/// of each name. Empty values are left out.
+pub fn rule_tokens<'a, 'r>(
+    rule: &'a JwtRule,
+    request: &JwtRequest<'r>,
+) -> Vec<(TokenLocation<'a>, &'r str)> {
+    let mut tokens = Vec::new();
+    for location in token_locations(rule) {
+        match location {
+            TokenLocation::Header { name, prefix } => tokens.extend(
+                request
+                    .headers
+                    .iter()
+                    .filter(|(header, _)| header.eq_ignore_ascii_case(name))
+                    .filter_map(|(_, value)| strip_prefix(value, prefix))
+                    .filter(|token| !token.is_empty())
+                    .map(|token| (location, token)),
+            ),
+            TokenLocation::QueryParam(name) => {
+                if let Some(token) = request.query.and_then(|query| query_param(query, name))
+                    && !token.is_empty()
+                {
+                    tokens.push((location, token));
+                }
+            }
+            TokenLocation::Cookie(name) => {
+                if let Some(token) = cookie(request, name)
+                    && !token.is_empty()
+                {
+                    tokens.push((location, token));
+                }
+            }
+        }
+    }
+    tokens
 }
 
 /// The first token found at any of `locations` in `request`, with where it was found; `None`
@@ -80,14 +126,18 @@ fn header_token<'r>(request: &JwtRequest<'r>, name: &str, prefix: &str) -> Optio
         .headers
         .iter()
         .filter(|(header, _)| header.eq_ignore_ascii_case(name))
-        .find_map(|(_, value)| {
-            let start = value.get(..prefix.len())?;
-            start
-                .eq_ignore_ascii_case(prefix)
-                .then(|| value.get(prefix.len()..))
-                .flatten()
-                .map(str::trim)
-        })
+        .find_map(|(_, value)| strip_prefix(value, prefix))
+}
+
+/// The token in a header value after `prefix` (compared without regard to ASCII case),
+/// trimmed; `None` when the value does not start with the prefix.
+fn strip_prefix<'r>(value: &'r str, prefix: &str) -> Option<&'r str> {
+    let start = value.get(..prefix.len())?;
+    start
+        .eq_ignore_ascii_case(prefix)
+        .then(|| value.get(prefix.len()..))
+        .flatten()
+        .map(str::trim)
 }
 
 fn query_param<'r>(query: &'r str, name: &str) -> Option<&'r str> {
@@ -105,6 +155,9 @@ fn cookie<'r>(request: &JwtRequest<'r>, name: &str) -> Option<&'r str> {
         .flat_map(|(_, value)| value.split(';'))
         .find_map(|pair| {
             let (key, value) = pair.trim().split_once('=')?;
-            (key == name).then_some(value.trim_matches('"'))
+            let unquoted = value
+                .strip_prefix('"')
+                .and_then(|inner| inner.strip_suffix('"'));
+            (key == name).then_some(unquoted.unwrap_or(value))
         })
 }

@@ -395,28 +395,6 @@ fn header_edits_follow_the_rule() {
     let token = rs256(&claims());
     let query = format!("access_token={token}");
     let payload = token.split('.').nth(1).unwrap().to_owned();
-    let claim_to_headers = [
-        ClaimToHeader {
-            header: "x-sub".into(),
-            claim: "sub".into(),
-        },
-        ClaimToHeader {
-            header: "x-team".into(),
-            claim: "org.team".into(),
-        },
-        ClaimToHeader {
-            header: "x-level".into(),
-            claim: "level".into(),
-        },
-        ClaimToHeader {
-            header: "x-groups".into(),
-            claim: "groups".into(),
-        },
-        ClaimToHeader {
-            header: "x-none".into(),
-            claim: "absent".into(),
-        },
-    ];
     let set = |name: &str, value: &str| HeaderEdit::Set {
         name: name.into(),
         value: value.into(),
@@ -424,6 +402,16 @@ fn header_edits_follow_the_rule() {
 
     let rules = [JwtRule {
         output_payload_to_header: Some("x-payload".into()),
+        output_claim_to_headers: [
+            ("x-sub", "sub"),
+            ("x-team", "org.team"),
+            ("x-level", "level"),
+            ("x-groups", "groups"),
+            ("x-none", "absent"),
+            ("x-deeper", "org.team.name"),
+        ]
+        .map(|(header, claim)| (header.to_owned(), claim.to_owned()))
+        .to_vec(),
         ..rule()
     }];
     let request = JwtRequest {
@@ -432,7 +420,7 @@ fn header_edits_follow_the_rule() {
     };
     let found = authenticate(&rules, &request, NOW).unwrap().unwrap();
     assert_eq!(
-        header_edits(&rules, &found, &claim_to_headers),
+        header_edits(&rules, &found),
         [
             HeaderEdit::RemoveQueryParam("access_token".into()),
             set("x-payload", &payload),
@@ -453,14 +441,244 @@ fn header_edits_follow_the_rule() {
         query: None,
     };
     let found = authenticate(&rules, &request, NOW).unwrap().unwrap();
-    assert_eq!(header_edits(&rules, &found, &[]), []);
+    assert_eq!(header_edits(&rules, &found), []);
 
     let rules = [rule()];
     let found = authenticate(&rules, &request, NOW).unwrap().unwrap();
     assert_eq!(
-        header_edits(&rules, &found, &[]),
+        header_edits(&rules, &found),
         [HeaderEdit::Remove("authorization".into())]
     );
+}
+
+#[test]
+fn claim_values_are_written_as_envoy_writes_them() {
+    let token = rs256(&with(json!({
+        "flag": true,
+        "off": false,
+        "big": 18_446_744_073_709_551_615_u64,
+        "whole_float": 7.0,
+        "half": 2.5,
+        "negative": -3,
+        "empty": "",
+        "nothing": null,
+        "nested": {"key": {"group": "blue", "n": 1}},
+    })));
+    let claims = [
+        ("flag", Some("true")),
+        ("off", Some("false")),
+        ("big", Some("18446744073709551615")),
+        ("whole_float", Some("7")),
+        ("half", Some("2.500000")),
+        ("negative", Some("-3.000000")),
+        ("empty", None),
+        ("nothing", None),
+        ("groups", None),
+        ("org", None),
+        ("nested.key.group", Some("blue")),
+        ("nested.key.n", Some("1")),
+        ("nested.missing", None),
+    ];
+    let rules = [JwtRule {
+        output_claim_to_headers: claims
+            .iter()
+            .map(|(claim, _)| (format!("x-{claim}"), (*claim).to_owned()))
+            .collect(),
+        ..rule()
+    }];
+    let bearer = format!("Bearer {token}");
+    let headers = [("authorization", bearer.as_str())];
+    let request = JwtRequest {
+        headers: &headers,
+        query: None,
+    };
+    let found = authenticate(&rules, &request, NOW).unwrap().unwrap();
+    let edits = header_edits(&rules, &found);
+    for (claim, want) in claims {
+        let header = format!("x-{claim}");
+        let got = edits.iter().find_map(|edit| match edit {
+            HeaderEdit::Set { name, value } if *name == header => Some(value.as_str()),
+            _ => None,
+        });
+        assert_eq!(got, want, "claim {claim:?}");
+    }
+}
+
+#[test]
+fn sanitized_headers_list_every_output_header_of_every_rule() {
+    let rules = [
+        JwtRule {
+            output_payload_to_header: Some("x-payload".into()),
+            output_claim_to_headers: vec![("x-sub".into(), "sub".into())],
+            ..rule()
+        },
+        JwtRule {
+            issuer: "https://other.example.com".into(),
+            output_claim_to_headers: vec![("x-group".into(), "group".into())],
+            ..rule()
+        },
+    ];
+    assert_eq!(
+        sanitized_headers(&rules).collect::<Vec<_>>(),
+        ["x-payload", "x-sub", "x-group"]
+    );
+}
+
+#[test]
+fn cookies_are_read_after_headers_and_params_and_replace_the_defaults() {
+    let cookie_rule = JwtRule {
+        from_cookies: vec!["session".into()],
+        ..rule()
+    };
+    assert_eq!(
+        token_locations(&cookie_rule).collect::<Vec<_>>(),
+        [TokenLocation::Cookie("session")],
+        "fromCookies alone turns Istio's default locations off"
+    );
+    let token = rs256(&claims());
+    let bearer = format!("Bearer {token}");
+    let cookie = format!("theme=dark; session={token}");
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("cookie", cookie.as_str()),
+    ];
+    let request = JwtRequest {
+        headers: &headers,
+        query: None,
+    };
+    assert_eq!(
+        rule_tokens(&cookie_rule, &request),
+        [(TokenLocation::Cookie("session"), token.as_str())],
+        "the Authorization header is not read by a rule with only fromCookies"
+    );
+    let found = authenticate(std::slice::from_ref(&cookie_rule), &request, NOW)
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.identity.subject, "alice");
+    assert_eq!(
+        header_edits(std::slice::from_ref(&cookie_rule), &found),
+        [],
+        "a token in a cookie stays in the cookie, as Envoy leaves it"
+    );
+
+    let every = JwtRule {
+        from_headers: vec![("x-jwt".into(), String::new())],
+        from_params: vec!["token".into()],
+        from_cookies: vec!["session".into()],
+        ..rule()
+    };
+    let headers = [("cookie", "session=c"), ("x-jwt", "h1"), ("x-jwt", "h2")];
+    let request = JwtRequest {
+        headers: &headers,
+        query: Some("token=q"),
+    };
+    assert_eq!(
+        rule_tokens(&every, &request)
+            .into_iter()
+            .map(|(_, token)| token)
+            .collect::<Vec<_>>(),
+        ["h1", "h2", "q", "c"],
+        "headers (every occurrence), then parameters, then cookies"
+    );
+}
+
+#[test]
+fn every_token_a_rule_finds_must_verify() {
+    let both = JwtRule {
+        from_headers: vec![("x-jwt".into(), String::new())],
+        from_cookies: vec!["session".into()],
+        ..rule()
+    };
+    let valid = rs256(&claims());
+    let expired = rs256(&with(json!({"exp": NOW - 3600, "sub": "bob"})));
+    let cookie = format!("session={expired}");
+    let headers = [("x-jwt", valid.as_str()), ("cookie", cookie.as_str())];
+    let request = JwtRequest {
+        headers: &headers,
+        query: None,
+    };
+    assert!(
+        matches!(
+            authenticate(std::slice::from_ref(&both), &request, NOW),
+            Err(JwtError::Expired { .. })
+        ),
+        "a good header token does not carry an expired cookie token"
+    );
+    let cookie = format!("session={valid}");
+    let headers = [("x-jwt", valid.as_str()), ("cookie", cookie.as_str())];
+    let request = JwtRequest {
+        headers: &headers,
+        query: None,
+    };
+    let found = authenticate(std::slice::from_ref(&both), &request, NOW)
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.tokens.len(), 2);
+    assert_eq!(
+        header_edits(std::slice::from_ref(&both), &found),
+        [HeaderEdit::Remove("x-jwt".into())]
+    );
+}
+
+#[test]
+fn the_first_rule_whose_tokens_all_verify_gives_the_identity() {
+    let header_rule = JwtRule {
+        from_headers: vec![("x-jwt".into(), String::new())],
+        ..rule()
+    };
+    let cookie_rule = JwtRule {
+        from_cookies: vec!["session".into()],
+        ..rule()
+    };
+    let rules = [header_rule, cookie_rule];
+    let alice = rs256(&claims());
+    let expired = rs256(&with(json!({"exp": NOW - 3600, "sub": "bob"})));
+    let carol = rs256(&with(json!({"sub": "carol"})));
+
+    // The header rule fails on an expired token; the cookie rule accepts its own.
+    let cookie = format!("session={carol}");
+    let headers = [("x-jwt", expired.as_str()), ("cookie", cookie.as_str())];
+    let request = JwtRequest {
+        headers: &headers,
+        query: None,
+    };
+    let found = authenticate(&rules, &request, NOW).unwrap().unwrap();
+    assert_eq!(
+        (found.identity.subject.as_str(), found.identity.rule),
+        ("carol", 1)
+    );
+
+    // Both accept: the first rule wins.
+    let headers = [("x-jwt", alice.as_str()), ("cookie", cookie.as_str())];
+    let request = JwtRequest {
+        headers: &headers,
+        query: None,
+    };
+    let found = authenticate(&rules, &request, NOW).unwrap().unwrap();
+    assert_eq!(
+        (found.identity.subject.as_str(), found.identity.rule),
+        ("alice", 0)
+    );
+
+    // Only an expired token anywhere: the first rule's error.
+    let headers = [("x-jwt", expired.as_str())];
+    let request = JwtRequest {
+        headers: &headers,
+        query: None,
+    };
+    assert!(matches!(
+        authenticate(&rules, &request, NOW),
+        Err(JwtError::Expired { .. })
+    ));
+
+    // A token at a location no rule reads is no token.
+    let bearer = format!("Bearer {alice}");
+    let headers = [("authorization", bearer.as_str())];
+    let request = JwtRequest {
+        headers: &headers,
+        query: None,
+    };
+    assert_eq!(authenticate(&rules, &request, NOW), Ok(None));
 }
 
 #[test]
