@@ -47,6 +47,9 @@ pub enum LabError {
     /// Injection (the webhook's function) failed or gave an unexpected pod.
     #[error("injection: {0}")]
     Inject(String),
+    /// The lab's DNS server could not start, or a resolver file could not be written.
+    #[error("lab DNS: {0}")]
+    Dns(String),
     /// A log file could not be created.
     #[error("cannot create log file {path}: {source}")]
     Log {
@@ -97,6 +100,8 @@ pub struct Lab {
     processes: Vec<LabProcess>,
     root_link: Option<String>,
     log_dir: PathBuf,
+    /// `/etc/netns/<ns>` directories created by [`Lab::set_resolver`].
+    netns_etc: Vec<PathBuf>,
 }
 
 /// The range service VIPs are taken from; every host routes it onto its own link so that
@@ -124,6 +129,7 @@ impl Lab {
                 processes: Vec::new(),
                 root_link: None,
                 log_dir,
+                netns_etc: Vec::new(),
             };
             lab.init_hub()?;
             // A previous lab on the same subnet may have left its logs and state: start clean.
@@ -231,6 +237,26 @@ impl Lab {
         Ok(ip)
     }
 
+    /// Makes `host`'s resolver ask `nameserver` only: writes `/etc/netns/<ns>/resolv.conf`,
+    /// which `ip netns exec` bind-mounts over `/etc/resolv.conf` for the processes started in
+    /// the host afterwards (so call it before starting them). Removed on teardown. Errors:
+    /// [`LabError::Dns`] when the file cannot be written.
+    pub fn set_resolver(&mut self, host: &Host, nameserver: Ipv4Addr) -> Result<(), LabError> {
+        let dir = Path::new("/etc/netns").join(&host.netns);
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| {
+                std::fs::write(
+                    dir.join("resolv.conf"),
+                    format!("# weft-lab\nnameserver {nameserver}\noptions timeout:1 attempts:2\n"),
+                )
+            })
+            .map_err(|error| LabError::Dns(format!("{}: {error}", dir.display())))?;
+        if !self.netns_etc.contains(&dir) {
+            self.netns_etc.push(dir);
+        }
+        Ok(())
+    }
+
     /// The hosts, in creation order.
     pub fn hosts(&self) -> &[Host] {
         &self.hosts
@@ -310,6 +336,9 @@ impl Lab {
         }
         for host in self.hosts.drain(..) {
             run_quiet("ip", &["netns", "del", &host.netns]);
+        }
+        for dir in self.netns_etc.drain(..) {
+            let _ = std::fs::remove_dir_all(dir);
         }
         if !self.hub.is_empty() {
             run_quiet("ip", &["netns", "del", &self.hub]);

@@ -11,6 +11,7 @@
 
 pub mod client;
 mod command;
+pub mod dns;
 pub mod jwt;
 mod lab;
 pub mod mesh;

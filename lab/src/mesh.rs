@@ -204,6 +204,9 @@ pub struct LocalMesh {
     operator_process: Option<usize>,
     workloads: BTreeMap<String, Workload>,
     injection: InjectionConfig,
+    /// The resolver of workloads and gateways added from now on (see
+    /// [`LocalMesh::set_nameserver`]); `None`: the machine's.
+    nameserver: Option<Ipv4Addr>,
 }
 
 impl std::fmt::Debug for LocalMesh {
@@ -266,9 +269,17 @@ impl LocalMesh {
             operator_process: None,
             workloads: BTreeMap::new(),
             injection,
+            nameserver: None,
         };
         mesh.start_operator()?;
         Ok(mesh)
+    }
+
+    /// Makes the workloads and gateways added from now on resolve names with `nameserver`
+    /// only (e.g. a [`crate::dns::DnsServer`] on a plain host), through
+    /// [`Lab::set_resolver`]; `None`: the machine's resolver again.
+    pub fn set_nameserver(&mut self, nameserver: Option<Ipv4Addr>) {
+        self.nameserver = nameserver;
     }
 
     /// The lab.
@@ -364,6 +375,9 @@ impl LocalMesh {
     /// until its proxy is ready. Errors name what did not come up, with its log.
     pub fn add_workload(&mut self, spec: WorkloadSpec) -> Result<Workload, LabError> {
         let host = self.lab.add_host(&spec.name)?;
+        if let Some(nameserver) = self.nameserver {
+            self.lab.set_resolver(&host, nameserver)?;
+        }
         let cert_dir = self.register(&spec, &host)?;
 
         let app_process = match &spec.app_args {
@@ -501,6 +515,9 @@ impl LocalMesh {
     /// Errors name what did not come up, with its log.
     pub fn add_gateway(&mut self, spec: WorkloadSpec) -> Result<Workload, LabError> {
         let host = self.lab.add_host(&spec.name)?;
+        if let Some(nameserver) = self.nameserver {
+            self.lab.set_resolver(&host, nameserver)?;
+        }
         let cert_dir = self.register(&spec, &host)?;
         self.lab.exec(
             &host,

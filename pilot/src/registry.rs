@@ -7,7 +7,7 @@ mod service_entry;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use weft_proxy_config::{Endpoint, Locality, Protocol};
+use weft_proxy_config::{DnsEndpoint, Endpoint, Locality, Protocol};
 
 pub(crate) use kubernetes::{
     locality_from_labels, named_container_port, pod_has_sidecar, pod_ips, pod_service_account,
@@ -47,8 +47,12 @@ pub enum ServiceLocation {
 pub enum ServiceResolution {
     /// The registry lists the endpoints (`STATIC`, ClusterIP Services).
     ClientSideLb,
-    /// The host names are resolved by DNS (`DNS`, `DNS_ROUND_ROBIN`, `DYNAMIC_DNS`).
+    /// The proxy resolves the host names and balances over every address (`DNS`,
+    /// `DYNAMIC_DNS`; Envoy `STRICT_DNS`).
     Dns,
+    /// The proxy resolves the host name and connects to the first address
+    /// (`DNS_ROUND_ROBIN`; Envoy `LOGICAL_DNS`).
+    DnsRoundRobin,
     /// Forward to the original destination address (`NONE`, headless Services).
     Passthrough,
 }
@@ -85,6 +89,16 @@ pub struct ServiceEndpoint {
     pub endpoint: Endpoint,
 }
 
+/// One endpoint of one service port that the proxy finds by DNS: a `DNS`/`DNS_ROUND_ROBIN`
+/// ServiceEntry's host (when it has no endpoints) or an endpoint `address` that is a name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceDnsEndpoint {
+    /// The service port this endpoint serves.
+    pub service_port: u16,
+    /// The name to resolve, with the target port and metadata its addresses get.
+    pub endpoint: DnsEndpoint,
+}
+
 /// A service of the registry (Istio `model.Service`) with its endpoints.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceInstance {
@@ -111,6 +125,9 @@ pub struct ServiceInstance {
     pub subject_alt_names: Vec<String>,
     /// The endpoints of every port, sorted by (service port, address, port).
     pub endpoints: Vec<ServiceEndpoint>,
+    /// The endpoints the proxy resolves by DNS (`resolution: DNS`/`DNS_ROUND_ROBIN`), in
+    /// the ServiceEntry's order; when not empty, `endpoints` is empty.
+    pub dns_endpoints: Vec<ServiceDnsEndpoint>,
     /// Fields of the source object the model cannot express; reported when the service
     /// reaches a proxy.
     pub unsupported: Vec<Unsupported>,
@@ -125,6 +142,14 @@ impl ServiceInstance {
     /// The endpoints serving service port `port`.
     pub fn endpoints_for(&self, port: u16) -> impl Iterator<Item = &Endpoint> {
         self.endpoints
+            .iter()
+            .filter(move |entry| entry.service_port == port)
+            .map(|entry| &entry.endpoint)
+    }
+
+    /// The DNS endpoints serving service port `port`.
+    pub fn dns_endpoints_for(&self, port: u16) -> impl Iterator<Item = &DnsEndpoint> {
+        self.dns_endpoints
             .iter()
             .filter(move |entry| entry.service_port == port)
             .map(|entry| &entry.endpoint)

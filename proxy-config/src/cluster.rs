@@ -52,6 +52,11 @@ pub struct Cluster {
     /// The endpoints (EDS); empty: every request fails with flag `UH`.
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
+    /// DNS discovery (Envoy `STRICT_DNS`/`LOGICAL_DNS` clusters, Istio ServiceEntry
+    /// `resolution: DNS`/`DNS_ROUND_ROBIN`): the proxy resolves these host names and uses the
+    /// addresses as the endpoints, instead of `endpoints`. `None`: static endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsDiscovery>,
 }
 
 /// Consistent-hash load balancing of a cluster (Istio `LoadBalancerSettings.consistentHash`,
@@ -331,6 +336,91 @@ pub struct Endpoint {
 
 fn default_endpoint_weight() -> u32 {
     1
+}
+
+/// Envoy's default `dns_refresh_rate` in ms.
+pub const DEFAULT_DNS_REFRESH_RATE_MS: u64 = 5_000;
+
+/// How a cluster's endpoints are found by DNS (Envoy's `STRICT_DNS`/`LOGICAL_DNS` cluster
+/// discovery types, which Istio uses for ServiceEntry `resolution: DNS` and
+/// `DNS_ROUND_ROBIN`). The proxy resolves each host name off the request path, re-resolves it
+/// after the answer's TTL (when `respect_dns_ttl`) bounded by 1 s below and
+/// `refresh_rate_ms` above, and keeps a name's last good addresses while resolution fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsDiscovery {
+    /// `STRICT_DNS` (every address is an endpoint) or `LOGICAL_DNS` (the first address).
+    #[serde(default)]
+    pub lookup: DnsLookup,
+    /// The names to resolve, each with the port and metadata its addresses get.
+    pub endpoints: Vec<DnsEndpoint>,
+    /// Envoy `dns_refresh_rate` in ms (default 5000): the interval between resolutions when
+    /// the TTL is not respected, after a failure, and the longest wait otherwise.
+    #[serde(default = "default_dns_refresh_rate_ms")]
+    pub refresh_rate_ms: u64,
+    /// Envoy `respect_dns_ttl` (Istio sets it): re-resolve when the answer's TTL ends.
+    #[serde(default = "default_true")]
+    pub respect_dns_ttl: bool,
+}
+
+fn default_dns_refresh_rate_ms() -> u64 {
+    DEFAULT_DNS_REFRESH_RATE_MS
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Envoy's DNS cluster discovery types (serde `STRICT_DNS`, `LOGICAL_DNS`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DnsLookup {
+    /// Every address of every name is an endpoint, balanced by the cluster's policy (Istio
+    /// `resolution: DNS`).
+    #[default]
+    #[serde(rename = "STRICT_DNS")]
+    Strict,
+    /// One endpoint: the first address of the first name's latest answer, used for new
+    /// connections (Istio `resolution: DNS_ROUND_ROBIN`).
+    #[serde(rename = "LOGICAL_DNS")]
+    Logical,
+}
+
+/// One name of a [`DnsDiscovery`] (a ServiceEntry host, or an endpoint `address` that is a
+/// name); its resolved addresses become [`Endpoint`]s with these fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsEndpoint {
+    /// The DNS name resolved.
+    pub hostname: String,
+    /// The endpoint port (the target port).
+    pub port: u16,
+    /// The workload's labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Where the endpoint runs.
+    #[serde(default)]
+    pub locality: Locality,
+    /// Load-balancing weight of each address, at least 1.
+    #[serde(default = "default_endpoint_weight")]
+    pub weight: u32,
+    /// Whether the endpoint runs a mesh proxy (auto mTLS applies).
+    #[serde(default)]
+    pub has_sidecar: bool,
+}
+
+impl DnsEndpoint {
+    /// The [`Endpoint`] for one resolved `address` of this name.
+    pub fn at(&self, address: IpAddr) -> Endpoint {
+        Endpoint {
+            address,
+            port: self.port,
+            labels: self.labels.clone(),
+            locality: self.locality.clone(),
+            weight: self.weight,
+            has_sidecar: self.has_sidecar,
+            identity: None,
+        }
+    }
 }
 
 /// The direction part of an Istio cluster name.

@@ -27,9 +27,10 @@ mod validate;
 
 pub use cluster::{
     BLACK_HOLE_CLUSTER, Cluster, ClusterName, ConnectionPoolSettings, ConsistentHash,
-    DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_MINIMUM_RING_SIZE, Endpoint, H2UpgradePolicy, HashAlgorithm,
-    HashKey, HttpPoolSettings, INBOUND_PASSTHROUGH_CLUSTER, LbPolicy, OutlierDetection,
-    PASSTHROUGH_CLUSTER, TcpPoolSettings, TrafficDirection, TransportSocket,
+    DEFAULT_DNS_REFRESH_RATE_MS, DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_MINIMUM_RING_SIZE,
+    DnsDiscovery, DnsEndpoint, DnsLookup, Endpoint, H2UpgradePolicy, HashAlgorithm, HashKey,
+    HttpPoolSettings, INBOUND_PASSTHROUGH_CLUSTER, LbPolicy, OutlierDetection, PASSTHROUGH_CLUSTER,
+    TcpPoolSettings, TrafficDirection, TransportSocket,
 };
 pub use gateway::{
     GatewayListener, GatewayProtocol, GatewayServer, PrivateKeyPem, REDACTED, ServerTls,

@@ -29,6 +29,7 @@ fn config() -> ProxyConfig {
         connection_pool: Default::default(),
         outlier_detection: None,
         endpoints: Vec::new(),
+        dns: None,
     });
     let forward = || {
         RouteAction::Route(Box::new(ForwardAction {

@@ -21,6 +21,7 @@ pub mod capture;
 pub mod circuit;
 pub mod config;
 pub mod discovery_source;
+pub mod dns;
 pub mod gateway;
 pub mod http;
 pub mod inbound;

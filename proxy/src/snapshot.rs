@@ -11,14 +11,16 @@ use std::time::Duration;
 use http::header::{HeaderName, HeaderValue};
 use regex::Regex;
 use weft_proxy_config::{
-    BLACK_HOLE_CLUSTER, Cidr, Cluster, DirectResponseAction, FaultInjection, HeaderMutation,
-    LbPolicy, Locality, OutboundListener, PASSTHROUGH_CLUSTER, Protocol, ProxyConfig,
-    RedirectAction, RetryOn, RetryPolicy, RouteAction, RouteConfiguration, TcpRoute,
+    BLACK_HOLE_CLUSTER, Cidr, Cluster, DirectResponseAction, Endpoint, FaultInjection,
+    HeaderMutation, LbPolicy, Locality, OutboundListener, PASSTHROUGH_CLUSTER, Protocol,
+    ProxyConfig, RedirectAction, RetryOn, RetryPolicy, RouteAction, RouteConfiguration, TcpRoute,
     WeightedCluster,
 };
 
-use crate::balance::Endpoints;
+use arc_swap::ArcSwap;
+
 use crate::balance::consistent_hash::ConsistentHashPolicy;
+use crate::balance::{Endpoints, PickedEndpoint};
 use crate::circuit::{CircuitBreaker, Counters};
 use crate::http::CompiledCors;
 use crate::mesh_tls::MeshTls;
@@ -55,12 +57,65 @@ fn join(errors: &[weft_proxy_config::ModelError]) -> String {
         .join("; ")
 }
 
+/// A cluster's current endpoints and balancer, swapped whole when DNS discovery
+/// ([`crate::dns`]) finds new addresses; a pick uses the balancer current at that moment.
+pub struct ClusterEndpoints {
+    current: ArcSwap<Endpoints>,
+}
+
+impl ClusterEndpoints {
+    /// Endpoints starting with `endpoints`.
+    pub fn new(endpoints: Arc<Endpoints>) -> Arc<Self> {
+        Arc::new(Self {
+            current: ArcSwap::new(endpoints),
+        })
+    }
+
+    /// The current endpoints and balancer.
+    pub fn load(&self) -> Arc<Endpoints> {
+        self.current.load_full()
+    }
+
+    /// Replaces the endpoints and balancer (picks in flight keep the old ones).
+    pub fn store(&self, endpoints: Arc<Endpoints>) {
+        self.current.store(endpoints);
+    }
+
+    /// [`Endpoints::pick`] on the current endpoints.
+    pub fn pick(&self, exclude: Option<SocketAddr>) -> Option<PickedEndpoint> {
+        self.load().pick(exclude)
+    }
+
+    /// [`Endpoints::pick_hashed`] on the current endpoints.
+    pub fn pick_hashed(
+        &self,
+        exclude: Option<SocketAddr>,
+        hash: Option<u64>,
+    ) -> Option<PickedEndpoint> {
+        self.load().pick_hashed(exclude, hash)
+    }
+
+    /// [`Endpoints::request_hash`] (the hash key does not depend on the addresses).
+    pub fn request_hash(
+        &self,
+        parts: &http::request::Parts,
+        source: Option<std::net::IpAddr>,
+    ) -> Option<u64> {
+        self.current.load().request_hash(parts, source)
+    }
+
+    /// [`Endpoints::source_hash`].
+    pub fn source_hash(&self, source: std::net::IpAddr) -> Option<u64> {
+        self.current.load().source_hash(source)
+    }
+}
+
 /// A cluster at run time.
 pub struct ClusterRuntime {
     /// The cluster's name.
     pub name: String,
-    /// Endpoints and balancer.
-    pub endpoints: Arc<Endpoints>,
+    /// Endpoints and balancer (swapped by DNS discovery for DNS clusters).
+    pub endpoints: Arc<ClusterEndpoints>,
     /// Forward to the original destination instead of an endpoint (`PassthroughCluster`, or
     /// `PASSTHROUGH` load balancing).
     pub passthrough: bool,
@@ -340,10 +395,24 @@ impl Snapshot {
                     && snapshot.config.node.locality == config.node.locality
                     && old_model.lb_policy == cluster.lb_policy
                     && old_model.consistent_hash == cluster.consistent_hash
-                    && old_model.outlier_detection == cluster.outlier_detection;
+                    && old_model.outlier_detection == cluster.outlier_detection
+                    && old_model.dns == cluster.dns;
                 same.then(|| snapshot.clusters.get(&cluster.name))?
             }) {
                 runtime.endpoints = Arc::clone(&old.endpoints);
+            } else if let Some(dns) = &cluster.dns {
+                // A new or changed DNS cluster: its own resolution task fills the endpoints;
+                // the task ends when these endpoints are dropped with the last snapshot.
+                let model = cluster.clone();
+                let locality = config.node.locality.clone();
+                crate::dns::spawn(
+                    cluster.name.clone(),
+                    dns.clone(),
+                    Arc::downgrade(&runtime.endpoints),
+                    move |target: &ClusterEndpoints, endpoints| {
+                        target.store(balancer(&model, endpoints, &locality));
+                    },
+                );
             }
             clusters.insert(cluster.name.clone(), Arc::new(runtime));
         }
@@ -358,6 +427,7 @@ impl Snapshot {
                 connection_pool: Default::default(),
                 outlier_detection: None,
                 endpoints: Vec::new(),
+                dns: None,
             };
             let reused = previous
                 .and_then(|snapshot| snapshot.clusters.get(special))
@@ -445,18 +515,16 @@ fn cluster_runtime(
     }
     ClusterRuntime {
         name: cluster.name.clone(),
-        endpoints: Endpoints::new_hashed(
-            &cluster.endpoints,
-            cluster.lb_policy,
-            cluster.outlier_detection.as_ref(),
-            // Istio applies locality failover only to clusters with outlier detection.
-            cluster.outlier_detection.as_ref().map(|_| locality),
-            cluster
-                .consistent_hash
-                .as_ref()
-                .and_then(ConsistentHashPolicy::from_model)
-                .as_ref(),
-        ),
+        // A DNS cluster starts empty (`UH`) until its first answer.
+        endpoints: ClusterEndpoints::new(balancer(
+            cluster,
+            if cluster.dns.is_some() {
+                &[]
+            } else {
+                &cluster.endpoints
+            },
+            locality,
+        )),
         passthrough: cluster.lb_policy == LbPolicy::Passthrough,
         black_hole: false,
         breaker: CircuitBreaker::new(
@@ -466,6 +534,23 @@ fn cluster_runtime(
         ),
         clients,
     }
+}
+
+/// The balancer of `cluster` over `endpoints` (its static endpoints, or the addresses DNS
+/// discovery found) for a proxy in `locality`.
+fn balancer(cluster: &Cluster, endpoints: &[Endpoint], locality: &Locality) -> Arc<Endpoints> {
+    Endpoints::new_hashed(
+        endpoints,
+        cluster.lb_policy,
+        cluster.outlier_detection.as_ref(),
+        // Istio applies locality failover only to clusters with outlier detection.
+        cluster.outlier_detection.as_ref().map(|_| locality),
+        cluster
+            .consistent_hash
+            .as_ref()
+            .and_then(ConsistentHashPolicy::from_model)
+            .as_ref(),
+    )
 }
 
 /// The clusters of `entries` with a positive weight that exist in `clusters`, with their

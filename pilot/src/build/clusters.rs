@@ -5,7 +5,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use weft_crds::networking::{ClientTlsMode, DestinationRule};
-use weft_proxy_config::{Cluster, ClusterName, Endpoint, LbPolicy, MtlsMode, TransportSocket};
+use weft_proxy_config::{
+    Cluster, ClusterName, DEFAULT_DNS_REFRESH_RATE_MS, DnsDiscovery, DnsEndpoint, DnsLookup,
+    Endpoint, LbPolicy, MtlsMode, TransportSocket,
+};
 
 use super::Context;
 use super::destination_rule;
@@ -98,9 +101,22 @@ fn cluster(
         })
         .cloned()
         .collect();
+    let dns_endpoints: Vec<DnsEndpoint> = service
+        .dns_endpoints_for(port)
+        .filter(|endpoint| {
+            subset_spec.is_none_or(|subset| selects(&subset.labels, &endpoint.labels))
+        })
+        .cloned()
+        .collect();
+    let lookup = match service.resolution {
+        ServiceResolution::DnsRoundRobin => DnsLookup::Logical,
+        _ => DnsLookup::Strict,
+    };
     let passthrough = match service.resolution {
         ServiceResolution::Passthrough => true,
-        ServiceResolution::Dns => endpoints.is_empty(),
+        ServiceResolution::Dns | ServiceResolution::DnsRoundRobin => {
+            endpoints.is_empty() && service.dns_endpoints.is_empty()
+        }
         ServiceResolution::ClientSideLb => false,
     };
     let mut built = Cluster {
@@ -113,6 +129,7 @@ fn cluster(
         connection_pool: Default::default(),
         outlier_detection: None,
         endpoints: Vec::new(),
+        dns: None,
     };
     let mut tls = None;
     if let Some(rule) = rule {
@@ -138,11 +155,26 @@ fn cluster(
     if passthrough {
         built.lb_policy = LbPolicy::Passthrough;
         endpoints.clear();
+    } else if !service.dns_endpoints.is_empty() {
+        // Istio: DNS -> STRICT_DNS, DNS_ROUND_ROBIN -> LOGICAL_DNS, with respect_dns_ttl.
+        built.dns = Some(DnsDiscovery {
+            lookup,
+            endpoints: dns_endpoints.clone(),
+            refresh_rate_ms: DEFAULT_DNS_REFRESH_RATE_MS,
+            respect_dns_ttl: true,
+        });
     }
     let sni = format!("outbound_.{port}_.{subset_name}_.{}", service.hostname);
     let expected_identities = || expected_identities(service, port);
     built.transport = match tls {
-        None => auto_mtls(context, service, &endpoints, sni, expected_identities()),
+        None => auto_mtls(
+            context,
+            service,
+            endpoints.iter().any(|endpoint| endpoint.has_sidecar)
+                || dns_endpoints.iter().any(|endpoint| endpoint.has_sidecar),
+            sni,
+            expected_identities(),
+        ),
         Some((settings, path, owner)) => {
             let origin = Origin {
                 kind: "DestinationRule",
@@ -225,12 +257,11 @@ fn origin_owned(origin: &Origin<'_>) -> (String, String) {
 fn auto_mtls(
     context: &Context<'_>,
     service: &ServiceInstance,
-    endpoints: &[Endpoint],
+    any_sidecar: bool,
     sni: String,
     expected_identities: Vec<String>,
 ) -> TransportSocket {
     let external = service.location == ServiceLocation::MeshExternal;
-    let any_sidecar = endpoints.iter().any(|endpoint| endpoint.has_sidecar);
     let disabled = inferred_service_mtls(context.view, &service.namespace) == MtlsMode::Disable;
     if external || !any_sidecar || disabled {
         TransportSocket::Plaintext

@@ -146,6 +146,7 @@ fn service_instance(
         export_to: ExportTo::parse(&export_to, namespace),
         subject_alt_names: Vec::new(),
         endpoints,
+        dns_endpoints: Vec::new(),
         unsupported: Vec::new(),
     })
 }

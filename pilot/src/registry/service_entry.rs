@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use weft_crds::networking::{Location, Resolution, ServiceEntry, WorkloadEntrySpec};
-use weft_proxy_config::{Cidr, Endpoint};
+use weft_proxy_config::{Cidr, DnsEndpoint, Endpoint};
 
 use super::kubernetes::{pod_endpoint, pod_ips};
 use super::{
-    ServiceEndpoint, ServiceInstance, ServiceLocation, ServicePort, ServiceResolution,
-    ServiceSource, TLS_MODE_LABEL, TargetPort, parse_locality, protocol_from_name,
+    ServiceDnsEndpoint, ServiceEndpoint, ServiceInstance, ServiceLocation, ServicePort,
+    ServiceResolution, ServiceSource, TLS_MODE_LABEL, TargetPort, parse_locality,
+    protocol_from_name,
 };
 use crate::host::ExportTo;
 use crate::selector::selects;
@@ -81,11 +82,15 @@ fn entry_services(
     let resolution = match spec.resolution.unwrap_or_default() {
         Resolution::None => ServiceResolution::Passthrough,
         Resolution::Static => ServiceResolution::ClientSideLb,
-        Resolution::Dns | Resolution::DnsRoundRobin | Resolution::DynamicDns => {
-            ServiceResolution::Dns
-        }
+        Resolution::Dns | Resolution::DynamicDns => ServiceResolution::Dns,
+        Resolution::DnsRoundRobin => ServiceResolution::DnsRoundRobin,
     };
+    let by_dns = matches!(
+        resolution,
+        ServiceResolution::Dns | ServiceResolution::DnsRoundRobin
+    );
     let mut endpoints = Vec::new();
+    let mut dns_endpoints = Vec::new();
     for (index, workload) in spec.endpoints.iter().enumerate() {
         let field = format!("spec.endpoints[{index}]");
         endpoints.extend(workload_endpoints(
@@ -96,6 +101,7 @@ fn entry_services(
             workload,
             &ports,
             false,
+            by_dns.then_some(&mut dns_endpoints),
             &mut unsupported,
         ));
     }
@@ -125,6 +131,7 @@ fn entry_services(
                 &workload.spec,
                 &ports,
                 mesh_internal,
+                by_dns.then_some(&mut dns_endpoints),
                 &mut unsupported,
             ));
         }
@@ -146,14 +153,24 @@ fn entry_services(
             }
         }
     }
-    if resolution == ServiceResolution::Dns && endpoints.is_empty() {
-        unsupported.push(origin.unsupported(
-            "spec.resolution",
-            "DNS resolution of the hosts is not expressible in the model (endpoints are IP \
-             addresses); traffic is forwarded to the original destination the application \
-             resolved",
-        ));
+    if !dns_endpoints.is_empty() {
+        // One DNS cluster holds every endpoint: IP addresses resolve to themselves.
+        dns_endpoints.extend(endpoints.drain(..).map(|entry| ServiceDnsEndpoint {
+            service_port: entry.service_port,
+            endpoint: DnsEndpoint {
+                hostname: entry.endpoint.address.to_string(),
+                port: entry.endpoint.port,
+                labels: entry.endpoint.labels,
+                locality: entry.endpoint.locality,
+                weight: entry.endpoint.weight,
+                has_sidecar: entry.endpoint.has_sidecar,
+            },
+        }));
     }
+    // Without endpoints and selector, each host is the name its cluster resolves (Istio:
+    // "when resolution is DNS and no endpoints are specified, the host field is used as the
+    // DNS name of the endpoint").
+    let hosts_resolved = by_dns && spec.endpoints.is_empty() && selector.is_none();
     if spec.resolution == Some(Resolution::DynamicDns) {
         unsupported.push(origin.unsupported(
             "spec.resolution",
@@ -163,7 +180,26 @@ fn entry_services(
     let export_to = ExportTo::parse(&spec.export_to, namespace);
     spec.hosts
         .iter()
-        .map(|host| ServiceInstance {
+        .enumerate()
+        .map(|(index, host)| {
+            let mut unsupported = unsupported.clone();
+            let dns_endpoints = if !hosts_resolved {
+                dns_endpoints.clone()
+            } else if host.starts_with('*') {
+                unsupported.push(origin.unsupported(
+                    format!("spec.hosts[{index}]"),
+                    format!(
+                        "wildcard host {host:?} cannot be resolved by DNS without endpoints; \
+                         traffic is forwarded to the original destination"
+                    ),
+                ));
+                Vec::new()
+            } else {
+                host_dns_endpoints(host, &ports)
+            };
+            (host, dns_endpoints, unsupported)
+        })
+        .map(|(host, dns_endpoints, unsupported)| ServiceInstance {
             hostname: host.clone(),
             namespace: namespace.to_owned(),
             name: name.to_owned(),
@@ -177,7 +213,30 @@ fn entry_services(
             export_to: export_to.clone(),
             subject_alt_names: spec.subject_alt_names.clone(),
             endpoints: endpoints.clone(),
-            unsupported: unsupported.clone(),
+            dns_endpoints,
+            unsupported,
+        })
+        .collect()
+}
+
+/// The DNS endpoints of a `DNS`/`DNS_ROUND_ROBIN` ServiceEntry host without endpoints: the
+/// host itself on each port's target port.
+fn host_dns_endpoints(host: &str, ports: &[ServicePort]) -> Vec<ServiceDnsEndpoint> {
+    ports
+        .iter()
+        .map(|port| ServiceDnsEndpoint {
+            service_port: port.port,
+            endpoint: DnsEndpoint {
+                hostname: host.to_owned(),
+                port: match port.target_port {
+                    TargetPort::Number(target) => target,
+                    TargetPort::Name(_) => port.port,
+                },
+                labels: BTreeMap::new(),
+                locality: Default::default(),
+                weight: 1,
+                has_sidecar: false,
+            },
         })
         .collect()
 }
@@ -186,8 +245,9 @@ fn entry_services(
 /// WorkloadEntry) for each service port: the target port is the workload's `ports[<port
 /// name>]`, else the port's `targetPort`, else its number. `has_sidecar` when the workload has
 /// the label `security.istio.io/tlsMode=istio` or `selected_by_mesh_internal` (a WorkloadEntry
-/// selected by a `MESH_INTERNAL` entry). Addresses that are not IPs (DNS names, Unix sockets)
-/// and `network` are reported as unsupported.
+/// selected by a `MESH_INTERNAL` entry). An address that is a name goes to `dns` (as a DNS
+/// endpoint per port) when the entry resolves by DNS; otherwise addresses that are not IPs
+/// (DNS names, Unix sockets) and `network` are reported as unsupported.
 #[allow(clippy::too_many_arguments)]
 fn workload_endpoints(
     mesh: &MeshSettings,
@@ -197,6 +257,7 @@ fn workload_endpoints(
     workload: &WorkloadEntrySpec,
     ports: &[ServicePort],
     selected_by_mesh_internal: bool,
+    dns: Option<&mut Vec<ServiceDnsEndpoint>>,
     unsupported: &mut Vec<Unsupported>,
 ) -> Vec<ServiceEndpoint> {
     if workload.network.is_some() {
@@ -209,7 +270,44 @@ fn workload_endpoints(
     let Some(address) = workload.address.as_deref() else {
         return Vec::new();
     };
-    let Ok(address) = address.parse::<IpAddr>() else {
+    let labels: BTreeMap<String, String> = workload.labels.clone();
+    let has_sidecar = selected_by_mesh_internal
+        || labels
+            .get(TLS_MODE_LABEL)
+            .is_some_and(|mode| mode == "istio");
+    let locality = workload
+        .locality
+        .as_deref()
+        .map(parse_locality)
+        .unwrap_or_default();
+    let weight = workload.weight.filter(|weight| *weight > 0).unwrap_or(1);
+    let target_of = |port: &ServicePort| match workload.ports.get(&port.name) {
+        Some(target) => u16::try_from(*target).ok(),
+        None => match port.target_port {
+            TargetPort::Number(target) => Some(target),
+            TargetPort::Name(_) => Some(port.port),
+        },
+    };
+    let parsed = address.parse::<IpAddr>();
+    if let (Err(_), Some(dns)) = (&parsed, dns)
+        && !address.starts_with("unix://")
+    {
+        dns.extend(ports.iter().filter_map(|port| {
+            Some(ServiceDnsEndpoint {
+                service_port: port.port,
+                endpoint: DnsEndpoint {
+                    hostname: address.to_owned(),
+                    port: target_of(port)?,
+                    labels: labels.clone(),
+                    locality: locality.clone(),
+                    weight,
+                    has_sidecar,
+                },
+            })
+        }));
+        return Vec::new();
+    }
+    let Ok(address) = parsed else {
         unsupported.push(origin.unsupported(
             format!("{field}.address"),
             format!(
@@ -219,30 +317,14 @@ fn workload_endpoints(
         ));
         return Vec::new();
     };
-    let labels: BTreeMap<String, String> = workload.labels.clone();
-    let has_sidecar = selected_by_mesh_internal
-        || labels
-            .get(TLS_MODE_LABEL)
-            .is_some_and(|mode| mode == "istio");
     let identity = workload
         .service_account
         .as_deref()
         .map(|account| mesh.spiffe_id(namespace, account));
-    let locality = workload
-        .locality
-        .as_deref()
-        .map(parse_locality)
-        .unwrap_or_default();
     ports
         .iter()
         .filter_map(|port| {
-            let target = match workload.ports.get(&port.name) {
-                Some(target) => u16::try_from(*target).ok()?,
-                None => match port.target_port {
-                    TargetPort::Number(target) => target,
-                    TargetPort::Name(_) => port.port,
-                },
-            };
+            let target = target_of(port)?;
             Some(ServiceEndpoint {
                 service_port: port.port,
                 endpoint: Endpoint {
@@ -250,7 +332,7 @@ fn workload_endpoints(
                     port: target,
                     labels: labels.clone(),
                     locality: locality.clone(),
-                    weight: workload.weight.filter(|weight| *weight > 0).unwrap_or(1),
+                    weight,
                     has_sidecar,
                     identity: identity.clone(),
                 },

@@ -151,3 +151,84 @@ spec:
         Some("spiffe://cluster.local/ns/vms/sa/vm-sa")
     );
 }
+
+#[test]
+fn dns_service_entry_resolves_its_hosts_or_its_named_endpoints() {
+    let text = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: hosts, namespace: ext}
+spec:
+  hosts: [a.example.com, "*.wild.example.com"]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports: [{number: 80, name: http, targetPort: 8080}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: named, namespace: ext}
+spec:
+  hosts: [named.example.com]
+  location: MESH_EXTERNAL
+  resolution: DNS_ROUND_ROBIN
+  ports: [{number: 443, name: tls}]
+  endpoints:
+  - {address: us.partner.example, ports: {tls: 8443}, labels: {region: us}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: mixed, namespace: ext}
+spec:
+  hosts: [mixed.example.com]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports: [{number: 80, name: http}]
+  endpoints: [{address: 192.0.2.1}, {address: eu.partner.example}]
+"#;
+    let view = ClusterView::from_yaml(text).unwrap();
+    let registry = view.registry();
+    let service = |host: &str| registry.by_host(host).next().unwrap();
+
+    let plain = service("a.example.com");
+    assert_eq!(plain.resolution, ServiceResolution::Dns);
+    let names: Vec<_> = plain.dns_endpoints_for(80).collect();
+    assert_eq!(names.len(), 1);
+    assert_eq!(
+        (names[0].hostname.as_str(), names[0].port),
+        ("a.example.com", 8080),
+        "the host itself on the target port"
+    );
+    assert!(
+        plain.unsupported.is_empty(),
+        "DNS without endpoints is supported: {:?}",
+        plain.unsupported
+    );
+    let wild = service("*.wild.example.com");
+    assert!(wild.dns_endpoints.is_empty());
+    assert_eq!(wild.unsupported[0].field_path, "spec.hosts[1]");
+
+    let named = service("named.example.com");
+    assert_eq!(named.resolution, ServiceResolution::DnsRoundRobin);
+    let names: Vec<_> = named.dns_endpoints_for(443).collect();
+    assert_eq!(names.len(), 1);
+    assert_eq!(names[0].hostname, "us.partner.example");
+    assert_eq!(names[0].port, 8443, "the endpoint's ports map");
+    assert_eq!(
+        names[0].labels.get("region").map(String::as_str),
+        Some("us")
+    );
+    assert!(named.endpoints.is_empty());
+
+    let mixed = service("mixed.example.com");
+    let mut names: Vec<_> = mixed
+        .dns_endpoints_for(80)
+        .map(|endpoint| endpoint.hostname.as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["192.0.2.1", "eu.partner.example"],
+        "IP endpoints join the DNS cluster (they resolve to themselves)"
+    );
+    assert!(mixed.endpoints.is_empty());
+}
