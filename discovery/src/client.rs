@@ -1,6 +1,12 @@
 //! The proxy side of the discovery stream: connect over mTLS, say hello, hand every pushed
 //! config to the proxy, ACK or NACK it, and reconnect with jittered exponential back-off when
 //! the control plane goes away — the proxy keeps serving its last config meanwhile.
+//!
+//! A client whose Hello sets `incremental` keeps the config it applied ([`AppliedConfig`]) and
+//! turns each [`ServerMessage::Delta`] back into a whole config, checked against the pushed
+//! version, so `apply` always receives whole configs.
+
+mod applied;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,6 +22,8 @@ use tokio::sync::mpsc;
 use weft_proxy_config::ProxyConfig;
 
 use crate::{ClientMessage, FrameDecoder, Hello, STREAM_PATH, ServerMessage, encode_frame};
+
+pub use applied::AppliedConfig;
 
 /// Where and how to reach the discovery service.
 #[derive(Clone)]
@@ -165,6 +173,7 @@ pub async fn stream_once(
         let bytes = rx.recv().await?;
         Some((Ok::<_, Infallible>(Frame::data(bytes)), rx))
     })));
+    let hello_incremental = hello.incremental;
     let hello_frame = encode_frame(&ClientMessage::Hello(hello))?;
     let _ = tx.send(Bytes::from(hello_frame)).await;
     let request = http::Request::post(format!("https://{host}{STREAM_PATH}"))
@@ -195,6 +204,8 @@ pub async fn stream_once(
             message,
         });
     }
+    let incremental = hello_incremental;
+    let mut applied = AppliedConfig::new();
     let result = loop {
         match decoder.next_message::<ServerMessage>() {
             Ok(Some(ServerMessage::Config {
@@ -202,20 +213,27 @@ pub async fn stream_once(
                 nonce,
                 config,
             })) => {
-                let mut config = *config;
-                if config.version.is_empty() {
-                    config.version = version.clone();
+                let config = AppliedConfig::resolve_config(&version, *config);
+                let reply = offer(&mut applied, incremental, Ok(config), apply, version, nonce);
+                if send_reply(&tx, &reply).await.is_err() {
+                    break Err(StreamError::Closed);
                 }
-                let reply = match apply(config) {
-                    Ok(()) => ClientMessage::Ack { version, nonce },
-                    Err(reason) => ClientMessage::Nack {
-                        version,
-                        nonce,
-                        reason,
-                    },
-                };
-                let frame = encode_frame(&reply)?;
-                if tx.send(Bytes::from(frame)).await.is_err() {
+                continue;
+            }
+            Ok(Some(ServerMessage::Delta {
+                version,
+                base_version,
+                nonce,
+                delta,
+            })) => {
+                let resolved = applied
+                    .resolve_delta(&version, &base_version, *delta)
+                    .map_err(|e| e.to_string());
+                if let Err(reason) = &resolved {
+                    tracing::warn!(%version, %base_version, %reason, "refusing a delta push");
+                }
+                let reply = offer(&mut applied, incremental, resolved, apply, version, nonce);
+                if send_reply(&tx, &reply).await.is_err() {
                     break Err(StreamError::Closed);
                 }
                 continue;
@@ -241,4 +259,42 @@ pub async fn stream_once(
     };
     conn_task.abort();
     result
+}
+
+/// Hands a pushed config (or the reason it could not be resolved) to `apply` and returns the
+/// ACK or NACK to send. An incremental client keeps a copy of what the proxy applied, the
+/// base of the next delta.
+fn offer(
+    applied: &mut AppliedConfig,
+    incremental: bool,
+    resolved: Result<ProxyConfig, String>,
+    apply: &mut (dyn FnMut(ProxyConfig) -> Result<(), String> + Send),
+    version: String,
+    nonce: u64,
+) -> ClientMessage {
+    let outcome = resolved.and_then(|config| {
+        if incremental {
+            apply(config.clone())?;
+            applied.commit(config);
+            Ok(())
+        } else {
+            apply(config)
+        }
+    });
+    match outcome {
+        Ok(()) => ClientMessage::Ack { version, nonce },
+        Err(reason) => ClientMessage::Nack {
+            version,
+            nonce,
+            reason,
+        },
+    }
+}
+
+/// Sends an ACK or NACK frame on the request body. Errors when the body is gone.
+async fn send_reply(tx: &mpsc::Sender<Bytes>, reply: &ClientMessage) -> Result<(), StreamError> {
+    let frame = encode_frame(reply)?;
+    tx.send(Bytes::from(frame))
+        .await
+        .map_err(|_| StreamError::Closed)
 }

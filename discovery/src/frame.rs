@@ -90,6 +90,7 @@ mod tests {
             proxy_version: "0.1.0".into(),
             current_version: String::new(),
             proxy_type: Default::default(),
+            incremental: true,
         })
     }
 

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use weft_proxy_config::{ProxyConfig, ProxyType};
 
+use crate::delta::ConfigDelta;
+
 /// What the proxy says it is, in its first frame. The server checks it against the peer's
 /// certificate: the SPIFFE ID's namespace and service account must be the workload's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +25,10 @@ pub struct Hello {
     /// Whether the proxy is a sidecar or a gateway (Istio's node type); a sidecar when absent.
     #[serde(default)]
     pub proxy_type: ProxyType,
+    /// Whether the proxy applies [`ServerMessage::Delta`] pushes (Envoy's incremental xDS);
+    /// without it the server sends only full [`ServerMessage::Config`]s.
+    #[serde(default)]
+    pub incremental: bool,
 }
 
 /// A frame from proxy to server.
@@ -61,6 +67,21 @@ pub enum ServerMessage {
         nonce: u64,
         /// The configuration.
         config: Box<ProxyConfig>,
+    },
+    /// What changed since the config with `base_version` (Envoy's incremental xDS), sent
+    /// only to a proxy whose Hello set `incremental` and that acknowledged `base_version`.
+    /// The proxy applies it to its current config ([`crate::client::AppliedConfig`]); the
+    /// result's content hash is `version`. A proxy whose current version is not
+    /// `base_version` NACKs it, and the server answers with a full `Config`.
+    Delta {
+        /// The content version of the config the delta gives (its content hash).
+        version: String,
+        /// The version the delta applies to: the last one the proxy acknowledged.
+        base_version: String,
+        /// A number unique per push on this stream, echoed in the ACK/NACK.
+        nonce: u64,
+        /// The sections that changed.
+        delta: Box<ConfigDelta>,
     },
     /// The server refuses the stream (e.g. identity mismatch); the proxy should back off.
     Error {

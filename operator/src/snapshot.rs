@@ -78,6 +78,22 @@ impl BuiltConfig for ProxyParts {
         let tail = self.write_json_head(head)?;
         Ok(vec![bytes::Bytes::from_owner(tail)])
     }
+
+    /// The proxy's own changed fields, then the delta of its scope's shared side, computed
+    /// once per pair of scopes and sent as one buffer to all their proxies; `None` when
+    /// `base` is not a [`ProxyParts`].
+    fn write_delta_chunks(
+        &self,
+        base: &dyn BuiltConfig,
+        head: &mut Vec<u8>,
+    ) -> Option<Result<Vec<bytes::Bytes>, serde_json::Error>> {
+        let base = (base as &dyn std::any::Any).downcast_ref::<ProxyParts>()?;
+        match self.write_delta_json_head(base, head) {
+            Ok(Some(shared)) => Some(Ok(vec![bytes::Bytes::from_owner(shared)])),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
 }
 
 impl ConfigBuilder for Snapshot {
@@ -154,6 +170,7 @@ spec:
             proxy_version: String::new(),
             current_version: String::new(),
             proxy_type: Default::default(),
+            incremental: true,
         }
     }
 
@@ -257,5 +274,149 @@ spec:
             [false, false],
             "same builder"
         );
+    }
+
+    /// A mesh for delta tests: `web` and `db` WorkloadEntries in `a`, ServiceEntries for
+    /// `services`, a VirtualService on `svc0` with `weight`, the workload labels of `web`, and
+    /// optionally a STRICT PeerAuthentication.
+    fn delta_mesh(services: &[&str], weight: u32, web_version: &str, strict: bool) -> Snapshot {
+        let mut text = format!(
+            "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: web, namespace: a}}\n\
+             spec: {{address: 198.18.0.1, serviceAccount: web, labels: {{app: web, version: {web_version}}}}}\n\
+             ---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: db, namespace: a}}\n\
+             spec: {{address: 198.18.0.2, serviceAccount: db, labels: {{app: db}}}}\n"
+        );
+        for (index, name) in services.iter().enumerate() {
+            text.push_str(&format!(
+                "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}, namespace: a}}\n\
+                 spec:\n  hosts: [{name}.a.svc.cluster.local]\n  addresses: [198.19.0.{}]\n  location: MESH_INTERNAL\n  \
+                 resolution: STATIC\n  ports: [{{number: 8080, name: http, protocol: HTTP}}]\n  workloadSelector: {{labels: {{app: web}}}}\n",
+                index + 1
+            ));
+        }
+        text.push_str(&format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: svc0, namespace: a}}\n\
+             spec:\n  hosts: [svc0.a.svc.cluster.local]\n  http:\n  - route:\n    \
+             - {{destination: {{host: svc0.a.svc.cluster.local}}, weight: {weight}}}\n    \
+             - {{destination: {{host: svc1.a.svc.cluster.local}}, weight: {}}}\n",
+            100 - weight
+        ));
+        if strict {
+            text.push_str(
+                "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: a}\n\
+                 spec: {mtls: {mode: STRICT}}\n",
+            );
+        }
+        Snapshot::new(ClusterView::from_yaml(&text).unwrap())
+    }
+
+    /// The delta Pilot's parts write, byte for byte, is the typed delta between the two
+    /// configs, and applied to the old config it gives the new one with the new version.
+    #[test]
+    fn pilot_deltas_are_the_typed_deltas_and_give_the_new_config() {
+        use weft_discovery::{ConfigDelta, SectionDelta};
+        let services = ["svc0", "svc1", "svc2"];
+        let base = delta_mesh(&services, 90, "v1", false);
+        let cases = [
+            ("weight", delta_mesh(&services, 50, "v1", false)),
+            (
+                "service added",
+                delta_mesh(&["svc0", "svc1", "svc2", "svc3"], 90, "v1", false),
+            ),
+            (
+                "service removed",
+                delta_mesh(&["svc0", "svc1"], 90, "v1", false),
+            ),
+            ("own labels", delta_mesh(&services, 90, "v2", false)),
+            ("peer authentication", delta_mesh(&services, 90, "v1", true)),
+            ("nothing", delta_mesh(&services, 90, "v1", false)),
+        ];
+        for workload in ["web", "db"] {
+            let hello = Hello {
+                namespace: "a".into(),
+                workload: workload.into(),
+                ..hello()
+            };
+            let peer = format!("spiffe://cluster.local/ns/a/sa/{workload}");
+            let old = base.build(&hello, &peer).unwrap();
+            let old_parts = base.build_push(&hello, &peer).unwrap();
+            for (case, after) in &cases {
+                let new = after.build(&hello, &peer).unwrap();
+                let new_parts = after.build_push(&hello, &peer).unwrap();
+                let mut json = Vec::new();
+                let rest = new_parts
+                    .write_delta_chunks(&*old_parts, &mut json)
+                    .unwrap()
+                    .unwrap();
+                json.extend(rest.concat());
+                let typed = ConfigDelta::between(&old, &new).unwrap();
+                assert_eq!(
+                    String::from_utf8(json.clone()).unwrap(),
+                    serde_json::to_string(&typed).unwrap(),
+                    "{workload}: {case}"
+                );
+                let decoded: ConfigDelta = serde_json::from_slice(&json).unwrap();
+                let mut applied = decoded.apply(&old).unwrap();
+                applied.version.clear();
+                assert_eq!(
+                    applied.content_hash().unwrap(),
+                    new.version,
+                    "{workload}: {case}"
+                );
+                assert_eq!(typed.is_empty(), old == new, "{workload}: {case}");
+            }
+        }
+        // What travels for `web` when a service is added: its listener and cluster only.
+        let hello = Hello {
+            namespace: "a".into(),
+            workload: "web".into(),
+            ..hello()
+        };
+        let peer = "spiffe://cluster.local/ns/a/sa/web";
+        let old = base.build(&hello, peer).unwrap();
+        let new = cases[1].1.build(&hello, peer).unwrap();
+        let delta = ConfigDelta::between(&old, &new).unwrap();
+        let Some(SectionDelta::Changed {
+            resources,
+            removed_resources,
+        }) = &delta.outbound
+        else {
+            panic!("outbound changed by name: {delta:?}");
+        };
+        assert_eq!(resources.len(), 1);
+        assert_eq!(resources[0].hostname, "svc3.a.svc.cluster.local");
+        assert!(removed_resources.is_empty());
+        assert!(delta.node.is_none() && delta.inbound.is_none());
+    }
+
+    #[test]
+    fn proxies_of_one_scope_share_the_scope_delta() {
+        let before = delta_mesh(&["svc0", "svc1"], 90, "v1", false);
+        let after = delta_mesh(&["svc0", "svc1"], 50, "v1", false);
+        let parts = |snapshot: &Snapshot, workload: &str| {
+            let hello = Hello {
+                namespace: "a".into(),
+                workload: workload.into(),
+                ..hello()
+            };
+            snapshot
+                .build_push(
+                    &hello,
+                    &format!("spiffe://cluster.local/ns/a/sa/{workload}"),
+                )
+                .unwrap()
+        };
+        let shared = |workload: &str| {
+            let mut head = Vec::new();
+            let rest = parts(&after, workload)
+                .write_delta_chunks(&*parts(&before, workload), &mut head)
+                .unwrap()
+                .unwrap();
+            assert_eq!(rest.len(), 1, "one shared chunk");
+            rest[0].clone()
+        };
+        let (web, db) = (shared("web"), shared("db"));
+        assert_eq!(web, db);
+        assert_eq!(web.as_ptr(), db.as_ptr(), "the same buffer, computed once");
     }
 }

@@ -1,6 +1,7 @@
 //! The standalone control plane end to end, in process: certificates written to disk, a real
-//! mTLS HTTP/2 discovery stream, a push when a file changes, the ACK visible in
-//! `/debug/syncz`, and a proxy with the wrong identity refused.
+//! mTLS HTTP/2 discovery stream, a push when a file changes (a full config, or a delta for an
+//! incremental client, answered with the full config when the proxy refuses it), the ACK
+//! visible in `/debug/syncz`, and a proxy with the wrong identity refused.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -91,6 +92,7 @@ fn settings_for(state: &Path, sa: &str, addr: SocketAddr, workload: &str) -> Cli
             proxy_version: "test".into(),
             current_version: String::new(),
             proxy_type: Default::default(),
+            incremental: false,
         },
         initial_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_secs(1),
@@ -193,6 +195,115 @@ async fn proxies_get_their_own_config_and_changes_are_pushed() {
         }
         other => panic!("expected a 403 rejection, got {other:?}"),
     }
+
+    shutdown.cancel();
+    stream.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(5), runner).await;
+}
+
+/// An incremental client gets its first config whole and the change as a delta, which it
+/// turns back into the whole config the server built (the client checks the content hash);
+/// when the proxy refuses a delta push, the server answers with the full config of the same
+/// version, and proxy-status ends SYNCED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_clients_get_deltas_and_a_full_config_after_a_nack() {
+    let config = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(config.path().join("workloads.yaml"), WORKLOADS).unwrap();
+    let (discovery, monitoring) = (free_addr(), free_addr());
+    let shutdown = CancellationToken::new();
+    let runner = tokio::spawn(run(
+        StandaloneSettings {
+            config_dir: config.path().to_path_buf(),
+            state_dir: state.path().to_path_buf(),
+            discovery_addr: discovery,
+            monitoring_addr: monitoring,
+            cert_owner: None,
+            poll_interval: Duration::from_millis(50),
+        },
+        shutdown.clone(),
+    ));
+    wait_for(&state.path().join("certs/demo/reviews/cert-chain.pem")).await;
+
+    // The proxy refuses the second config it is handed (the first delta), once.
+    let (tx, mut rx) = mpsc::unbounded_channel::<(ProxyConfig, bool)>();
+    let mut client = settings_for(state.path(), "reviews", discovery, "reviews-v1");
+    client.hello.incremental = true;
+    let hello = client.hello.clone();
+    let stream = tokio::spawn(async move {
+        let mut handed = 0;
+        let mut apply = move |c: ProxyConfig| {
+            handed += 1;
+            let accept = handed != 2;
+            let _ = tx.send((c, accept));
+            if accept {
+                Ok(())
+            } else {
+                Err("refused once by the test".to_owned())
+            }
+        };
+        stream_once(&client, hello, &mut apply).await
+    });
+    let mut recv = async || {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let (first, _) = recv().await;
+    let ratings_route = |config: &ProxyConfig| {
+        config
+            .outbound
+            .iter()
+            .find(|l| l.hostname == "ratings.demo.svc.cluster.local")
+            .map(|l| format!("{:?}", l.http))
+    };
+    std::fs::write(config.path().join("route.yaml"), ROUTE).unwrap();
+    let (refused, accepted) = recv().await;
+    assert!(!accepted);
+    assert_ne!(refused.version, first.version);
+    assert_ne!(
+        ratings_route(&refused),
+        ratings_route(&first),
+        "the route changed"
+    );
+    assert_eq!(refused.node, first.node, "the rest is kept");
+    let (resent, accepted) = recv().await;
+    assert!(accepted);
+    assert_eq!(resent, refused, "the same config, whole");
+
+    let mut synced = false;
+    for _ in 0..50 {
+        let body = http_get(monitoring, "/debug/syncz").await;
+        let rows: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if rows[0]["state"] == "SYNCED" && rows[0]["acked"] == resent.version.as_str() {
+            synced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(synced, "proxy-status never showed SYNCED");
+    let metrics = http_get(monitoring, "/metrics").await;
+    assert!(metrics.contains("pilot_xds_pushes_total 3"), "{metrics}");
+    assert!(
+        metrics.contains("weft_xds_delta_pushes_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pilot_total_xds_rejects_total 1"),
+        "{metrics}"
+    );
+
+    // The next change goes as a delta from the config acknowledged last, and is applied.
+    std::fs::write(config.path().join("route.yaml"), ROUTE.replace("3s", "4s")).unwrap();
+    let (third, accepted) = recv().await;
+    assert!(accepted);
+    assert_ne!(third.version, resent.version);
+    let metrics = http_get(monitoring, "/metrics").await;
+    assert!(
+        metrics.contains("weft_xds_delta_pushes_total 2"),
+        "{metrics}"
+    );
 
     shutdown.cancel();
     stream.abort();

@@ -53,6 +53,7 @@ impl DiscoverySource {
                     proxy_version: env!("CARGO_PKG_VERSION").to_string(),
                     current_version: String::new(),
                     proxy_type: ProxyType::Sidecar,
+                    incremental: true,
                 },
                 initial_backoff: Duration::from_millis(200),
                 max_backoff: Duration::from_secs(10),

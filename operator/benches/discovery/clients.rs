@@ -88,6 +88,7 @@ pub fn run(address: &str, state: &Path) {
                 workload,
                 proxy_version: "bench".into(),
                 current_version: String::new(),
+                incremental: false,
                 proxy_type: Default::default(),
             };
             let (address, tls, tx) = (address.to_owned(), tls[ns].clone(), tx.clone());

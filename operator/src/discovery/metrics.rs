@@ -8,8 +8,12 @@ use prometheus_client::registry::Registry;
 /// The discovery service's metrics. Cheap to clone (shared handles).
 #[derive(Debug, Clone)]
 pub struct DiscoveryMetrics {
-    /// Configs pushed to proxies (Istio `pilot_xds_pushes`).
+    /// Configs pushed to proxies, full or delta (Istio `pilot_xds_pushes`).
     pub pushes: Counter,
+    /// Of `pushes`, those sent as deltas (Envoy's incremental xDS).
+    pub delta_pushes: Counter,
+    /// The size of each push's frame, bytes (Istio `pilot_xds_config_size_bytes`).
+    pub config_size_bytes: Histogram,
     /// Pushes that could not be built or sent.
     pub push_errors: Counter,
     /// NACKs received (Istio `pilot_total_xds_rejects`).
@@ -30,6 +34,8 @@ impl DiscoveryMetrics {
     pub fn new(registry: &mut Registry) -> Self {
         let m = Self {
             pushes: Counter::default(),
+            delta_pushes: Counter::default(),
+            config_size_bytes: Histogram::new(exponential_buckets(1024.0, 4.0, 10)),
             push_errors: Counter::default(),
             nacks: Counter::default(),
             connected: Gauge::default(),
@@ -41,6 +47,16 @@ impl DiscoveryMetrics {
             "pilot_xds_pushes",
             "Configs pushed to proxies",
             m.pushes.clone(),
+        );
+        registry.register(
+            "weft_xds_delta_pushes",
+            "Configs pushed to proxies as deltas (counted in pilot_xds_pushes too)",
+            m.delta_pushes.clone(),
+        );
+        registry.register(
+            "pilot_xds_config_size_bytes",
+            "Size of each push's frame, bytes",
+            m.config_size_bytes.clone(),
         );
         registry.register(
             "pilot_xds_push_errors",

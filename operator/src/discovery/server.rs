@@ -4,9 +4,17 @@
 //! A config change rebuilds only the proxies it may affect ([`ConfigBuilder::may_differ`]),
 //! on blocking threads (one per core), never on the async runtime. Each build is encoded once
 //! into its frame, on the same thread, and only when its version differs from the one the
-//! proxy was last sent; the server then keeps no config per proxy, only versions. A builder
-//! may hand back a config that writes its own JSON ([`BuiltConfig`], [`ConfigBuilder::build_push`]):
-//! Pilot's builds copy the side a proxy shares with its scope from cached JSON.
+//! proxy was last sent. A builder may hand back a config that writes its own JSON
+//! ([`BuiltConfig`], [`ConfigBuilder::build_push`]): Pilot's builds copy the side a proxy
+//! shares with its scope from cached JSON.
+//!
+//! Incremental pushes (`weft_discovery::ServerMessage::Delta`): to a proxy whose Hello set
+//! `incremental`, the server keeps the built config the proxy last acknowledged on the
+//! stream (for Pilot's builds, its node, inbound side and a reference to its scope's shared
+//! side) and the one in flight, and sends each later push as the delta from the acknowledged
+//! one ([`BuiltConfig::write_delta_chunks`]). The first push of a stream is full, and a NACK
+//! of a delta is answered with the full config of the same version under a new nonce. For
+//! other proxies it keeps no config, only versions.
 
 mod frame;
 
@@ -88,8 +96,8 @@ pub enum BuildError {
     Failed(String),
 }
 
-/// What the server keeps of one connected stream: no config, only where to send frames and
-/// which builder the proxy's current config came from.
+/// What the server keeps of one connected stream: where to send frames, which builder the
+/// proxy's current config came from, and for an incremental proxy the configs a delta needs.
 struct Stream {
     outbox: Outbox,
     hello: Hello,
@@ -97,6 +105,26 @@ struct Stream {
     /// The builder whose config the proxy was last offered (or that was found to give the
     /// same config): the base of [`ConfigBuilder::may_differ`].
     built_with: Arc<dyn ConfigBuilder>,
+    /// The last push not yet answered (incremental proxies only).
+    in_flight: Option<InFlight>,
+    /// The config the proxy last acknowledged on this stream: the base of delta pushes
+    /// (incremental proxies only).
+    acked: Option<Arc<dyn BuiltConfig>>,
+}
+
+/// A push sent to an incremental proxy and not yet answered.
+struct InFlight {
+    nonce: u64,
+    config: Arc<dyn BuiltConfig>,
+    /// Whether it went as a delta (a NACK is then answered with the full config).
+    delta: bool,
+}
+
+/// What a NACK asks the server to do: send `config` again, whole.
+struct Resend {
+    nonce: u64,
+    config: Arc<dyn BuiltConfig>,
+    pending_since: Option<Instant>,
 }
 
 /// The installed builder and its sequence number (1 for the builder given to
@@ -340,8 +368,9 @@ impl DiscoveryServer {
     }
 
     /// Sends `config`, built by `installed`, to stream `id` when its version differs from the
-    /// last one sent there: encodes the frame here (the caller's thread) and hands it to the
-    /// stream's outbox; the config is dropped either way.
+    /// last one sent there: encodes the frame here (the caller's thread) — a delta from the
+    /// config the proxy acknowledged when it is incremental and has one, else the full config
+    /// — and hands it to the stream's outbox. The config is kept only for an incremental proxy.
     fn offer(
         &self,
         id: u64,
@@ -361,30 +390,92 @@ impl DiscoveryServer {
             }
             session.plan_push(&version, installed.seq, changed_at)
         };
-        if let Some(stream) = self.streams.lock().get_mut(&id) {
-            stream.built_with = installed.builder.clone();
-        }
+        let (incremental, base) = match self.streams.lock().get_mut(&id) {
+            Some(stream) => {
+                stream.built_with = installed.builder.clone();
+                (stream.hello.incremental, stream.acked.clone())
+            }
+            None => return,
+        };
         let Some(push) = push else { return };
+        let config: Arc<dyn BuiltConfig> = Arc::from(config);
         let started = Instant::now();
-        let encoded = frame::config_frame(&push.version, push.nonce, &*config);
-        drop(config);
+        let delta = base.and_then(|base| {
+            let base_version = base.version();
+            frame::delta_frame(&push.version, &base_version, push.nonce, &*config, &*base)
+        });
+        let is_delta = delta.is_some();
+        let encoded =
+            delta.unwrap_or_else(|| frame::config_frame(&push.version, push.nonce, &*config));
         match encoded {
             Ok(frame) => {
                 self.metrics
                     .encode_seconds
                     .observe(started.elapsed().as_secs_f64());
-                let sent = self
-                    .streams
-                    .lock()
-                    .get(&id)
-                    .is_some_and(|stream| stream.outbox.put(push.nonce, frame));
-                if sent {
-                    self.metrics.pushes.inc();
+                let in_flight = incremental.then(|| InFlight {
+                    nonce: push.nonce,
+                    config,
+                    delta: is_delta,
+                });
+                self.send(id, push.nonce, frame, in_flight);
+                if is_delta {
+                    self.metrics.delta_pushes.inc();
                 }
             }
             Err(e) => {
                 self.metrics.push_errors.inc();
                 tracing::warn!(error = %e, "encoding a push failed");
+            }
+        }
+    }
+
+    /// Hands the push `nonce`'s frame to stream `id`'s outbox and, for an incremental proxy,
+    /// records it as the push in flight (unless a newer one is).
+    fn send(&self, id: u64, nonce: u64, frame: Vec<Bytes>, in_flight: Option<InFlight>) {
+        let bytes: usize = frame.iter().map(Bytes::len).sum();
+        let sent = {
+            let mut streams = self.streams.lock();
+            let Some(stream) = streams.get_mut(&id) else {
+                return;
+            };
+            let newer = stream
+                .in_flight
+                .as_ref()
+                .is_some_and(|current| current.nonce > nonce);
+            if let Some(in_flight) = in_flight.filter(|_| !newer) {
+                stream.in_flight = Some(in_flight);
+            }
+            stream.outbox.put(nonce, frame)
+        };
+        if sent {
+            self.metrics.pushes.inc();
+            self.metrics.config_size_bytes.observe(bytes as f64);
+        }
+    }
+
+    /// Sends `resend.config` whole to stream `id` under a new nonce, if the NACKed push is
+    /// still the latest (see [`SessionState::plan_resend`]). Blocks while encoding.
+    fn resend_full(&self, id: u64, resend: Resend) {
+        let push = {
+            let mut sessions = self.sessions.lock();
+            let Some(session) = sessions.get_mut(id) else {
+                return;
+            };
+            session.plan_resend(resend.nonce, resend.pending_since)
+        };
+        let Some(push) = push else { return };
+        match frame::config_frame(&push.version, push.nonce, &*resend.config) {
+            Ok(frame) => {
+                let in_flight = InFlight {
+                    nonce: push.nonce,
+                    config: resend.config,
+                    delta: false,
+                };
+                self.send(id, push.nonce, frame, Some(in_flight));
+            }
+            Err(e) => {
+                self.metrics.push_errors.inc();
+                tracing::warn!(error = %e, "encoding a full push after a NACK failed");
             }
         }
     }
@@ -455,6 +546,8 @@ impl DiscoveryServer {
                 hello: hello.clone(),
                 peer,
                 built_with: builder.clone(),
+                in_flight: None,
+                acked: None,
             },
         );
         self.metrics.connected.inc();
@@ -489,11 +582,21 @@ impl DiscoveryServer {
         Response::new(StreamBody::new(stream).boxed())
     }
 
-    async fn read_acks(&self, id: u64, mut body: Incoming, mut decoder: FrameDecoder) {
+    async fn read_acks(self: &Arc<Self>, id: u64, mut body: Incoming, mut decoder: FrameDecoder) {
         loop {
             loop {
                 match decoder.next_message::<ClientMessage>() {
-                    Ok(Some(message)) => self.on_client_message(id, message),
+                    Ok(Some(message)) => {
+                        if let Some(resend) = self.on_client_message(id, message) {
+                            let server = self.clone();
+                            let resent = tokio::task::spawn_blocking(move || {
+                                server.resend_full(id, resend);
+                            });
+                            if let Err(e) = resent.await {
+                                tracing::error!(error = %e, "full push after a NACK failed");
+                            }
+                        }
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, "closing discovery stream");
@@ -512,32 +615,63 @@ impl DiscoveryServer {
         }
     }
 
-    fn on_client_message(&self, id: u64, message: ClientMessage) {
-        let mut sessions = self.sessions.lock();
-        let Some(session) = sessions.get_mut(id) else {
-            return;
-        };
+    /// Records an ACK or NACK. An ACK of the push in flight makes its config the base of the
+    /// next delta; a NACK of a delta push returns the full config to send instead.
+    fn on_client_message(&self, id: u64, message: ClientMessage) -> Option<Resend> {
         match message {
             ClientMessage::Ack { version, nonce } => {
-                if let AckOutcome::Applied {
-                    convergence: Some(d),
-                } = session.ack(&version, nonce, Instant::now())
-                {
+                let outcome =
+                    self.sessions
+                        .lock()
+                        .get_mut(id)?
+                        .ack(&version, nonce, Instant::now());
+                let AckOutcome::Applied { convergence } = outcome else {
+                    return None;
+                };
+                if let Some(d) = convergence {
                     self.metrics.convergence_seconds.observe(d.as_secs_f64());
                 }
+                let mut streams = self.streams.lock();
+                let stream = streams.get_mut(&id)?;
+                if stream
+                    .in_flight
+                    .as_ref()
+                    .is_some_and(|sent| sent.nonce == nonce)
+                {
+                    stream.acked = stream.in_flight.take().map(|sent| sent.config);
+                }
+                None
             }
             ClientMessage::Nack {
                 version,
                 nonce,
                 reason,
             } => {
-                if session.nack(&version, nonce, &reason) == AckOutcome::Refused {
+                let pending_since = {
+                    let mut sessions = self.sessions.lock();
+                    let session = sessions.get_mut(id)?;
+                    let pending_since = session.pending_since();
+                    if session.nack(&version, nonce, &reason) != AckOutcome::Refused {
+                        return None;
+                    }
                     self.metrics.nacks.inc();
                     tracing::warn!(proxy = %session.key, %version, %reason, "proxy refused config");
-                }
+                    pending_since
+                };
+                let mut streams = self.streams.lock();
+                let stream = streams.get_mut(&id)?;
+                let sent = stream.in_flight.take_if(|sent| sent.nonce == nonce)?;
+                sent.delta.then_some(Resend {
+                    nonce,
+                    config: sent.config,
+                    pending_since,
+                })
             }
             ClientMessage::Hello(_) => {
-                tracing::warn!(proxy = %session.key, "ignoring a second hello on one stream");
+                if let Some(session) = self.sessions.lock().get_mut(id) {
+                    tracing::warn!(proxy = %session.key, "ignoring a second hello on one stream");
+                }
+                None
             }
         }
     }

@@ -119,6 +119,28 @@ impl SessionState {
         })
     }
 
+    /// Plans sending the version last sent again, with a new nonce: the full config after the
+    /// proxy NACKed the delta push with `nonce` (see `weft_discovery::ServerMessage::Delta`).
+    /// `pending_since` is when the change behind it happened (as [`SessionState::nack`] forgot
+    /// it; `None` when unknown), so the convergence time covers both pushes. Returns `None`
+    /// when the last push is not the one with `nonce` (a newer push replaced it).
+    pub fn plan_resend(&mut self, nonce: u64, pending_since: Option<Instant>) -> Option<Push> {
+        let (version, sent_nonce) = self.sent.clone()?;
+        if sent_nonce != nonce {
+            return None;
+        }
+        let nonce = self.next_nonce;
+        self.next_nonce += 1;
+        self.sent = Some((version.clone(), nonce));
+        self.pending_since = pending_since;
+        Some(Push { version, nonce })
+    }
+
+    /// When the change behind the unacknowledged push happened, if one is pending.
+    pub fn pending_since(&self) -> Option<Instant> {
+        self.pending_since
+    }
+
     /// Records that the builder with sequence number `seq` gives this proxy the config it was
     /// last sent (same content, or a change that cannot affect it): if the proxy acknowledged
     /// that config, it is now current as of `seq`.
@@ -332,6 +354,32 @@ mod tests {
         let st = s.status();
         assert_eq!(st.state, "NACKED");
         assert_eq!(st.nack_reason.as_deref(), Some("cluster x missing"));
+    }
+
+    #[test]
+    fn a_resend_after_a_nack_has_a_new_nonce_and_converges_from_the_change() {
+        let mut s = session();
+        let t0 = Instant::now();
+        assert_eq!(s.plan_resend(1, None), None, "nothing sent yet");
+        let p1 = s.plan_push("a", 1, Some(t0)).unwrap();
+        let since = s.pending_since();
+        assert_eq!(since, Some(t0));
+        assert_eq!(
+            s.nack("a", p1.nonce, "delta base mismatch"),
+            AckOutcome::Refused
+        );
+        let p2 = s.plan_resend(p1.nonce, since).unwrap();
+        assert_eq!(s.plan_resend(p1.nonce, since), None, "p2 replaced p1");
+        assert_eq!(p2.version, "a");
+        assert!(p2.nonce > p1.nonce);
+        assert_eq!(s.ack("a", p1.nonce, t0), AckOutcome::Stale, "old nonce");
+        assert_eq!(
+            s.ack("a", p2.nonce, t0 + Duration::from_millis(30)),
+            AckOutcome::Applied {
+                convergence: Some(Duration::from_millis(30))
+            }
+        );
+        assert_eq!(s.status().state, "SYNCED");
     }
 
     #[test]

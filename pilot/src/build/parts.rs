@@ -100,6 +100,52 @@ impl ProxyParts {
         self.scope.tail()
     }
 
+    /// The JSON of weft-discovery's `ConfigDelta` from `base` (an earlier build for the same
+    /// proxy, the config it acknowledged) to this config, in two pieces as
+    /// [`ProxyParts::write_json_head`]: this proxy's own changed fields (`node`, `inbound`,
+    /// whole) after the object's `{`, written to `head`, and the changed fields of the scope's
+    /// side with the closing `}`, returned — computed once per pair of scopes and shared by
+    /// every proxy of the scope (see `ScopeConfig::delta_since`). The two pieces together
+    /// are byte for byte `serde_json::to_vec(&ConfigDelta::between(base, self))`.
+    ///
+    /// Returns `Ok(None)` (and writes nothing) when no delta can be written (a scope without
+    /// its cached JSON, which cannot happen for this model): send the full config.
+    ///
+    /// Errors: a `serde_json::Error` when `head` fails.
+    pub fn write_delta_json_head(
+        &self,
+        base: &ProxyParts,
+        head: &mut dyn std::io::Write,
+    ) -> Result<Option<Arc<[u8]>>, serde_json::Error> {
+        let Some(shared) = self.scope.delta_since(&base.scope) else {
+            return Ok(None);
+        };
+        let mut fields = 0;
+        let mut field = |head: &mut dyn std::io::Write, name: &str| {
+            let separator: &[u8] = if fields == 0 { b"{\"" } else { b",\"" };
+            fields += 1;
+            head.write_all(separator)
+                .and_then(|()| head.write_all(name.as_bytes()))
+                .and_then(|()| head.write_all(b"\":"))
+                .map_err(serde_json::Error::io)
+        };
+        if self.node != base.node {
+            field(head, "node")?;
+            serde_json::to_writer(&mut *head, &self.node)?;
+        }
+        if self.inbound != base.inbound {
+            field(head, "inbound")?;
+            serde_json::to_writer(&mut *head, &self.inbound)?;
+        }
+        let open: &[u8] = match (fields, &*shared) {
+            (0, _) => b"{",
+            (_, b"}") => b"",
+            _ => b",",
+        };
+        head.write_all(open).map_err(serde_json::Error::io)?;
+        Ok(Some(shared))
+    }
+
     /// The assembled config (copies the scope's side).
     pub fn to_config(&self) -> ProxyConfig {
         // A struct literal, so that a new `ProxyConfig` field fails to compile here until

@@ -1,9 +1,12 @@
 //! The shared side of a proxy's config: what Istio derives from the proxy's `SidecarScope`
 //! (outbound listeners and routes, clusters, and for a router its gateway listeners), built
-//! once per scope of a view and shared by every proxy of that scope, with its JSON.
+//! once per scope of a view and shared by every proxy of that scope, with its JSON, and the
+//! JSON of what changed since an earlier scope (`delta`), computed once per pair of scopes.
+
+mod delta;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use weft_proxy_config::{
     Cluster, GatewayListener, OutboundListener, OutboundTrafficPolicy, ProxyType,
@@ -35,7 +38,15 @@ pub(crate) struct ScopeConfig {
     /// [`version::tail_json`]), shared by every push to the scope's proxies; empty if
     /// serialisation failed, which it cannot for this model.
     pub tail_json: Arc<[u8]>,
+    /// Where each listener, cluster and gateway listener lies in `tail_json`.
+    pub(super) spans: version::TailSpans,
+    /// The delta JSON from earlier scopes to this one (see [`ScopeConfig::delta_since`]),
+    /// each computed once; entries whose earlier scope is gone are dropped.
+    deltas: Mutex<Vec<(Weak<ScopeConfig>, DeltaCell)>>,
 }
+
+/// The delta JSON from one earlier scope, computed by the first caller (`None`: no delta).
+type DeltaCell = Arc<OnceLock<Option<Arc<[u8]>>>>;
 
 impl ScopeConfig {
     /// The config's JSON from the `outbound` field to the closing brace: the cached bytes,
@@ -44,11 +55,44 @@ impl ScopeConfig {
     /// Errors: a `serde_json::Error` only if serialisation fails (it cannot for this model).
     pub fn tail(&self) -> Result<Arc<[u8]>, serde_json::Error> {
         if self.tail_json.is_empty() {
-            let json = version::tail_json(&self.outbound, &[], &self.clusters, &self.gateways)?;
+            let (json, _) =
+                version::tail_json(&self.outbound, &[], &self.clusters, &self.gateways)?;
             Ok(json.into())
         } else {
             Ok(self.tail_json.clone())
         }
+    }
+
+    /// The scope's side of the JSON of a `ConfigDelta` (weft-discovery's incremental push)
+    /// from a config built on `base` to one built on this scope: the fields that changed —
+    /// `outbound_traffic_policy` whole, `outbound`, `clusters` and `gateways` as section
+    /// deltas — separated by commas, then the delta object's closing `}` (so `}` alone when
+    /// nothing changed). Computed once per pair of scopes and shared by every push between
+    /// them (Istio's pushes are per `SidecarScope` in the same way).
+    ///
+    /// Returns `None` when either scope has no cached JSON (serialisation failed, which it
+    /// cannot for this model): send the full config.
+    pub fn delta_since(&self, base: &Arc<ScopeConfig>) -> Option<Arc<[u8]>> {
+        if std::ptr::eq(Arc::as_ptr(base), self) {
+            return Some(Arc::from(&b"}"[..]));
+        }
+        let cell = {
+            let mut deltas = self.deltas.lock().unwrap_or_else(PoisonError::into_inner);
+            let found = deltas
+                .iter()
+                .find(|(earlier, _)| std::ptr::eq(earlier.as_ptr(), Arc::as_ptr(base)));
+            match found {
+                Some((_, cell)) => cell.clone(),
+                None => {
+                    deltas.retain(|(earlier, _)| earlier.strong_count() > 0);
+                    let cell = Arc::new(OnceLock::new());
+                    deltas.push((Arc::downgrade(base), cell.clone()));
+                    cell
+                }
+            }
+        };
+        cell.get_or_init(|| delta::scope_delta_json(base, self).map(Arc::from))
+            .clone()
     }
 }
 
@@ -142,16 +186,17 @@ fn build(view: &ClusterView, target: &ProxyTarget) -> ScopeConfig {
             (Vec::new(), Vec::new(), built.listeners)
         }
     };
-    let tail_json = version::tail_json(&outbound, &cached, &clusters, &gateways)
-        .unwrap_or_default()
-        .into();
+    let (tail_json, spans) =
+        version::tail_json(&outbound, &cached, &clusters, &gateways).unwrap_or_default();
     ScopeConfig {
         outbound_traffic_policy: scope.outbound_traffic_policy,
         outbound,
         clusters,
         gateways,
         warnings: context.warnings.into_iter().collect(),
-        tail_json,
+        tail_json: tail_json.into(),
+        spans,
+        deltas: Mutex::new(Vec::new()),
     }
 }
 

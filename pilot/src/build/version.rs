@@ -3,6 +3,7 @@
 //! again.
 
 use std::io::{self, Write};
+use std::ops::Range;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -96,11 +97,23 @@ fn field(out: &mut dyn Write, first: bool, name: &str) -> Result<(), serde_json:
         .map_err(serde_json::Error::io)
 }
 
+/// Where each entry of a config's tail ([`tail_json`]) lies in its bytes: one range per
+/// outbound listener, cluster and gateway listener, in order, each the entry's compact JSON.
+#[derive(Debug, Default)]
+pub(crate) struct TailSpans {
+    /// The outbound listeners' JSON.
+    pub outbound: Vec<Range<usize>>,
+    /// The clusters' JSON.
+    pub clusters: Vec<Range<usize>>,
+    /// The gateway listeners' JSON (none when there are none).
+    pub gateways: Vec<Range<usize>>,
+}
+
 /// The JSON of a config's last fields, as `ProxyConfig` serialises them:
 /// `,"outbound":[..],"clusters":[..]`, then `,"gateways":[..]` when there are gateway
-/// listeners (skipped when empty), then the closing `}`. Each listener named as one of
-/// `cached_listeners` (sorted by name, as `outbound`) and each cluster is copied from its
-/// cached JSON instead of being serialised again.
+/// listeners (skipped when empty), then the closing `}`; with where each entry lies in it.
+/// Each listener named as one of `cached_listeners` (sorted by name, as `outbound`) and each
+/// cluster is copied from its cached JSON instead of being serialised again.
 ///
 /// Errors: a `serde_json::Error` only if serialisation fails (it cannot for this model).
 pub(super) fn tail_json(
@@ -108,8 +121,9 @@ pub(super) fn tail_json(
     cached_listeners: &[Arc<Cached<OutboundListener>>],
     clusters: &[Arc<Cached<Cluster>>],
     gateways: &[GatewayListener],
-) -> Result<Vec<u8>, serde_json::Error> {
+) -> Result<(Vec<u8>, TailSpans), serde_json::Error> {
     let mut out = Vec::new();
+    let mut spans = TailSpans::default();
     field(&mut out, false, "outbound")?;
     // Both lists are sorted by name; a listener's JSON is cached when a cached listener has
     // its name (names are unique: one listener per host and port, or a merged `0.0.0.0_<port>`).
@@ -127,37 +141,43 @@ pub(super) fn tail_json(
             .map(|entry| &*entry.json);
         (listener, json)
     });
-    write_array(&mut out, listeners)?;
+    write_array(&mut out, listeners, &mut spans.outbound)?;
     field(&mut out, false, "clusters")?;
     write_array(
         &mut out,
         clusters
             .iter()
             .map(|cluster| (&cluster.value, Some(&*cluster.json))),
+        &mut spans.clusters,
     )?;
     if !gateways.is_empty() {
         field(&mut out, false, "gateways")?;
-        serde_json::to_writer(&mut out, gateways)?;
+        let gateways = gateways.iter().map(|gateway| (gateway, None));
+        write_array(&mut out, gateways, &mut spans.gateways)?;
     }
     out.push(b'}');
-    Ok(out)
+    Ok((out, spans))
 }
 
 /// Writes `[a,b,...]`, each element from its cached JSON when present and non-empty, else
-/// serialised.
+/// serialised (what `serde_json::to_writer` writes for the slice), and records where each
+/// element lies in `out`.
 fn write_array<'j, T: serde::Serialize + 'j>(
     out: &mut Vec<u8>,
     items: impl Iterator<Item = (&'j T, Option<&'j [u8]>)>,
+    spans: &mut Vec<Range<usize>>,
 ) -> Result<(), serde_json::Error> {
     out.push(b'[');
     for (index, (item, json)) in items.enumerate() {
         if index > 0 {
             out.push(b',');
         }
+        let start = out.len();
         match json.filter(|json| !json.is_empty()) {
             Some(json) => out.extend_from_slice(json),
             None => serde_json::to_writer(&mut *out, item)?,
         }
+        spans.push(start..out.len());
     }
     out.push(b']');
     Ok(())

@@ -1,20 +1,21 @@
 //! A push's frame, written from a built config that can write its own JSON: the side of a
 //! Pilot build that the proxy shares with its scope is neither serialised nor copied again
 //! for every proxy, but sent as one shared buffer (a chunk of the frame). The bytes are
-//! exactly those of `encode_frame(&ServerMessage::Config { .. })`: the wire format does not
-//! change.
+//! exactly those of `encode_frame(&ServerMessage::Config { .. })` for a full push and of
+//! `encode_frame(&ServerMessage::Delta { .. })` for an incremental one.
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::io::Write;
 
 use bytes::Bytes;
 
-use weft_discovery::ProxyConfig;
+use weft_discovery::{ConfigDelta, ProxyConfig};
 
 /// A proxy's configuration as built for a push: its content version and its JSON.
 /// Implemented by [`ProxyConfig`] (serialised whole) and by Pilot's
 /// [`weft_pilot::ProxyParts`] (see `crate::snapshot`).
-pub trait BuiltConfig: Send {
+pub trait BuiltConfig: Send + Sync + Any {
     /// The content version the push carries: the config's `version`, or its
     /// [`ProxyConfig::content_hash`] when the builder left it empty (empty if even that
     /// fails, which it cannot for this model).
@@ -35,6 +36,24 @@ pub trait BuiltConfig: Send {
         self.write_json(head)?;
         Ok(Vec::new())
     }
+
+    /// The JSON of the `ConfigDelta` (weft-discovery's incremental push) that turns `base` —
+    /// a config the same builder type built earlier for this proxy, which the proxy
+    /// acknowledged — into this config, as chunks like [`BuiltConfig::write_json_chunks`]:
+    /// the bytes `serde_json::to_writer` writes for `ConfigDelta::between(base, self)`.
+    /// `None` when this config cannot be sent as a delta from `base` (a `base` of another
+    /// type, different model versions): the server sends the full config. The default says
+    /// `None`.
+    ///
+    /// Errors (inside the `Some`): a `serde_json::Error` when writing fails.
+    fn write_delta_chunks(
+        &self,
+        base: &dyn BuiltConfig,
+        head: &mut Vec<u8>,
+    ) -> Option<Result<Vec<Bytes>, serde_json::Error>> {
+        let _ = (base, head);
+        None
+    }
 }
 
 impl BuiltConfig for ProxyConfig {
@@ -48,6 +67,17 @@ impl BuiltConfig for ProxyConfig {
 
     fn write_json(&self, out: &mut dyn Write) -> Result<(), serde_json::Error> {
         serde_json::to_writer(out, self)
+    }
+
+    /// [`ConfigDelta::between`] `base` (a [`ProxyConfig`]) and this config, serialised.
+    fn write_delta_chunks(
+        &self,
+        base: &dyn BuiltConfig,
+        head: &mut Vec<u8>,
+    ) -> Option<Result<Vec<Bytes>, serde_json::Error>> {
+        let base = (base as &dyn Any).downcast_ref::<ProxyConfig>()?;
+        let delta = ConfigDelta::between(base, self)?;
+        Some(serde_json::to_writer(head, &delta).map(|()| Vec::new()))
     }
 }
 
@@ -74,6 +104,45 @@ pub(super) fn config_frame(
     frame.extend(rest);
     frame.push(Bytes::from_static(b"}\n"));
     Ok(frame)
+}
+
+/// The frame of an incremental push (see `weft_discovery::ServerMessage::Delta`):
+/// `{"type":"delta","version":<version>,"base_version":<base>,"nonce":<nonce>,"delta":<delta
+/// JSON>}` and `\n`, as chunks to send in order; `None` when `config` cannot be sent as a
+/// delta from `base` (see [`BuiltConfig::write_delta_chunks`]).
+///
+/// Errors (inside the `Some`): a `serde_json::Error` when the delta's JSON cannot be written.
+pub(super) fn delta_frame(
+    version: &str,
+    base_version: &str,
+    nonce: u64,
+    config: &dyn BuiltConfig,
+    base: &dyn BuiltConfig,
+) -> Option<Result<Vec<Bytes>, serde_json::Error>> {
+    let mut head = Vec::with_capacity(512);
+    head.extend_from_slice(br#"{"type":"delta","version":"#);
+    let prefix = serde_json::to_writer(&mut head, version)
+        .and_then(|()| {
+            head.extend_from_slice(br#","base_version":"#);
+            serde_json::to_writer(&mut head, base_version)
+        })
+        .and_then(|()| {
+            head.extend_from_slice(br#","nonce":"#);
+            serde_json::to_writer(&mut head, &nonce)
+        });
+    if let Err(e) = prefix {
+        return Some(Err(e));
+    }
+    head.extend_from_slice(br#","delta":"#);
+    let rest = match config.write_delta_chunks(base, &mut head)? {
+        Ok(rest) => rest,
+        Err(e) => return Some(Err(e)),
+    };
+    let mut frame = Vec::with_capacity(rest.len() + 2);
+    frame.push(Bytes::from(head));
+    frame.extend(rest);
+    frame.push(Bytes::from_static(b"}\n"));
+    Some(Ok(frame))
 }
 
 #[cfg(test)]
@@ -158,6 +227,39 @@ mod tests {
             config: Box::new(config),
         };
         assert_eq!(frame.concat(), encode_frame(&message).unwrap());
+    }
+
+    #[test]
+    fn a_delta_frame_is_the_encoded_server_message_and_applies() {
+        let old = config("").with_content_version().unwrap();
+        let mut new = old.clone();
+        new.node.labels.insert("version".into(), "v2".into());
+        let new = new.with_content_version().unwrap();
+        let frame = delta_frame(&new.version, &old.version, 9, &new, &old)
+            .unwrap()
+            .unwrap()
+            .concat();
+        let delta = ConfigDelta::between(&old, &new).unwrap();
+        assert!(
+            delta.node.is_some() && delta.outbound.is_none(),
+            "{delta:?}"
+        );
+        let message = ServerMessage::Delta {
+            version: new.version.clone(),
+            base_version: old.version.clone(),
+            nonce: 9,
+            delta: Box::new(delta.clone()),
+        };
+        assert_eq!(frame, encode_frame(&message).unwrap());
+        let mut applied = delta.apply(&old).unwrap();
+        applied.version.clone_from(&new.version);
+        assert_eq!(applied, new);
+    }
+
+    #[test]
+    fn no_delta_frame_from_a_base_of_another_kind() {
+        let new = config("v2");
+        assert!(delta_frame("v2", "v1", 1, &new, &Chunked(config("v1"))).is_none());
     }
 
     #[test]
