@@ -11,6 +11,13 @@ use serde::{Deserialize, Serialize};
 use crate::node::Locality;
 use crate::outbound::Protocol;
 
+mod balancing;
+
+pub use balancing::{
+    DEFAULT_WARMUP_AGGRESSION, DEFAULT_WARMUP_MINIMUM_PERCENT, LocalityDistribute,
+    LocalityFailover, LocalityLbSetting, TcpKeepalive, Warmup,
+};
+
 /// Envoy's/Istio's special cluster forwarding to the original destination (ALLOW_ANY).
 pub const PASSTHROUGH_CLUSTER: &str = "PassthroughCluster";
 /// Envoy's/Istio's special cluster that drops traffic (REGISTRY_ONLY).
@@ -33,6 +40,16 @@ pub struct Cluster {
     /// off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistent_hash: Option<ConsistentHash>,
+    /// Locality load balancing (Istio `LoadBalancerSettings.localityLbSetting`, which replaces
+    /// the mesh-wide setting); `None`: the mesh default (Istio's `enabled: true` with no rules:
+    /// failover by region, zone and sub-zone, only with outlier detection). See
+    /// [`LocalityLbSetting`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locality_lb: Option<LocalityLbSetting>,
+    /// Slow start of new endpoints (Istio `LoadBalancerSettings.warmup`, or the deprecated
+    /// `warmupDurationSecs`); `None`: off. See [`Warmup`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<Warmup>,
     /// How connections to endpoints are secured (Istio `ClientTLSSettings`, or auto mTLS).
     #[serde(default)]
     pub transport: TransportSocket,
@@ -213,7 +230,7 @@ pub enum TransportSocket {
     },
 }
 
-/// Istio `ConnectionPoolSettings` (data now; enforcement later).
+/// Istio `ConnectionPoolSettings`: limits, timeouts and keepalive of upstream connections.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionPoolSettings {
@@ -235,6 +252,18 @@ pub struct TcpPoolSettings {
     /// TCP connect timeout in ms (`connectTimeout`; Istio's default 10 000).
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// `tcpKeepalive`: SO_KEEPALIVE on upstream sockets with these probe settings; `None`:
+    /// no keepalive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    /// `maxConnectionDuration` in ms: an upstream HTTP connection is not reused for a request
+    /// once it is this old, and is closed; `None`: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connection_duration_ms: Option<u64>,
+    /// `idleTimeout` of proxied TCP connections in ms: closed after this long without bytes
+    /// in either direction; `None`: Istio's default, 1 h; `Some(0)`: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
 }
 
 impl Default for TcpPoolSettings {
@@ -242,6 +271,9 @@ impl Default for TcpPoolSettings {
         Self {
             max_connections: None,
             connect_timeout_ms: default_connect_timeout_ms(),
+            tcp_keepalive: None,
+            max_connection_duration_ms: None,
+            idle_timeout_ms: None,
         }
     }
 }
@@ -266,21 +298,33 @@ pub struct HttpPoolSettings {
     /// `maxRetries` outstanding to the cluster; `None`: unlimited.
     #[serde(default)]
     pub max_retries: Option<u32>,
-    /// `idleTimeout` in ms for pooled connections; `None`: the proxy's default.
+    /// `idleTimeout` in ms for pooled connections: a connection without active requests for
+    /// this long is closed; `None`: Istio's default, 1 h.
     #[serde(default)]
     pub idle_timeout_ms: Option<u64>,
 }
 
-/// Istio `OutlierDetection` (data now; enforcement later).
+/// Istio `OutlierDetection`: passive health checking by consecutive errors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutlierDetection {
     /// Consecutive 5xx before ejection (`consecutive5xxErrors`).
     #[serde(default)]
     pub consecutive_5xx_errors: Option<u32>,
-    /// Consecutive 502/503/504 before ejection (`consecutiveGatewayErrors`).
+    /// Consecutive 502/503/504 before ejection (`consecutiveGatewayErrors`, or the deprecated
+    /// `consecutiveErrors`, which Istio maps to gateway errors).
     #[serde(default)]
     pub consecutive_gateway_errors: Option<u32>,
+    /// `splitExternalLocalOriginErrors`: locally originated failures (connect failure,
+    /// timeout, reset) are counted apart from upstream 5xx, by
+    /// `consecutive_local_origin_failures`; `false`: they count as 5xx/gateway errors.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub split_external_local_origin_errors: bool,
+    /// Consecutive locally originated failures before ejection
+    /// (`consecutiveLocalOriginFailures`), used only with `split_external_local_origin_errors`;
+    /// `None`: Envoy's default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_local_origin_failures: Option<u32>,
     /// Analysis interval in ms (`interval`, default 10 000).
     #[serde(default = "ten_seconds")]
     pub interval_ms: u64,

@@ -32,6 +32,10 @@ pub use cluster::{
     HttpPoolSettings, INBOUND_PASSTHROUGH_CLUSTER, LbPolicy, OutlierDetection, PASSTHROUGH_CLUSTER,
     TcpPoolSettings, TrafficDirection, TransportSocket,
 };
+pub use cluster::{
+    DEFAULT_WARMUP_AGGRESSION, DEFAULT_WARMUP_MINIMUM_PERCENT, LocalityDistribute,
+    LocalityFailover, LocalityLbSetting, TcpKeepalive, Warmup,
+};
 pub use gateway::{
     GatewayListener, GatewayProtocol, GatewayServer, PrivateKeyPem, REDACTED, ServerTls,
     ServerTlsMode, TlsCredential, TlsMatch, TlsRoute, TlsVersion, host_matches,
@@ -42,7 +46,7 @@ pub use inbound::{
     AuthzSource, InboundConfig, InboundPort, InboundUpstream, JwtRule, MtlsMode,
 };
 pub use matcher::{Cidr, CidrError, HeaderMatch, StringMatch};
-pub use node::{Locality, Node, ProxyType};
+pub use node::{Locality, Node, ProxyType, REGION_LABEL, SUBZONE_LABEL, ZONE_LABEL};
 pub use outbound::{L4Match, OutboundListener, OutboundTrafficPolicy, Protocol, TcpRoute};
 pub use route::{
     CorsPolicy, DirectResponseAction, FaultAbort, FaultDelay, FaultInjection, ForwardAction,

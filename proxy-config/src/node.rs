@@ -91,3 +91,83 @@ pub struct Locality {
     #[serde(default)]
     pub sub_zone: String,
 }
+
+/// Kubernetes' region label of nodes (and so of pods and endpoints).
+pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
+/// Kubernetes' zone label.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+/// Istio's sub-zone label.
+pub const SUBZONE_LABEL: &str = "topology.istio.io/subzone";
+
+impl Locality {
+    /// Whether this locality matches `pattern`, `region/zone/sub-zone` where `*` matches any
+    /// segment and a missing zone or sub-zone matches any (Istio `util.LocalityMatch`, used by
+    /// `LocalityLoadBalancerSetting.distribute`). E.g. `us-east1/*` matches every zone of
+    /// `us-east1`.
+    pub fn matches(&self, pattern: &str) -> bool {
+        let mut parts = pattern.splitn(3, '/');
+        let region = parts.next().unwrap_or_default();
+        let zone = parts.next().unwrap_or_default();
+        let sub_zone = parts.next().unwrap_or_default();
+        let segment = |want: &str, have: &str, optional: bool| {
+            want == "*" || (optional && want.is_empty()) || want == have
+        };
+        segment(region, &self.region, false)
+            && segment(zone, &self.zone, true)
+            && segment(sub_zone, &self.sub_zone, true)
+    }
+
+    /// The value this locality gives the topology label `key` ([`REGION_LABEL`],
+    /// [`ZONE_LABEL`], [`SUBZONE_LABEL`]), as Istio adds them to proxy and endpoint labels;
+    /// `None` for other keys or an unknown part.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        let value = match key {
+            REGION_LABEL => &self.region,
+            ZONE_LABEL => &self.zone,
+            SUBZONE_LABEL => &self.sub_zone,
+            _ => return None,
+        };
+        (!value.is_empty()).then_some(value.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(region: &str, zone: &str, sub_zone: &str) -> Locality {
+        Locality {
+            region: region.into(),
+            zone: zone.into(),
+            sub_zone: sub_zone.into(),
+        }
+    }
+
+    #[test]
+    fn locality_patterns_match_as_istio_reads_them() {
+        let here = at("us-east1", "us-east1-b", "rack3");
+        for pattern in [
+            "us-east1",
+            "us-east1/*",
+            "us-east1/us-east1-b",
+            "us-east1/us-east1-b/*",
+            "us-east1/us-east1-b/rack3",
+            "*",
+            "*/us-east1-b",
+        ] {
+            assert!(here.matches(pattern), "{pattern} should match");
+        }
+        for pattern in ["us-west1", "us-east1/us-east1-c", "us-east1/*/rack4", ""] {
+            assert!(!here.matches(pattern), "{pattern} should not match");
+        }
+    }
+
+    #[test]
+    fn topology_labels_read_the_locality() {
+        let here = at("r1", "z1", "");
+        assert_eq!(here.label(REGION_LABEL), Some("r1"));
+        assert_eq!(here.label(ZONE_LABEL), Some("z1"));
+        assert_eq!(here.label(SUBZONE_LABEL), None);
+        assert_eq!(here.label("app"), None);
+    }
+}

@@ -23,6 +23,8 @@ fn config() -> ProxyConfig {
         name: "c".into(),
         lb_policy: Default::default(),
         consistent_hash: None,
+        locality_lb: None,
+        warmup: None,
         transport: Default::default(),
         protocol: Protocol::Http,
         h2_upgrade: Default::default(),

@@ -1,21 +1,30 @@
 //! Endpoint selection for a cluster: weighted round robin, weighted random, and least request
 //! by power of two choices (Envoy's `ROUND_ROBIN`, `RANDOM`, `LEAST_REQUEST`; Istio
-//! `LoadBalancerSettings.simple`), and consistent hashing by ring hash or Maglev (Istio
-//! `LoadBalancerSettings.consistentHash`, see [`consistent_hash`]).
+//! `LoadBalancerSettings.simple`), consistent hashing by ring hash or Maglev (Istio
+//! `LoadBalancerSettings.consistentHash`, see [`consistent_hash`]), locality priorities and
+//! weights (Istio `localityLbSetting`, see [`locality`]) and slow start (Istio `warmup`).
 //!
-//! Lock-free: a cluster's endpoints are immutable for the life of a config snapshot; the round
-//! robin cursor and the per-endpoint active-request counts are atomics.
+//! A pick goes, as in Envoy: priority level (by the levels' health, overprovisioning 1.4) →
+//! locality within the level (only with `distribute` weights) → endpoint by the policy,
+//! skipping ejected endpoints.
+//!
+//! Lock-free: a cluster's endpoints are immutable for the life of a balancer; the round robin
+//! cursor and the per-endpoint active-request counts are atomics.
 
 pub mod consistent_hash;
+pub mod locality;
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
 use std::time::Instant;
 
 use rand::Rng;
-use weft_proxy_config::{Endpoint, LbPolicy, Locality, OutlierDetection};
+use weft_proxy_config::{
+    Cluster, Endpoint, LbPolicy, Locality, LocalityLbSetting, Node, OutlierDetection, Warmup,
+};
 
 use crate::outlier::{OutlierPolicy, OutlierState, TryResult};
 use consistent_hash::{ConsistentHashPolicy, HashKey, HashTable};
@@ -33,6 +42,9 @@ pub struct EndpointState {
     pub has_sidecar: bool,
     /// The endpoint's SPIFFE ID, if known.
     pub identity: Option<String>,
+    /// When the endpoint joined the cluster (slow start counts from here; kept across
+    /// rebuilds of the balancer while the address stays).
+    pub joined: Instant,
     active: AtomicUsize,
     outlier: OutlierState,
 }
@@ -71,6 +83,35 @@ impl Drop for PickedEndpoint {
     }
 }
 
+/// One priority level: a range of the endpoint list, split into localities when they carry
+/// `distribute` weights.
+#[derive(Debug, Clone)]
+struct Level {
+    range: Range<usize>,
+    /// `(range, locality weight)`; one group covering `range` (weight unused) without
+    /// locality weights.
+    groups: Vec<(Range<usize>, u64)>,
+}
+
+/// What a balancer is built from besides its endpoints.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BalancerSettings<'a> {
+    /// The policy (`PASSTHROUGH`: no picks).
+    pub policy: LbPolicy,
+    /// Passive health checking; also enables locality failover (Istio's rule).
+    pub outlier: Option<&'a OutlierDetection>,
+    /// Consistent hashing over the endpoints.
+    pub consistent_hash: Option<&'a ConsistentHashPolicy>,
+    /// The proxy's place; `None`: locality is ignored.
+    pub origin: Option<locality::Origin<'a>>,
+    /// The cluster's locality setting (`None`: the mesh default).
+    pub locality_lb: Option<&'a LocalityLbSetting>,
+    /// Slow start (only `ROUND_ROBIN` and `LEAST_REQUEST` use it).
+    pub warmup: Option<&'a Warmup>,
+    /// The balancer being replaced: endpoints it holds keep their join time.
+    pub previous: Option<&'a Endpoints>,
+}
+
 /// A cluster's endpoints and its balancer.
 #[derive(Debug)]
 pub struct Endpoints {
@@ -79,9 +120,8 @@ pub struct Endpoints {
     cumulative: Vec<u64>,
     policy: LbPolicy,
     cursor: AtomicU64,
-    /// Locality priority levels: ranges of `list` (sorted by priority), best first. One level
-    /// covering everything when locality load balancing is off.
-    levels: Vec<std::ops::Range<usize>>,
+    /// Priority levels, best first, over `list` (sorted by level, then locality).
+    levels: Vec<Level>,
     outlier: Option<OutlierPolicy>,
     /// The clock origin of ejection times.
     origin: Instant,
@@ -89,15 +129,46 @@ pub struct Endpoints {
     ejections_until_ms: AtomicU64,
     /// Consistent hashing: what requests are hashed on and the table over `list`.
     hash: Option<(HashKey, HashTable)>,
+    /// Slow start and the time the last endpoint leaves it.
+    warmup: Option<(Warmup, Instant)>,
 }
 
 impl Endpoints {
+    /// The balancer of `cluster` over `endpoints` (its static endpoints, or addresses DNS
+    /// discovery found) for the proxy `node`: the cluster's policy, outlier detection,
+    /// consistent hashing, locality setting against the node's locality and labels, and
+    /// slow start, with join times carried over from `previous`.
+    pub fn for_cluster(
+        cluster: &Cluster,
+        endpoints: &[Endpoint],
+        node: &Node,
+        previous: Option<&Endpoints>,
+    ) -> Arc<Self> {
+        let hash = cluster
+            .consistent_hash
+            .as_ref()
+            .and_then(ConsistentHashPolicy::from_model);
+        Self::build(
+            endpoints,
+            BalancerSettings {
+                policy: cluster.lb_policy,
+                outlier: cluster.outlier_detection.as_ref(),
+                consistent_hash: hash.as_ref(),
+                origin: Some(locality::Origin {
+                    locality: &node.locality,
+                    labels: &node.labels,
+                }),
+                locality_lb: cluster.locality_lb.as_ref(),
+                warmup: cluster.warmup.as_ref(),
+                previous,
+            },
+        )
+    }
+
     /// Builds the balancer for `endpoints` under `policy`, with passive health checking when
-    /// `outlier` is set. With `locality` (the proxy's own), endpoints are tried by locality
-    /// priority (same region/zone/sub-zone first, then same zone, same region, anywhere), a
-    /// level being used while it has endpoints that are not ejected: Istio's default locality
-    /// failover, which it enables only with outlier detection. Endpoints with weight 0 are
-    /// treated as weight 1 (validation rejects them anyway).
+    /// `outlier` is set and, with it, Istio's default locality failover from `locality` (the
+    /// proxy's own). Endpoints with weight 0 are treated as weight 1 (validation rejects them
+    /// anyway).
     pub fn new(
         endpoints: &[Endpoint],
         policy: LbPolicy,
@@ -118,26 +189,77 @@ impl Endpoints {
         locality: Option<&Locality>,
         consistent_hash: Option<&ConsistentHashPolicy>,
     ) -> Arc<Self> {
-        let priority = |endpoint: &Endpoint| {
-            locality.map_or(0, |own| locality_priority(own, &endpoint.locality))
+        let labels = BTreeMap::new();
+        Self::build(
+            endpoints,
+            BalancerSettings {
+                policy,
+                outlier,
+                consistent_hash,
+                origin: locality.map(|locality| locality::Origin {
+                    locality,
+                    labels: &labels,
+                }),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Builds the balancer for `endpoints` with `settings` (see [`BalancerSettings`]).
+    pub fn build(endpoints: &[Endpoint], settings: BalancerSettings<'_>) -> Arc<Self> {
+        let placements = match settings.origin {
+            Some(origin) => locality::plan(
+                origin,
+                settings.locality_lb,
+                endpoints,
+                settings.outlier.is_some(),
+            ),
+            None => endpoints
+                .iter()
+                .map(|_| {
+                    Some(locality::Placement {
+                        priority: 0,
+                        locality_weight: None,
+                    })
+                })
+                .collect(),
         };
-        let mut sorted: Vec<&Endpoint> = endpoints.iter().collect();
-        sorted.sort_by_key(|endpoint| priority(endpoint));
-        let mut levels: Vec<std::ops::Range<usize>> = Vec::new();
-        for (index, endpoint) in sorted.iter().enumerate() {
-            match levels.last_mut() {
-                Some(level) if priority(sorted[level.start]) == priority(endpoint) => {
-                    level.end = index + 1;
-                }
-                _ => levels.push(index..index + 1),
-            }
-        }
-        let endpoints = sorted;
-        let mut total = 0u64;
-        let mut cumulative = Vec::with_capacity(endpoints.len());
-        let list = endpoints
+        let mut placed: Vec<(&Endpoint, locality::Placement)> = endpoints
             .iter()
-            .map(|endpoint| {
+            .zip(placements)
+            .filter_map(|(endpoint, placement)| Some((endpoint, placement?)))
+            .collect();
+        // Stable: config order within a locality.
+        placed.sort_by(|(_, a), (_, b)| {
+            a.priority.cmp(&b.priority).then_with(|| {
+                let key = |p: &locality::Placement| {
+                    p.locality_weight.as_ref().map(|(locality, _)| {
+                        (
+                            locality.region.clone(),
+                            locality.zone.clone(),
+                            locality.sub_zone.clone(),
+                        )
+                    })
+                };
+                key(a).cmp(&key(b))
+            })
+        });
+        let levels = levels_of(&placed);
+        let now = Instant::now();
+        let joined_before = |address: SocketAddr| {
+            settings.previous.and_then(|previous| {
+                previous
+                    .list
+                    .iter()
+                    .find(|endpoint| endpoint.address == address)
+                    .map(|endpoint| endpoint.joined)
+            })
+        };
+        let mut total = 0u64;
+        let mut cumulative = Vec::with_capacity(placed.len());
+        let list = placed
+            .iter()
+            .map(|(endpoint, _)| {
                 let weight = endpoint.weight.max(1);
                 total += u64::from(weight);
                 cumulative.push(total);
@@ -149,32 +271,45 @@ impl Endpoints {
                     weight,
                     has_sidecar: endpoint.has_sidecar,
                     identity: endpoint.identity.clone(),
+                    joined: joined_before(address).unwrap_or(now),
                     active: AtomicUsize::new(0),
                     outlier: OutlierState::default(),
                 }
             })
             .collect::<Vec<EndpointState>>();
-        let hash = consistent_hash.map(|hash| {
+        let hash = settings.consistent_hash.map(|hash| {
             let hosts: Vec<(String, u32)> = list
                 .iter()
                 .map(|endpoint| (endpoint.address.to_string(), endpoint.weight))
                 .collect();
             (hash.key.clone(), HashTable::build(hash.algorithm, &hosts))
         });
+        let slow_start = matches!(
+            settings.policy,
+            LbPolicy::RoundRobin | LbPolicy::LeastRequest
+        );
+        let warmup = settings.warmup.filter(|_| slow_start).and_then(|warmup| {
+            let last = list.iter().map(|endpoint| endpoint.joined).max()?;
+            Some((
+                warmup.clone(),
+                last + std::time::Duration::from_millis(warmup.duration_ms),
+            ))
+        });
         Arc::new(Self {
             list,
             cumulative,
-            policy,
+            policy: settings.policy,
             cursor: AtomicU64::new(0),
             levels,
-            outlier: OutlierPolicy::from_model(outlier),
-            origin: Instant::now(),
+            outlier: OutlierPolicy::from_model(settings.outlier),
+            origin: now,
             ejections_until_ms: AtomicU64::new(0),
             hash,
+            warmup,
         })
     }
 
-    /// The endpoints, in config order.
+    /// The endpoints, by priority level (and locality), config order within.
     pub fn list(&self) -> &[EndpointState] {
         &self.list
     }
@@ -186,29 +321,20 @@ impl Endpoints {
         if self.policy == LbPolicy::Passthrough {
             return None;
         }
-        let level = self.active_level()?;
-        let base = level
-            .start
-            .checked_sub(1)
-            .map_or(0, |before| self.cumulative[before]);
-        let total = self.cumulative[level.end - 1] - base;
-        let mut index = match self.policy {
-            LbPolicy::Passthrough => return None,
-            LbPolicy::RoundRobin => {
-                self.by_weight(base + self.cursor.fetch_add(1, Ordering::Relaxed) % total)
-            }
-            LbPolicy::Random => self.by_weight(base + rand::rng().random_range(0..total)),
-            LbPolicy::LeastRequest => {
-                let mut rng = rand::rng();
-                let first = self.by_weight(base + rng.random_range(0..total));
-                let second = self.by_weight(base + rng.random_range(0..total));
-                self.less_loaded(first, second)
-            }
+        let now = self.now_ms();
+        let ejecting = self.ejecting(now);
+        let level = self.choose_level(now, ejecting, None)?;
+        let range = self.choose_group(level, now, ejecting);
+        let mut index = match self.warming() {
+            Some(at) => self.pick_warming(range.clone(), at),
+            None => self.pick_static(range.clone()),
         };
-        if level.len() > 1 && Some(self.list[index].address) == exclude {
-            index = level.start + (index - level.start + 1) % level.len();
+        if range.len() > 1 && Some(self.list[index].address) == exclude {
+            index = range.start + (index - range.start + 1) % range.len();
         }
-        index = self.skip_ejected(index, level.clone());
+        if ejecting {
+            index = self.skip_ejected(index, &level.range, range, now);
+        }
         self.list[index].active.fetch_add(1, Ordering::Relaxed);
         Some(PickedEndpoint {
             endpoints: Arc::clone(self),
@@ -240,8 +366,9 @@ impl Endpoints {
     /// Picks the endpoint that `hash` (from [`Endpoints::request_hash`] or
     /// [`Endpoints::source_hash`]) maps to, skipping, in the table's order, endpoints that are
     /// `exclude`, ejected by outlier detection (unless the ejections are ignored, as in
-    /// [`Endpoints::pick`]) or outside the active locality level. Without a hash or without
-    /// consistent hashing, the same as [`Endpoints::pick`]. `None` as [`Endpoints::pick`].
+    /// [`Endpoints::pick`]) or outside the priority level the hash selects. Without a hash or
+    /// without consistent hashing, the same as [`Endpoints::pick`]. `None` as
+    /// [`Endpoints::pick`].
     pub fn pick_hashed(
         self: &Arc<Self>,
         exclude: Option<SocketAddr>,
@@ -253,9 +380,10 @@ impl Endpoints {
         if self.policy == LbPolicy::Passthrough {
             return None;
         }
-        let level = self.active_level()?.clone();
         let now = self.now_ms();
-        let ejections = self.ejections_apply(&level, now);
+        let ejecting = self.ejecting(now);
+        let level = self.choose_level(now, ejecting, Some(hash))?.range.clone();
+        let ejections = ejecting && self.ejections_apply(&level, now);
         let usable = |index: &usize| {
             level.contains(index)
                 && Some(self.list[*index].address) != exclude
@@ -272,62 +400,178 @@ impl Endpoints {
         })
     }
 
-    /// Whether ejections are in force for `level` at `now`: some endpoint is ejected, and
-    /// enough stay healthy (none healthy, or fewer than `min_health_percent`, is Envoy's panic
-    /// mode, where ejections are ignored).
-    fn ejections_apply(&self, level: &std::ops::Range<usize>, now: u64) -> bool {
+    /// Whether some ejection may be in force at `now`.
+    fn ejecting(&self, now: u64) -> bool {
+        self.outlier.is_some() && now < self.ejections_until_ms.load(Ordering::Relaxed)
+    }
+
+    /// Whether ejections are in force for `range` at `now`: enough endpoints stay healthy
+    /// (none healthy, or fewer than `min_health_percent`, is Envoy's panic mode, where
+    /// ejections are ignored).
+    fn ejections_apply(&self, range: &Range<usize>, now: u64) -> bool {
         let Some(policy) = &self.outlier else {
             return false;
         };
-        if now >= self.ejections_until_ms.load(Ordering::Relaxed) {
-            return false;
-        }
-        let endpoints = &self.list[level.clone()];
+        let (healthy, total) = self.health(range, now);
+        let healthy_percent = healthy as f64 * 100.0 / total.max(1) as f64;
+        healthy > 0 && healthy_percent >= policy.min_health_percent
+    }
+
+    /// `(healthy, total)` endpoints of `range` at `now`.
+    fn health(&self, range: &Range<usize>, now: u64) -> (usize, usize) {
+        let endpoints = &self.list[range.clone()];
         let healthy = endpoints
             .iter()
             .filter(|endpoint| !endpoint.outlier.is_ejected(now))
             .count();
-        let healthy_percent = healthy as f64 * 100.0 / endpoints.len() as f64;
-        healthy > 0 && healthy_percent >= policy.min_health_percent
+        (healthy, endpoints.len())
     }
 
-    /// The best locality level that has an endpoint not ejected (the first level when no
-    /// ejection is in force or all are ejected); `None` without endpoints.
-    fn active_level(&self) -> Option<&std::ops::Range<usize>> {
+    /// The priority level of this pick: the first level while nothing is ejected, else by
+    /// Envoy's priority load ([`locality::priority_loads`]) with a random draw, or `hash`'s
+    /// draw for consistent hashing (so a key stays on its level). `None` without endpoints.
+    fn choose_level(&self, now: u64, ejecting: bool, hash: Option<u64>) -> Option<&Level> {
         let first = self.levels.first()?;
-        if self.levels.len() == 1 || self.outlier.is_none() {
+        if self.levels.len() == 1 || !ejecting {
             return Some(first);
         }
-        let now = self.now_ms();
-        if now >= self.ejections_until_ms.load(Ordering::Relaxed) {
-            return Some(first);
+        let health: Vec<(usize, usize)> = self
+            .levels
+            .iter()
+            .map(|level| self.health(&level.range, now))
+            .collect();
+        let loads = locality::priority_loads(&health);
+        let draw = match hash {
+            Some(hash) => (hash % 10_000) as f64 / 100.0,
+            None => rand::rng().random_range(0.0..100.0),
+        };
+        let mut reached = 0.0;
+        for (level, load) in self.levels.iter().zip(&loads) {
+            reached += load;
+            if *load > 0.0 && draw < reached {
+                return Some(level);
+            }
         }
-        Some(
-            self.levels
+        // Rounding left the draw past the last load: the last level with any load.
+        self.levels
+            .iter()
+            .zip(&loads)
+            .rev()
+            .find(|(_, load)| **load > 0.0)
+            .map(|(level, _)| level)
+            .or(Some(first))
+    }
+
+    /// The endpoints of `level` to pick from: the level itself, or with locality weights one
+    /// locality, drawn by weight × availability (Envoy's locality-weighted load balancing;
+    /// the plain weights when every locality is unavailable).
+    fn choose_group(&self, level: &Level, now: u64, ejecting: bool) -> Range<usize> {
+        if level.groups.len() <= 1 {
+            return level.range.clone();
+        }
+        let effective: Vec<f64> = level
+            .groups
+            .iter()
+            .map(|(range, weight)| {
+                let available = if ejecting {
+                    let (healthy, total) = self.health(range, now);
+                    locality::availability(healthy, total)
+                } else {
+                    1.0
+                };
+                *weight as f64 * available
+            })
+            .collect();
+        let total: f64 = effective.iter().sum();
+        let weights: Vec<f64> = if total > 0.0 {
+            effective
+        } else {
+            level
+                .groups
                 .iter()
-                .find(|level| {
-                    self.list[(*level).clone()]
-                        .iter()
-                        .any(|endpoint| !endpoint.outlier.is_ejected(now))
-                })
-                .unwrap_or(first),
-        )
+                .map(|(_, weight)| *weight as f64)
+                .collect()
+        };
+        let index = weighted_draw(&weights).unwrap_or(0);
+        level.groups[index].0.clone()
+    }
+
+    /// A pick in `range` by the policy over the static weights.
+    fn pick_static(&self, range: Range<usize>) -> usize {
+        let base = range
+            .start
+            .checked_sub(1)
+            .map_or(0, |before| self.cumulative[before]);
+        let total = self.cumulative[range.end - 1] - base;
+        match self.policy {
+            LbPolicy::RoundRobin | LbPolicy::Passthrough => {
+                self.by_weight(base + self.cursor.fetch_add(1, Ordering::Relaxed) % total)
+            }
+            LbPolicy::Random => self.by_weight(base + rand::rng().random_range(0..total)),
+            LbPolicy::LeastRequest => {
+                let mut rng = rand::rng();
+                let first = self.by_weight(base + rng.random_range(0..total));
+                let second = self.by_weight(base + rng.random_range(0..total));
+                self.less_loaded(first, second, |index| f64::from(self.list[index].weight))
+            }
+        }
+    }
+
+    /// `Some(now)` while an endpoint may be in slow start.
+    fn warming(&self) -> Option<Instant> {
+        let (_, until) = self.warmup.as_ref()?;
+        let now = Instant::now();
+        (now < *until).then_some(now)
+    }
+
+    /// The weight of endpoint `index` at `now` under slow start ([`Warmup::weight_factor`]).
+    fn warm_weight(&self, index: usize, now: Instant) -> f64 {
+        let endpoint = &self.list[index];
+        let factor = self.warmup.as_ref().map_or(1.0, |(warmup, _)| {
+            let elapsed = now.saturating_duration_since(endpoint.joined).as_millis();
+            warmup.weight_factor(u64::try_from(elapsed).unwrap_or(u64::MAX))
+        });
+        f64::from(endpoint.weight) * factor
+    }
+
+    /// A pick in `range` while endpoints are in slow start: weights change with time, so the
+    /// draw is weighted random by the current weights (round robin included; Envoy's EDF
+    /// scheduler gives the same shares), and least request compares active requests per
+    /// unit of current weight.
+    fn pick_warming(&self, range: Range<usize>, now: Instant) -> usize {
+        let weights: Vec<f64> = range
+            .clone()
+            .map(|index| self.warm_weight(index, now))
+            .collect();
+        let draw = || range.start + weighted_draw(&weights).unwrap_or(0);
+        match self.policy {
+            LbPolicy::LeastRequest => {
+                let (first, second) = (draw(), draw());
+                self.less_loaded(first, second, |index| weights[index - range.start])
+            }
+            _ => draw(),
+        }
     }
 
     fn now_ms(&self) -> u64 {
         u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// `index`, or the next endpoint of `level` that is not ejected. Ejections are ignored when
-    /// every endpoint of the level is ejected or fewer than `min_health_percent` are healthy
-    /// (Envoy's panic mode).
-    fn skip_ejected(&self, index: usize, level: std::ops::Range<usize>) -> usize {
-        let now = self.now_ms();
-        if !self.ejections_apply(&level, now) {
+    /// `index`, or the next endpoint of `group` that is not ejected. Ejections are ignored
+    /// when the `level` is in panic (see [`Endpoints::ejections_apply`]) or every endpoint of
+    /// the group is ejected.
+    fn skip_ejected(
+        &self,
+        index: usize,
+        level: &Range<usize>,
+        group: Range<usize>,
+        now: u64,
+    ) -> usize {
+        if !self.ejections_apply(level, now) {
             return index;
         }
-        (0..level.len())
-            .map(|step| level.start + (index - level.start + step) % level.len())
+        (0..group.len())
+            .map(|step| group.start + (index - group.start + step) % group.len())
             .find(|candidate| !self.list[*candidate].outlier.is_ejected(now))
             .unwrap_or(index)
     }
@@ -367,11 +611,10 @@ impl Endpoints {
             .min(self.list.len().saturating_sub(1))
     }
 
-    /// Of two endpoints, the one with fewer active requests per unit of weight.
-    fn less_loaded(&self, first: usize, second: usize) -> usize {
+    /// Of two endpoints, the one with fewer active requests per unit of `weight`.
+    fn less_loaded(&self, first: usize, second: usize, weight: impl Fn(usize) -> f64) -> usize {
         let load = |index: usize| {
-            let endpoint = &self.list[index];
-            (endpoint.active_requests() as u64 + 1) * 1_000_000 / u64::from(endpoint.weight)
+            (self.list[index].active_requests() as f64 + 1.0) / weight(index).max(f64::MIN_POSITIVE)
         };
         if load(second) < load(first) {
             second
@@ -381,337 +624,58 @@ impl Endpoints {
     }
 }
 
-/// Istio's locality failover priority of an endpoint for a proxy at `own`: 0 same region, zone
-/// and sub-zone; 1 same region and zone; 2 same region; 3 elsewhere. Everything is 0 when the
-/// proxy's region is unknown.
-fn locality_priority(own: &Locality, endpoint: &Locality) -> u8 {
-    if own.region.is_empty() {
-        0
-    } else if endpoint.region != own.region {
-        3
-    } else if endpoint.zone != own.zone {
-        2
-    } else if endpoint.sub_zone != own.sub_zone {
-        1
-    } else {
-        0
+/// The priority levels of `placed` (sorted by priority, then locality): one per priority,
+/// each with one group per locality when placements carry locality weights.
+fn levels_of(placed: &[(&Endpoint, locality::Placement)]) -> Vec<Level> {
+    let mut levels: Vec<Level> = Vec::new();
+    for (index, (_, placement)) in placed.iter().enumerate() {
+        let same_level = levels
+            .last()
+            .is_some_and(|level| placed[level.range.start].1.priority == placement.priority);
+        if !same_level {
+            levels.push(Level {
+                range: index..index,
+                groups: Vec::new(),
+            });
+        }
+        let Some(level) = levels.last_mut() else {
+            continue;
+        };
+        level.range.end = index + 1;
+        let locality = placement.locality_weight.as_ref();
+        let same_group = level.groups.last().is_some_and(|(range, _)| {
+            placed[range.start]
+                .1
+                .locality_weight
+                .as_ref()
+                .map(|(l, _)| l)
+                == locality.map(|(l, _)| l)
+        });
+        match level.groups.last_mut() {
+            Some((range, _)) if same_group => range.end = index + 1,
+            _ => level
+                .groups
+                .push((index..index + 1, locality.map_or(1, |(_, weight)| *weight))),
+        }
     }
+    levels
+}
+
+/// An index drawn at random in proportion to `weights`; `None` when they sum to 0.
+fn weighted_draw(weights: &[f64]) -> Option<usize> {
+    let total: f64 = weights.iter().sum();
+    if total <= 0.0 || weights.is_empty() {
+        return None;
+    }
+    let mut point = rand::rng().random_range(0.0..total);
+    for (index, weight) in weights.iter().enumerate() {
+        if point < *weight {
+            return Some(index);
+        }
+        point -= weight;
+    }
+    Some(weights.len() - 1)
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-    use std::net::IpAddr;
-
-    use super::*;
-
-    fn endpoint(last: u8, weight: u32) -> Endpoint {
-        Endpoint {
-            address: IpAddr::from([10, 0, 0, last]),
-            port: 80,
-            labels: Default::default(),
-            locality: Default::default(),
-            weight,
-            has_sidecar: false,
-            identity: None,
-        }
-    }
-
-    fn last_octet(picked: &PickedEndpoint) -> u8 {
-        match picked.endpoint().address.ip() {
-            IpAddr::V4(v4) => v4.octets()[3],
-            IpAddr::V6(_) => 0,
-        }
-    }
-
-    #[test]
-    fn round_robin_follows_weights_exactly() {
-        let endpoints = Endpoints::new(
-            &[endpoint(1, 1), endpoint(2, 3)],
-            LbPolicy::RoundRobin,
-            None,
-            None,
-        );
-        let picks: Vec<u8> = (0..8)
-            .map(|_| last_octet(&endpoints.pick(None).unwrap()))
-            .collect();
-        assert_eq!(picks, [1, 2, 2, 2, 1, 2, 2, 2]);
-    }
-
-    #[test]
-    fn empty_cluster_has_no_pick() {
-        let endpoints = Endpoints::new(&[], LbPolicy::RoundRobin, None, None);
-        assert!(endpoints.pick(None).is_none());
-    }
-
-    #[test]
-    fn exclude_moves_to_another_endpoint() {
-        let endpoints = Endpoints::new(
-            &[endpoint(1, 1), endpoint(2, 1)],
-            LbPolicy::Random,
-            None,
-            None,
-        );
-        let first = SocketAddr::from(([10, 0, 0, 1], 80));
-        for _ in 0..50 {
-            assert_eq!(last_octet(&endpoints.pick(Some(first)).unwrap()), 2);
-        }
-    }
-
-    #[test]
-    fn least_request_avoids_the_busy_endpoint() {
-        let endpoints = Endpoints::new(
-            &[endpoint(1, 1), endpoint(2, 1)],
-            LbPolicy::LeastRequest,
-            None,
-            None,
-        );
-        // Hold many requests on whichever endpoint comes first.
-        let held: Vec<PickedEndpoint> = (0..1).map(|_| endpoints.pick(None).unwrap()).collect();
-        let busy = last_octet(&held[0]);
-        let mut counts: HashMap<u8, usize> = HashMap::new();
-        for _ in 0..200 {
-            let picked = endpoints.pick(None).unwrap();
-            *counts.entry(last_octet(&picked)).or_default() += 1;
-        }
-        // With P2C the idle endpoint wins whenever both are sampled (about half the time) and
-        // ties go to the first sample, so the busy endpoint gets clearly less than half.
-        let busy_count = counts.get(&busy).copied().unwrap_or(0);
-        assert!(
-            busy_count < 80,
-            "busy endpoint picked {busy_count}/200 times"
-        );
-        drop(held);
-        assert!(endpoints.list().iter().all(|e| e.active_requests() == 0));
-    }
-
-    fn outlier(max_ejection_percent: f64) -> OutlierDetection {
-        OutlierDetection {
-            consecutive_5xx_errors: Some(2),
-            consecutive_gateway_errors: None,
-            interval_ms: 10_000,
-            base_ejection_time_ms: 60_000,
-            max_ejection_percent,
-            min_health_percent: 0.0,
-        }
-    }
-
-    #[test]
-    fn ejected_endpoint_is_skipped() {
-        let policy = outlier(50.0);
-        let endpoints = Endpoints::new(
-            &[endpoint(1, 1), endpoint(2, 1)],
-            LbPolicy::RoundRobin,
-            Some(&policy),
-            None,
-        );
-        let bad = endpoints.pick(None).unwrap();
-        assert_eq!(last_octet(&bad), 1);
-        bad.report(TryResult::from_status(503));
-        bad.report(TryResult::from_status(503));
-        drop(bad);
-        for _ in 0..10 {
-            assert_eq!(last_octet(&endpoints.pick(None).unwrap()), 2);
-        }
-    }
-
-    #[test]
-    fn ejections_respect_the_ceiling_but_allow_one() {
-        let policy = outlier(10.0);
-        let endpoints = Endpoints::new(
-            &[endpoint(1, 1), endpoint(2, 1), endpoint(3, 1)],
-            LbPolicy::RoundRobin,
-            Some(&policy),
-            None,
-        );
-        for index in 0..3 {
-            for _ in 0..2 {
-                endpoints.report(index, TryResult::LOCAL_ERROR);
-            }
-        }
-        let now = endpoints.now_ms();
-        let ejected: Vec<bool> = endpoints
-            .list()
-            .iter()
-            .map(|endpoint| endpoint.outlier.is_ejected(now))
-            .collect();
-        assert_eq!(ejected, [true, false, false]);
-    }
-
-    #[test]
-    fn successes_reset_the_count() {
-        let policy = outlier(100.0);
-        let endpoints = Endpoints::new(
-            &[endpoint(1, 1), endpoint(2, 1)],
-            LbPolicy::RoundRobin,
-            Some(&policy),
-            None,
-        );
-        endpoints.report(0, TryResult::from_status(500));
-        endpoints.report(0, TryResult::Success);
-        endpoints.report(0, TryResult::from_status(500));
-        assert!(!endpoints.list()[0].outlier.is_ejected(endpoints.now_ms()));
-    }
-
-    fn located(last: u8, region: &str, zone: &str) -> Endpoint {
-        Endpoint {
-            locality: Locality {
-                region: region.into(),
-                zone: zone.into(),
-                sub_zone: String::new(),
-            },
-            ..endpoint(last, 1)
-        }
-    }
-
-    #[test]
-    fn locality_failover_prefers_the_closest_healthy_level() {
-        let own = Locality {
-            region: "r1".into(),
-            zone: "z1".into(),
-            sub_zone: String::new(),
-        };
-        let policy = outlier(100.0);
-        let endpoints = Endpoints::new(
-            &[
-                located(3, "r2", "z9"),
-                located(2, "r1", "z2"),
-                located(1, "r1", "z1"),
-            ],
-            LbPolicy::RoundRobin,
-            Some(&policy),
-            Some(&own),
-        );
-        let picks = |endpoints: &Arc<Endpoints>| -> Vec<u8> {
-            (0..4)
-                .map(|_| last_octet(&endpoints.pick(None).unwrap()))
-                .collect()
-        };
-        assert_eq!(picks(&endpoints), [1, 1, 1, 1]);
-        // Endpoint order in the list is by priority: same zone, same region, elsewhere.
-        endpoints.report(0, TryResult::LOCAL_ERROR);
-        endpoints.report(0, TryResult::LOCAL_ERROR);
-        assert_eq!(picks(&endpoints), [2, 2, 2, 2]);
-        endpoints.report(1, TryResult::LOCAL_ERROR);
-        endpoints.report(1, TryResult::LOCAL_ERROR);
-        assert_eq!(picks(&endpoints), [3, 3, 3, 3]);
-    }
-
-    #[test]
-    fn without_locality_all_endpoints_share_one_level() {
-        let endpoints = Endpoints::new(
-            &[located(1, "r1", "z1"), located(2, "r2", "z2")],
-            LbPolicy::RoundRobin,
-            None,
-            None,
-        );
-        let picks: Vec<u8> = (0..4)
-            .map(|_| last_octet(&endpoints.pick(None).unwrap()))
-            .collect();
-        assert_eq!(picks, [1, 2, 1, 2]);
-    }
-
-    fn hashed(outlier: Option<&OutlierDetection>) -> Arc<Endpoints> {
-        let policy = ConsistentHashPolicy {
-            key: HashKey::Header(http::HeaderName::from_static("x-user")),
-            algorithm: consistent_hash::HashAlgorithm::default(),
-        };
-        Endpoints::new_hashed(
-            &[endpoint(1, 1), endpoint(2, 1), endpoint(3, 1)],
-            LbPolicy::RoundRobin,
-            outlier,
-            None,
-            Some(&policy),
-        )
-    }
-
-    #[test]
-    fn consistent_hash_sticks_to_one_endpoint_per_key_and_spreads_keys() {
-        let endpoints = hashed(None);
-        let mut owners = std::collections::BTreeSet::new();
-        for user in 0..30 {
-            let parts = http::Request::get("/")
-                .header("x-user", format!("user-{user}"))
-                .body(())
-                .unwrap()
-                .into_parts()
-                .0;
-            let hash = endpoints.request_hash(&parts, None);
-            assert!(hash.is_some());
-            let first = last_octet(&endpoints.pick_hashed(None, hash).unwrap());
-            for _ in 0..5 {
-                assert_eq!(
-                    last_octet(&endpoints.pick_hashed(None, hash).unwrap()),
-                    first
-                );
-            }
-            owners.insert(first);
-        }
-        assert_eq!(owners.len(), 3, "30 keys should reach all 3 endpoints");
-        // Without a key the cluster's own policy (round robin here) applies.
-        let picks: Vec<u8> = (0..3)
-            .map(|_| last_octet(&endpoints.pick_hashed(None, None).unwrap()))
-            .collect();
-        assert_eq!(picks, [1, 2, 3]);
-    }
-
-    #[test]
-    fn consistent_hash_moves_off_excluded_and_ejected_endpoints() {
-        let policy = outlier(100.0);
-        let endpoints = hashed(Some(&policy));
-        let hash = Some(7);
-        let owner = endpoints.pick_hashed(None, hash).unwrap();
-        let (owner_octet, owner_address) = (last_octet(&owner), owner.endpoint().address);
-        drop(owner);
-        let retry = endpoints.pick_hashed(Some(owner_address), hash).unwrap();
-        assert_ne!(last_octet(&retry), owner_octet);
-        let index = endpoints
-            .list()
-            .iter()
-            .position(|e| e.address == owner_address)
-            .unwrap();
-        endpoints.report(index, TryResult::from_status(500));
-        endpoints.report(index, TryResult::from_status(500));
-        let moved = last_octet(&endpoints.pick_hashed(None, hash).unwrap());
-        assert_ne!(moved, owner_octet, "an ejected endpoint loses its keys");
-        assert_eq!(
-            last_octet(&endpoints.pick_hashed(None, hash).unwrap()),
-            moved
-        );
-    }
-
-    #[test]
-    fn source_hash_applies_only_to_use_source_ip() {
-        let by_header = hashed(None);
-        let source: IpAddr = "198.18.0.9".parse().unwrap();
-        assert_eq!(by_header.source_hash(source), None);
-        let by_source = Endpoints::new_hashed(
-            &[endpoint(1, 1), endpoint(2, 1)],
-            LbPolicy::RoundRobin,
-            None,
-            None,
-            Some(&ConsistentHashPolicy {
-                key: HashKey::SourceIp,
-                algorithm: consistent_hash::HashAlgorithm::Maglev {
-                    table_size: consistent_hash::DEFAULT_MAGLEV_TABLE_SIZE,
-                },
-            }),
-        );
-        let hash = by_source.source_hash(source);
-        assert!(hash.is_some());
-        let first = last_octet(&by_source.pick_hashed(None, hash).unwrap());
-        assert_eq!(
-            last_octet(&by_source.pick_hashed(None, hash).unwrap()),
-            first
-        );
-    }
-
-    #[test]
-    fn picked_endpoint_counts_as_active_until_dropped() {
-        let endpoints = Endpoints::new(&[endpoint(1, 1)], LbPolicy::RoundRobin, None, None);
-        let picked = endpoints.pick(None).unwrap();
-        assert_eq!(endpoints.list()[0].active_requests(), 1);
-        drop(picked);
-        assert_eq!(endpoints.list()[0].active_requests(), 0);
-    }
-}
+mod tests;

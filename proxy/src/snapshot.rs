@@ -12,14 +12,13 @@ use http::header::{HeaderName, HeaderValue};
 use regex::Regex;
 use weft_proxy_config::{
     BLACK_HOLE_CLUSTER, Cidr, Cluster, DirectResponseAction, Endpoint, FaultInjection,
-    HeaderMutation, LbPolicy, Locality, OutboundListener, PASSTHROUGH_CLUSTER, Protocol,
-    ProxyConfig, RedirectAction, RetryOn, RetryPolicy, RouteAction, RouteConfiguration, TcpRoute,
+    HeaderMutation, LbPolicy, Node, OutboundListener, PASSTHROUGH_CLUSTER, Protocol, ProxyConfig,
+    RedirectAction, RetryOn, RetryPolicy, RouteAction, RouteConfiguration, TcpRoute,
     WeightedCluster,
 };
 
 use arc_swap::ArcSwap;
 
-use crate::balance::consistent_hash::ConsistentHashPolicy;
 use crate::balance::{Endpoints, PickedEndpoint};
 use crate::circuit::{CircuitBreaker, Counters};
 use crate::http::CompiledCors;
@@ -385,14 +384,31 @@ impl Snapshot {
                 .and_then(|snapshot| snapshot.clusters.get(&cluster.name))
                 .map(|old| Arc::clone(old.breaker.counters()))
                 .unwrap_or_default();
-            let mut runtime =
-                cluster_runtime(cluster, reused, tls, counters, &config.node.locality);
+            let old_endpoints = previous
+                .and_then(|snapshot| snapshot.clusters.get(&cluster.name))
+                .map(|old| old.endpoints.load());
+            let mut runtime = cluster_runtime(
+                cluster,
+                reused,
+                tls,
+                counters,
+                &config.node,
+                old_endpoints.as_deref(),
+            );
             // Unchanged endpoints keep their balancer state: round-robin cursor, active
             // requests and outlier ejections (Envoy keeps host state across EDS updates).
             if let Some(old) = previous.and_then(|snapshot| {
                 let old_model = snapshot.config.cluster(&cluster.name)?;
                 let same = old_model.endpoints == cluster.endpoints
                     && snapshot.config.node.locality == config.node.locality
+                    // Proxy labels matter only to `failoverPriority`.
+                    && (snapshot.config.node.labels == config.node.labels
+                        || cluster
+                            .locality_lb
+                            .as_ref()
+                            .is_none_or(|setting| setting.failover_priority.is_empty()))
+                    && old_model.locality_lb == cluster.locality_lb
+                    && old_model.warmup == cluster.warmup
                     && old_model.lb_policy == cluster.lb_policy
                     && old_model.consistent_hash == cluster.consistent_hash
                     && old_model.outlier_detection == cluster.outlier_detection
@@ -404,13 +420,13 @@ impl Snapshot {
                 // A new or changed DNS cluster: its own resolution task fills the endpoints;
                 // the task ends when these endpoints are dropped with the last snapshot.
                 let model = cluster.clone();
-                let locality = config.node.locality.clone();
+                let node = config.node.clone();
                 crate::dns::spawn(
                     cluster.name.clone(),
                     dns.clone(),
                     Arc::downgrade(&runtime.endpoints),
                     move |target: &ClusterEndpoints, endpoints| {
-                        target.store(balancer(&model, endpoints, &locality));
+                        target.store(balancer(&model, endpoints, &node, Some(&target.load())));
                     },
                 );
             }
@@ -421,6 +437,8 @@ impl Snapshot {
                 name: special.to_owned(),
                 lb_policy: LbPolicy::Passthrough,
                 consistent_hash: None,
+                locality_lb: None,
+                warmup: None,
                 transport: Default::default(),
                 protocol: Protocol::Unknown,
                 h2_upgrade: Default::default(),
@@ -433,13 +451,8 @@ impl Snapshot {
                 .and_then(|snapshot| snapshot.clusters.get(special))
                 .and_then(|old| old.clients.as_ref().ok())
                 .cloned();
-            let mut runtime = cluster_runtime(
-                &cluster,
-                reused,
-                None,
-                Arc::default(),
-                &config.node.locality,
-            );
+            let mut runtime =
+                cluster_runtime(&cluster, reused, None, Arc::default(), &config.node, None);
             runtime.black_hole = special == BLACK_HOLE_CLUSTER;
             clusters.insert(special.to_owned(), Arc::new(runtime));
         }
@@ -504,7 +517,8 @@ fn cluster_runtime(
     reused: Option<Arc<ClusterClients>>,
     tls: Option<&Arc<dyn MeshTls>>,
     counters: Arc<Counters>,
-    locality: &Locality,
+    node: &Node,
+    previous: Option<&Endpoints>,
 ) -> ClusterRuntime {
     let clients = match reused {
         Some(clients) => Ok(clients),
@@ -523,7 +537,8 @@ fn cluster_runtime(
             } else {
                 &cluster.endpoints
             },
-            locality,
+            node,
+            previous,
         )),
         passthrough: cluster.lb_policy == LbPolicy::Passthrough,
         black_hole: false,
@@ -537,20 +552,15 @@ fn cluster_runtime(
 }
 
 /// The balancer of `cluster` over `endpoints` (its static endpoints, or the addresses DNS
-/// discovery found) for a proxy in `locality`.
-fn balancer(cluster: &Cluster, endpoints: &[Endpoint], locality: &Locality) -> Arc<Endpoints> {
-    Endpoints::new_hashed(
-        endpoints,
-        cluster.lb_policy,
-        cluster.outlier_detection.as_ref(),
-        // Istio applies locality failover only to clusters with outlier detection.
-        cluster.outlier_detection.as_ref().map(|_| locality),
-        cluster
-            .consistent_hash
-            .as_ref()
-            .and_then(ConsistentHashPolicy::from_model)
-            .as_ref(),
-    )
+/// discovery found) for the proxy `node` (locality load balancing reads its locality and
+/// labels); endpoints of `previous` keep their join time (slow start).
+fn balancer(
+    cluster: &Cluster,
+    endpoints: &[Endpoint],
+    node: &Node,
+    previous: Option<&Endpoints>,
+) -> Arc<Endpoints> {
+    Endpoints::for_cluster(cluster, endpoints, node, previous)
 }
 
 /// The clusters of `entries` with a positive weight that exist in `clusters`, with their

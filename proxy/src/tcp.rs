@@ -1,11 +1,16 @@
 //! Opaque TCP proxying: Istio `TCPRoute` selection, cluster and endpoint pick, and a
-//! bidirectional copy.
+//! bidirectional copy that ends after the cluster's idle timeout (Istio
+//! `TCPSettings.idleTimeout`, Envoy's TCP proxy `idle_timeout`).
 
+use std::io;
 use std::net::SocketAddr;
-use std::time::{Instant, SystemTime};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
 use crate::outlier::TryResult;
@@ -142,7 +147,119 @@ pub async fn proxy_to_cluster<D>(
             return;
         }
     };
-    copy(&mut downstream, &mut upstream, shutdown, log).await;
+    copy_until_idle(
+        &mut downstream,
+        &mut upstream,
+        shutdown,
+        log,
+        clients.tcp_idle_timeout(),
+    )
+    .await;
+}
+
+/// As [`copy`], also ending (closing both sides) once no byte went either way for `idle`
+/// (`None`: never).
+pub async fn copy_until_idle<A, B>(
+    a: &mut A,
+    b: &mut B,
+    shutdown: &CancellationToken,
+    log: &mut RequestLog,
+    idle: Option<Duration>,
+) where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let Some(idle) = idle else {
+        return copy(a, b, shutdown, log).await;
+    };
+    let clock = Arc::new(Activity {
+        start: Instant::now(),
+        last_ms: AtomicU64::new(0),
+    });
+    let mut a = Active {
+        inner: a,
+        clock: Arc::clone(&clock),
+    };
+    let mut b = Active {
+        inner: b,
+        clock: Arc::clone(&clock),
+    };
+    let watchdog = async {
+        loop {
+            let quiet = clock.quiet();
+            if quiet >= idle {
+                break;
+            }
+            tokio::time::sleep(idle - quiet).await;
+        }
+    };
+    tokio::select! {
+        () = copy(&mut a, &mut b, shutdown, log) => {}
+        () = watchdog => {
+            tracing::debug!(idle_ms = idle.as_millis() as u64, "TCP connection idle timeout");
+        }
+    }
+}
+
+/// When a connection last moved bytes.
+struct Activity {
+    start: Instant,
+    /// Milliseconds since `start` of the last read that returned bytes.
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// How long nothing was read on either side.
+    fn quiet(&self) -> Duration {
+        self.start
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// A stream that records reads of at least one byte on its [`Activity`].
+struct Active<'a, S> {
+    inner: &'a mut S,
+    clock: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Active<'_, S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut *this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.clock.touch();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Active<'_, S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_shutdown(cx)
+    }
 }
 
 /// Copies both ways (`a` is the downstream) until either side closes or `shutdown` is
@@ -171,4 +288,52 @@ where
 pub fn emit(observer: &dyn RequestObserver, mut log: RequestLog, started: Instant) {
     log.duration = started.elapsed();
     observer.on_request(&log);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn log() -> RequestLog {
+        tcp_log(
+            Direction::Outbound,
+            SocketAddr::from(([127, 0, 0, 1], 1)),
+            SocketAddr::from(([127, 0, 0, 1], 2)),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connections_end_after_the_idle_timeout_and_traffic_keeps_them_open() {
+        let (mut client, mut proxy_down) = tokio::io::duplex(64);
+        let (mut proxy_up, mut server) = tokio::io::duplex(64);
+        let shutdown = CancellationToken::new();
+        let proxied = tokio::spawn(async move {
+            let mut log = log();
+            copy_until_idle(
+                &mut proxy_down,
+                &mut proxy_up,
+                &shutdown,
+                &mut log,
+                Some(Duration::from_secs(10)),
+            )
+            .await;
+            log
+        });
+        // Bytes every 6 s keep the connection alive past 10 s.
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            client.write_all(b"ping").await.unwrap();
+            let mut echo = [0u8; 4];
+            server.read_exact(&mut echo).await.unwrap();
+            assert_eq!(&echo, b"ping");
+            assert!(!proxied.is_finished(), "active traffic must keep it open");
+        }
+        // Then 10 s of silence end it, closing both sides.
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        let log = proxied.await.unwrap();
+        assert_eq!(log.request_bytes, 0, "the copy was cut, not completed");
+        let mut rest = Vec::new();
+        assert_eq!(server.read_to_end(&mut rest).await.unwrap(), 0);
+    }
 }

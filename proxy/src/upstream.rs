@@ -1,26 +1,31 @@
-//! Upstream connections: a connector (TCP with connect timeout, optionally Istio mutual TLS)
-//! and per-cluster pooled HTTP clients (hyper-util's pooling client with keep-alive).
+//! Upstream connections: a connector (TCP with connect timeout and keepalive, optionally Istio
+//! mutual TLS) and per-cluster pooled HTTP clients (hyper-util's pooling client) that apply
+//! Istio's `ConnectionPoolSettings`: `http.idleTimeout` (idle connections are closed by the
+//! pool's timer), `http.maxRequestsPerConnection` and `tcp.maxConnectionDuration` (a
+//! connection that reached either is not reused, and closes when its request is done), and
+//! `tcp.tcpKeepalive` (SO_KEEPALIVE with the given probes).
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use hyper::Uri;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::client::legacy::connect::{CaptureConnection, Connected, Connection};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use weft_proxy_config::{Cluster, H2UpgradePolicy, Protocol, TransportSocket};
+use weft_proxy_config::{Cluster, H2UpgradePolicy, Protocol, TcpKeepalive, TransportSocket};
 
 use crate::mesh_tls::MeshTls;
 
@@ -29,9 +34,22 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of requests and responses flowing through the proxy.
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
-/// How long an idle pooled upstream connection is kept (Envoy's default idle timeout is 1 h;
-/// Istio's sidecar uses the cluster's `idleTimeout` when set).
-const DEFAULT_POOL_IDLE: Duration = Duration::from_secs(60);
+/// How long an idle pooled upstream connection is kept when the cluster sets no
+/// `http.idleTimeout` (Istio's documented default, 1 h).
+pub const DEFAULT_POOL_IDLE: Duration = Duration::from_secs(3_600);
+
+/// How long a proxied TCP connection may stay idle when the cluster sets no `tcp.idleTimeout`
+/// (Istio's documented default, 1 h, as Envoy's TCP proxy).
+pub const DEFAULT_TCP_IDLE: Duration = Duration::from_secs(3_600);
+
+/// The use of one pooled upstream connection: when it was opened and how many requests it
+/// carried (set as the connection's extra by [`Connection::connected`], read through
+/// [`CaptureConnection`] after each request).
+#[derive(Debug, Clone)]
+struct ConnectionUse {
+    opened: Instant,
+    requests: Arc<AtomicU32>,
+}
 
 /// A connection to an upstream: plain TCP or TLS over TCP.
 #[derive(Debug)]
@@ -53,12 +71,16 @@ impl UpstreamStream {
 }
 
 impl Connection for UpstreamStream {
+    /// Called once per new connection by the pool: carries a fresh [`ConnectionUse`].
     fn connected(&self) -> Connected {
         let negotiated_h2 = match self {
             Self::Plain(_) => false,
             Self::Tls(tls) => tls.get_ref().1.alpn_protocol() == Some(b"h2"),
         };
-        let connected = Connected::new();
+        let connected = Connected::new().extra(ConnectionUse {
+            opened: Instant::now(),
+            requests: Arc::default(),
+        });
         if negotiated_h2 {
             connected.negotiated_h2()
         } else {
@@ -114,6 +136,7 @@ pub struct Connector {
     connect_timeout: Duration,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     source: Option<std::net::IpAddr>,
+    keepalive: Option<socket2::TcpKeepalive>,
 }
 
 /// The source address inbound connections to the workload's own IP are bound to. Istio's
@@ -130,7 +153,29 @@ impl Connector {
             connect_timeout,
             tls: None,
             source: None,
+            keepalive: None,
         }
+    }
+
+    /// The same connector, enabling TCP keepalive on its connections with `keepalive`'s
+    /// probe settings (Istio `TCPSettings.tcpKeepalive`; unset fields keep the OS defaults;
+    /// times are whole seconds, at least 1, as the socket options take them).
+    pub fn with_keepalive(mut self, keepalive: Option<&TcpKeepalive>) -> Self {
+        self.keepalive = keepalive.map(|keepalive| {
+            let seconds = |ms: u64| Duration::from_secs((ms / 1_000).max(1));
+            let mut options = socket2::TcpKeepalive::new();
+            if let Some(time) = keepalive.time_ms {
+                options = options.with_time(seconds(time));
+            }
+            if let Some(interval) = keepalive.interval_ms {
+                options = options.with_interval(seconds(interval));
+            }
+            if let Some(probes) = keepalive.probes {
+                options = options.with_retries(probes);
+            }
+            options
+        });
+        self
     }
 
     /// The same connector, binding connections to non-loopback addresses of `source`'s
@@ -151,6 +196,7 @@ impl Connector {
             connect_timeout,
             tls: Some((TlsConnector::from(config), sni)),
             source: None,
+            keepalive: None,
         }
     }
 
@@ -177,6 +223,11 @@ impl Connector {
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "upstream connect timeout"))??;
         let _ = tcp.set_nodelay(true);
+        if let Some(keepalive) = &self.keepalive
+            && let Err(error) = socket2::SockRef::from(&tcp).set_tcp_keepalive(keepalive)
+        {
+            tracing::debug!(%error, upstream = %address, "setting TCP keepalive failed");
+        }
         match &self.tls {
             None => Ok(UpstreamStream::Plain(tcp)),
             Some((connector, sni)) => {
@@ -218,6 +269,62 @@ impl tower::Service<Uri> for Connector {
 /// A pooled HTTP client for one transport.
 pub type HttpClient = Client<Connector, ProxyBody>;
 
+/// A cluster's pooled HTTP client with the cluster's per-connection limits.
+#[derive(Clone, Copy)]
+pub struct UpstreamClient<'a> {
+    client: &'a HttpClient,
+    key: &'a ClientKey,
+}
+
+impl UpstreamClient<'_> {
+    /// Sends `request` on a pooled (or new) connection, as [`Client::request`]. After the
+    /// response head, the connection is counted; once it carried `maxRequestsPerConnection`
+    /// requests or is older than `maxConnectionDuration`, it is taken out of the pool (it
+    /// closes when this exchange ends).
+    ///
+    /// Errors: the client's (connect failure, reset, protocol error).
+    pub async fn request(
+        self,
+        mut request: http::Request<ProxyBody>,
+    ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        let limited = self.key.max_requests_per_connection.is_some()
+            || self.key.max_connection_duration_ms.is_some();
+        let capture =
+            limited.then(|| hyper_util::client::legacy::connect::capture_connection(&mut request));
+        let response = self.client.request(request).await;
+        if let Some(capture) = capture
+            && response.is_ok()
+        {
+            retire_if_spent(&capture, self.key);
+        }
+        response
+    }
+}
+
+/// Counts a request on the captured connection and poisons it (no more reuse) when it reached
+/// the key's request or age limit.
+fn retire_if_spent(capture: &CaptureConnection, key: &ClientKey) {
+    let metadata = capture.connection_metadata();
+    let Some(connected) = metadata.as_ref() else {
+        return;
+    };
+    let mut extensions = http::Extensions::new();
+    connected.get_extras(&mut extensions);
+    let Some(usage) = extensions.get::<ConnectionUse>() else {
+        return;
+    };
+    let requests = usage.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let spent = key
+        .max_requests_per_connection
+        .is_some_and(|max| requests >= max)
+        || key
+            .max_connection_duration_ms
+            .is_some_and(|max| usage.opened.elapsed() >= Duration::from_millis(max));
+    if spent {
+        connected.poison();
+    }
+}
+
 /// The upstream side of one cluster: a plaintext client and, for `ISTIO_MUTUAL` clusters, an
 /// mTLS client used for endpoints with a sidecar.
 pub struct ClusterClients {
@@ -241,6 +348,10 @@ pub struct ClientKey {
     http2: bool,
     connect_timeout_ms: u64,
     idle_timeout_ms: Option<u64>,
+    keepalive: Option<TcpKeepalive>,
+    max_requests_per_connection: Option<u32>,
+    max_connection_duration_ms: Option<u64>,
+    tcp_idle_timeout_ms: Option<u64>,
 }
 
 impl ClientKey {
@@ -258,6 +369,15 @@ impl ClientKey {
             http2,
             connect_timeout_ms: cluster.connection_pool.tcp.connect_timeout_ms,
             idle_timeout_ms: cluster.connection_pool.http.idle_timeout_ms,
+            keepalive: cluster.connection_pool.tcp.tcp_keepalive.clone(),
+            // Istio: 0 means unlimited.
+            max_requests_per_connection: cluster
+                .connection_pool
+                .http
+                .max_requests_per_connection
+                .filter(|max| *max > 0),
+            max_connection_duration_ms: cluster.connection_pool.tcp.max_connection_duration_ms,
+            tcp_idle_timeout_ms: cluster.connection_pool.tcp.idle_timeout_ms,
         }
     }
 }
@@ -269,19 +389,26 @@ impl ClusterClients {
     pub fn new(cluster: &Cluster, tls: Option<&Arc<dyn MeshTls>>) -> Result<Self, String> {
         let key = ClientKey::of(cluster);
         let connect_timeout = Duration::from_millis(key.connect_timeout_ms);
-        let idle = key
-            .idle_timeout_ms
-            .map_or(DEFAULT_POOL_IDLE, Duration::from_millis);
+        // Istio: `0s` disables the idle timeout.
+        let idle = match key.idle_timeout_ms {
+            None => Some(DEFAULT_POOL_IDLE),
+            Some(0) => None,
+            Some(ms) => Some(Duration::from_millis(ms)),
+        };
+        let keepalive = key.keepalive.as_ref();
         let build = |connector: Connector| {
             let mut builder = Client::builder(TokioExecutor::new());
             builder
+                // The timer makes the pool close idle connections when their time is up,
+                // not only when it next looks at them.
+                .pool_timer(TokioTimer::new())
                 .pool_idle_timeout(idle)
                 .set_host(false)
                 .retry_canceled_requests(true)
                 .http2_only(key.http2);
             builder.build(connector)
         };
-        let plain_tcp = Connector::plain(connect_timeout);
+        let plain_tcp = Connector::plain(connect_timeout).with_keepalive(keepalive);
         let (mtls, mtls_tcp) = match &cluster.transport {
             TransportSocket::Plaintext => (None, None),
             TransportSocket::IstioMutual {
@@ -309,12 +436,13 @@ impl ClusterClients {
                     .client_config(expected_identities, &[crate::tls::ALPN_ISTIO])
                     .map_err(|error| format!("cluster {}: {error}", cluster.name))?;
                 (
-                    Some(build(Connector::tls(
-                        connect_timeout,
-                        http_config,
-                        sni.clone(),
-                    ))),
-                    Some(Connector::tls(connect_timeout, tcp_config, sni)),
+                    Some(build(
+                        Connector::tls(connect_timeout, http_config, sni.clone())
+                            .with_keepalive(keepalive),
+                    )),
+                    Some(
+                        Connector::tls(connect_timeout, tcp_config, sni).with_keepalive(keepalive),
+                    ),
                 )
             }
             TransportSocket::Simple {
@@ -335,9 +463,12 @@ impl ClusterClients {
                 let tcp_config =
                     crate::origination::client_config(ca_certificates.as_deref(), None, &[])
                         .map_err(|error| format!("cluster {}: {error}", cluster.name))?;
-                let tcp = Connector::tls(connect_timeout, tcp_config, sni.clone());
+                let tcp = Connector::tls(connect_timeout, tcp_config, sni.clone())
+                    .with_keepalive(keepalive);
                 return Ok(Self {
-                    plain: build(Connector::tls(connect_timeout, http_config, sni)),
+                    plain: build(
+                        Connector::tls(connect_timeout, http_config, sni).with_keepalive(keepalive),
+                    ),
                     mtls: None,
                     plain_tcp: tcp,
                     mtls_tcp: None,
@@ -367,9 +498,12 @@ impl ClusterClients {
                 let tcp_config =
                     crate::origination::client_config(ca_certificates.as_deref(), client, &[])
                         .map_err(|error| format!("cluster {}: {error}", cluster.name))?;
-                let tcp = Connector::tls(connect_timeout, tcp_config, sni.clone());
+                let tcp = Connector::tls(connect_timeout, tcp_config, sni.clone())
+                    .with_keepalive(keepalive);
                 return Ok(Self {
-                    plain: build(Connector::tls(connect_timeout, http_config, sni)),
+                    plain: build(
+                        Connector::tls(connect_timeout, http_config, sni).with_keepalive(keepalive),
+                    ),
                     mtls: None,
                     plain_tcp: tcp,
                     mtls_tcp: None,
@@ -391,12 +525,26 @@ impl ClusterClients {
         self.key.http2
     }
 
+    /// How long a proxied TCP connection may go without bytes in either direction (Istio
+    /// `TCPSettings.idleTimeout`, default 1 h; `None`: `0s`, never).
+    pub fn tcp_idle_timeout(&self) -> Option<Duration> {
+        match self.key.tcp_idle_timeout_ms {
+            None => Some(DEFAULT_TCP_IDLE),
+            Some(0) => None,
+            Some(ms) => Some(Duration::from_millis(ms)),
+        }
+    }
+
     /// The HTTP client for an endpoint: mTLS if the cluster is `ISTIO_MUTUAL` and the endpoint
-    /// has a sidecar, plaintext otherwise.
-    pub fn http_for(&self, has_sidecar: bool) -> &HttpClient {
-        match (&self.mtls, has_sidecar) {
+    /// has a sidecar, plaintext otherwise; with the cluster's per-connection limits.
+    pub fn http_for(&self, has_sidecar: bool) -> UpstreamClient<'_> {
+        let client = match (&self.mtls, has_sidecar) {
             (Some(mtls), true) => mtls,
             _ => &self.plain,
+        };
+        UpstreamClient {
+            client,
+            key: &self.key,
         }
     }
 

@@ -123,6 +123,8 @@ fn cluster(
         name,
         lb_policy: LbPolicy::default(),
         consistent_hash: None,
+        locality_lb: None,
+        warmup: None,
         transport: TransportSocket::Plaintext,
         protocol,
         h2_upgrade: Default::default(),
@@ -139,7 +141,9 @@ fn cluster(
             name: name_of(&rule.metadata),
         };
         let merged = MergedPolicy::new(context, &origin, rule, port, subset);
-        built.lb_policy = merged.lb_policy(context, &origin);
+        built.lb_policy = merged.lb_policy();
+        built.locality_lb = merged.locality_lb();
+        built.warmup = merged.warmup();
         built.consistent_hash = merged
             .load_balancer
             .as_ref()
@@ -147,7 +151,7 @@ fn cluster(
         let (pool, h2_upgrade) = merged.connection_pool(context, &origin);
         built.connection_pool = pool;
         built.h2_upgrade = h2_upgrade;
-        built.outlier_detection = merged.outlier_detection(context, &origin);
+        built.outlier_detection = merged.outlier_detection();
         tls = merged
             .tls
             .map(|(settings, path)| (settings.clone(), path, origin_owned(&origin)));

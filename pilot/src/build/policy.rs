@@ -8,8 +8,9 @@ use weft_crds::networking::{
     TrafficPolicy,
 };
 use weft_proxy_config::{
-    ConnectionPoolSettings, H2UpgradePolicy, HttpPoolSettings, LbPolicy, OutlierDetection,
-    TcpPoolSettings,
+    ConnectionPoolSettings, DEFAULT_WARMUP_AGGRESSION, DEFAULT_WARMUP_MINIMUM_PERCENT,
+    H2UpgradePolicy, HttpPoolSettings, LbPolicy, LocalityDistribute, LocalityFailover,
+    LocalityLbSetting, OutlierDetection, TcpKeepalive, TcpPoolSettings, Warmup,
 };
 
 use super::Context;
@@ -125,29 +126,11 @@ impl<'a> MergedPolicy<'a> {
 
     /// The model's load-balancing policy: `simple` mapped (`LEAST_CONN` is Istio's alias of
     /// `LEAST_REQUEST`; unset is Istio's default `LEAST_REQUEST`; with `consistentHash`, the
-    /// policy for requests without the hash key, see `destination_rule::consistent_hash`);
-    /// locality settings and warm-up reported.
-    pub fn lb_policy(&self, context: &mut Context<'_>, origin: &Origin<'_>) -> LbPolicy {
-        let Some((lb, path)) = &self.load_balancer else {
+    /// policy for requests without the hash key, see `destination_rule::consistent_hash`).
+    pub fn lb_policy(&self) -> LbPolicy {
+        let Some((lb, _)) = &self.load_balancer else {
             return LbPolicy::default();
         };
-        for (present, name, reason) in [
-            (
-                lb.locality_lb_setting.is_some(),
-                "localityLbSetting",
-                "locality-aware load balancing is not expressible; endpoints are balanced \
-                 regardless of locality",
-            ),
-            (
-                lb.warmup_duration_secs.is_some() || lb.warmup.is_some(),
-                "warmup",
-                "slow-start warm-up is not expressible; new endpoints get full traffic",
-            ),
-        ] {
-            if present {
-                context.warn(origin.unsupported(format!("{path}.{name}"), reason));
-            }
-        }
         match lb.simple.unwrap_or_default() {
             SimpleLb::Unspecified | SimpleLb::LeastConn | SimpleLb::LeastRequest => {
                 LbPolicy::LeastRequest
@@ -156,6 +139,74 @@ impl<'a> MergedPolicy<'a> {
             SimpleLb::RoundRobin => LbPolicy::RoundRobin,
             SimpleLb::Passthrough => LbPolicy::Passthrough,
         }
+    }
+
+    /// The model's locality load balancing (Istio `LoadBalancerSettings.localityLbSetting`,
+    /// which replaces the mesh-wide setting as a whole); `None` when unset (the mesh default).
+    /// `distribute` and `failover` entries without `from` or `to` cannot match and are
+    /// dropped (Istio's validation refuses them).
+    pub fn locality_lb(&self) -> Option<LocalityLbSetting> {
+        let (lb, _) = self.load_balancer.as_ref()?;
+        let setting = lb.locality_lb_setting.as_ref()?;
+        Some(LocalityLbSetting {
+            enabled: setting.enabled.unwrap_or(true),
+            distribute: setting
+                .distribute
+                .iter()
+                .filter_map(|rule| {
+                    Some(LocalityDistribute {
+                        from: rule.from.clone()?,
+                        to: rule.to.clone(),
+                    })
+                })
+                .collect(),
+            failover: setting
+                .failover
+                .iter()
+                .filter_map(|rule| {
+                    Some(LocalityFailover {
+                        from: rule.from.clone()?,
+                        to: rule.to.clone()?,
+                    })
+                })
+                .collect(),
+            failover_priority: setting.failover_priority.clone(),
+        })
+    }
+
+    /// The model's slow start (Istio `LoadBalancerSettings.warmup`, else the deprecated
+    /// `warmupDurationSecs` with Istio's defaults: minimum 10 %, aggression 1.0). Istio
+    /// configures it only for `ROUND_ROBIN` and `LEAST_REQUEST` (and their aliases) without
+    /// `consistentHash`; for other policies it is dropped, as Istio ignores it. A zero
+    /// duration is off.
+    pub fn warmup(&self) -> Option<Warmup> {
+        let (lb, _) = self.load_balancer.as_ref()?;
+        let ramped = matches!(
+            lb.simple.unwrap_or_default(),
+            SimpleLb::Unspecified
+                | SimpleLb::LeastConn
+                | SimpleLb::LeastRequest
+                | SimpleLb::RoundRobin
+        ) && lb.consistent_hash.is_none();
+        if !ramped {
+            return None;
+        }
+        let warmup = match (&lb.warmup, &lb.warmup_duration_secs) {
+            (Some(warmup), _) => Warmup {
+                duration_ms: millis(&warmup.duration),
+                minimum_percent: warmup
+                    .minimum_percent
+                    .unwrap_or(DEFAULT_WARMUP_MINIMUM_PERCENT),
+                aggression: warmup.aggression.unwrap_or(DEFAULT_WARMUP_AGGRESSION),
+            },
+            (None, Some(duration)) => Warmup {
+                duration_ms: millis(duration),
+                minimum_percent: DEFAULT_WARMUP_MINIMUM_PERCENT,
+                aggression: DEFAULT_WARMUP_AGGRESSION,
+            },
+            (None, None) => return None,
+        };
+        (warmup.duration_ms > 0).then_some(warmup)
     }
 
     /// The model's connection pool and HTTP/2 upgrade policy (Istio
@@ -179,22 +230,16 @@ impl<'a> MergedPolicy<'a> {
             if let Some(timeout) = &settings.connect_timeout {
                 tcp.connect_timeout_ms = millis(timeout);
             }
-            for (present, name) in [
-                (settings.tcp_keepalive.is_some(), "tcpKeepalive"),
-                (
-                    settings.max_connection_duration.is_some(),
-                    "maxConnectionDuration",
-                ),
-                (settings.idle_timeout.is_some(), "idleTimeout"),
-            ] {
-                if present {
-                    context.warn(origin.unsupported(
-                        format!("{path}.tcp.{name}"),
-                        "not expressible in the model's TCP pool settings; the proxy's default \
-                         applies",
-                    ));
-                }
-            }
+            tcp.tcp_keepalive = settings
+                .tcp_keepalive
+                .as_ref()
+                .map(|keepalive| TcpKeepalive {
+                    probes: keepalive.probes,
+                    time_ms: keepalive.time.as_ref().map(millis),
+                    interval_ms: keepalive.interval.as_ref().map(millis),
+                });
+            tcp.max_connection_duration_ms = settings.max_connection_duration.as_ref().map(millis);
+            tcp.idle_timeout_ms = settings.idle_timeout.as_ref().map(millis);
         }
         let mut http = HttpPoolSettings::default();
         let mut h2_upgrade = H2UpgradePolicy::default();
@@ -229,38 +274,27 @@ impl<'a> MergedPolicy<'a> {
     }
 
     /// The model's outlier detection (Istio `OutlierDetection`, Istio's defaults for unset
-    /// interval 10 s, base ejection time 30 s, max ejection 10 %); deprecated and local-origin
-    /// fields reported.
-    pub fn outlier_detection(
-        &self,
-        context: &mut Context<'_>,
-        origin: &Origin<'_>,
-    ) -> Option<OutlierDetection> {
-        let (outlier, path) = self.outlier_detection.as_ref()?;
-        for (present, name) in [
-            (outlier.consecutive_errors.is_some(), "consecutiveErrors"),
-            (
-                outlier.split_external_local_origin_errors.is_some(),
-                "splitExternalLocalOriginErrors",
-            ),
-            (
-                outlier.consecutive_local_origin_failures.is_some(),
-                "consecutiveLocalOriginFailures",
-            ),
-        ] {
-            if present {
-                context.warn(origin.unsupported(
-                    format!("{path}.{name}"),
-                    "not expressible in the model's outlier detection; ignored",
-                ));
-            }
-        }
+    /// interval 10 s, base ejection time 30 s, max ejection 10 %). As Istio's
+    /// `applyOutlierDetection`: the deprecated `consecutiveErrors` (when above 0) sets the
+    /// gateway-error threshold and turns the 5xx check off, each unless its own field is set;
+    /// `consecutiveLocalOriginFailures` counts only with `splitExternalLocalOriginErrors`.
+    pub fn outlier_detection(&self) -> Option<OutlierDetection> {
+        let (outlier, _) = self.outlier_detection.as_ref()?;
         let percent = |value: Option<i32>, default: f64| {
             value.map_or(default, |value| f64::from(value.clamp(0, 100)))
         };
+        let legacy = outlier
+            .consecutive_errors
+            .and_then(|errors| u32::try_from(errors).ok())
+            .filter(|errors| *errors > 0);
+        let split = outlier.split_external_local_origin_errors.unwrap_or(false);
         Some(OutlierDetection {
-            consecutive_5xx_errors: outlier.consecutive_5xx_errors,
-            consecutive_gateway_errors: outlier.consecutive_gateway_errors,
+            consecutive_5xx_errors: outlier.consecutive_5xx_errors.or(legacy.map(|_| 0)),
+            consecutive_gateway_errors: outlier.consecutive_gateway_errors.or(legacy),
+            split_external_local_origin_errors: split,
+            consecutive_local_origin_failures: outlier
+                .consecutive_local_origin_failures
+                .filter(|_| split),
             interval_ms: outlier.interval.as_ref().map_or(10_000, millis),
             base_ejection_time_ms: outlier.base_ejection_time.as_ref().map_or(30_000, millis),
             max_ejection_percent: percent(outlier.max_ejection_percent, 10.0),
