@@ -11,25 +11,33 @@
 //! The server runs in this process; the 1,000 clients run in a child process (this binary
 //! re-executed with `--clients`, see `discovery/clients.rs`), so the peak RSS reported is the
 //! server's (process VmHWM, reset with `/proc/self/clear_refs` once the ground truth is
-//! computed: it covers the two cluster views, the server and its 1,000 TLS streams). The
-//! clients check each pushed frame (a `config` message with well-formed JSON) and ACK it
-//! without decoding it into a `ProxyConfig`: a real proxy decodes on its own CPU. Both
-//! processes still share this machine's cores.
+//! computed: it covers the two cluster views, the server and its 1,000 TLS streams). Both
+//! processes share this machine's cores.
 //!
 //! Per affected proxy the bench measures the time from `DiscoveryServer::update` to the moment
-//! its client checked the new version (the ACK is sent right after), on the wall clock both
+//! its client applied (or, with `--full`, checked) the new version (the ACK is sent right after), on the wall clock both
 //! processes share. It includes the default 100 ms debounce (Istio's `PILOT_DEBOUNCE_AFTER`).
 //! Where that time goes: the server's build and encode time per push (its histograms), the
 //! time until the last frame was handed to an outbox (`pilot_xds_pushes` reaching the count)
 //! and until the server had the last ACK (`acked_seqs`), both polled every 2 ms, and the CPU
 //! time each process used from the change to the last ACK (`/proc/<pid>/stat`).
 //!
-//! Run: `cargo bench -p weft-operator --bench discovery`. Prints a table and writes a JSON
-//! summary to `<target dir>/weft-bench/discovery.json` (read by `make bench`).
+//! The clients are incremental (their Hello sets `incremental`): the server sends each change
+//! as a delta from the config the proxy acknowledged, and each client applies it to the
+//! config it keeps and checks the content hash, as `weft_discovery::client` does (see
+//! `discovery/clients.rs`). With `--full` they ask for full configs and only check each frame's
+//! JSON, as this bench did before incremental pushes. The table gives the frame bytes of
+//! delta and full pushes.
+//!
+//! Run: `cargo bench -p weft-operator --bench discovery` (`-- --full` for full configs).
+//! Prints a table and writes a JSON summary to `<target dir>/weft-bench/discovery.json`
+//! (read by `make bench`; `discovery-full.json` with `--full`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // benchmark harness
 
 #[path = "discovery/clients.rs"]
 mod clients;
+#[path = "discovery/cost.rs"]
+mod cost;
 
 /// The allocator `weft-operator` runs with (see `operator/src/main.rs`), so that the server's
 /// memory and time are measured as the binary has them.
@@ -45,13 +53,13 @@ use prometheus_client::registry::Registry;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use weft_discovery::{FrameDecoder, ServerMessage, encode_frame};
+
 use weft_identity::{Identity, RotationPolicy, SystemClock};
 use weft_operator::discovery::metrics::DiscoveryMetrics;
 use weft_operator::discovery::{DebounceSettings, DiscoveryServer};
 use weft_operator::snapshot::Snapshot;
 use weft_operator::standalone::citadel::FileCitadel;
-use weft_pilot::{ClusterView, ProxyTarget, build_proxy_config, build_proxy_parts};
+use weft_pilot::{ClusterView, ProxyTarget, build_proxy_config};
 use weft_proxy::tls::{CertPaths, CertStore, server_config};
 
 const SERVICES: usize = 500;
@@ -132,6 +140,8 @@ struct Applied {
     version: String,
     at: u128,
     bytes: usize,
+    /// `full`, `delta` or `nack` (a delta the client refused).
+    kind: String,
 }
 
 fn parse_applied(line: &str) -> Option<Applied> {
@@ -141,6 +151,7 @@ fn parse_applied(line: &str) -> Option<Applied> {
         version: words.next()?.to_owned(),
         at: words.next()?.parse().ok()?,
         bytes: words.next()?.parse().ok()?,
+        kind: words.next()?.to_owned(),
     })
 }
 
@@ -191,81 +202,6 @@ fn histogram_totals(registry: &Registry, name: &str) -> (f64, u64) {
     (value("_sum"), value("_count") as u64)
 }
 
-/// The cost of one push to the proxy `target` of `view` (built once before, so that its scope
-/// is cached, as for every proxy of a scope but the first): the median of a few runs of
-/// (frame bytes, build in parts, encode from parts, typed build, typed encode, the clients'
-/// check, typed decode).
-struct PushCost {
-    bytes: usize,
-    build_parts: Duration,
-    encode_parts: Duration,
-    build_typed: Duration,
-    encode_typed: Duration,
-    check: Duration,
-    decode: Duration,
-}
-
-fn push_cost(view: &ClusterView, target: &ProxyTarget) -> PushCost {
-    let _warm = build_proxy_parts(view, target);
-    let mut runs: [Vec<Duration>; 6] = Default::default();
-    let mut bytes = 0;
-    let mut time = |index: usize, started: Instant| runs[index].push(started.elapsed());
-    for _ in 0..9 {
-        let started = Instant::now();
-        let parts = build_proxy_parts(view, target);
-        time(0, started);
-        let started = Instant::now();
-        let mut frame = br#"{"type":"config","version":""#.to_vec();
-        frame.extend_from_slice(parts.version().as_bytes());
-        frame.extend_from_slice(br#"","nonce":1,"config":"#);
-        parts.write_json(&mut frame).unwrap();
-        frame.extend_from_slice(b"}\n");
-        time(1, started);
-        let started = Instant::now();
-        let config = build_proxy_config(view, target).config;
-        time(2, started);
-        let message = ServerMessage::Config {
-            version: config.version.clone(),
-            nonce: 1,
-            config: Box::new(config),
-        };
-        let started = Instant::now();
-        let typed = encode_frame(&message).unwrap();
-        time(3, started);
-        assert_eq!(typed, frame, "the frame from parts is the typed frame");
-        bytes = frame.len();
-        let started = Instant::now();
-        assert!(clients::check(&frame[..frame.len() - 1]));
-        time(4, started);
-        let started = Instant::now();
-        let mut decoder = FrameDecoder::new();
-        decoder.push(&frame);
-        let decoded: Option<ServerMessage> = decoder.next_message().unwrap();
-        time(5, started);
-        assert!(decoded.is_some());
-    }
-    let [
-        build_parts,
-        encode_parts,
-        build_typed,
-        encode_typed,
-        check,
-        decode,
-    ] = runs.map(|mut runs| {
-        runs.sort();
-        runs[runs.len() / 2]
-    });
-    PushCost {
-        bytes,
-        build_parts,
-        encode_parts,
-        build_typed,
-        encode_typed,
-        check,
-        decode,
-    }
-}
-
 /// CPU time (user + system) used so far by process `pid` (`self` for this one), from
 /// `/proc/<pid>/stat` in clock ticks of 10 ms (`USER_HZ` is 100 on Linux).
 fn cpu_time(pid: &str) -> Duration {
@@ -301,19 +237,25 @@ fn load_average() -> String {
         .unwrap_or_default()
 }
 
-/// `<target dir>/weft-bench/discovery.json`.
-fn summary_path() -> PathBuf {
+/// `<target dir>/weft-bench/discovery.json` (`discovery-full.json` with `--full`).
+fn summary_path(full: bool) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
         PathBuf::from,
     );
-    target.join("weft-bench").join("discovery.json")
+    let name = if full {
+        "discovery-full.json"
+    } else {
+        "discovery.json"
+    };
+    target.join("weft-bench").join(name)
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(position) = args.iter().position(|arg| arg == "--clients") {
-        clients::run(&args[position + 1], Path::new(&args[position + 2]));
+        let full = args.get(position + 3).is_some_and(|mode| mode == "full");
+        clients::run(&args[position + 1], Path::new(&args[position + 2]), full);
         return;
     }
     // `cargo bench` passes `--bench`; `cargo test --benches` runs the binary too: only bench.
@@ -325,10 +267,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run());
+    runtime.block_on(run(args.iter().any(|arg| arg == "--full")));
 }
 
-async fn run() {
+async fn run(full: bool) {
     let load_at_start = load_average();
     // Ground truth from Pilot alone: each proxy's version before and after the change.
     let before = ClusterView::from_yaml(&mesh(10)).unwrap();
@@ -351,7 +293,15 @@ async fn run() {
     };
     let affected: Vec<bool> = old.iter().zip(&new).map(|(a, b)| a != b).collect();
     let affected_count = affected.iter().filter(|a| **a).count();
-    let cost = push_cost(&before, &targets[0]);
+    let cost = cost::push_cost(&before, &targets[0]);
+    let delta_cost = {
+        // Fresh views, so that the server's start with cold caches.
+        let (before, after) = (
+            ClusterView::from_yaml(&mesh(10)).unwrap(),
+            ClusterView::from_yaml(&mesh(20)).unwrap(),
+        );
+        cost::delta_cost(&before, &after, &targets[0])
+    };
     drop(targets);
 
     // The CA and certificates, as standalone mode writes them.
@@ -387,6 +337,7 @@ async fn run() {
         .arg("--clients")
         .arg(&address)
         .arg(state.path())
+        .arg(if full { "full" } else { "delta" })
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -404,6 +355,7 @@ async fn run() {
     let connect_started = Instant::now();
     let mut current: Vec<Option<String>> = vec![None; old.len()];
     let mut connected = 0;
+    let mut first_frame_bytes = 0;
     while connected < old.len() {
         let applied = tokio::time::timeout(Duration::from_secs(600), rx.recv())
             .await
@@ -414,6 +366,7 @@ async fn run() {
             "first config of proxy {}",
             applied.index
         );
+        first_frame_bytes = first_frame_bytes.max(applied.bytes);
         if current[applied.index].replace(applied.version).is_none() {
             connected += 1;
         }
@@ -462,6 +415,9 @@ async fn run() {
     let mut unexpected = Vec::new();
     let mut pushed_bytes = 0;
     let mut push_bytes = 0;
+    // Frames after the change by kind: (count, bytes, largest).
+    let (mut delta_frames, mut full_frames) = ((0, 0, 0), (0, 0, 0));
+    let mut nacks = Vec::new();
     let mut remaining = affected_count;
     let mut quiet_until: Option<Instant> = None;
     loop {
@@ -471,6 +427,17 @@ async fn run() {
         };
         pushed_bytes += applied.bytes;
         push_bytes = push_bytes.max(applied.bytes);
+        let kind = match applied.kind.as_str() {
+            "delta" => &mut delta_frames,
+            _ => &mut full_frames,
+        };
+        kind.0 += 1;
+        kind.1 += applied.bytes;
+        kind.2 = kind.2.max(applied.bytes);
+        if applied.kind == "nack" {
+            nacks.push(applied.index);
+            continue;
+        }
         if !affected[applied.index] || applied.version != new[applied.index] {
             unexpected.push((applied.index, applied.version));
             continue;
@@ -524,8 +491,13 @@ async fn run() {
     let show = |d: Option<Duration>| d.map_or_else(|| "never".to_owned(), |d| format!("{d:?}"));
     println!();
     println!(
-        "discovery convergence: {SERVICES} services, {} proxies, 1 VirtualService changed",
-        old.len()
+        "discovery convergence: {SERVICES} services, {} proxies, 1 VirtualService changed, {} clients",
+        old.len(),
+        if full {
+            "full-config (--full: every push a whole config, checked not decoded)"
+        } else {
+            "incremental (deltas decoded, applied and hash-checked)"
+        }
     );
     println!("| measure | value |");
     println!("|---|---|");
@@ -546,6 +518,10 @@ async fn run() {
     println!(
         "| one full-mesh push: clients' check / typed decode (not done by the clients) | {:?} / {:?} |",
         cost.check, cost.decode
+    );
+    println!(
+        "| one full-mesh delta (the change): frame size / server's encode from parts / client's decode / apply + hash check | {} B / {:?} / {:?} / {:?} |",
+        delta_cost.bytes, delta_cost.encode, delta_cost.decode, delta_cost.apply
     );
     println!(
         "| builds by the server for the change / their total time / mean | {push_builds} / {push_build_time:?} / {mean_build:?} |"
@@ -570,6 +546,15 @@ async fn run() {
         unexpected.len()
     );
     println!("| bytes pushed after the change (largest frame) | {pushed_bytes} ({push_bytes}) |");
+    println!(
+        "| frames after the change: delta count / bytes / largest | {} / {} / {} |",
+        delta_frames.0, delta_frames.1, delta_frames.2
+    );
+    println!(
+        "| frames after the change: full count / bytes / largest (first configs at connect: largest {first_frame_bytes}) | {} / {} / {} |",
+        full_frames.0, full_frames.1, full_frames.2
+    );
+    println!("| deltas refused by clients (NACK) | {} |", nacks.len());
     println!("| convergence p50 / p99 / max | {p50:?} / {p99:?} / {max:?} |");
     println!(
         "| server RSS with 1,000 streams connected (VmRSS) | {} MiB |",
@@ -611,14 +596,24 @@ async fn run() {
         "clients_cpu_ms": ms(clients_cpu),
         "push_bytes": push_bytes,
         "pushed_bytes_total": pushed_bytes,
+        "mode": if full { "full" } else { "incremental" },
+        "delta_frames": delta_frames.0,
+        "delta_bytes_total": delta_frames.1,
+        "delta_bytes_max": delta_frames.2,
+        "full_frames": full_frames.0,
+        "full_bytes_total": full_frames.1,
+        "full_bytes_max": full_frames.2,
+        "first_config_bytes": first_frame_bytes,
+        "nacks": nacks.len(),
         "connect_ms": ms(connect_time),
         "load_average": load_at_change,
     });
-    let path = summary_path();
+    let path = summary_path(full);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, serde_json::to_string_pretty(&summary).unwrap()).unwrap();
     println!("summary: {}", path.display());
 
+    assert!(nacks.is_empty(), "deltas refused: {nacks:?}");
     assert!(
         unexpected.is_empty(),
         "pushes to unaffected proxies or wrong versions: {unexpected:?}"

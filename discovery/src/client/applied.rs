@@ -1,5 +1,8 @@
 //! The config a proxy's discovery client holds, to which delta pushes apply.
 
+use std::io::{self, Write};
+
+use sha2::{Digest, Sha256};
 use weft_proxy_config::ProxyConfig;
 
 use crate::delta::{ConfigDelta, DeltaError};
@@ -63,10 +66,8 @@ impl AppliedConfig {
                 current: self.version().to_owned(),
             })?;
         let mut config = delta.apply(current)?;
-        // The hash is of the config with an empty `version` (see `content_hash`), which
-        // `apply` leaves as the base's: clear it first so no copy is needed.
         config.version.clear();
-        let computed = config.content_hash().unwrap_or_default();
+        let computed = content_hash(&config);
         if computed != version {
             return Err(DeltaError::VersionMismatch {
                 computed,
@@ -80,6 +81,32 @@ impl AppliedConfig {
     /// Records that the proxy applied `config`: later deltas apply to it.
     pub fn commit(&mut self, config: ProxyConfig) {
         self.current = Some(config);
+    }
+}
+
+/// [`ProxyConfig::content_hash`] of `config`, whose `version` must be empty: the JSON is
+/// streamed into the hash, with neither a copy of the config nor a buffer of its ~1 MiB of
+/// JSON. Empty if serialisation fails (it cannot for this model).
+fn content_hash(config: &ProxyConfig) -> String {
+    let mut out = io::BufWriter::with_capacity(64 * 1024, HashWriter(Sha256::new()));
+    let written = serde_json::to_writer(&mut out, config).is_ok();
+    match out.into_inner() {
+        Ok(HashWriter(state)) if written => hex::encode(state.finalize()),
+        _ => String::new(),
+    }
+}
+
+/// An [`io::Write`] that feeds every byte into a SHA-256 state.
+struct HashWriter(Sha256);
+
+impl Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -173,6 +200,14 @@ mod tests {
                 announced: new.version.clone(),
             }
         );
+    }
+
+    #[test]
+    fn the_streamed_hash_is_the_content_hash() {
+        let mut config = config(&["a", "b"]);
+        let expected = config.content_hash().unwrap();
+        config.version.clear();
+        assert_eq!(content_hash(&config), expected);
     }
 
     #[test]

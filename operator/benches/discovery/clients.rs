@@ -1,13 +1,20 @@
 //! The simulated proxies, run in a child process so that the parent's memory and CPU numbers
 //! are the server's: one mTLS HTTP/2 discovery stream per WorkloadEntry, exactly as the real
-//! client opens it (`weft_discovery::client`), but a push is checked, not decoded into a
-//! `ProxyConfig`: the frame must be a `config` message whose `config` is well-formed JSON
-//! (parsed and discarded with `serde::de::IgnoredAny`), then its version is reported and
-//! ACKed. A real proxy decodes the config on its own CPU; this keeps 1,000 typed decodes
-//! (≈ 6 ms each) off the two cores the server runs on.
+//! client opens it (`weft_discovery::client`).
 //!
-//! Each applied push is written to stdout as `applied <proxy index> <version> <unix ns> <frame
-//! bytes>`; the parent matches it against Pilot's versions.
+//! Incremental clients (the default; the Hello sets `incremental`) handle pushes as the real
+//! client does, with `weft_discovery::client::AppliedConfig`: a full config is decoded and
+//! kept, a delta is decoded, applied to the kept config, and the result's content hash checked
+//! against the pushed version; then it is ACKed (or NACKed with the reason). Only the proxy's
+//! runtime (compiling the config into routing tables) is left out.
+//!
+//! Full-config clients (`--full`) check each push instead of decoding it: the frame must be a
+//! `config` message whose `config` is well-formed JSON (parsed and discarded with
+//! `serde::de::IgnoredAny`), as the bench did before incremental pushes, so that its numbers
+//! stay comparable.
+//!
+//! Each push is written to stdout as `applied <proxy index> <version> <unix ns> <frame bytes>
+//! <full|delta|nack>`; the parent matches it against Pilot's versions.
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -22,7 +29,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use tokio::sync::mpsc;
-use weft_discovery::{ClientMessage, FrameDecoder, Hello, STREAM_PATH, encode_frame};
+use weft_discovery::client::AppliedConfig;
+use weft_discovery::{
+    ClientMessage, FrameDecoder, Hello, STREAM_PATH, ServerMessage, encode_frame,
+};
 use weft_identity::Identity;
 use weft_proxy::tls::{CertPaths, CertStore, client_config};
 
@@ -60,8 +70,8 @@ fn unix_nanos() -> u128 {
 }
 
 /// Runs every simulated proxy against `address` with the certificates under `state` until
-/// the parent kills the process.
-pub fn run(address: &str, state: &Path) {
+/// the parent kills the process; incremental clients unless `full`.
+pub fn run(address: &str, state: &Path, full: bool) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -88,7 +98,7 @@ pub fn run(address: &str, state: &Path) {
                 workload,
                 proxy_version: "bench".into(),
                 current_version: String::new(),
-                incremental: false,
+                incremental: !full,
                 proxy_type: Default::default(),
             };
             let (address, tls, tx) = (address.to_owned(), tls[ns].clone(), tx.clone());
@@ -109,7 +119,7 @@ pub fn run(address: &str, state: &Path) {
     });
 }
 
-/// One proxy's stream: hello, then check, report and ACK every push.
+/// One proxy's stream: hello, then handle, report and ACK every push.
 async fn proxy(
     index: usize,
     address: &str,
@@ -138,6 +148,7 @@ async fn proxy(
         let bytes = rx.recv().await?;
         Some((Ok::<_, Infallible>(Frame::data(bytes)), rx))
     })));
+    let hello_incremental = hello.incremental;
     let hello = encode_frame(&ClientMessage::Hello(hello)).map_err(|e| e.to_string())?;
     tx.send(Bytes::from(hello))
         .await
@@ -152,23 +163,46 @@ async fn proxy(
     if !response.status().is_success() {
         return Err(format!("status {}", response.status()));
     }
+    let incremental = hello_incremental;
     let mut body = response.into_body();
     let mut decoder = FrameDecoder::new();
+    let mut applied = AppliedConfig::new();
     loop {
-        let mut before = decoder.pending();
-        while let Some(push) = decoder.next_message::<Push>().map_err(|e| e.to_string())? {
-            match push {
-                Push::Config { version, nonce, .. } => {
-                    let bytes = before - decoder.pending();
-                    before = decoder.pending();
-                    let line = format!("applied {index} {version} {} {bytes}", unix_nanos());
-                    report.send(line).map_err(|e| e.to_string())?;
-                    let ack = encode_frame(&ClientMessage::Ack { version, nonce })
-                        .map_err(|e| e.to_string())?;
-                    tx.send(Bytes::from(ack)).await.map_err(|e| e.to_string())?;
+        loop {
+            let before = decoder.pending();
+            let handled = if incremental {
+                let Some(push) = decoder
+                    .next_message::<ServerMessage>()
+                    .map_err(|e| e.to_string())?
+                else {
+                    break;
+                };
+                handle(&mut applied, push)?
+            } else {
+                let Some(push) = decoder.next_message::<Push>().map_err(|e| e.to_string())? else {
+                    break;
+                };
+                match push {
+                    Push::Config { version, nonce, .. } => (version, nonce, "full", None),
+                    Push::Error { message } => return Err(message),
                 }
-                Push::Error { message } => return Err(message),
-            }
+            };
+            let (version, nonce, kind, refused) = handled;
+            let bytes = before - decoder.pending();
+            let line = format!("applied {index} {version} {} {bytes} {kind}", unix_nanos());
+            report.send(line).map_err(|e| e.to_string())?;
+            let reply = match refused {
+                None => ClientMessage::Ack { version, nonce },
+                Some(reason) => ClientMessage::Nack {
+                    version,
+                    nonce,
+                    reason,
+                },
+            };
+            let reply = encode_frame(&reply).map_err(|e| e.to_string())?;
+            tx.send(Bytes::from(reply))
+                .await
+                .map_err(|e| e.to_string())?;
         }
         match body.frame().await {
             Some(Ok(frame)) => {
@@ -179,5 +213,36 @@ async fn proxy(
             Some(Err(e)) => return Err(e.to_string()),
             None => return Err("closed".into()),
         }
+    }
+}
+
+/// An incremental client's handling of one push, as `weft_discovery::client` does it minus
+/// the proxy runtime: (version, nonce, `full`/`delta`/`nack`, the NACK reason).
+fn handle(
+    applied: &mut AppliedConfig,
+    push: ServerMessage,
+) -> Result<(String, u64, &'static str, Option<String>), String> {
+    match push {
+        ServerMessage::Config {
+            version,
+            nonce,
+            config,
+        } => {
+            applied.commit(AppliedConfig::resolve_config(&version, *config));
+            Ok((version, nonce, "full", None))
+        }
+        ServerMessage::Delta {
+            version,
+            base_version,
+            nonce,
+            delta,
+        } => match applied.resolve_delta(&version, &base_version, *delta) {
+            Ok(config) => {
+                applied.commit(config);
+                Ok((version, nonce, "delta", None))
+            }
+            Err(e) => Ok((version, nonce, "nack", Some(e.to_string()))),
+        },
+        ServerMessage::Error { message } => Err(message),
     }
 }
