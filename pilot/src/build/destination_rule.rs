@@ -81,8 +81,9 @@ pub(crate) fn find<'a>(
 /// `httpQueryParameterName`) and the algorithm (`maglev` with `tableSize`, default 65537,
 /// else `ringHash` with `minimumRingSize`, or the deprecated top-level `minimumRingSize`,
 /// default 1024). `None` when `consistentHash` is absent, or has no key (reported).
-/// Cookie `attributes`, and generating the cookie when a request lacks it, are reported as
-/// unsupported: such requests are balanced by the simple policy.
+/// With an `httpCookie` `ttl` the proxy generates the cookie for a request that lacks it (as
+/// Envoy); without one such requests are balanced by the simple policy. Cookie `attributes`
+/// are reported as unsupported.
 pub(crate) fn consistent_hash(
     context: &mut Context<'_>,
     origin: &Origin<'_>,
@@ -96,11 +97,13 @@ pub(crate) fn consistent_hash(
             name: name.to_ascii_lowercase(),
         }
     } else if let Some(cookie) = &spec.http_cookie {
-        context.warn(origin.unsupported(
-            format!("{path}.httpCookie"),
-            "the proxy does not generate the cookie: requests without it are balanced by the \
-             simple policy, and cookie attributes are not applied",
-        ));
+        if !cookie.attributes.is_empty() {
+            context.warn(origin.unsupported(
+                format!("{path}.httpCookie.attributes"),
+                "the model's cookie key carries no attributes: a generated cookie has only \
+                 Max-Age, Path and HttpOnly",
+            ));
+        }
         HashKey::HttpCookie {
             name: cookie.name.clone(),
             path: cookie.path.clone(),
@@ -222,7 +225,7 @@ spec:
     }
 
     #[test]
-    fn cookie_keys_carry_path_and_ttl_and_report_that_no_cookie_is_generated() {
+    fn cookie_keys_carry_path_and_ttl_and_only_attributes_are_reported() {
         let (hash, warnings) =
             build("{consistentHash: {httpCookie: {name: session, path: /, ttl: 30s}}}");
         assert_eq!(
@@ -233,9 +236,24 @@ spec:
                 ttl_ms: Some(30_000),
             })
         );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let (hash, warnings) = build("{consistentHash: {httpCookie: {name: session}}}");
+        assert_eq!(
+            hash.map(|h| h.key),
+            Some(HashKey::HttpCookie {
+                name: "session".into(),
+                path: None,
+                ttl_ms: None,
+            }),
+            "without ttl no cookie is generated: nothing to report"
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let (_, warnings) = build(
+            "{consistentHash: {httpCookie: {name: session, ttl: 0s, attributes: [{name: SameSite, value: Strict}]}}}",
+        );
         assert_eq!(
             warnings,
-            ["spec.trafficPolicy.loadBalancer.consistentHash.httpCookie"]
+            ["spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.attributes"]
         );
     }
 

@@ -37,8 +37,9 @@ fn seeded_hash(seed: u8, bytes: &[u8]) -> u64 {
 pub enum HashKey {
     /// `httpHeaderName`: the values of this header (sorted, then hashed in turn, as Envoy).
     Header(http::HeaderName),
-    /// `httpCookie.name`: the value of this cookie in the `Cookie` headers.
-    Cookie(String),
+    /// `httpCookie`: the value of this cookie in the `Cookie` headers, and how to generate it
+    /// for a request without it.
+    Cookie(CookieKey),
     /// `useSourceIp`: the downstream peer's address.
     SourceIp,
     /// `httpQueryParameterName`: the first value of this query parameter (as sent, not
@@ -70,15 +71,7 @@ impl HashKey {
                 }
                 Some(hasher.finish())
             }
-            Self::Cookie(wanted) => parts
-                .headers
-                .get_all(http::header::COOKIE)
-                .iter()
-                .filter_map(|value| value.to_str().ok())
-                .flat_map(|value| value.split(';'))
-                .filter_map(|pair| pair.trim().split_once('='))
-                .find(|(name, _)| name == wanted)
-                .map(|(_, value)| hash_bytes(value.as_bytes())),
+            Self::Cookie(key) => request_cookie(parts, &key.name).map(hash_bytes),
             Self::SourceIp => source.map(|ip| hash_bytes(ip.to_string().as_bytes())),
             Self::QueryParameter(wanted) => parts
                 .uri
@@ -89,6 +82,103 @@ impl HashKey {
                 .map(|(_, value)| hash_bytes(value.as_bytes())),
         }
     }
+}
+
+/// `httpCookie` (Istio `ConsistentHashLB.HTTPCookie`, Envoy `RouteAction.HashPolicy.Cookie`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieKey {
+    /// The cookie name (compared exactly).
+    pub name: String,
+    /// `Path` of a generated cookie; `None`: no `Path` attribute.
+    pub path: Option<String>,
+    /// The `ttl` in whole seconds. `None`: a request without the cookie gets no hash (and no
+    /// cookie); `Some(0)`: a session cookie is generated (no `Max-Age`); `Some(n)`: a cookie
+    /// with `Max-Age=n` is generated.
+    pub max_age_secs: Option<u64>,
+}
+
+/// A cookie the proxy made for a request that lacked it (Envoy: a hash policy cookie with a
+/// `ttl`): the request is hashed on its value, and the response carries `set_cookie`, so the
+/// client's next requests stick to the same endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedCookie {
+    /// The hash of the cookie's value, what the request is balanced on.
+    pub hash: u64,
+    /// The `Set-Cookie` value: `<name>="<value>"`, then `; Max-Age=<secs>` unless a session
+    /// cookie, `; Path=<path>` when set, and `; HttpOnly` (Envoy's `makeSetCookieValue`).
+    pub set_cookie: http::HeaderValue,
+}
+
+impl CookieKey {
+    /// The cookie to generate for the request `parts` that arrived on the downstream
+    /// connection from `peer` to `local`; `None` when the request carries the cookie (a
+    /// non-empty value) or the key has no ttl, or the name or path cannot be written in a
+    /// header. As Envoy, the value is the 16-hex-digit hash of the connection's remote and local
+    /// addresses, so requests racing on one connection get the same cookie.
+    pub fn generate(
+        &self,
+        parts: &Parts,
+        peer: std::net::SocketAddr,
+        local: std::net::SocketAddr,
+    ) -> Option<GeneratedCookie> {
+        let max_age = self.max_age_secs?;
+        if request_cookie(parts, &self.name).is_some() {
+            return None;
+        }
+        let value = format!("{:016x}", hash_bytes(format!("{peer}{local}").as_bytes()));
+        let mut text = format!("{}=\"{value}\"", self.name);
+        if max_age > 0 {
+            text.push_str(&format!("; Max-Age={max_age}"));
+        }
+        if let Some(path) = &self.path {
+            text.push_str("; Path=");
+            text.push_str(path);
+        }
+        text.push_str("; HttpOnly");
+        Some(GeneratedCookie {
+            hash: hash_bytes(value.as_bytes()),
+            set_cookie: http::HeaderValue::from_str(&text).ok()?,
+        })
+    }
+}
+
+impl super::Endpoints {
+    /// The cookie to generate for the request `parts` on the connection from `peer` to
+    /// `local`, when this cluster hashes on a cookie with a ttl and the request lacks it (see
+    /// [`CookieKey::generate`]); `None` otherwise.
+    pub fn generated_cookie(
+        &self,
+        parts: &Parts,
+        peer: std::net::SocketAddr,
+        local: std::net::SocketAddr,
+    ) -> Option<GeneratedCookie> {
+        match &self.hash.as_ref()?.0 {
+            HashKey::Cookie(key) => key.generate(parts, peer, local),
+            _ => None,
+        }
+    }
+}
+
+/// The value of the first cookie named `wanted` in the request's `Cookie` headers, without
+/// the double quotes around it if any (RFC 6265 `cookie-value`, as Envoy's
+/// `parseCookieValue`); `None` when absent or empty.
+fn request_cookie<'p>(parts: &'p Parts, wanted: &str) -> Option<&'p [u8]> {
+    parts
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == wanted)
+        .map(|(_, value)| {
+            value
+                .strip_prefix('"')
+                .and_then(|inner| inner.strip_suffix('"'))
+                .unwrap_or(value)
+        })
+        .filter(|value| !value.is_empty())
+        .map(str::as_bytes)
 }
 
 /// A cluster's consistent-hash policy: what to hash and how (the compiled form of Istio's
@@ -103,15 +193,19 @@ pub struct ConsistentHashPolicy {
 
 impl ConsistentHashPolicy {
     /// The compiled policy of a cluster's `consistent_hash`; `None` when the header name is
-    /// not a valid HTTP header name (no request can carry it). A generated cookie's `path`
-    /// and `ttl_ms` do not affect hashing.
+    /// not a valid HTTP header name (no request can carry it). A cookie's `ttl_ms` is kept in
+    /// whole seconds, as Envoy reads the `ttl` Duration's seconds.
     pub fn from_model(model: &weft_proxy_config::ConsistentHash) -> Option<Self> {
         use weft_proxy_config::HashKey as Key;
         let key = match &model.key {
             Key::HttpHeaderName { name } => {
                 HashKey::Header(http::HeaderName::from_bytes(name.as_bytes()).ok()?)
             }
-            Key::HttpCookie { name, .. } => HashKey::Cookie(name.clone()),
+            Key::HttpCookie { name, path, ttl_ms } => HashKey::Cookie(CookieKey {
+                name: name.clone(),
+                path: path.clone().filter(|path| !path.is_empty()),
+                max_age_secs: ttl_ms.map(|ms| ms / 1000),
+            }),
             Key::UseSourceIp => HashKey::SourceIp,
             Key::HttpQueryParameterName { name } => HashKey::QueryParameter(name.clone()),
         };
@@ -276,6 +370,83 @@ mod tests {
 
     use super::*;
 
+    fn cookie_key(path: Option<&str>, max_age_secs: Option<u64>) -> CookieKey {
+        CookieKey {
+            name: "session".into(),
+            path: path.map(str::to_owned),
+            max_age_secs,
+        }
+    }
+
+    fn cookie_request(cookie: Option<&str>) -> Parts {
+        let mut builder = http::Request::get("/");
+        if let Some(cookie) = cookie {
+            builder = builder.header(http::header::COOKIE, cookie);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    const PEER: &str = "198.18.0.10:40000";
+    const LOCAL: &str = "198.18.1.3:9080";
+
+    fn generate(key: &CookieKey, parts: &Parts, peer: &str) -> Option<GeneratedCookie> {
+        key.generate(parts, peer.parse().unwrap(), LOCAL.parse().unwrap())
+    }
+
+    #[test]
+    fn a_generated_cookie_has_envoys_attributes_and_hashes_as_its_replay() {
+        let key = cookie_key(Some("/"), Some(60));
+        let generated = generate(&key, &cookie_request(None), PEER).unwrap();
+        let text = generated.set_cookie.to_str().unwrap();
+        let value = text
+            .strip_prefix("session=\"")
+            .and_then(|rest| rest.split_once('"'))
+            .map(|(value, attributes)| {
+                assert_eq!(attributes, "; Max-Age=60; Path=/; HttpOnly");
+                value
+            })
+            .unwrap();
+        assert_eq!(value.len(), 16);
+        assert!(value.bytes().all(|b| b.is_ascii_hexdigit()));
+        // The client sends the cookie back as set (quoted) or unquoted: the same hash, and
+        // no new cookie.
+        for replay in [
+            format!("session=\"{value}\""),
+            format!("a=1; session={value}"),
+        ] {
+            let parts = cookie_request(Some(&replay));
+            assert_eq!(
+                HashKey::Cookie(key.clone()).hash(&parts, None),
+                Some(generated.hash),
+                "{replay}"
+            );
+            assert_eq!(generate(&key, &parts, PEER), None, "{replay}");
+        }
+        // Another connection gets another cookie (Envoy hashes both addresses).
+        let other = generate(&key, &cookie_request(None), "198.18.0.10:40001").unwrap();
+        assert_ne!(other.hash, generated.hash);
+    }
+
+    #[test]
+    fn ttl_decides_whether_and_how_the_cookie_is_generated() {
+        let no_ttl = cookie_key(Some("/"), None);
+        assert_eq!(generate(&no_ttl, &cookie_request(None), PEER), None);
+        let session = cookie_key(None, Some(0));
+        let generated = generate(&session, &cookie_request(None), PEER).unwrap();
+        let text = generated.set_cookie.to_str().unwrap();
+        assert!(text.ends_with("\"; HttpOnly"), "{text}");
+        assert!(
+            !text.contains("Max-Age") && !text.contains("Path"),
+            "{text}"
+        );
+        // An empty cookie counts as absent, as in Envoy.
+        assert!(generate(&session, &cookie_request(Some("session=")), PEER).is_some());
+        assert_eq!(
+            HashKey::Cookie(session).hash(&cookie_request(Some("session=")), None),
+            None
+        );
+    }
+
     fn hosts(n: usize) -> Vec<(String, u32)> {
         (0..n).map(|i| (format!("10.0.0.{i}:9080"), 1)).collect()
     }
@@ -422,7 +593,7 @@ mod tests {
         let header = HashKey::Header(http::HeaderName::from_static("x-user"));
         assert_eq!(header.hash(&parts, None), Some(bob));
         assert_eq!(
-            HashKey::Cookie("session".into()).hash(&parts, None),
+            HashKey::Cookie(cookie_key(None, None)).hash(&parts, None),
             Some(bob)
         );
         assert_eq!(
@@ -437,7 +608,10 @@ mod tests {
         // Absent keys: the request is balanced as without consistent hashing.
         let bare = request("/p", &[]);
         assert_eq!(header.hash(&bare, None), None);
-        assert_eq!(HashKey::Cookie("session".into()).hash(&bare, None), None);
+        assert_eq!(
+            HashKey::Cookie(cookie_key(None, None)).hash(&bare, None),
+            None
+        );
         assert_eq!(
             HashKey::QueryParameter("user".into()).hash(&bare, None),
             None

@@ -152,6 +152,13 @@ pub async fn forward(
     };
     let (mut parts, body) = request.into_parts();
     prepare_request(plan, &mut parts, matched_prefix, upgrade);
+    // A `consistentHash.httpCookie` with a ttl and a request without the cookie: every try
+    // hashes on the generated value (see `send`), and the response sets the cookie.
+    let generated_cookie =
+        cluster
+            .endpoints
+            .load()
+            .generated_cookie(&parts, conn.peer, conn.destination);
 
     // Upgrades are neither retried nor mirrored: the body is the start of a byte stream.
     let replayable = !upgrade && (plan.retry.is_some() || !plan.mirrors.is_empty());
@@ -201,6 +208,11 @@ pub async fn forward(
         upgrade::splice(downstream, hyper::upgrade::on(&mut response));
     }
     upgrade::strip_hop_by_hop(response.headers_mut(), switching);
+    if let Some(generated) = generated_cookie {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, generated.set_cookie);
+    }
     plan.response_headers.apply(response.headers_mut());
     if let (Some(cors), Some(origin)) = (&plan.cors, cors_origin) {
         cors.decorate(origin, response.headers_mut());
@@ -371,8 +383,15 @@ async fn send(
         }
         (conn.destination, false)
     } else {
-        let hash = cluster.endpoints.request_hash(parts, Some(conn.peer.ip()));
-        let Some(endpoint) = cluster.endpoints.pick_hashed(exclude, hash) else {
+        let endpoints = cluster.endpoints.load();
+        let hash = endpoints
+            .request_hash(parts, Some(conn.peer.ip()))
+            .or_else(|| {
+                endpoints
+                    .generated_cookie(parts, conn.peer, conn.destination)
+                    .map(|cookie| cookie.hash)
+            });
+        let Some(endpoint) = endpoints.pick_hashed(exclude, hash) else {
             return (TryOutcome::NoHealthyUpstream, None);
         };
         let target = (endpoint.endpoint().address, endpoint.endpoint().has_sidecar);
