@@ -40,18 +40,21 @@ pub(super) struct Split {
 
 /// Splits `body` into the review envelope and the object, read into its type.
 ///
-/// Takes the request body. Returns `None` when the body is not valid JSON, is not an object
+/// Takes the request body. Returns `None` when the body is not UTF-8 or not valid JSON, is
+/// not an object
 /// whose `request` is an object, does not read as an `AdmissionReview<DynamicObject>`, has
 /// an object that does not read as a served version of the kind `request.kind` names (before
 /// it) for certain (see `ObjectSeed`), or an old object nested more than [`MAX_DEPTH`]
 /// levels or with a `\u` escape of a UTF-16 surrogate. Repeated keys in the envelope keep the
 /// last value, as in a `serde_json::Value`.
 pub(super) fn split(body: &[u8]) -> Option<Split> {
+    // Checked as UTF-8 once, whole, rather than string by string as `from_slice` does.
+    let text = std::str::from_utf8(body).ok()?;
     let Body {
         document,
         object,
         old_object,
-    } = serde_json::from_slice(body).ok()?;
+    } = serde_json::from_str(text).ok()?;
     if let Some(old) = old_object {
         // serde_json counts the nesting of what it reads as `Value`s, not of the raw parts;
         // the old object sits two levels down (the review, its request).
@@ -327,5 +330,13 @@ mod tests {
         ] {
             assert!(split(body.as_bytes()).is_none(), "{body}");
         }
+        // Not UTF-8: a Latin-1 byte in the object's name.
+        let text = body("VirtualService", OBJECT, "{}");
+        let mut bytes = text.clone().into_bytes();
+        let at = text.find(r#""a""#).unwrap() + 1;
+        bytes[at] = 0xe9;
+        assert!(split(&bytes).is_none());
+        bytes[at] = b'e';
+        assert!(split(&bytes).is_some());
     }
 }
