@@ -1,7 +1,8 @@
 //! Data path through an ingress gateway (`weft-proxy gateway`, Istio's `router`): a plain
 //! client outside the mesh calls the gateway, which routes by Host to services with sidecars
 //! over mutual TLS; HTTPS SIMPLE with a file-mounted certificate; httpsRedirect; TLS
-//! PASSTHROUGH by SNI to a TLS backend.
+//! PASSTHROUGH by SNI to a TLS backend; AUTO_PASSTHROUGH of a mesh client's mTLS to the
+//! service its SNI names.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -403,6 +404,107 @@ fn tls_passthrough_routes_by_sni_to_the_backend_unterminated() {
         ],
     );
     assert!(other.is_err(), "an unknown SNI was served: {other:?}");
+}
+
+#[test]
+fn auto_passthrough_forwards_the_clients_mutual_tls_to_the_sni_named_service() {
+    let mut mesh = mesh_or_skip!();
+    mesh.write_config(
+        "svc-reviews.yaml",
+        &service_entry("reviews", mesh.lab().vip(3)),
+    )
+    .unwrap();
+    mesh.add_workload(service("reviews1", "reviews", "v1", &[], &[]))
+        .unwrap();
+    // The client's mesh identity (certificate issued to service account `client`).
+    mesh.add_workload(weft_e2e::client("client", "client"))
+        .unwrap();
+    let gw = mesh
+        .add_gateway(weft_lab::mesh::WorkloadSpec::ingress_gateway(
+            GATEWAY,
+            &[15443],
+        ))
+        .unwrap()
+        .host
+        .ip;
+    let outside = mesh.add_plain_host("outside").unwrap();
+    // Istio's cross-network gateway: AUTO_PASSTHROUGH on 15443 for the mesh's hosts.
+    mesh.write_config(
+        "gateway.yaml",
+        &gateway("  - port: {number: 15443, name: tls, protocol: TLS}\n    hosts: [\"*.local\"]\n    tls: {mode: AUTO_PASSTHROUGH}\n"),
+    )
+    .unwrap();
+    let certs = mesh.cert_dir(NS, "client");
+    let (cert, key) = (
+        certs.join("cert-chain.pem").display().to_string(),
+        certs.join("key.pem").display().to_string(),
+    );
+    let sni = format!("outbound_.9080_._.{}", host("reviews"));
+    let resolve = format!("{sni}:15443:{gw}");
+    let url = format!("https://{sni}:15443/reviews/1");
+    // The client speaks mesh mTLS itself; the destination sidecar's certificate carries only
+    // its SPIFFE ID, so curl skips host name verification (-k) but presents its certificate.
+    let args = [
+        "--http1.1",
+        "-k",
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "--resolve",
+        &resolve,
+        &url,
+    ];
+    let reply = curl_until(&mesh, &outside, &args, |r| r.status == 200).unwrap_or_else(|e| {
+        let verbose = mesh
+            .lab()
+            .exec(&outside, "sh", &["-c", &format!("curl -v --http1.1 -k --cert {cert} --key {key} --resolve {resolve} {url} 2>&1; true")])
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+            .unwrap_or_default();
+        panic!(
+            "AUTO_PASSTHROUGH via the gateway: {e}\n{verbose}\nreviews1 metrics:\n{}",
+            mesh.proxy_metrics("reviews1").unwrap_or_default()
+        )
+    });
+    assert!(
+        reply.body.contains("\"service\":\"reviews\""),
+        "the SNI named reviews: {}",
+        reply.body
+    );
+    // The destination sidecar terminated the client's own mTLS: it saw the client's
+    // identity, not the gateway's.
+    let metrics = mesh.proxy_metrics("reviews1").unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("istio_requests_total")
+                && l.contains("reporter=\"destination\"")
+                && l.contains("connection_security_policy=\"mutual_tls\"")
+                && l.contains(&format!(
+                    "source_principal=\"spiffe://cluster.local/ns/{NS}/sa/client\""
+                ))),
+        "the sidecar did not see the client's identity:\n{metrics}"
+    );
+    // An SNI that names no cluster: the gateway closes the connection.
+    let unknown_sni = format!("outbound_.9080_._.{}", host("nothing"));
+    let unknown = curl(
+        &mesh,
+        &outside,
+        &[
+            "-k",
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "--resolve",
+            &format!("{unknown_sni}:15443:{gw}"),
+            &format!("https://{unknown_sni}:15443/"),
+        ],
+    );
+    assert!(
+        unknown.is_err(),
+        "an SNI naming no cluster was served: {unknown:?}"
+    );
 }
 
 #[test]

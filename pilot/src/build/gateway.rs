@@ -10,10 +10,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use weft_crds::networking::Gateway;
-use weft_proxy_config::{GatewayListener, GatewayProtocol, GatewayServer, RouteAction};
+use weft_proxy_config::{
+    ClusterName, GatewayListener, GatewayProtocol, GatewayServer, RouteAction, ServerTlsMode,
+    TrafficDirection,
+};
 
 use super::Context;
 use super::scope::Scope;
+use crate::host::host_matches;
 use crate::selector::selects;
 use crate::unsupported::Origin;
 use crate::view::{name_of, namespace_of};
@@ -116,11 +120,48 @@ pub(crate) fn build<'a>(
         .into_values()
         .filter(|listener| !listener.servers.is_empty())
         .collect();
-    let clusters = referenced_clusters(&listeners);
+    let mut reached = referenced_clusters(&listeners);
+    reached.extend(auto_passthrough_clusters(&listeners, clusters));
     GatewayListeners {
         listeners,
-        clusters,
+        clusters: reached,
     }
+}
+
+/// The clusters an `AUTO_PASSTHROUGH` server may send to: its clients name the destination in
+/// the SNI (`outbound_.<port>_.<subset>_.<host>`), so the gateway needs every outbound cluster,
+/// subsets included, of the services its hosts cover (Istio builds an SNI-DNAT cluster for
+/// each). Returns their names, taken from `clusters` (the clusters the gateway's scope sees).
+fn auto_passthrough_clusters(
+    listeners: &[GatewayListener],
+    clusters: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let hosts: Vec<&str> = listeners
+        .iter()
+        .flat_map(|listener| &listener.servers)
+        .filter(|server| {
+            server
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.mode == ServerTlsMode::AutoPassthrough)
+        })
+        .flat_map(|server| server.hosts.iter().map(String::as_str))
+        .collect();
+    if hosts.is_empty() {
+        return BTreeSet::new();
+    }
+    clusters
+        .iter()
+        .filter(|name| {
+            name.parse::<ClusterName>().is_ok_and(|parsed| {
+                parsed.direction == TrafficDirection::Outbound
+                    && hosts
+                        .iter()
+                        .any(|pattern| host_matches(pattern, &parsed.hostname))
+            })
+        })
+        .cloned()
+        .collect()
 }
 
 /// `<namespace>/<gateway>/<server name or index>`, made unique (Istio requires server names to

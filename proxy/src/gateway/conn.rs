@@ -13,6 +13,7 @@ use weft_proxy_config::ServerTlsMode;
 use super::credential::client_san_accepted;
 use super::{GatewayServerRuntime, GatewayTarget, Termination};
 use crate::http::{ConnInfo, HttpProxy, cluster_host, serve_connection};
+use crate::outlier::TryResult;
 use crate::request_log::{Direction, RequestLog, ResponseFlags};
 use crate::snapshot::{ClusterRuntime, Snapshot};
 use crate::tcp;
@@ -79,7 +80,11 @@ pub(crate) async fn handle(
     };
     if let Some(mode) = server.passthrough {
         let cluster = passthrough_cluster(&snapshot, server, mode, sni.as_deref(), destination);
-        to_cluster(stream, cluster, destination, &shutdown, &mut log).await;
+        if mode == ServerTlsMode::AutoPassthrough {
+            splice_to_cluster(stream, cluster, &shutdown, &mut log).await;
+        } else {
+            to_cluster(stream, cluster, destination, &shutdown, &mut log).await;
+        }
         tcp::emit(proxy.observer.as_ref(), log, started);
         return;
     }
@@ -152,6 +157,64 @@ async fn to_cluster<D>(
     };
     log.destination_service = cluster_host(&cluster.name);
     tcp::proxy_to_cluster(downstream, cluster, destination, false, shutdown, log).await;
+}
+
+/// Splices `downstream` (an `AUTO_PASSTHROUGH` connection, still the client's TLS) onto a
+/// plain TCP connection to an endpoint of `cluster`, whatever the cluster's transport: the
+/// client's mutual TLS ends at the destination's sidecar, as with Istio's SNI-DNAT clusters
+/// (which carry no transport socket). No cluster: `NR`; no endpoint: `UH`; connect failure:
+/// `UF`; circuit breaker full: `UO`.
+async fn splice_to_cluster(
+    mut downstream: TcpStream,
+    cluster: Option<&Arc<ClusterRuntime>>,
+    shutdown: &CancellationToken,
+    log: &mut RequestLog,
+) {
+    let Some(cluster) = cluster else {
+        log.flags.insert(ResponseFlags::NO_ROUTE_FOUND);
+        return;
+    };
+    log.destination_service = cluster_host(&cluster.name);
+    log.upstream_cluster.clone_from(&cluster.name);
+    let Some(_admitted) = cluster.breaker.connection() else {
+        log.flags.insert(ResponseFlags::UPSTREAM_OVERFLOW);
+        return;
+    };
+    let Ok(clients) = &cluster.clients else {
+        log.flags.insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
+        return;
+    };
+    let hash = log
+        .downstream_peer
+        .and_then(|peer| cluster.endpoints.source_hash(peer.ip()));
+    let Some(endpoint) = cluster.endpoints.pick_hashed(None, hash) else {
+        log.flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
+        return;
+    };
+    let address = endpoint.endpoint().address;
+    log.upstream_host = Some(address);
+    log.attempts = 1;
+    let connected = clients.tcp_for(false).connect(address).await;
+    endpoint.report(match &connected {
+        Ok(_) => TryResult::Success,
+        Err(_) => TryResult::LOCAL_ERROR,
+    });
+    let mut upstream = match connected {
+        Ok(upstream) => upstream,
+        Err(error) => {
+            tracing::debug!(%error, upstream = %address, "AUTO_PASSTHROUGH connect failed");
+            log.flags.insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
+            return;
+        }
+    };
+    tcp::copy_until_idle(
+        &mut downstream,
+        &mut upstream,
+        shutdown,
+        log,
+        clients.tcp_idle_timeout(),
+    )
+    .await;
 }
 
 /// The cluster a passthrough server sends a connection with `sni` to: the first matching

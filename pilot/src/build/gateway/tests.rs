@@ -469,3 +469,63 @@ spec:
         .collect();
     assert_eq!(paths, vec!["spec.servers[0].port", "spec.servers[2].hosts"]);
 }
+
+#[test]
+fn auto_passthrough_keeps_the_clusters_of_every_covered_service_and_subset() {
+    let view = view(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: cross-network, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 15443, name: tls, protocol: TLS}
+    hosts: ["*.app.svc.cluster.local"]
+    tls: {mode: AUTO_PASSTHROUGH}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web, namespace: app}
+spec:
+  host: web.app.svc.cluster.local
+  subsets: [{name: v1, labels: {app: web}}]
+"#,
+    );
+    let output = build(&view, "istio-system", "ingress", ProxyType::Router);
+    let names: Vec<&str> = output
+        .config
+        .clusters
+        .iter()
+        .map(|cluster| cluster.name.as_str())
+        .collect();
+    for expected in [
+        "outbound|80||web.app.svc.cluster.local",
+        "outbound|80|v1|web.app.svc.cluster.local",
+        "outbound|80||api.app.svc.cluster.local",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing: the SNI may name it; clusters: {names:?}"
+        );
+    }
+    let server = output
+        .config
+        .gateways
+        .iter()
+        .find(|listener| listener.port == 15443)
+        .and_then(|listener| listener.servers.first())
+        .unwrap();
+    assert_eq!(
+        server.tls.as_ref().map(|tls| tls.mode),
+        Some(ServerTlsMode::AutoPassthrough)
+    );
+    assert!(
+        !output
+            .warnings
+            .iter()
+            .any(|warning| warning.field_path.ends_with("tls.mode")),
+        "AUTO_PASSTHROUGH is supported: {:?}",
+        output.warnings
+    );
+}

@@ -22,8 +22,7 @@ const CA_SECRET_SUFFIX: &str = "-cacert";
 
 /// The server's [`ServerTls`] (for `HTTPS` and `TLS` servers) and its `https_redirect` flag
 /// (plaintext HTTP servers). Returns `None`, after reporting why, when the server must be left
-/// out: an `HTTPS`/`TLS` server without TLS settings, mode `AUTO_PASSTHROUGH`, or a credential
-/// that cannot be found. Fields the model cannot express are reported and ignored.
+/// out: an `HTTPS`/`TLS` server without TLS settings, or a credential that cannot be found. Fields the model cannot express are reported and ignored.
 pub(super) fn translate(
     context: &mut Context<'_>,
     origin: &Origin<'_>,
@@ -81,14 +80,7 @@ pub(super) fn translate(
         CrdMode::Mutual => ServerTlsMode::Mutual,
         CrdMode::IstioMutual => ServerTlsMode::IstioMutual,
         CrdMode::OptionalMutual => ServerTlsMode::OptionalMutual,
-        CrdMode::AutoPassthrough => {
-            context.warn(origin.unsupported(
-                format!("{path}.mode"),
-                "AUTO_PASSTHROUGH (destinations encoded in the SNI) is not expressible yet; the \
-                 server is left out",
-            ));
-            return None;
-        }
+        CrdMode::AutoPassthrough => ServerTlsMode::AutoPassthrough,
     };
     report_ignored(context, origin, &path, settings);
     let credential = if mode.needs_credential() {
