@@ -7,14 +7,21 @@
 //!   client's zone; when the local endpoint is ejected, traffic fails over to the other zone.
 //! - `distribute` splits traffic by the configured locality weights (no outlier detection
 //!   needed).
+//! - When the local endpoint goes down (its sidecar stops, connections are refused), it is
+//!   ejected and traffic fails over.
+//!
+//! Slow start (`loadBalancer.warmup`) lives here too, as the other per-endpoint weighting: an
+//! endpoint that joins gets its minimum share of traffic at first.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::net::Ipv4Addr;
 
+use std::time::Duration;
+
 use weft_e2e::{
-    NS, apply, apply_watching, count, mesh_or_skip, reviews_mesh, reviews_requests,
-    subsets_with_policy,
+    NS, apply, apply_watching, client, count, eventually, mesh_or_skip, reviews_mesh,
+    reviews_requests, service, service_entry, subsets_with_policy,
 };
 use weft_lab::mesh::LocalMesh;
 
@@ -136,5 +143,86 @@ fn distribute_splits_traffic_by_locality_weight() {
     println!(
         "distribute 70/30: r1/z2 got {:.1} % of {requests}",
         remote * 100.0
+    );
+}
+
+#[test]
+fn traffic_fails_over_when_the_local_endpoint_is_down() {
+    let mut mesh = mesh_or_skip!();
+    let vip = zoned_mesh(&mut mesh);
+    apply(
+        &mesh,
+        "dr-reviews.yaml",
+        &subsets_with_policy(
+            "reviews",
+            "    outlierDetection:\n      consecutive5xxErrors: 2\n      interval: 1s\n      baseEjectionTime: 30s\n      maxEjectionPercent: 100\n",
+        ),
+    );
+    let local = load(&mesh, vip, &[], 10);
+    assert_eq!(count(&local, "versions", "v1"), 10, "{local}");
+    // v1's sidecar goes away; its capture rules stay, so connections are refused. Refused
+    // connections count as errors (Envoy maps them to 503) and eject it.
+    assert!(mesh.stop_proxy("reviews1"), "stopping reviews1's proxy");
+    let (after, waited) = eventually(
+        Duration::from_secs(10),
+        || load(&mesh, vip, &[], 10),
+        |report| count(report, "versions", "v2") == 10,
+    );
+    assert_eq!(
+        count(&after, "versions", "v2"),
+        10,
+        "traffic must fail over to r1/z2 once the local endpoint is down: {after}\n{}",
+        mesh.log("client-proxy")
+    );
+    assert_eq!(count(&after, "status", "200"), 10, "{after}");
+    println!("locality failover on a down endpoint after {waited:?}");
+}
+
+#[test]
+fn warmup_gives_a_new_endpoint_a_small_share_first() {
+    let mut mesh = mesh_or_skip!();
+    let vip = mesh.lab().vip(3);
+    mesh.write_config("svc-reviews.yaml", &service_entry("reviews", vip))
+        .unwrap();
+    // A 20 s window with Istio's default minimum (10 %) and aggression (1.0).
+    mesh.write_config(
+        "dr-reviews.yaml",
+        &subsets_with_policy(
+            "reviews",
+            "    loadBalancer:\n      simple: ROUND_ROBIN\n      warmup: {duration: 20s}\n",
+        ),
+    )
+    .unwrap();
+    mesh.add_workload(service("reviews1", "reviews", "v1", &[], &[]))
+        .unwrap();
+    mesh.add_workload(client("client", "client")).unwrap();
+    let only = load(&mesh, vip, &[], 5);
+    assert_eq!(count(&only, "versions", "v1"), 5, "{only}");
+    // v1 joined the client's balancer when the client started (every endpoint of a new
+    // proxy warms up together); once its window is over it has full weight.
+    std::thread::sleep(Duration::from_secs(21));
+    let joined = std::time::Instant::now();
+    mesh.add_workload(service("reviews2", "reviews", "v2", &[], &[]))
+        .unwrap();
+    // v2 has weight max(10 %, age / 20 s): a few seconds after it joined, at most about
+    // 25 %, so it gets at most a fifth of the picks (without warmup: half).
+    let requests = 300;
+    let report = reviews_requests(&mesh, vip, "/reviews/0", &[], requests, 4);
+    let age = joined.elapsed();
+    assert_eq!(count(&report, "status", "200"), requests as u64, "{report}");
+    let new_share = count(&report, "versions", "v2") as f64 / requests as f64;
+    assert!(
+        age < Duration::from_secs(8),
+        "the measurement must happen early in the window (took {age:?})"
+    );
+    assert!(
+        (0.03..=0.25).contains(&new_share),
+        "a warming endpoint should get a small share (without warmup: 50 %), got {:.1} % \
+         {age:?} after it joined: {report}",
+        new_share * 100.0
+    );
+    println!(
+        "warmup: the new endpoint got {:.1} % of {requests}, {age:?} after joining",
+        new_share * 100.0
     );
 }
