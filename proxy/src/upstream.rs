@@ -575,3 +575,130 @@ fn origination_sni(cluster: &Cluster, sni: Option<&str>) -> Result<ServerName<'s
     };
     ServerName::try_from(host).map_err(|error| format!("cluster {}: SNI: {error}", cluster.name))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use http_body_util::{BodyExt, Empty};
+    use tokio::net::TcpListener;
+    use weft_proxy_config::ProxyConfig;
+
+    use super::*;
+
+    fn cluster(pool: &str) -> Cluster {
+        let yaml = format!(
+            "node: {{id: a, namespace: default}}\nclusters:\n  - name: c\n    connection_pool: {pool}\n"
+        );
+        ProxyConfig::from_yaml(&yaml).unwrap().clusters.remove(0)
+    }
+
+    #[tokio::test]
+    async fn keepalive_settings_reach_the_upstream_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let keepalive = TcpKeepalive {
+            probes: Some(4),
+            time_ms: Some(30_000),
+            interval_ms: Some(5_500),
+        };
+        let connector = Connector::plain(Duration::from_secs(1)).with_keepalive(Some(&keepalive));
+        let UpstreamStream::Plain(stream) = connector.connect(address).await.unwrap() else {
+            panic!("plain connector gave TLS");
+        };
+        let socket = socket2::SockRef::from(&stream);
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(
+            socket.tcp_keepalive_time().unwrap(),
+            Duration::from_secs(30)
+        );
+        // Socket options take whole seconds.
+        assert_eq!(
+            socket.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(5)
+        );
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), 4);
+        // Without the setting, SO_KEEPALIVE stays off.
+        let UpstreamStream::Plain(plain) = Connector::plain(Duration::from_secs(1))
+            .connect(address)
+            .await
+            .unwrap()
+        else {
+            panic!("plain connector gave TLS");
+        };
+        assert!(!socket2::SockRef::from(&plain).keepalive().unwrap());
+    }
+
+    /// A local HTTP/1.1 server that counts the connections it accepts.
+    async fn counting_server() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|_request| async {
+                        Ok::<_, std::convert::Infallible>(
+                            http::Response::new(Empty::<Bytes>::new()),
+                        )
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (address, accepted)
+    }
+
+    async fn get(clients: &ClusterClients, address: SocketAddr) {
+        let request = http::Request::get(format!("http://{address}/"))
+            .body(
+                Empty::<Bytes>::new()
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+            .unwrap();
+        let response = clients.http_for(false).request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        // Reading the body to its end hands the connection back to the pool.
+        response.into_body().collect().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn max_requests_per_connection_retires_used_up_connections() {
+        let (address, accepted) = counting_server().await;
+        let limited =
+            ClusterClients::new(&cluster("{http: {max_requests_per_connection: 2}}"), None)
+                .unwrap();
+        for _ in 0..6 {
+            get(&limited, address).await;
+        }
+        assert_eq!(
+            accepted.load(Ordering::Relaxed),
+            3,
+            "6 requests, 2 per connection"
+        );
+        // Without the limit (or with Istio's 0, unlimited) one connection carries them all.
+        let (address, accepted) = counting_server().await;
+        let unlimited =
+            ClusterClients::new(&cluster("{http: {max_requests_per_connection: 0}}"), None)
+                .unwrap();
+        for _ in 0..6 {
+            get(&unlimited, address).await;
+        }
+        assert_eq!(accepted.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn idle_timeouts_follow_istios_defaults() {
+        let default = ClusterClients::new(&cluster("{}"), None).unwrap();
+        assert_eq!(default.tcp_idle_timeout(), Some(DEFAULT_TCP_IDLE));
+        let off = ClusterClients::new(&cluster("{tcp: {idle_timeout_ms: 0}}"), None).unwrap();
+        assert_eq!(off.tcp_idle_timeout(), None);
+        let set = ClusterClients::new(&cluster("{tcp: {idle_timeout_ms: 1500}}"), None).unwrap();
+        assert_eq!(set.tcp_idle_timeout(), Some(Duration::from_millis(1_500)));
+    }
+}
