@@ -3,8 +3,9 @@
 //! token passes unless an AuthorizationPolicy requires a request principal (then 403); ALLOW
 //! by JWT claims and audiences. A token in a cookie (`fromCookies`) sets the request principal
 //! and its claims reach the app as headers (`outputClaimToHeaders`), replacing spoofed ones.
-//! On a TCP port a DENY policy closes the connection, and a DENY rule with only HTTP fields
-//! closes every connection (Istio drops those fields on TCP).
+//! `remoteIpBlocks` test the `X-Forwarded-For` client (the right-most entry, Istio's default
+//! `numTrustedProxies` 0). On a TCP port a DENY policy closes the connection, and a DENY rule
+//! with only HTTP fields closes every connection (Istio drops those fields on TCP).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -368,6 +369,59 @@ spec:
             count(&report, "echoed", header),
             10,
             "a spoofed {header} must be removed: {report}"
+        );
+    }
+}
+
+#[test]
+fn remote_ip_blocks_match_the_forwarded_for_client() {
+    let mut mesh = mesh_or_skip!();
+    let vip = reviews_mesh(&mut mesh);
+    let policy = format!(
+        r#"apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: deny-documentation-net, namespace: {NS}}}
+spec:
+  selector: {{matchLabels: {{app: reviews}}}}
+  action: DENY
+  rules:
+  - from:
+    - source: {{remoteIpBlocks: ["203.0.113.0/24"]}}
+"#
+    );
+    apply_watching(&mesh, &SERVERS, "authz.yaml", &policy);
+    let cases = [
+        (
+            Some("203.0.113.7"),
+            "403",
+            "the client 203.0.113.7 is in the denied block",
+        ),
+        (
+            Some("203.0.113.7, 198.51.100.1"),
+            "200",
+            "with numTrustedProxies 0 the right-most entry is the client",
+        ),
+        (
+            Some("198.51.100.1"),
+            "200",
+            "a client outside the block passes",
+        ),
+        (
+            None,
+            "200",
+            "without the header the client is the peer, a mesh address",
+        ),
+    ];
+    for (forwarded_for, status, why) in cases {
+        let headers: Vec<(&str, &str)> = forwarded_for
+            .map(|value| ("x-forwarded-for", value))
+            .into_iter()
+            .collect();
+        let report = load(&mesh, vip, &headers, 6);
+        assert_eq!(
+            count(&report, "status", status),
+            6,
+            "X-Forwarded-For {forwarded_for:?}: {why}: {report}"
         );
     }
 }

@@ -170,6 +170,14 @@ pub struct AuthzSource {
     /// Negated `ip_blocks`.
     #[serde(default)]
     pub not_ip_blocks: Vec<Cidr>,
+    /// Original client IP blocks (Istio `Source.remoteIpBlocks`): tested against Envoy's
+    /// `remote_ip`, the `X-Forwarded-For` address the proxy trusts (with Istio's default
+    /// `numTrustedProxies` 0, the right-most entry), else the connection's source address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_ip_blocks: Vec<Cidr>,
+    /// Negated `remote_ip_blocks` (Istio `Source.notRemoteIpBlocks`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_remote_ip_blocks: Vec<Cidr>,
 }
 
 /// Istio `Operation`: all non-empty fields must match.

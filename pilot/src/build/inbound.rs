@@ -269,17 +269,6 @@ fn translate_policy(context: &mut Context<'_>, policy: &CrdPolicy) -> Authorizat
                     }
                 }
                 not_principals.extend(source.not_service_accounts.iter().map(as_principal));
-                for (present, field) in [
-                    (!source.remote_ip_blocks.is_empty(), "remoteIpBlocks"),
-                    (!source.not_remote_ip_blocks.is_empty(), "notRemoteIpBlocks"),
-                ] {
-                    if present {
-                        context.warn(origin.unsupported(
-                            format!("{path}.{field}"),
-                            "remote (X-Forwarded-For) IP blocks are not expressible; ignored",
-                        ));
-                    }
-                }
                 let mut cidrs = |blocks: &[String], field: &str| -> Vec<Cidr> {
                     parse_each(
                         context,
@@ -291,6 +280,8 @@ fn translate_policy(context: &mut Context<'_>, policy: &CrdPolicy) -> Authorizat
                 };
                 let ip_blocks = cidrs(&source.ip_blocks, "ipBlocks");
                 let not_ip_blocks = cidrs(&source.not_ip_blocks, "notIpBlocks");
+                let remote_ip_blocks = cidrs(&source.remote_ip_blocks, "remoteIpBlocks");
+                let not_remote_ip_blocks = cidrs(&source.not_remote_ip_blocks, "notRemoteIpBlocks");
                 Some(AuthzSource {
                     principals,
                     not_principals,
@@ -300,6 +291,8 @@ fn translate_policy(context: &mut Context<'_>, policy: &CrdPolicy) -> Authorizat
                     not_namespaces: source.not_namespaces.clone(),
                     ip_blocks,
                     not_ip_blocks,
+                    remote_ip_blocks,
+                    not_remote_ip_blocks,
                 })
             })
             .collect();

@@ -106,7 +106,11 @@ fn source_matches(source: &AuthzSource, evaluation: Evaluation<'_, '_>) -> bool 
         Some(string_matches(pattern, namespace))
     }) && constraint(&source.ip_blocks, &source.not_ip_blocks, |block| {
         Some(ip_in(block, attributes.source_ip))
-    }) && (evaluation.tcp
+    }) && constraint(
+        &source.remote_ip_blocks,
+        &source.not_remote_ip_blocks,
+        |block| Some(ip_in(block, attributes.effective_remote_ip())),
+    ) && (evaluation.tcp
         || constraint(
             &source.request_principals,
             &source.not_request_principals,
