@@ -631,6 +631,11 @@ mod tests {
 
     /// A local HTTP/1.1 server that counts the connections it accepts.
     async fn counting_server() -> (SocketAddr, Arc<AtomicUsize>) {
+        slow_counting_server(Duration::ZERO).await
+    }
+
+    /// [`counting_server`] answering each request after `delay`.
+    async fn slow_counting_server(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -639,7 +644,8 @@ mod tests {
             while let Ok((stream, _)) = listener.accept().await {
                 counter.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(|_request| async {
+                    let service = hyper::service::service_fn(move |_request| async move {
+                        tokio::time::sleep(delay).await;
                         Ok::<_, std::convert::Infallible>(
                             http::Response::new(Empty::<Bytes>::new()),
                         )
@@ -687,6 +693,25 @@ mod tests {
             ClusterClients::new(&cluster("{http: {max_requests_per_connection: 0}}"), None)
                 .unwrap();
         for _ in 0..6 {
+            get(&unlimited, address).await;
+        }
+        assert_eq!(accepted.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn max_connection_duration_retires_connections_that_reached_it() {
+        // Each answer takes at least 5 ms, so a connection is always older than the 1 ms
+        // limit when its response arrives: none is reused.
+        let (address, accepted) = slow_counting_server(Duration::from_millis(5)).await;
+        let limited =
+            ClusterClients::new(&cluster("{tcp: {max_connection_duration_ms: 1}}"), None).unwrap();
+        for _ in 0..3 {
+            get(&limited, address).await;
+        }
+        assert_eq!(accepted.load(Ordering::Relaxed), 3);
+        let (address, accepted) = slow_counting_server(Duration::from_millis(5)).await;
+        let unlimited = ClusterClients::new(&cluster("{}"), None).unwrap();
+        for _ in 0..3 {
             get(&unlimited, address).await;
         }
         assert_eq!(accepted.load(Ordering::Relaxed), 1);
