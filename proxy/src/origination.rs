@@ -3,14 +3,19 @@
 //! speaks plaintext to the sidecar, which opens TLS to the endpoint, verifying the server
 //! against the given CA bundle (or the system bundle) and the SNI host name.
 //!
-//! `subjectAltNames` are not checked beyond the host-name verification of the SNI (rustls
-//! verifies the name the connection is made to).
+//! With `subjectAltNames` (Istio `ClientTLSSettings.subjectAltNames`: "the proxy will verify
+//! that the server certificate's subject alt name matches one of the specified values") the
+//! chain is verified and the certificate must be valid for one of those names (DNS names or
+//! IP addresses; URI SANs such as SPIFFE IDs are not matched); without them, for the name the
+//! connection is made to (the SNI).
 
 use std::sync::Arc;
 
-use rustls::{ClientConfig, RootCertStore};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 /// Where the system CA bundle is looked for when a cluster gives no `ca_certificates`
 /// (Debian/Ubuntu/Alpine, RHEL/Fedora, then BSD-style paths).
@@ -35,6 +40,12 @@ pub enum OriginationError {
         /// What is wrong.
         reason: String,
     },
+    /// A `subjectAltNames` entry that is neither a DNS name nor an IP address.
+    #[error("subjectAltNames: {name:?} is not a DNS name or IP address (URI SANs are not matched)")]
+    SubjectAltName {
+        /// The entry.
+        name: String,
+    },
     /// rustls rejected the configuration (e.g. the key does not match the certificate).
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
@@ -47,15 +58,31 @@ fn pem_error(path: &str, reason: impl ToString) -> OriginationError {
     }
 }
 
-/// A client configuration trusting the CAs in `ca_certificates` (PEM; the system bundle when
-/// `None`), presenting `client` (`(certificate chain PEM, private key PEM)` files) for
-/// `MUTUAL`, offering the ALPN ids `alpn`. TLS 1.2 and 1.3 with rustls' ring provider.
+/// [`client_config_checking`] without `subjectAltNames`: the server certificate must be valid
+/// for the SNI.
 ///
 /// Errors: [`OriginationError`] naming the unreadable or unusable file.
 pub fn client_config(
     ca_certificates: Option<&str>,
     client: Option<(&str, &str)>,
     alpn: &[&[u8]],
+) -> Result<Arc<ClientConfig>, OriginationError> {
+    client_config_checking(ca_certificates, client, alpn, &[])
+}
+
+/// A client configuration trusting the CAs in `ca_certificates` (PEM; the system bundle when
+/// `None`), presenting `client` (`(certificate chain PEM, private key PEM)` files) for
+/// `MUTUAL`, offering the ALPN ids `alpn`, and accepting only server certificates valid for
+/// one of `subject_alt_names` when it is not empty (Istio `subjectAltNames`; else the SNI).
+/// TLS 1.2 and 1.3 with rustls' ring provider.
+///
+/// Errors: [`OriginationError`] naming the unreadable or unusable file, or a
+/// `subjectAltNames` entry that is neither a DNS name nor an IP address.
+pub fn client_config_checking(
+    ca_certificates: Option<&str>,
+    client: Option<(&str, &str)>,
+    alpn: &[&[u8]],
+    subject_alt_names: &[String],
 ) -> Result<Arc<ClientConfig>, OriginationError> {
     let bundle = match ca_certificates {
         Some(path) => path,
@@ -74,8 +101,25 @@ pub fn client_config(
         return Err(pem_error(bundle, "no usable CA certificate"));
     }
     let builder = ClientConfig::builder_with_provider(crate::tls::provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
+        .with_safe_default_protocol_versions()?;
+    let builder = if subject_alt_names.is_empty() {
+        builder.with_root_certificates(roots)
+    } else {
+        let names = subject_alt_names
+            .iter()
+            .map(|name| {
+                ServerName::try_from(name.clone())
+                    .map_err(|_| OriginationError::SubjectAltName { name: name.clone() })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let inner =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), crate::tls::provider())
+                .build()
+                .map_err(|error| pem_error(bundle, error))?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(SubjectAltNameVerifier { inner, names }))
+    };
     let mut config = match client {
         None => builder.with_no_client_auth(),
         Some((chain_path, key_path)) => {
@@ -93,4 +137,138 @@ pub fn client_config(
     };
     config.alpn_protocols = alpn.iter().map(|id| id.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// Verifies the server's chain with the CA bundle and accepts the certificate when it is
+/// valid for one of `names` (Istio `subjectAltNames`) instead of the SNI.
+#[derive(Debug)]
+struct SubjectAltNameVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    names: Vec<ServerName<'static>>,
+}
+
+impl ServerCertVerifier for SubjectAltNameVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let mut last = rustls::Error::General("no subjectAltNames".to_owned());
+        for name in &self.names {
+            match self
+                .inner
+                .verify_server_cert(end_entity, intermediates, name, ocsp_response, now)
+            {
+                Ok(verified) => return Ok(verified),
+                Err(error) => last = error,
+            }
+        }
+        Err(last)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+    /// A CA (PEM) and a server configuration whose certificate it issued for `names`.
+    fn server(names: &[&str]) -> (String, Arc<rustls::ServerConfig>) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(
+            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+        )
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+            )
+            .unwrap();
+        (ca_pem, Arc::new(config))
+    }
+
+    /// Whether a handshake to `sni` succeeds with `subject_alt_names` checked.
+    async fn handshake(server_names: &[&str], sni: &str, subject_alt_names: &[&str]) -> bool {
+        let (ca_pem, server) = server(server_names);
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, ca_pem).unwrap();
+        let sans: Vec<String> = subject_alt_names.iter().map(|s| (*s).to_owned()).collect();
+        let client = client_config_checking(ca.to_str(), None, &[], &sans).unwrap();
+        let (client_io, server_io) = tokio::io::duplex(16 * 1024);
+        let accept = tokio::spawn(async move { TlsAcceptor::from(server).accept(server_io).await });
+        let name = ServerName::try_from(sni.to_owned()).unwrap();
+        let connected = TlsConnector::from(client).connect(name, client_io).await;
+        let _ = accept.await;
+        connected.is_ok()
+    }
+
+    #[tokio::test]
+    async fn subject_alt_names_replace_the_sni_in_server_verification() {
+        assert!(handshake(&["secure.test"], "secure.test", &[]).await);
+        assert!(
+            !handshake(&["secure.test"], "other.test", &[]).await,
+            "SNI checked"
+        );
+        assert!(
+            handshake(&["secure.test", "alt.test"], "lb.test", &["alt.test"]).await,
+            "a listed SAN the certificate holds is enough"
+        );
+        assert!(
+            !handshake(&["secure.test"], "secure.test", &["other.test"]).await,
+            "a certificate without any listed SAN is refused"
+        );
+    }
+
+    #[test]
+    fn uri_subject_alt_names_are_refused_with_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca_pem, _) = server(&["secure.test"]);
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, ca_pem).unwrap();
+        let error = client_config_checking(
+            ca.to_str(),
+            None,
+            &[],
+            &["spiffe://cluster.local/ns/a/sa/b".to_owned()],
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("spiffe://"), "{error}");
+    }
 }
