@@ -213,6 +213,33 @@ mod tests {
         assert!(endpoints_from_answers(&discovery, &[None, None]).is_empty());
     }
 
+    #[tokio::test]
+    async fn a_dns_cluster_of_a_snapshot_gets_its_resolved_addresses_swapped_in() {
+        let config = weft_proxy_config::ProxyConfig::from_yaml(
+            "node: {id: a, namespace: default}\n\
+             clusters:\n  - name: outbound|80||ip.test\n    dns:\n      endpoints: [{hostname: 127.0.0.1, port: 8080}]\n",
+        )
+        .unwrap();
+        let snapshot = crate::snapshot::Snapshot::build(config, None, None).unwrap();
+        let cluster = snapshot.cluster("outbound|80||ip.test").unwrap();
+        // An IP literal resolves to itself without a query; the task publishes it.
+        let mut resolved = Vec::new();
+        for _ in 0..500 {
+            resolved = cluster
+                .endpoints
+                .load()
+                .list()
+                .iter()
+                .map(|endpoint| endpoint.address)
+                .collect();
+            if !resolved.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(resolved, vec!["127.0.0.1:8080".parse().unwrap()]);
+    }
+
     #[test]
     fn refresh_follows_the_ttl_within_one_second_and_the_refresh_rate() {
         let mut discovery = discovery(DnsLookup::Strict, &[("a.test", 80)]);
