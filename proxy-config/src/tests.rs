@@ -390,3 +390,50 @@ fn content_hash_does_not_depend_on_yaml_key_order() {
     .unwrap();
     assert_eq!(one.content_hash().unwrap(), two.content_hash().unwrap());
 }
+
+#[test]
+fn warmup_and_distribute_rules_are_checked_per_field() {
+    let mut config = sample();
+    let cluster = &mut config.clusters[0];
+    let name = cluster.name.clone();
+    cluster.warmup = Some(Warmup {
+        duration_ms: 0,
+        minimum_percent: 120.0,
+        aggression: 0.5,
+    });
+    cluster.locality_lb = Some(LocalityLbSetting {
+        distribute: vec![
+            LocalityDistribute {
+                from: "us-west/zone1/*".into(),
+                to: [
+                    ("us-west/zone1/*".to_owned(), 80),
+                    ("us-west/zone2/*".to_owned(), 20),
+                ]
+                .into(),
+            },
+            LocalityDistribute {
+                from: "us-east/*".into(),
+                to: [("us-east/*".to_owned(), 90)].into(),
+            },
+        ],
+        ..LocalityLbSetting::default()
+    });
+    let fields: Vec<String> = config
+        .validate()
+        .unwrap_err()
+        .iter()
+        .map(|error| match error {
+            ModelError::ClusterSetting { field, .. } => field.clone(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            format!("clusters[{name}].warmup.duration_ms"),
+            format!("clusters[{name}].warmup.aggression"),
+            format!("clusters[{name}].warmup.minimum_percent"),
+            format!("clusters[{name}].locality_lb.distribute[1].to"),
+        ]
+    );
+}

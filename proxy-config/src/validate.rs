@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use crate::matcher::{HeaderMatch, StringMatch};
 use crate::route::{HeaderMutation, RouteAction, RouteConfiguration, RouteMatch, WeightedCluster};
-use crate::{BLACK_HOLE_CLUSTER, PASSTHROUGH_CLUSTER, ProxyConfig};
+use crate::{BLACK_HOLE_CLUSTER, Cluster, PASSTHROUGH_CLUSTER, ProxyConfig};
 
 mod gateway;
 
@@ -217,6 +217,16 @@ pub enum ModelError {
         /// The rule broken.
         rule: &'static str,
     },
+    /// A cluster's load-balancing setting breaks its rule: a `warmup` duration of 0 or an
+    /// aggression below 1 (Istio `WarmupConfiguration`), or `distribute` weights that do not
+    /// add up to 100 (Istio `LocalityLoadBalancerSetting.Distribute.to`).
+    #[error("{field}: {rule}")]
+    ClusterSetting {
+        /// The offending field.
+        field: String,
+        /// The rule broken.
+        rule: &'static str,
+    },
     /// A cluster name that is not `<direction>|<port>|<subset>|<hostname>`.
     #[error("cluster name {name:?} is not of the form outbound|<port>|<subset>|<hostname>")]
     ClusterName {
@@ -287,6 +297,7 @@ impl ProxyConfig {
                     errors,
                 );
             }
+            check_balancing(cluster, errors);
         }
         names
     }
@@ -542,6 +553,43 @@ fn check_cluster_exists(
             field: field.to_owned(),
             cluster: cluster.to_owned(),
         });
+    }
+}
+
+/// The rules of a cluster's slow start and locality weights (Istio's validation of
+/// `WarmupConfiguration` and `LocalityLoadBalancerSetting.distribute`).
+fn check_balancing(cluster: &Cluster, errors: &mut Vec<ModelError>) {
+    let mut broken = |field: String, rule: &'static str| {
+        errors.push(ModelError::ClusterSetting { field, rule });
+    };
+    if let Some(warmup) = &cluster.warmup {
+        let field = format!("clusters[{}].warmup", cluster.name);
+        if warmup.duration_ms == 0 {
+            broken(format!("{field}.duration_ms"), "must be above 0");
+        }
+        if warmup.aggression.is_nan() || warmup.aggression < 1.0 {
+            broken(format!("{field}.aggression"), "must be at least 1");
+        }
+        if !(0.0..=100.0).contains(&warmup.minimum_percent) {
+            broken(
+                format!("{field}.minimum_percent"),
+                "must be between 0 and 100",
+            );
+        }
+    }
+    if let Some(locality) = &cluster.locality_lb {
+        for (index, rule) in locality.distribute.iter().enumerate() {
+            let total: u64 = rule.to.values().map(|weight| u64::from(*weight)).sum();
+            if total != 100 {
+                broken(
+                    format!(
+                        "clusters[{}].locality_lb.distribute[{index}].to",
+                        cluster.name
+                    ),
+                    "weights must add up to 100",
+                );
+            }
+        }
     }
 }
 
