@@ -143,8 +143,10 @@ impl<'a> MergedPolicy<'a> {
 
     /// The model's locality load balancing (Istio `LoadBalancerSettings.localityLbSetting`,
     /// which replaces the mesh-wide setting as a whole); `None` when unset (the mesh default).
-    /// `distribute` and `failover` entries without `from` or `to` cannot match and are
-    /// dropped (Istio's validation refuses them).
+    /// `distribute` and `failover` entries without `from` or `to` cannot match, and
+    /// `distribute` entries whose weights do not add up to 100 are invalid: they are dropped
+    /// (Istio's validation refuses them, and the model's validation would refuse the whole
+    /// config).
     pub fn locality_lb(&self) -> Option<LocalityLbSetting> {
         let (lb, _) = self.load_balancer.as_ref()?;
         let setting = lb.locality_lb_setting.as_ref()?;
@@ -153,6 +155,13 @@ impl<'a> MergedPolicy<'a> {
             distribute: setting
                 .distribute
                 .iter()
+                .filter(|rule| {
+                    rule.to
+                        .values()
+                        .map(|weight| u64::from(*weight))
+                        .sum::<u64>()
+                        == 100
+                })
                 .filter_map(|rule| {
                     Some(LocalityDistribute {
                         from: rule.from.clone()?,
@@ -178,7 +187,8 @@ impl<'a> MergedPolicy<'a> {
     /// `warmupDurationSecs` with Istio's defaults: minimum 10 %, aggression 1.0). Istio
     /// configures it only for `ROUND_ROBIN` and `LEAST_REQUEST` (and their aliases) without
     /// `consistentHash`; for other policies it is dropped, as Istio ignores it. A zero
-    /// duration is off.
+    /// duration is off; a minimum outside 0–100 or an aggression below 1 (which Istio's
+    /// validation refuses) is clamped into range, so the model's validation holds.
     pub fn warmup(&self) -> Option<Warmup> {
         let (lb, _) = self.load_balancer.as_ref()?;
         let ramped = matches!(
@@ -205,6 +215,19 @@ impl<'a> MergedPolicy<'a> {
                 aggression: DEFAULT_WARMUP_AGGRESSION,
             },
             (None, None) => return None,
+        };
+        let warmup = Warmup {
+            minimum_percent: if warmup.minimum_percent.is_nan() {
+                DEFAULT_WARMUP_MINIMUM_PERCENT
+            } else {
+                warmup.minimum_percent.clamp(0.0, 100.0)
+            },
+            aggression: if warmup.aggression.is_nan() {
+                DEFAULT_WARMUP_AGGRESSION
+            } else {
+                warmup.aggression.max(1.0)
+            },
+            ..warmup
         };
         (warmup.duration_ms > 0).then_some(warmup)
     }

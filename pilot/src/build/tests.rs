@@ -217,3 +217,44 @@ fn headless_service_is_matched_by_endpoint_addresses_and_passed_through() {
     assert_eq!(cluster.lb_policy, weft_proxy_config::LbPolicy::Passthrough);
     assert!(cluster.endpoints.is_empty());
 }
+
+#[test]
+fn invalid_warmup_and_distribute_values_never_make_an_invalid_config() {
+    let dr = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: server, namespace: team}
+spec:
+  host: server
+  trafficPolicy:
+    loadBalancer:
+      simple: ROUND_ROBIN
+      warmup: {duration: 30s, minimumPercent: 150, aggression: 0.5}
+      localityLbSetting:
+        distribute:
+        - from: region1/*
+          to: {region1/*: 80, region2/*: 20}
+        - from: region2/*
+          to: {region2/*: 70}
+"#;
+    let output = build(dr, "client");
+    let cluster = output
+        .config
+        .clusters
+        .iter()
+        .find(|cluster| cluster.name.contains("server"))
+        .unwrap();
+    let warmup = cluster.warmup.as_ref().unwrap();
+    assert_eq!(
+        (
+            warmup.duration_ms,
+            warmup.minimum_percent,
+            warmup.aggression
+        ),
+        (30_000, 100.0, 1.0)
+    );
+    let distribute = &cluster.locality_lb.as_ref().unwrap().distribute;
+    assert_eq!(distribute.len(), 1);
+    assert_eq!(distribute[0].from, "region1/*");
+    assert_eq!(output.config.validate(), Ok(()));
+}
