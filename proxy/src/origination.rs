@@ -58,18 +58,6 @@ fn pem_error(path: &str, reason: impl ToString) -> OriginationError {
     }
 }
 
-/// [`client_config_checking`] without `subjectAltNames`: the server certificate must be valid
-/// for the SNI.
-///
-/// Errors: [`OriginationError`] naming the unreadable or unusable file.
-pub fn client_config(
-    ca_certificates: Option<&str>,
-    client: Option<(&str, &str)>,
-    alpn: &[&[u8]],
-) -> Result<Arc<ClientConfig>, OriginationError> {
-    client_config_checking(ca_certificates, client, alpn, &[])
-}
-
 /// A client configuration trusting the CAs in `ca_certificates` (PEM; the system bundle when
 /// `None`), presenting `client` (`(certificate chain PEM, private key PEM)` files) for
 /// `MUTUAL`, offering the ALPN ids `alpn`, and accepting only server certificates valid for
@@ -78,7 +66,7 @@ pub fn client_config(
 ///
 /// Errors: [`OriginationError`] naming the unreadable or unusable file, or a
 /// `subjectAltNames` entry that is neither a DNS name nor an IP address.
-pub fn client_config_checking(
+pub fn client_config(
     ca_certificates: Option<&str>,
     client: Option<(&str, &str)>,
     alpn: &[&[u8]],
@@ -230,7 +218,7 @@ mod tests {
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, ca_pem).unwrap();
         let sans: Vec<String> = subject_alt_names.iter().map(|s| (*s).to_owned()).collect();
-        let client = client_config_checking(ca.to_str(), None, &[], &sans).unwrap();
+        let client = client_config(ca.to_str(), None, &[], &sans).unwrap();
         let (client_io, server_io) = tokio::io::duplex(16 * 1024);
         let accept = tokio::spawn(async move { TlsAcceptor::from(server).accept(server_io).await });
         let name = ServerName::try_from(sni.to_owned()).unwrap();
@@ -262,7 +250,7 @@ mod tests {
         let (ca_pem, _) = server(&["secure.test"]);
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, ca_pem).unwrap();
-        let error = client_config_checking(
+        let error = client_config(
             ca.to_str(),
             None,
             &[],

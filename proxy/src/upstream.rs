@@ -448,6 +448,7 @@ impl ClusterClients {
             TransportSocket::Simple {
                 ca_certificates,
                 sni,
+                subject_alt_names,
                 ..
             } => {
                 // Every endpoint gets TLS: the "plain" (default) clients originate it.
@@ -457,12 +458,17 @@ impl ClusterClients {
                 } else {
                     &[crate::tls::ALPN_HTTP11]
                 };
-                let http_config =
-                    crate::origination::client_config(ca_certificates.as_deref(), None, http_alpn)
-                        .map_err(|error| format!("cluster {}: {error}", cluster.name))?;
-                let tcp_config =
-                    crate::origination::client_config(ca_certificates.as_deref(), None, &[])
-                        .map_err(|error| format!("cluster {}: {error}", cluster.name))?;
+                let configure = |alpn: &[&[u8]]| {
+                    crate::origination::client_config(
+                        ca_certificates.as_deref(),
+                        None,
+                        alpn,
+                        subject_alt_names,
+                    )
+                    .map_err(|error| format!("cluster {}: {error}", cluster.name))
+                };
+                let http_config = configure(http_alpn)?;
+                let tcp_config = configure(&[])?;
                 let tcp = Connector::tls(connect_timeout, tcp_config, sni.clone())
                     .with_keepalive(keepalive);
                 return Ok(Self {
@@ -480,6 +486,7 @@ impl ClusterClients {
                 private_key,
                 ca_certificates,
                 sni,
+                subject_alt_names,
                 ..
             } => {
                 let sni = origination_sni(cluster, sni.as_deref())?;
@@ -489,15 +496,17 @@ impl ClusterClients {
                     &[crate::tls::ALPN_HTTP11]
                 };
                 let client = Some((client_certificate.as_str(), private_key.as_str()));
-                let http_config = crate::origination::client_config(
-                    ca_certificates.as_deref(),
-                    client,
-                    http_alpn,
-                )
-                .map_err(|error| format!("cluster {}: {error}", cluster.name))?;
-                let tcp_config =
-                    crate::origination::client_config(ca_certificates.as_deref(), client, &[])
-                        .map_err(|error| format!("cluster {}: {error}", cluster.name))?;
+                let configure = |alpn: &[&[u8]]| {
+                    crate::origination::client_config(
+                        ca_certificates.as_deref(),
+                        client,
+                        alpn,
+                        subject_alt_names,
+                    )
+                    .map_err(|error| format!("cluster {}: {error}", cluster.name))
+                };
+                let http_config = configure(http_alpn)?;
+                let tcp_config = configure(&[])?;
                 let tcp = Connector::tls(connect_timeout, tcp_config, sni.clone())
                     .with_keepalive(keepalive);
                 return Ok(Self {
