@@ -437,3 +437,52 @@ fn warmup_and_distribute_rules_are_checked_per_field() {
         ]
     );
 }
+
+#[test]
+fn dns_names_need_a_name_a_port_a_weight_and_a_refresh_rate() {
+    let mut config = sample();
+    let cluster = &mut config.clusters[0];
+    let name = cluster.name.clone();
+    let good = DnsEndpoint {
+        hostname: "api.example.test".into(),
+        port: 443,
+        labels: Default::default(),
+        locality: Locality::default(),
+        weight: 1,
+        has_sidecar: false,
+    };
+    cluster.dns = Some(DnsDiscovery {
+        lookup: DnsLookup::Strict,
+        endpoints: vec![
+            good.clone(),
+            DnsEndpoint {
+                hostname: String::new(),
+                port: 0,
+                weight: 0,
+                ..good
+            },
+        ],
+        refresh_rate_ms: 0,
+        respect_dns_ttl: true,
+    });
+    let fields: Vec<String> = config
+        .validate()
+        .unwrap_err()
+        .iter()
+        .map(|error| match error {
+            ModelError::ClusterSetting { field, .. } | ModelError::PortZero { field } => {
+                field.clone()
+            }
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            format!("clusters[{name}].dns.refresh_rate_ms"),
+            format!("clusters[{name}].dns.endpoints[1].hostname"),
+            format!("clusters[{name}].dns.endpoints[1].port"),
+            format!("clusters[{name}].dns.endpoints[1].weight"),
+        ]
+    );
+}

@@ -217,9 +217,10 @@ pub enum ModelError {
         /// The rule broken.
         rule: &'static str,
     },
-    /// A cluster's load-balancing setting breaks its rule: a `warmup` duration of 0 or an
-    /// aggression below 1 (Istio `WarmupConfiguration`), or `distribute` weights that do not
-    /// add up to 100 (Istio `LocalityLoadBalancerSetting.Distribute.to`).
+    /// A cluster's setting breaks its rule: a `warmup` duration of 0 or an aggression below 1
+    /// (Istio `WarmupConfiguration`), `distribute` weights that do not add up to 100 (Istio
+    /// `LocalityLoadBalancerSetting.Distribute.to`), or a DNS name that is empty or has a
+    /// weight of 0, or a DNS refresh rate of 0 ms (Envoy `dns_refresh_rate` must be positive).
     #[error("{field}: {rule}")]
     ClusterSetting {
         /// The offending field.
@@ -298,6 +299,7 @@ impl ProxyConfig {
                 );
             }
             check_balancing(cluster, errors);
+            check_dns(cluster, errors);
         }
         names
     }
@@ -589,6 +591,40 @@ fn check_balancing(cluster: &Cluster, errors: &mut Vec<ModelError>) {
                     "weights must add up to 100",
                 );
             }
+        }
+    }
+}
+
+/// The rules of a DNS cluster's names (Envoy `STRICT_DNS`/`LOGICAL_DNS` clusters).
+fn check_dns(cluster: &Cluster, errors: &mut Vec<ModelError>) {
+    let Some(dns) = &cluster.dns else {
+        return;
+    };
+    let field = format!("clusters[{}].dns", cluster.name);
+    if dns.refresh_rate_ms == 0 {
+        errors.push(ModelError::ClusterSetting {
+            field: format!("{field}.refresh_rate_ms"),
+            rule: "must be above 0",
+        });
+    }
+    for (index, endpoint) in dns.endpoints.iter().enumerate() {
+        let at = format!("{field}.endpoints[{index}]");
+        if endpoint.hostname.is_empty() {
+            errors.push(ModelError::ClusterSetting {
+                field: format!("{at}.hostname"),
+                rule: "must not be empty",
+            });
+        }
+        if endpoint.port == 0 {
+            errors.push(ModelError::PortZero {
+                field: format!("{at}.port"),
+            });
+        }
+        if endpoint.weight == 0 {
+            errors.push(ModelError::ClusterSetting {
+                field: format!("{at}.weight"),
+                rule: "must be at least 1",
+            });
         }
     }
 }
