@@ -98,6 +98,9 @@ pub struct VirtualServiceSpec {
 /// A route either forwards (`route`), redirects (`redirect`), answers directly
 /// (`directResponse`) or hands over to a delegate VirtualService (`delegate`): at most one
 /// of these may be set.
+// The large optional fields are boxed (not in the doc comment, which is the CRD's
+// description): the webhook reads, and moves, every route of a VirtualService, and most
+// routes set few of them. serde and schemars see through `Box`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpRoute {
@@ -115,33 +118,33 @@ pub struct HttpRoute {
     /// Answers with a redirect instead of forwarding. Exclusive with `route`,
     /// `directResponse` and `delegate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub redirect: Option<HttpRedirect>,
+    pub redirect: Option<Box<HttpRedirect>>,
     /// Answers with a fixed response instead of forwarding. Exclusive with `route`,
     /// `redirect` and `delegate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub direct_response: Option<HttpDirectResponse>,
+    pub direct_response: Option<Box<HttpDirectResponse>>,
     /// The VirtualService that defines the routes for matching traffic. Only allowed when
     /// `route` and `redirect` are empty, and in VirtualServices bound to gateways.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delegate: Option<Delegate>,
+    pub delegate: Option<Box<Delegate>>,
     /// Rewrite of the URI and Authority header before forwarding. Not allowed with
     /// `redirect`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rewrite: Option<HttpRewrite>,
+    pub rewrite: Option<Box<HttpRewrite>>,
     /// Timeout for HTTP requests; default disabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
     /// Retry policy for HTTP requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retries: Option<HttpRetry>,
+    pub retries: Option<Box<HttpRetry>>,
     /// Fault injection applied on the client side. Timeouts and retries are not applied
     /// while a fault is injected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fault: Option<HttpFaultInjection>,
+    pub fault: Option<Box<HttpFaultInjection>>,
     /// Mirrors the traffic to another destination in addition to the intended one; the
     /// mirrored requests' responses are ignored. Mutually exclusive with `mirrors`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mirror: Option<Destination>,
+    pub mirror: Option<Box<Destination>>,
     /// Destinations to mirror the traffic to, each with its own percentage. Mutually
     /// exclusive with `mirror` and `mirrorPercentage`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -162,10 +165,10 @@ pub struct HttpRoute {
     pub mirror_percentage: Option<Percent>,
     /// Cross-Origin Resource Sharing (CORS) policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cors_policy: Option<CorsPolicy>,
+    pub cors_policy: Option<Box<CorsPolicy>>,
     /// Header manipulation rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub headers: Option<Headers>,
+    pub headers: Option<Box<Headers>>,
 }
 
 /// The VirtualService an HTTP route delegates to (Istio `Delegate`). Only one level of
@@ -263,6 +266,7 @@ pub struct HttpMatchRequest {
 
 /// One weighted destination of an HTTP route, with header manipulation (Istio
 /// `HTTPRouteDestination`).
+// `headers` is boxed, as in `HttpRoute`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpRouteDestination {
@@ -274,7 +278,7 @@ pub struct HttpRouteDestination {
     pub weight: Option<i32>,
     /// Header manipulation rules for this destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub headers: Option<Headers>,
+    pub headers: Option<Box<Headers>>,
 }
 
 /// One weighted destination of a TLS or TCP route (Istio `RouteDestination`).

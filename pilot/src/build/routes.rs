@@ -316,7 +316,7 @@ fn translate_action(
     let mut forward = ForwardAction {
         clusters,
         timeout_ms: route.timeout.as_ref().map(millis).filter(|ms| *ms > 0),
-        retry: retry(context, origin, path, route.retries.as_ref()),
+        retry: retry(context, origin, path, route.retries.as_deref()),
         fault: None,
         rewrite: None,
         request_headers,
