@@ -2,7 +2,7 @@
 //! webhooks, monitoring, the operator's own certificates and the leader's work, and keeps
 //! them current until shutdown.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +35,10 @@ use super::status::controller::{
     AckSource, Published, REPORTING_CONTROLLER, StatusController, StatusFeed,
 };
 use super::status::metrics::StatusMetrics;
+use super::stores::credentials::{
+    CredentialFingerprints, CredentialSnapshot, CredentialStore, SecretRef, referenced_secrets,
+    watch_credentials,
+};
 use super::stores::{self, Stores};
 use super::webhook_config::{
     MUTATING_WEBHOOK_CONFIGURATION, VALIDATING_WEBHOOK_CONFIGURATION, ensure_webhook_configurations,
@@ -449,6 +453,10 @@ struct ViewBuilder {
     proxy_image: Option<String>,
     ready: Arc<AtomicBool>,
     status: Arc<StatusFeed>,
+    /// The gateways' credential Secrets ([`watch_credentials`] writes them).
+    credentials: CredentialStore,
+    /// The Secrets the view's Gateways reference, for [`watch_credentials`].
+    referenced_tx: watch::Sender<BTreeSet<SecretRef>>,
 }
 
 impl ViewBuilder {
@@ -456,7 +464,10 @@ impl ViewBuilder {
     /// [`Snapshot`] for the discovery server, the injection settings, and the Mesh for the
     /// certificate loops, and the view with its builder sequence for the status loop
     /// ([`StatusFeed`], on every replica so that a new leader knows which builder held which
-    /// generation); marks the operator ready after the first build. Changes that arrive
+    /// generation); marks the operator ready after the first build. The view holds the
+    /// credential Secrets its Gateways reference ([`referenced_secrets`], sent on to
+    /// [`watch_credentials`]), and the discovery server gets it as a [`CredentialSnapshot`] so
+    /// that a credential change re-pushes the gateways of its namespace. Changes that arrive
     /// during a build coalesce into one more build (a [`Notify`] permit).
     async fn run(self, shutdown: CancellationToken) {
         tokio::select! {
@@ -466,12 +477,22 @@ impl ViewBuilder {
         tracing::info!("every reflector has synced; building the cluster view");
         loop {
             let mesh = stores::select_mesh(&self.stores.meshes.state());
-            let view = ClusterView::new(
-                MeshSettings::from_spec(&mesh),
-                stores::objects_from_stores(&self.stores),
-            );
+            let objects = stores::objects_from_stores(&self.stores);
+            let referenced = referenced_secrets(&objects);
+            let secrets = self.credentials.secrets_in(&referenced);
+            self.referenced_tx.send_if_modified(|current| {
+                let modified = *current != referenced;
+                if modified {
+                    *current = referenced;
+                }
+                modified
+            });
+            let fingerprints = CredentialFingerprints::of(&secrets);
+            let view =
+                ClusterView::new(MeshSettings::from_spec(&mesh), objects).with_secrets(secrets);
             let snapshot = Arc::new(Snapshot::new(view));
-            let seq = self.server.update(snapshot.clone());
+            let builder = CredentialSnapshot::new(snapshot.clone(), fingerprints);
+            let seq = self.server.update(Arc::new(builder));
             self.status.publish(Published {
                 seq,
                 snapshot,
@@ -639,6 +660,16 @@ pub async fn run(
         metrics: status_metrics,
     };
     let mesh_discovery: Arc<dyn mesh_controller::DiscoveryProbe> = server.clone();
+    // The gateways' credentialName Secrets, watched by name as the views reference them.
+    let credentials = CredentialStore::default();
+    let (referenced_tx, referenced_rx) = watch::channel(BTreeSet::new());
+    tokio::spawn(watch_credentials(
+        client.clone(),
+        referenced_rx,
+        credentials.clone(),
+        changed.clone(),
+        shutdown.clone(),
+    ));
     let views = ViewBuilder {
         stores,
         changed,
@@ -650,6 +681,8 @@ pub async fn run(
         proxy_image: settings.proxy_image.clone(),
         ready,
         status: status_feed,
+        credentials,
+        referenced_tx,
     };
     tokio::spawn(views.run(shutdown.clone()));
 

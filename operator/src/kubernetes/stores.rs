@@ -1,7 +1,10 @@
 //! The cluster view kept by reflectors: one kube-runtime [`Store`] per kind Pilot reads
 //! (Services, EndpointSlices, Pods, Namespaces, ServiceAccounts, the nine Istio kinds) and one
 //! for Weft's `Mesh`, turned into a [`ClusterView`] by the pure [`objects_from_stores`] and
-//! [`select_mesh`].
+//! [`select_mesh`]. The gateways' credential Secrets are watched by name apart from the other
+//! kinds: see [`credentials`].
+
+pub mod credentials;
 
 use std::fmt::Debug;
 use std::hash::Hash;
