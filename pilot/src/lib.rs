@@ -60,4 +60,6 @@ pub use registry::{
     ServiceSource, TargetPort, protocol_from_name,
 };
 pub use unsupported::Unsupported;
-pub use view::{ClusterObjects, ClusterView, DocumentError, MeshSettings, yaml_documents};
+pub use view::{
+    ClusterObjects, ClusterView, DocumentError, MeshSettings, jwks_fetches, yaml_documents,
+};

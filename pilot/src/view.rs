@@ -3,6 +3,7 @@
 
 mod documents;
 mod index;
+mod jwks;
 mod secrets;
 
 use std::collections::BTreeMap;
@@ -19,10 +20,12 @@ use weft_crds::security::{AuthorizationPolicy, PeerAuthentication, RequestAuthen
 use weft_proxy_config::OutboundTrafficPolicy;
 
 pub use documents::{DocumentError, yaml_documents};
+pub use jwks::jwks_fetches;
 
 use crate::cache::BuildCache;
 use crate::registry::Registry;
 pub(crate) use index::MeshIndex;
+use jwks::JwksSets;
 pub(crate) use secrets::{SecretData, Secrets};
 
 /// The Kubernetes cluster domain Istio assumes (`cluster.local`), the suffix of every Service
@@ -183,6 +186,7 @@ pub struct ClusterView {
     index: MeshIndex,
     cache: BuildCache,
     secrets: Secrets,
+    jwks: JwksSets,
 }
 
 impl ClusterView {
@@ -215,6 +219,7 @@ impl ClusterView {
             index,
             cache: BuildCache::default(),
             secrets: Secrets::default(),
+            jwks: JwksSets::default(),
         }
     }
 
@@ -273,6 +278,26 @@ impl ClusterView {
     /// How many Secrets the view holds (see [`ClusterView::with_secrets`]).
     pub fn secret_count(&self) -> usize {
         self.secrets.len()
+    }
+
+    /// The view with `sets` (`(jwksUri, JWKS JSON text)`, as the control plane fetched them;
+    /// see [`jwks_fetches`]) as the key sets of RequestAuthentication rules that name a
+    /// `jwksUri` and have no inline `jwks` (istiod's JWKS resolver). Replaces any sets given
+    /// before. A rule whose URI has no set reaches the proxy without `jwks`: tokens of its
+    /// issuer are rejected with 401, as Istio does when the fetch failed.
+    pub fn with_jwks(mut self, sets: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.jwks = JwksSets::new(sets);
+        self
+    }
+
+    /// The key set fetched from `uri` given to [`ClusterView::with_jwks`], if any.
+    pub fn jwks(&self, uri: &str) -> Option<&str> {
+        self.jwks.get(uri)
+    }
+
+    /// How many `jwksUri`s have a key set (see [`ClusterView::with_jwks`]).
+    pub fn jwks_count(&self) -> usize {
+        self.jwks.len()
     }
 
     /// The mesh-wide settings.

@@ -381,7 +381,7 @@ fn parse_each<T: std::str::FromStr>(
 }
 
 /// The JWT rules of the RequestAuthentications that select the workload, in policy order
-/// (Istio `JWTRule`, field for field; `timeout` is reported unsupported).
+/// (Istio `JWTRule`, field for field; `jwks` from the view's fetched sets when not inline).
 fn jwt_rules(context: &mut Context<'_>) -> Vec<JwtRule> {
     let view = context.view;
     let mut out = Vec::new();
@@ -403,30 +403,22 @@ fn jwt_rules(context: &mut Context<'_>) -> Vec<JwtRule> {
     out
 }
 
-fn translate_jwt(context: &mut Context<'_>, policy: &RequestAuthentication) -> Vec<JwtRule> {
-    let origin = Origin {
-        kind: "RequestAuthentication",
-        namespace: namespace_of(&policy.metadata),
-        name: name_of(&policy.metadata),
-    };
+fn translate_jwt(context: &Context<'_>, policy: &RequestAuthentication) -> Vec<JwtRule> {
     policy
         .spec
         .jwt_rules
         .iter()
-        .enumerate()
-        .map(|(index, rule)| {
-            if rule.timeout.is_some() {
-                context.warn(origin.unsupported(
-                    format!("spec.jwtRules[{index}].timeout"),
-                    "the control plane does not fetch jwksUri yet, so there is no fetch for the \
-                     timeout to bound; ignored",
-                ));
-            }
+        .map(|rule| {
             JwtRule {
                 issuer: rule.issuer.clone(),
                 audiences: rule.audiences.clone(),
                 jwks_uri: rule.jwks_uri().map(str::to_owned),
-                jwks: rule.jwks.clone(),
+                // Inline `jwks` wins; else the set the control plane fetched (view::jwks).
+                jwks: rule.jwks.clone().or_else(|| {
+                    rule.jwks_uri()
+                        .and_then(|uri| context.view.jwks(uri))
+                        .map(str::to_owned)
+                }),
                 from_headers: rule
                     .from_headers
                     .iter()
