@@ -89,18 +89,29 @@ impl Duration {
     /// Parses `text` (Go `time.ParseDuration` syntax). Errors when the syntax is wrong or the
     /// value is negative.
     pub fn parse(text: &str) -> Result<Self, DurationError> {
-        if !within_go_duration_range(text) {
-            return Err(DurationError::OutOfRange(text.to_string()));
+        Self::parse_owned(text.to_owned())
+    }
+
+    /// [`Duration::parse`] keeping the `text` it is given (no copy: deserialization hands over
+    /// the string it read). Errors as [`Duration::parse`].
+    fn parse_owned(text: String) -> Result<Self, DurationError> {
+        if !within_go_duration_range(&text) {
+            return Err(DurationError::OutOfRange(text));
         }
-        let parsed = kube::core::Duration::from_str(text).map_err(|e| DurationError::Syntax {
-            text: text.to_string(),
-            reason: e.to_string(),
-        })?;
+        let parsed = match kube::core::Duration::from_str(&text) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                return Err(DurationError::Syntax {
+                    reason: error.to_string(),
+                    text,
+                });
+            }
+        };
         if parsed.is_negative() {
-            return Err(DurationError::Negative(text.to_string()));
+            return Err(DurationError::Negative(text));
         }
         Ok(Self {
-            text: text.to_string(),
+            text,
             value: parsed.into(),
         })
     }
@@ -156,7 +167,7 @@ impl Serialize for Duration {
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        Self::parse(&text).map_err(de::Error::custom)
+        Self::parse_owned(text).map_err(de::Error::custom)
     }
 }
 
