@@ -108,7 +108,9 @@ pub enum HashKey {
         /// `path` of a generated cookie.
         #[serde(default)]
         path: Option<String>,
-        /// `ttl` of a generated cookie in ms; `None`: a session cookie.
+        /// `ttl` in ms, as Envoy's hash-policy cookie reads it: `None` generates no cookie
+        /// (requests without it use the simple policy), `Some(0)` generates a session cookie
+        /// (no `Max-Age`), `Some(n)` one with `Max-Age` of `n / 1000` seconds.
         #[serde(default)]
         ttl_ms: Option<u64>,
     },
