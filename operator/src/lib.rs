@@ -2,6 +2,7 @@
 //!
 //! - [`discovery`]: the discovery service proxies stream their configuration from;
 //! - [`snapshot`]: a Pilot snapshot as the discovery server's config builder;
+//! - [`jwks`]: the JWKS resolver fetching RequestAuthentication `jwksUri`s for Pilot;
 //! - [`standalone`]: the mode without Kubernetes, reading mesh YAML from a directory and writing
 //!   certificates to files;
 //! - [`kubernetes`]: the Kubernetes mode: reflectors → Pilot → discovery, Citadel under leader
@@ -14,6 +15,7 @@
 pub mod citadel;
 pub mod controller_metrics;
 pub mod discovery;
+pub mod jwks;
 pub mod kubernetes;
 pub mod monitoring;
 pub mod snapshot;

@@ -22,6 +22,7 @@ use weft_proxy::tls::{CertPaths, CertStore};
 use super::citadel::FileCitadel;
 use super::config_dir::ConfigDir;
 use crate::discovery::{DebounceSettings, DiscoveryServer, metrics::DiscoveryMetrics};
+use crate::jwks::{JwksResolver, JwksSettings, REFRESH_INTERVAL_ENV};
 use crate::monitoring::{self, Monitoring};
 use crate::snapshot::Snapshot;
 
@@ -129,6 +130,18 @@ pub async fn run(settings: StandaloneSettings, shutdown: CancellationToken) -> a
     // Secrets are the gateways' credentials (`credentialName`).
     let view = ClusterView::from_documents(objects.clone(), ClusterObjects::default())
         .with_secrets(dir.secrets());
+    // Key sets of RequestAuthentication `jwksUri`s, fetched and refreshed in the background.
+    let interval = std::env::var(REFRESH_INTERVAL_ENV).ok();
+    let jwks = Arc::new(JwksResolver::new(JwksSettings::from_env_value(
+        interval.as_deref(),
+    )?)?);
+    let mut jwks_changes = jwks.subscribe();
+    tokio::spawn({
+        let (jwks, shutdown) = (jwks.clone(), shutdown.clone());
+        async move { jwks.run(shutdown).await }
+    });
+    let sets = jwks.want(weft_pilot::jwks_fetches(view.objects()));
+    let view = view.with_jwks(sets);
     let server = DiscoveryServer::new(Arc::new(Snapshot::new(view)), debounce, metrics);
     let ready = Arc::new(AtomicBool::new(true));
 
@@ -151,8 +164,10 @@ pub async fn run(settings: StandaloneSettings, shutdown: CancellationToken) -> a
     let mut next_cert_check = ensure_certificates(&citadel, &objects, &trust_domain);
     ready.store(true, Ordering::Relaxed);
     loop {
+        let mut jwks_changed = false;
         tokio::select! {
             _ = tokio::time::sleep(settings.poll_interval) => {}
+            _ = jwks_changes.changed() => jwks_changed = true,
             _ = shutdown.cancelled() => return Ok(()),
         }
         let outcome = dir.scan();
@@ -160,12 +175,14 @@ pub async fn run(settings: StandaloneSettings, shutdown: CancellationToken) -> a
             tracing::error!(%problem, "config rejected; the last good version stays in force");
         }
         let due = SystemTime::now() >= next_cert_check;
-        if outcome.changed || due {
+        if outcome.changed || due || jwks_changed {
             let objects = dir.objects();
             next_cert_check = ensure_certificates(&citadel, &objects, &trust_domain);
-            if outcome.changed {
+            if outcome.changed || jwks_changed {
                 let view = ClusterView::from_documents(objects, ClusterObjects::default())
                     .with_secrets(dir.secrets());
+                let sets = jwks.want(weft_pilot::jwks_fetches(view.objects()));
+                let view = view.with_jwks(sets);
                 server.update(Arc::new(Snapshot::new(view)));
                 tracing::info!("configuration changed; pushing to affected proxies");
             }
