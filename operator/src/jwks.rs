@@ -216,6 +216,36 @@ impl JwksResolver {
         })
     }
 
+    /// A resolver configured from the environment ([`REFRESH_INTERVAL_ENV`]), running in a task
+    /// until `shutdown`, that calls `changed.notify_one()` whenever its key sets change (the
+    /// Kubernetes mode's view builder then rebuilds the view).
+    ///
+    /// Errors: [`JwksError::BadRefreshInterval`], [`JwksError::Tls`].
+    pub fn spawn_from_env(
+        changed: Arc<tokio::sync::Notify>,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Self>, JwksError> {
+        let interval = std::env::var(REFRESH_INTERVAL_ENV).ok();
+        let resolver = Arc::new(Self::new(JwksSettings::from_env_value(
+            interval.as_deref(),
+        )?)?);
+        let mut sets = resolver.subscribe();
+        tokio::spawn({
+            let (resolver, shutdown) = (resolver.clone(), shutdown.clone());
+            async move { resolver.run(shutdown).await }
+        });
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed_sets = sets.changed() => if changed_sets.is_err() { return },
+                    () = shutdown.cancelled() => return,
+                }
+                changed.notify_one();
+            }
+        });
+        Ok(resolver)
+    }
+
     /// Records the URIs the current view names with their fetch timeouts (from
     /// `weft_pilot::jwks_fetches`) and returns the key sets known now for them (JSON text by
     /// URI; a URI never fetched has none). URIs no longer wanted are forgotten; new ones are

@@ -457,6 +457,8 @@ struct ViewBuilder {
     credentials: CredentialStore,
     /// The Secrets the view's Gateways reference, for [`watch_credentials`].
     referenced_tx: watch::Sender<BTreeSet<SecretRef>>,
+    /// The key sets of RequestAuthentication `jwksUri`s ([`crate::jwks`]).
+    jwks: Arc<crate::jwks::JwksResolver>,
 }
 
 impl ViewBuilder {
@@ -488,8 +490,10 @@ impl ViewBuilder {
                 modified
             });
             let fingerprints = CredentialFingerprints::of(&secrets);
-            let view =
-                ClusterView::new(MeshSettings::from_spec(&mesh), objects).with_secrets(secrets);
+            let jwks = self.jwks.want(weft_pilot::jwks_fetches(&objects));
+            let view = ClusterView::new(MeshSettings::from_spec(&mesh), objects)
+                .with_secrets(secrets)
+                .with_jwks(jwks);
             let snapshot = Arc::new(Snapshot::new(view));
             let builder = CredentialSnapshot::new(snapshot.clone(), fingerprints);
             let seq = self.server.update(Arc::new(builder));
@@ -670,6 +674,7 @@ pub async fn run(
         changed.clone(),
         shutdown.clone(),
     ));
+    let changed_for_jwks = changed.clone();
     let views = ViewBuilder {
         stores,
         changed,
@@ -683,6 +688,7 @@ pub async fn run(
         status: status_feed,
         credentials,
         referenced_tx,
+        jwks: crate::jwks::JwksResolver::spawn_from_env(changed_for_jwks, shutdown.clone())?,
     };
     tokio::spawn(views.run(shutdown.clone()));
 
