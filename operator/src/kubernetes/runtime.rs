@@ -323,14 +323,14 @@ async fn leader_work(
                 }
             }
         });
-        if settings.manage_webhook_ca_bundle {
+        let webhooks = settings.manage_webhook_ca_bundle.then(|| {
             tokio::spawn(keep_webhooks_patched(
                 client.clone(),
                 settings.clone(),
                 spec.clone(),
                 generation.clone(),
-            ));
-        }
+            ))
+        });
         let key = citadel_key(&spec);
         let ca_in_use = loaded_ca_key(&client, &citadel_settings_of(&settings, &spec)).await;
         loop {
@@ -357,6 +357,10 @@ async fn leader_work(
         }
         generation.cancel();
         let _ = citadel.await;
+        // A patch of this generation still in flight must not land after the next one's.
+        if let Some(webhooks) = webhooks {
+            let _ = webhooks.await;
+        }
         if term.is_cancelled() {
             return;
         }
