@@ -1,0 +1,310 @@
+//! Istio's `credentialName` in Kubernetes mode against the in-memory fake API server: the
+//! Secrets a Gateway references are read in its gateway workload's namespace, each watched by
+//! name, and reach the gateway proxy's pushed config; a rotation is pushed; Secrets nobody
+//! references are never requested.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+#[path = "support/fake_api.rs"]
+mod fake_api;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use fake_api::{FakeApi, eventually, free_port, name_selector};
+use http::Method;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use weft_operator::kubernetes::{KubernetesSettings, run};
+
+/// A self-signed certificate and its key for `host`, as PEM.
+fn certificate(host: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![host.to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+fn tls_secret(namespace: &str, name: &str, data: &[(&str, &str)]) -> Value {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let data: serde_json::Map<String, Value> = data
+        .iter()
+        .map(|(key, value)| ((*key).to_string(), json!(b64(value))))
+        .collect();
+    json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+           "metadata": {"name": name, "namespace": namespace}, "data": data})
+}
+
+fn gateway(credential: &str) -> Value {
+    json!({"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+           "metadata": {"name": "shop", "namespace": "shop"},
+           "spec": {"selector": {"istio": "ingressgateway"},
+                    "servers": [{"port": {"number": 443, "name": "https", "protocol": "HTTPS"},
+                                 "hosts": ["shop.example.com"],
+                                 "tls": {"mode": "MUTUAL", "credentialName": credential}}]}})
+}
+
+/// The inline credential of the gateway config's first TLS server: (Secret, certificate,
+/// client CA).
+fn server_credential(
+    config: &weft_discovery::ProxyConfig,
+) -> Option<(String, String, Option<String>)> {
+    config
+        .gateways
+        .iter()
+        .flat_map(|listener| &listener.servers)
+        .find_map(|server| match server.tls.as_ref()?.credential.as_ref()? {
+            weft_proxy_config::TlsCredential::Inline {
+                credential_name,
+                server_certificate,
+                ca_certificates,
+                ..
+            } => Some((
+                credential_name.clone(),
+                server_certificate.clone(),
+                ca_certificates.clone(),
+            )),
+            weft_proxy_config::TlsCredential::Files { .. } => None,
+        })
+}
+
+/// Istio's credentialName in Kubernetes mode: the Gateway (namespace `shop`) selects the
+/// ingress gateway pod of `istio-system`, so its MUTUAL server's credential and
+/// `<name>-cacert` are read there, each watched by name; the gateway proxy's pushed config
+/// holds the certificate, a rotation of the Secret pushes the new one, pointing the Gateway at
+/// another Secret watches that one, and Secrets nobody references are never requested.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_credentials_come_from_the_referenced_secrets_only() {
+    let api = FakeApi::default();
+    api.put(
+        "/api/v1/namespaces/istio-system",
+        json!({"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": "istio-system", "labels": {"istio-injection": "enabled"}}}),
+    );
+    api.put(
+        "/apis/mesh.weft.dev/v1alpha1/meshes/default",
+        json!({"apiVersion": "mesh.weft.dev/v1alpha1", "kind": "Mesh",
+               "metadata": {"name": "default", "uid": "mesh-uid-1", "generation": 1},
+               "spec": {}}),
+    );
+    api.put(
+        "/api/v1/namespaces/istio-system/serviceaccounts/istio-ingressgateway",
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system",
+                            "uid": "sa-uid-gw"}}),
+    );
+    api.put(
+        "/api/v1/namespaces/istio-system/pods/istio-ingressgateway-1",
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "istio-ingressgateway-1", "namespace": "istio-system",
+                            "labels": {"istio": "ingressgateway"}},
+               "spec": {"serviceAccountName": "istio-ingressgateway",
+                        "containers": [{"name": "istio-proxy", "image": "weft-proxy"}]},
+               "status": {"podIP": "198.18.0.10"}}),
+    );
+    api.put(
+        "/apis/networking.istio.io/v1/namespaces/shop/gateways/shop",
+        gateway("shop-cert"),
+    );
+    let (cert_a, key_a) = certificate("shop.example.com");
+    let (client_ca, _) = certificate("client-ca.example.com");
+    let shop_cert = "/api/v1/namespaces/istio-system/secrets/shop-cert";
+    api.put(
+        shop_cert,
+        tls_secret(
+            "istio-system",
+            "shop-cert",
+            &[("tls.crt", &cert_a), ("tls.key", &key_a)],
+        ),
+    );
+    api.put(
+        "/api/v1/namespaces/istio-system/secrets/shop-cert-cacert",
+        tls_secret(
+            "istio-system",
+            "shop-cert-cacert",
+            &[("ca.crt", &client_ca)],
+        ),
+    );
+    // Not referenced: another Secret of the gateway's namespace, and one of the Gateway's own
+    // namespace (Istio reads the gateway workload's).
+    let (cert_x, key_x) = certificate("unused.example.com");
+    let unused = [("tls.crt", cert_x.as_str()), ("tls.key", key_x.as_str())];
+    api.put(
+        "/api/v1/namespaces/istio-system/secrets/unused-cert",
+        tls_secret("istio-system", "unused-cert", &unused),
+    );
+    api.put(
+        "/api/v1/namespaces/shop/secrets/shop-cert",
+        tls_secret("shop", "shop-cert", &unused),
+    );
+
+    let fake = api.clone();
+    let service = tower::service_fn(move |request| {
+        let fake = fake.clone();
+        async move { Ok::<_, Infallible>(fake.handle(request).await) }
+    });
+    let client = kube::Client::new(service, "default");
+    let state_dir = tempfile::tempdir().unwrap();
+    let settings = KubernetesSettings {
+        namespace: "weft-system".into(),
+        leader_elect: false,
+        identity: "weft-operator-0".into(),
+        discovery_addr: free_port(),
+        monitoring_addr: free_port(),
+        webhook_addr: free_port(),
+        webhook_cert_dir: None,
+        manage_webhook_ca_bundle: false,
+        webhook_url: None,
+        state_dir: state_dir.path().to_path_buf(),
+        proxy_image: None,
+    };
+    let shutdown = CancellationToken::new();
+    let operator = tokio::spawn(run(client, settings.clone(), shutdown.clone()));
+
+    // The gateway proxy connects with the workload certificate Citadel issues it.
+    let b64_field = |secret: &Value, key: &str| {
+        let text = secret["data"][key].as_str()?;
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .ok()?,
+        )
+        .ok()
+    };
+    let workload_cert =
+        "/api/v1/namespaces/istio-system/secrets/weft-workload-cert-istio-ingressgateway";
+    let issued = eventually("the gateway's workload certificate", || {
+        api.requests(&Method::PATCH, workload_cert).pop()
+    })
+    .await;
+    let certs = tempfile::tempdir().unwrap();
+    for (key, file) in [
+        ("tls.crt", "cert-chain.pem"),
+        ("tls.key", "key.pem"),
+        ("ca.crt", "root-cert.pem"),
+    ] {
+        std::fs::write(certs.path().join(file), b64_field(&issued, key).unwrap()).unwrap();
+    }
+    let store =
+        weft_proxy::tls::CertStore::load(weft_proxy::tls::CertPaths::istio(certs.path())).unwrap();
+    let tls = weft_proxy::tls::client_config(
+        &store,
+        &["spiffe://cluster.local/ns/weft-system/sa/weft-operator".to_string()],
+        &[b"h2"],
+    )
+    .unwrap();
+    let hello = weft_discovery::Hello {
+        namespace: "istio-system".into(),
+        workload: "istio-ingressgateway-1".into(),
+        proxy_version: "test".into(),
+        current_version: String::new(),
+        proxy_type: weft_discovery::ProxyType::Router,
+        incremental: false,
+    };
+    let client_settings = weft_discovery::client::ClientSettings {
+        address: settings.discovery_addr.to_string(),
+        tls: Arc::new(tls),
+        hello: hello.clone(),
+        initial_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(1),
+    };
+    let (tx, mut configs) = tokio::sync::mpsc::unbounded_channel();
+    let stream = tokio::spawn(async move {
+        let mut apply = move |config: weft_discovery::ProxyConfig| {
+            let _ = tx.send(config);
+            Ok(())
+        };
+        weft_discovery::client::stream_once(&client_settings, hello, &mut apply).await
+    });
+    let mut next_credential = async |what: &str, cert: &str, secret: &str| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let config = tokio::time::timeout_at(deadline, configs.recv())
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+                .unwrap();
+            if let Some(found) = server_credential(&config)
+                && found.1 == cert
+            {
+                assert_eq!(found.0, format!("istio-system/{secret}"));
+                return found;
+            }
+        }
+    };
+    let (_, _, ca) = next_credential("the certificate of shop-cert", &cert_a, "shop-cert").await;
+    assert_eq!(
+        ca.as_deref(),
+        Some(client_ca.as_str()),
+        "from shop-cert-cacert"
+    );
+
+    // Rotation: the Secret's new certificate is pushed to the connected gateway.
+    let (cert_b, key_b) = certificate("shop.example.com");
+    api.put_and_notify(
+        shop_cert,
+        "MODIFIED",
+        tls_secret(
+            "istio-system",
+            "shop-cert",
+            &[("tls.crt", &cert_b), ("tls.key", &key_b)],
+        ),
+    );
+    next_credential("the rotated certificate", &cert_b, "shop-cert").await;
+
+    // The Gateway now names another Secret (with its CA inline): that one is watched.
+    let (cert_c, key_c) = certificate("shop.example.com");
+    api.put(
+        "/api/v1/namespaces/istio-system/secrets/shop-v2",
+        tls_secret(
+            "istio-system",
+            "shop-v2",
+            &[
+                ("tls.crt", &cert_c),
+                ("tls.key", &key_c),
+                ("ca.crt", &client_ca),
+            ],
+        ),
+    );
+    api.put_and_notify(
+        "/apis/networking.istio.io/v1/namespaces/shop/gateways/shop",
+        "MODIFIED",
+        gateway("shop-v2"),
+    );
+    next_credential("the certificate of shop-v2", &cert_c, "shop-v2").await;
+
+    // Every Secret request of the gateway's namespace named a referenced Secret; the others
+    // were never asked for.
+    let watched: Vec<String> = api
+        .log
+        .lock()
+        .iter()
+        .filter_map(|(_, uri, _)| uri.strip_prefix("/api/v1/namespaces/istio-system/secrets?"))
+        .map(|query| name_selector(query).unwrap_or_else(|| format!("unfiltered: {query}")))
+        .collect();
+    let referenced = ["shop-cert", "shop-cert-cacert", "shop-v2", "shop-v2-cacert"];
+    assert!(
+        watched
+            .iter()
+            .all(|name| referenced.contains(&name.as_str())),
+        "{watched:?}"
+    );
+    assert!(watched.iter().any(|name| name == "shop-v2"), "{watched:?}");
+    let log = api.log.lock().clone();
+    assert!(
+        !log.iter().any(|(_, uri, _)| uri.contains("unused-cert")
+            || uri.starts_with("/api/v1/namespaces/shop/secrets")),
+        "an unreferenced Secret was requested"
+    );
+
+    stream.abort();
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(30), operator)
+        .await
+        .expect("stops on shutdown")
+        .unwrap()
+        .unwrap();
+}
