@@ -239,3 +239,41 @@ fn refresh_interval_reads_istio_variable() {
         );
     }
 }
+
+#[tokio::test]
+async fn https_server_not_signed_by_a_system_root_is_refused() {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = certified.cert.der().clone();
+    let key =
+        rustls_pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            // The handshake fails on the client's side; nothing is served.
+            let _ = acceptor.accept(stream).await;
+        }
+    });
+    let uri = format!("https://{addr}/jwks");
+    let resolver = resolver(DEFAULT_REFRESH_INTERVAL, DEFAULT_RETRY_INTERVAL);
+    let error = resolver
+        .fetch(&uri, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    match &error {
+        JwksError::Fetch { uri: u, reason } => {
+            assert_eq!(*u, uri);
+            assert!(reason.to_lowercase().contains("certificate"), "{error}");
+        }
+        other => panic!("expected a certificate error, got {other}"),
+    }
+}
