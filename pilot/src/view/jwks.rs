@@ -108,6 +108,23 @@ status: {podIP: 10.0.1.2}
     }
 
     #[test]
+    fn a_changed_key_set_changes_the_config_version() {
+        let yaml = format!(
+            "{WORKLOAD}---\n{}",
+            request_authentication("[{issuer: a, jwksUri: \"http://keys.example/a\"}]")
+        );
+        let base = ClusterView::from_yaml(&yaml).unwrap();
+        let version = |set: &str| {
+            let view = base
+                .clone()
+                .with_jwks([("http://keys.example/a".to_owned(), set.to_owned())]);
+            let target = ProxyTarget::for_pod(&view, "team", "server").unwrap();
+            build_proxy_config(&view, &target).config.version
+        };
+        assert_ne!(version(JWKS), version(r#"{"keys":[]}"#));
+    }
+
+    #[test]
     fn never_fetched_uri_leaves_the_rule_without_jwks() {
         let yaml = format!(
             "{WORKLOAD}---\n{}",
