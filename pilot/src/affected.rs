@@ -40,6 +40,9 @@ pub fn affected_proxies(before: &ClusterView, after: &ClusterView) -> Vec<ProxyT
 #[derive(Debug, Clone, PartialEq)]
 pub struct ViewChange {
     reach: Reach,
+    /// The views' Secrets differ: every gateway proxy (`router`) is reached, since only
+    /// gateways read them (`credentialName`).
+    secrets_changed: bool,
 }
 
 /// Which proxies a change can reach.
@@ -96,11 +99,12 @@ impl ViewChange {
     /// so any edit counts, including one that does not alter the config.
     pub fn between(before: &ClusterView, after: &ClusterView) -> Self {
         let (old, new) = (before.objects(), after.objects());
-        // Secrets are not compared: only gateway proxies read them (`credentialName`), and
-        // [`ViewChange::may_affect`] reports every gateway proxy as affected.
-        if before.mesh() != after.mesh() || !others_equal(old, new) {
+        let secrets_changed = !before.same_secrets(after);
+        // JWKS key sets reach every proxy whose RequestAuthentication names the URI.
+        if before.mesh() != after.mesh() || !others_equal(old, new) || !before.same_jwks(after) {
             return Self {
                 reach: Reach::Everything,
+                secrets_changed,
             };
         }
         let mut changed = Vec::new();
@@ -132,6 +136,7 @@ impl ViewChange {
         if changed.iter().any(|(_, vs)| vs.spec.hosts.is_empty()) {
             return Self {
                 reach: Reach::Everything,
+                secrets_changed,
             };
         }
         let reach = if changed.is_empty() {
@@ -144,12 +149,15 @@ impl ViewChange {
                     .collect(),
             )
         };
-        Self { reach }
+        Self {
+            reach,
+            secrets_changed,
+        }
     }
 
     /// Whether nothing that reaches a proxy changed.
     pub fn is_empty(&self) -> bool {
-        self.reach == Reach::Nothing
+        self.reach == Reach::Nothing && !self.secrets_changed
     }
 
     /// Whether the config of `target` (a proxy of the view `after` given to
@@ -158,8 +166,12 @@ impl ViewChange {
     /// `mesh` gateway, exported to the proxy's namespace (`exportTo`), and one of its hosts
     /// covered by the egress hosts of the Sidecar that applies to the proxy (a Sidecar
     /// selecting the workload, else its namespace's default, else the root namespace's).
-    /// Gateway proxies (`router`) are always reported as affected.
+    /// Gateway proxies (`router`) are reported as affected by any change, including one of
+    /// Secrets only.
     pub fn may_affect(&self, after: &ClusterView, target: &ProxyTarget) -> bool {
+        if self.secrets_changed && target.proxy_type != ProxyType::Sidecar {
+            return true;
+        }
         let changed = match &self.reach {
             Reach::Nothing => return false,
             Reach::Everything => return true,

@@ -300,6 +300,16 @@ impl ClusterView {
         self.jwks.len()
     }
 
+    /// Whether this view and `other` hold equal Secrets ([`ClusterView::with_secrets`]).
+    pub(crate) fn same_secrets(&self, other: &ClusterView) -> bool {
+        self.secrets == other.secrets
+    }
+
+    /// Whether this view and `other` hold equal JWKS key sets ([`ClusterView::with_jwks`]).
+    pub(crate) fn same_jwks(&self, other: &ClusterView) -> bool {
+        self.jwks == other.jwks
+    }
+
     /// The mesh-wide settings.
     pub fn mesh(&self) -> &MeshSettings {
         &self.mesh

@@ -109,3 +109,41 @@ fn any_other_change_reaches_every_proxy() {
     let after = mesh(10, rule);
     assert_eq!(reached(&after.change_since(&before), &after).len(), 4);
 }
+
+/// A Secret for `credentialName` in namespace `a`, its certificate text `cert`.
+fn with_secret(view: ClusterView, cert: &str) -> ClusterView {
+    let secret: k8s_openapi::api::core::v1::Secret = serde_yaml::from_str(&format!(
+        "metadata: {{name: shop-cert, namespace: a}}\ntype: kubernetes.io/tls\n\
+         stringData: {{tls.crt: {cert}, tls.key: key}}\n"
+    ))
+    .unwrap();
+    view.with_secrets([secret])
+}
+
+#[test]
+fn a_secret_change_reaches_every_gateway_and_no_sidecar() {
+    let before = with_secret(mesh(10, ""), "old");
+    let after = with_secret(mesh(10, ""), "new");
+    let change = after.change_since(&before);
+    assert!(!change.is_empty());
+    assert!(
+        reached(&change, &after).is_empty(),
+        "sidecars do not read Secrets"
+    );
+    let mut gateway = ProxyTarget::all(&after).remove(0);
+    gateway.proxy_type = ProxyType::Router;
+    assert!(change.may_affect(&after, &gateway));
+    let same = with_secret(mesh(10, ""), "old").change_since(&before);
+    assert!(same.is_empty());
+    assert!(!same.may_affect(&after, &gateway));
+}
+
+#[test]
+fn a_jwks_change_reaches_every_proxy() {
+    let before = mesh(10, "").with_jwks([("https://issuer/jwks".to_owned(), "{}".to_owned())]);
+    let after = mesh(10, "").with_jwks([(
+        "https://issuer/jwks".to_owned(),
+        r#"{"keys":[]}"#.to_owned(),
+    )]);
+    assert_eq!(reached(&after.change_since(&before), &after).len(), 4);
+}
