@@ -4,26 +4,33 @@
 //! operator fetches it and the proxies verify tokens with it: a valid token gets 200, a token
 //! with the same issuer and key id but signed by another key gets 401, a request without a
 //! token passes (no AuthorizationPolicy). A second rule whose `jwksUri` cannot be fetched
-//! (nothing listens there) rejects tokens of its issuer with 401, as Istio does.
+//! (nothing listens there) rejects tokens of its issuer with 401, as Istio does. With the
+//! refresh interval shortened (`PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`), a failing refresh keeps
+//! the last good key set and a rotated key set is pushed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use weft_e2e::{
     NS, apply_watching, count, eventually, mesh_or_skip, reviews_mesh, reviews_requests,
 };
 use weft_lab::jwt::{TestIssuer, now};
+use weft_lab::mesh::{LocalMesh, MONITORING_PORT, MeshBinaries, PROXY_UID, http_get, wait_until};
 
 const ISSUER: &str = "https://issuer.weft.test";
 const UNFETCHED_ISSUER: &str = "https://unfetched.weft.test";
 const SERVERS: [&str; 2] = ["reviews1", "reviews2"];
 
-/// Serves `body` as `application/json` to every request on `ip` (an ephemeral port), from a
-/// thread that lives as long as the test process; returns the address.
-fn serve_jwks(ip: Ipv4Addr, body: String) -> SocketAddr {
+/// What the JWKS server answers: a status and a body, changeable while it runs.
+type Answer = Arc<Mutex<(u16, String)>>;
+
+/// Serves `answer` (as `application/json`) to every request on `ip` (an ephemeral port), from
+/// a thread that lives as long as the test process; returns the address.
+fn serve_jwks(ip: Ipv4Addr, answer: Answer) -> SocketAddr {
     let listener = TcpListener::bind((ip, 0)).unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -37,14 +44,19 @@ fn serve_jwks(ip: Ipv4Addr, body: String) -> SocketAddr {
                     Ok(n) => request.extend_from_slice(&buf[..n]),
                 }
             }
+            let (status, body) = answer.lock().unwrap().clone();
             let response = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = stream.write_all(response.as_bytes());
         }
     });
     addr
+}
+
+fn answer(body: &str) -> Answer {
+    Arc::new(Mutex::new((200, body.to_owned())))
 }
 
 fn request_authentication(jwks_uri: &str, unfetched_uri: &str) -> String {
@@ -64,7 +76,7 @@ fn jwks_uri_is_fetched_by_the_control_plane_valid_token_200_forged_401() {
     let issuer = TestIssuer::new(ISSUER).unwrap();
     // The test process's own address on the lab bridge (`Lab::attach_root`).
     let root_ip = Ipv4Addr::new(198, 18, mesh.lab().subnet(), 254);
-    let jwks = serve_jwks(root_ip, issuer.jwks().to_owned());
+    let jwks = serve_jwks(root_ip, answer(issuer.jwks()));
     // A port nobody listens on: its key set is never fetched.
     let unfetched = {
         let probe = TcpListener::bind((root_ip, 0)).unwrap();
@@ -141,4 +153,116 @@ fn jwks_uri_is_fetched_by_the_control_plane_valid_token_200_forged_401() {
     // No token: RequestAuthentication alone lets the request through.
     let report = reviews_requests(&mesh, vip, "/reviews/0", &[], 10, 2);
     assert_eq!(count(&report, "status", "200"), 10, "{report}");
+}
+
+/// Restarts the control plane with `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL=300ms` (the lab starts
+/// it with the default 20 min); same config and state directories, so the proxies reconnect.
+fn restart_operator_with_fast_refresh(mesh: &mut LocalMesh) {
+    mesh.stop_operator();
+    let bins = MeshBinaries::locate(None).unwrap();
+    let host = mesh
+        .lab()
+        .hosts()
+        .iter()
+        .find(|h| h.name == "istiod")
+        .unwrap()
+        .clone();
+    let args = [
+        "--config-dir".to_string(),
+        mesh.config_dir().display().to_string(),
+        "--state-dir".to_string(),
+        mesh.state_dir().display().to_string(),
+        "--cert-owner".to_string(),
+        format!("{PROXY_UID}:{PROXY_UID}"),
+        "--poll-interval-ms".to_string(),
+        "100".to_string(),
+    ];
+    let env = [(
+        "PILOT_JWT_PUB_KEY_REFRESH_INTERVAL".to_string(),
+        "300ms".to_string(),
+    )];
+    mesh.lab_mut()
+        .spawn(
+            &host,
+            "operator-fast-jwks",
+            &bins.operator,
+            &args,
+            &env,
+            None,
+        )
+        .unwrap();
+    let monitoring = SocketAddr::from((mesh.operator_ip(), MONITORING_PORT));
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            http_get(monitoring, "/healthz").is_ok_and(|(s, _)| s == 200)
+        }),
+        "operator did not come back: {}",
+        mesh.log("operator-fast-jwks")
+    );
+}
+
+#[test]
+fn refreshed_key_set_is_pushed_and_a_failed_refresh_keeps_the_last_good_set() {
+    let mut mesh = mesh_or_skip!();
+    let vip = reviews_mesh(&mut mesh);
+    restart_operator_with_fast_refresh(&mut mesh);
+    let old_key = TestIssuer::new(ISSUER).unwrap();
+    let new_key = TestIssuer::new(ISSUER).unwrap();
+    let root_ip = Ipv4Addr::new(198, 18, mesh.lab().subnet(), 254);
+    let served = answer(old_key.jwks());
+    let jwks = serve_jwks(root_ip, served.clone());
+    // The second rule's URI is served too, so that only the first rule matters here.
+    apply_watching(
+        &mesh,
+        &SERVERS,
+        "ra.yaml",
+        &request_authentication(
+            &format!("http://{jwks}/jwks.json"),
+            &format!("http://{jwks}/other.json"),
+        ),
+    );
+    let old = bearer(&old_key.token("alice", now() + 3600).unwrap());
+    let new = bearer(&new_key.token("alice", now() + 3600).unwrap());
+    let passes = |token: &str| {
+        let (report, _) = eventually(
+            Duration::from_secs(15),
+            || reviews_requests(&mesh, vip, "/reviews/0", &[("authorization", token)], 4, 2),
+            |report| count(report, "status", "200") == 4,
+        );
+        count(&report, "status", "200") == 4
+    };
+    assert!(
+        passes(&old),
+        "the first key set must be fetched: {}",
+        mesh.log("operator-fast-jwks")
+    );
+
+    // The server fails: several refreshes fail, the last good key set stays in force.
+    *served.lock().unwrap() = (500, "down".to_string());
+    std::thread::sleep(Duration::from_millis(1500));
+    let report = reviews_requests(&mesh, vip, "/reviews/0", &[("authorization", &old)], 10, 2);
+    assert_eq!(
+        count(&report, "status", "200"),
+        10,
+        "a failed refresh must keep the last good key set: {report}"
+    );
+    assert!(
+        mesh.log("operator-fast-jwks")
+            .contains("jwksUri fetch failed"),
+        "the failed refresh must be logged"
+    );
+
+    // The issuer rotates its key: the refresh brings the new set and it is pushed.
+    *served.lock().unwrap() = (200, new_key.jwks().to_string());
+    assert!(
+        passes(&new),
+        "the rotated key set must be pushed: {}",
+        mesh.log("operator-fast-jwks")
+    );
+    let report = reviews_requests(&mesh, vip, "/reviews/0", &[("authorization", &old)], 10, 2);
+    assert_eq!(
+        count(&report, "status", "401"),
+        10,
+        "tokens of the retired key must get 401: {report}"
+    );
 }
