@@ -237,7 +237,10 @@ pub struct JwtRule {
     /// Where to fetch the JWKS, if not inline.
     #[serde(default)]
     pub jwks_uri: Option<String>,
-    /// The JWKS as inline JSON text (resolved by the control plane when possible).
+    /// The JWKS as JSON text: the rule's inline `jwks`, else the key set the control plane
+    /// fetched from `jwks_uri` (refreshed every `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`, default
+    /// 20 min). `None` when the URI was never fetched: tokens of this issuer get 401, as in
+    /// Istio.
     #[serde(default)]
     pub jwks: Option<String>,
     /// Headers carrying the token (`(name, prefix)`), read first (Istio `fromHeaders`).
