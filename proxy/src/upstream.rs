@@ -382,6 +382,59 @@ impl ClientKey {
     }
 }
 
+/// The TLS a cluster originates to every endpoint (DestinationRule `tls` mode `SIMPLE`, or
+/// `MUTUAL` with `client`): the CA file, the client certificate and key files, the SNI and the
+/// `subjectAltNames` the server certificate must carry.
+struct Origination<'a> {
+    ca_certificates: Option<&'a str>,
+    client: Option<(&'a str, &'a str)>,
+    sni: Option<&'a str>,
+    subject_alt_names: &'a [String],
+}
+
+impl Origination<'_> {
+    /// The clients of a cluster that originates TLS: the "plain" (default) clients carry it,
+    /// with ALPN `h2` or `http/1.1` for HTTP and none for TCP. Errors name the cluster and the
+    /// unusable file or the missing SNI.
+    fn clients(
+        &self,
+        cluster: &Cluster,
+        key: &ClientKey,
+        connect_timeout: Duration,
+        build: impl Fn(Connector) -> HttpClient,
+    ) -> Result<ClusterClients, String> {
+        let keepalive = key.keepalive.as_ref();
+        let sni = origination_sni(cluster, self.sni)?;
+        let http_alpn: &[&[u8]] = if key.http2 {
+            &[crate::tls::ALPN_H2]
+        } else {
+            &[crate::tls::ALPN_HTTP11]
+        };
+        let configure = |alpn: &[&[u8]]| {
+            crate::origination::client_config(
+                self.ca_certificates,
+                self.client,
+                alpn,
+                self.subject_alt_names,
+            )
+            .map_err(|error| format!("cluster {}: {error}", cluster.name))
+        };
+        let http_config = configure(http_alpn)?;
+        let tcp_config = configure(&[])?;
+        let plain = build(
+            Connector::tls(connect_timeout, http_config, sni.clone()).with_keepalive(keepalive),
+        );
+        let plain_tcp = Connector::tls(connect_timeout, tcp_config, sni).with_keepalive(keepalive);
+        Ok(ClusterClients {
+            plain,
+            mtls: None,
+            plain_tcp,
+            mtls_tcp: None,
+            key: key.clone(),
+        })
+    }
+}
+
 impl ClusterClients {
     /// Builds the clients for `cluster`. Returns an error naming the cluster when mTLS is
     /// required but `tls` is `None` or cannot build a client config, or when a `SIMPLE`/`MUTUAL`
@@ -451,35 +504,13 @@ impl ClusterClients {
                 subject_alt_names,
                 ..
             } => {
-                // Every endpoint gets TLS: the "plain" (default) clients originate it.
-                let sni = origination_sni(cluster, sni.as_deref())?;
-                let http_alpn: &[&[u8]] = if key.http2 {
-                    &[crate::tls::ALPN_H2]
-                } else {
-                    &[crate::tls::ALPN_HTTP11]
+                let origination = Origination {
+                    ca_certificates: ca_certificates.as_deref(),
+                    client: None,
+                    sni: sni.as_deref(),
+                    subject_alt_names,
                 };
-                let configure = |alpn: &[&[u8]]| {
-                    crate::origination::client_config(
-                        ca_certificates.as_deref(),
-                        None,
-                        alpn,
-                        subject_alt_names,
-                    )
-                    .map_err(|error| format!("cluster {}: {error}", cluster.name))
-                };
-                let http_config = configure(http_alpn)?;
-                let tcp_config = configure(&[])?;
-                let tcp = Connector::tls(connect_timeout, tcp_config, sni.clone())
-                    .with_keepalive(keepalive);
-                return Ok(Self {
-                    plain: build(
-                        Connector::tls(connect_timeout, http_config, sni).with_keepalive(keepalive),
-                    ),
-                    mtls: None,
-                    plain_tcp: tcp,
-                    mtls_tcp: None,
-                    key,
-                });
+                return origination.clients(cluster, &key, connect_timeout, build);
             }
             TransportSocket::Mutual {
                 client_certificate,
@@ -489,35 +520,13 @@ impl ClusterClients {
                 subject_alt_names,
                 ..
             } => {
-                let sni = origination_sni(cluster, sni.as_deref())?;
-                let http_alpn: &[&[u8]] = if key.http2 {
-                    &[crate::tls::ALPN_H2]
-                } else {
-                    &[crate::tls::ALPN_HTTP11]
+                let origination = Origination {
+                    ca_certificates: ca_certificates.as_deref(),
+                    client: Some((client_certificate.as_str(), private_key.as_str())),
+                    sni: sni.as_deref(),
+                    subject_alt_names,
                 };
-                let client = Some((client_certificate.as_str(), private_key.as_str()));
-                let configure = |alpn: &[&[u8]]| {
-                    crate::origination::client_config(
-                        ca_certificates.as_deref(),
-                        client,
-                        alpn,
-                        subject_alt_names,
-                    )
-                    .map_err(|error| format!("cluster {}: {error}", cluster.name))
-                };
-                let http_config = configure(http_alpn)?;
-                let tcp_config = configure(&[])?;
-                let tcp = Connector::tls(connect_timeout, tcp_config, sni.clone())
-                    .with_keepalive(keepalive);
-                return Ok(Self {
-                    plain: build(
-                        Connector::tls(connect_timeout, http_config, sni).with_keepalive(keepalive),
-                    ),
-                    mtls: None,
-                    plain_tcp: tcp,
-                    mtls_tcp: None,
-                    key,
-                });
+                return origination.clients(cluster, &key, connect_timeout, build);
             }
         };
         Ok(Self {
