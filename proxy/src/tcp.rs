@@ -17,8 +17,9 @@ use crate::outlier::TryResult;
 use crate::request_log::{Direction, RequestLog, RequestObserver, ResponseFlags};
 use std::sync::Arc;
 
+use crate::balance::PickedEndpoint;
 use crate::snapshot::{ClusterRuntime, CompiledTcpRoute};
-use crate::upstream::Connector;
+use crate::upstream::{Connector, UpstreamStream};
 
 /// A log record for a TCP connection (method empty, protocol `TCP`).
 pub fn tcp_log(direction: Direction, peer: SocketAddr, destination: SocketAddr) -> RequestLog {
@@ -130,22 +131,9 @@ pub async fn proxy_to_cluster<D>(
         picked = Some(endpoint);
         target
     };
-    log.upstream_host = Some(address);
-    log.attempts = 1;
-    let connected = connector.connect(address).await;
-    if let Some(picked) = &picked {
-        picked.report(match &connected {
-            Ok(_) => TryResult::Success,
-            Err(_) => TryResult::LOCAL_ERROR,
-        });
-    }
-    let mut upstream = match connected {
-        Ok(upstream) => upstream,
-        Err(error) => {
-            tracing::debug!(%error, upstream = %address, "TCP upstream connect failed");
-            log.flags.insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
-            return;
-        }
+    let Some(mut upstream) = connect_upstream(connector, address, picked.as_ref(), log).await
+    else {
+        return;
     };
     copy_until_idle(
         &mut downstream,
@@ -155,6 +143,35 @@ pub async fn proxy_to_cluster<D>(
         clients.tcp_idle_timeout(),
     )
     .await;
+}
+
+/// Connects to `address` with `connector` for a proxied TCP connection: sets the log's
+/// upstream host and attempt count, and reports the outcome to `picked` (outlier detection's
+/// local-origin result) when the endpoint was picked from the cluster's balancer. Returns the
+/// stream, or `None` with response flag `UF` logged when the connection fails.
+pub(crate) async fn connect_upstream(
+    connector: &Connector,
+    address: SocketAddr,
+    picked: Option<&PickedEndpoint>,
+    log: &mut RequestLog,
+) -> Option<UpstreamStream> {
+    log.upstream_host = Some(address);
+    log.attempts = 1;
+    let connected = connector.connect(address).await;
+    if let Some(picked) = picked {
+        picked.report(match &connected {
+            Ok(_) => TryResult::Success,
+            Err(_) => TryResult::LOCAL_ERROR,
+        });
+    }
+    match connected {
+        Ok(upstream) => Some(upstream),
+        Err(error) => {
+            tracing::debug!(%error, upstream = %address, "TCP upstream connect failed");
+            log.flags.insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
+            None
+        }
+    }
 }
 
 /// As [`copy`], also ending (closing both sides) once no byte went either way for `idle`

@@ -13,7 +13,6 @@ use weft_proxy_config::ServerTlsMode;
 use super::credential::client_san_accepted;
 use super::{GatewayServerRuntime, GatewayTarget, Termination};
 use crate::http::{ConnInfo, HttpProxy, cluster_host, serve_connection};
-use crate::outlier::TryResult;
 use crate::request_log::{Direction, RequestLog, ResponseFlags};
 use crate::snapshot::{ClusterRuntime, Snapshot};
 use crate::tcp;
@@ -192,20 +191,11 @@ async fn splice_to_cluster(
         return;
     };
     let address = endpoint.endpoint().address;
-    log.upstream_host = Some(address);
-    log.attempts = 1;
-    let connected = clients.tcp_for(false).connect(address).await;
-    endpoint.report(match &connected {
-        Ok(_) => TryResult::Success,
-        Err(_) => TryResult::LOCAL_ERROR,
-    });
-    let mut upstream = match connected {
-        Ok(upstream) => upstream,
-        Err(error) => {
-            tracing::debug!(%error, upstream = %address, "AUTO_PASSTHROUGH connect failed");
-            log.flags.insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
-            return;
-        }
+    // The client's own TLS passes through: plain TCP to the endpoint, whatever its sidecar.
+    let Some(mut upstream) =
+        tcp::connect_upstream(clients.tcp_for(false), address, Some(&endpoint), log).await
+    else {
+        return;
     };
     tcp::copy_until_idle(
         &mut downstream,
