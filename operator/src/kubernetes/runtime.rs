@@ -36,8 +36,7 @@ use super::status::controller::{
 };
 use super::status::metrics::StatusMetrics;
 use super::stores::credentials::{
-    CredentialFingerprints, CredentialSnapshot, CredentialStore, SecretRef, referenced_secrets,
-    watch_credentials,
+    CredentialStore, SecretRef, referenced_secrets, watch_credentials,
 };
 use super::stores::{self, Stores};
 use super::webhook_config::{
@@ -472,8 +471,8 @@ impl ViewBuilder {
     /// ([`StatusFeed`], on every replica so that a new leader knows which builder held which
     /// generation); marks the operator ready after the first build. The view holds the
     /// credential Secrets its Gateways reference ([`referenced_secrets`], sent on to
-    /// [`watch_credentials`]), and the discovery server gets it as a [`CredentialSnapshot`] so
-    /// that a credential change re-pushes the gateways of its namespace. Changes that arrive
+    /// [`watch_credentials`]); a credential change re-pushes the gateways whose config it
+    /// changes (Pilot's `ViewChange` compares the views' Secrets). Changes that arrive
     /// during a build coalesce into one more build (a [`Notify`] permit).
     async fn run(self, shutdown: CancellationToken) {
         tokio::select! {
@@ -493,14 +492,12 @@ impl ViewBuilder {
                 }
                 modified
             });
-            let fingerprints = CredentialFingerprints::of(&secrets);
             let jwks = self.jwks.want(weft_pilot::jwks_fetches(&objects));
             let view = ClusterView::new(MeshSettings::from_spec(&mesh), objects)
                 .with_secrets(secrets)
                 .with_jwks(jwks);
             let snapshot = Arc::new(Snapshot::new(view));
-            let builder = CredentialSnapshot::new(snapshot.clone(), fingerprints);
-            let seq = self.server.update(Arc::new(builder));
+            let seq = self.server.update(snapshot.clone());
             self.status.publish(Published {
                 seq,
                 snapshot,

@@ -16,15 +16,15 @@
 //!   credentials, so the per-name watch keeps both memory and what is read minimal. RBAC:
 //!   `get/list/watch` on `secrets` (already granted cluster-wide for Citadel).
 //! - [`CredentialStore`] holds the watched Secrets trimmed to name, namespace, type and data
-//!   (no annotations: `kubectl.kubernetes.io/last-applied-configuration` repeats the data),
-//!   and [`CredentialSnapshot`] tells the discovery server which gateway proxies a credential
-//!   change reaches (the gateways of the namespaces whose Secrets changed).
+//!   (no annotations: `kubectl.kubernetes.io/last-applied-configuration` repeats the data).
+//!   The view holds them (`ClusterView::with_secrets`); a change of Secrets reaches the gateway
+//!   proxies through Pilot's view comparison (`ViewChange`).
 //!
 //! Secret data never reaches a log: [`CredentialStore`]'s `Debug` prints names and keys only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -36,12 +36,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use weft_crds::networking::{Gateway, ServerTlsMode, ServerTlsSettings};
-use weft_discovery::{Hello, ProxyConfig, ProxyType};
 use weft_pilot::ClusterObjects;
-
-use crate::discovery::server::BuiltConfig;
-use crate::discovery::{BuildError, ConfigBuilder};
-use crate::snapshot::Snapshot;
 
 /// The suffix of the Secret holding a `MUTUAL` server's client CA when the credential itself
 /// has none (Istio's SDS convention `<credentialName>-cacert`).
@@ -236,47 +231,6 @@ impl CredentialStore {
     }
 }
 
-/// Fingerprints of credential Secrets' name, type and data, one per namespace: what tells which
-/// gateway namespaces a credential change reaches. Change detection only.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CredentialFingerprints(BTreeMap<String, u64>);
-
-impl CredentialFingerprints {
-    /// The fingerprints of `secrets` (the ones given to the view), by namespace.
-    pub fn of(secrets: &[Secret]) -> Self {
-        let mut hashers: BTreeMap<&str, std::collections::hash_map::DefaultHasher> =
-            BTreeMap::new();
-        let mut sorted: Vec<&Secret> = secrets.iter().collect();
-        sorted.sort_by(|a, b| {
-            (namespace_of(&a.metadata), &a.metadata.name)
-                .cmp(&(namespace_of(&b.metadata), &b.metadata.name))
-        });
-        for secret in sorted {
-            let hasher = hashers.entry(namespace_of(&secret.metadata)).or_default();
-            secret.metadata.name.hash(hasher);
-            secret.type_.hash(hasher);
-            for (key, value) in secret.data.iter().flatten() {
-                key.hash(hasher);
-                value.0.hash(hasher);
-            }
-            for (key, value) in secret.string_data.iter().flatten() {
-                key.hash(hasher);
-                value.hash(hasher);
-            }
-        }
-        Self(
-            hashers
-                .into_iter()
-                .map(|(namespace, hasher)| (namespace.to_owned(), hasher.finish()))
-                .collect(),
-        )
-    }
-
-    fn get(&self, namespace: &str) -> Option<u64> {
-        self.0.get(namespace).copied()
-    }
-}
-
 /// Watches the one Secret `reference` (field selector `metadata.name`, in its namespace, with
 /// kube-runtime's default back-off) into `store`, notifying `changed` when its value changes,
 /// until `stopped`. A relist that no longer finds it removes it.
@@ -371,63 +325,6 @@ pub async fn watch_credentials(
     }
     for token in running.values() {
         token.cancel();
-    }
-}
-
-/// A [`Snapshot`] with the fingerprints of the credentials its view holds, as the discovery
-/// server's builder: [`ConfigBuilder::may_differ`] adds to the snapshot's answer every gateway
-/// (`router`) proxy of a namespace whose credential Secrets changed, since Pilot's view
-/// comparison does not look at Secrets. The server then pushes only those whose built config
-/// (content hash) changed.
-pub struct CredentialSnapshot {
-    snapshot: Arc<Snapshot>,
-    fingerprints: CredentialFingerprints,
-}
-
-impl CredentialSnapshot {
-    /// `snapshot`, whose view holds the Secrets `fingerprints` were taken of.
-    pub fn new(snapshot: Arc<Snapshot>, fingerprints: CredentialFingerprints) -> Self {
-        Self {
-            snapshot,
-            fingerprints,
-        }
-    }
-}
-
-impl ConfigBuilder for CredentialSnapshot {
-    fn build(&self, hello: &Hello, peer: &str) -> Result<ProxyConfig, BuildError> {
-        self.snapshot.build(hello, peer)
-    }
-
-    fn build_push(&self, hello: &Hello, peer: &str) -> Result<Box<dyn BuiltConfig>, BuildError> {
-        self.snapshot.build_push(hello, peer)
-    }
-
-    /// The snapshot's answer, plus `true` for each gateway proxy whose namespace's credential
-    /// fingerprint differs from `previous`'s; `true` for all when `previous` is not a
-    /// [`CredentialSnapshot`].
-    fn may_differ(&self, previous: &dyn ConfigBuilder, hellos: &[&Hello]) -> Vec<bool> {
-        let previous = previous
-            .as_any()
-            .and_then(|previous| previous.downcast_ref::<CredentialSnapshot>());
-        let Some(previous) = previous else {
-            return vec![true; hellos.len()];
-        };
-        let answers = self.snapshot.may_differ(&*previous.snapshot, hellos);
-        answers
-            .into_iter()
-            .zip(hellos)
-            .map(|(may_differ, hello)| {
-                may_differ
-                    || (hello.proxy_type == ProxyType::Router
-                        && self.fingerprints.get(&hello.namespace)
-                            != previous.fingerprints.get(&hello.namespace))
-            })
-            .collect()
-    }
-
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
     }
 }
 

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use weft_pilot::{ClusterView, MeshSettings};
+use weft_pilot::ClusterView;
 
 use super::*;
 
@@ -212,67 +212,4 @@ fn the_store_keeps_type_and_data_only_and_never_prints_values() {
     assert!(store.remove(&shop));
     assert!(!store.apply(&shop, secret("istio-system", "shop-cert", "B"), &stopped));
     assert!(store.references().is_empty());
-}
-
-const GATEWAY_WORKLOADS: &str = r#"
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: ingress, namespace: istio-system}
-spec: {address: 198.18.0.2, serviceAccount: ingress, labels: {istio: ingressgateway}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: edge, namespace: edge}
-spec: {address: 198.18.0.3, serviceAccount: edge, labels: {istio: ingressgateway}}
-"#;
-
-fn hello(namespace: &str, workload: &str, proxy_type: ProxyType) -> Hello {
-    Hello {
-        namespace: namespace.into(),
-        workload: workload.into(),
-        proxy_version: String::new(),
-        current_version: String::new(),
-        proxy_type,
-        incremental: false,
-    }
-}
-
-fn credential_snapshot(store: &CredentialStore) -> CredentialSnapshot {
-    let secrets = store.secrets_in(&store.references().into_iter().collect());
-    let fingerprints = CredentialFingerprints::of(&secrets);
-    let view = ClusterView::from_yaml(GATEWAY_WORKLOADS)
-        .unwrap()
-        .with_secrets(secrets);
-    CredentialSnapshot::new(Arc::new(Snapshot::new(view)), fingerprints)
-}
-
-#[test]
-fn a_credential_change_reaches_only_the_gateways_of_its_namespace() {
-    let store = CredentialStore::default();
-    let running = CancellationToken::new();
-    let shop = SecretRef::new("istio-system", "shop-cert");
-    store.apply(&shop, secret("istio-system", "shop-cert", "A"), &running);
-    let before = credential_snapshot(&store);
-    let ingress = hello("istio-system", "ingress", ProxyType::Router);
-    let edge = hello("edge", "edge", ProxyType::Router);
-    let sidecar = hello("istio-system", "ingress", ProxyType::Sidecar);
-    let hellos = [&ingress, &edge, &sidecar];
-
-    let same = credential_snapshot(&store);
-    assert_eq!(same.may_differ(&before, &hellos), [false, false, false]);
-
-    store.apply(&shop, secret("istio-system", "shop-cert", "B"), &running);
-    let rotated = credential_snapshot(&store);
-    assert_eq!(
-        rotated.may_differ(&before, &hellos),
-        [true, false, false],
-        "only the gateway of istio-system"
-    );
-
-    // A builder of another type: everything may differ.
-    let plain = Snapshot::new(ClusterView::new(
-        MeshSettings::default(),
-        ClusterObjects::default(),
-    ));
-    assert_eq!(rotated.may_differ(&plain, &hellos), [true, true, true]);
 }
