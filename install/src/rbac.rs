@@ -167,7 +167,7 @@ pub const PERMISSIONS: &[Permission] = &[
         resources: &["secrets"],
         verbs: &["get", "list", "watch", "create", "patch", "delete"],
         resource_names: &[],
-        why: "Citadel: workload certificate Secrets weft-workload-cert-<sa> in every mesh namespace (server-side apply: patch, and create when the apply creates the object), owned and watched by label; the CA Secrets cacerts (read) and weft-ca-secret (created once) in the operator namespace; deleted (only those labelled as Weft's, never cacerts) by the Mesh finalizer's cleanup",
+        why: "Citadel: workload certificate Secrets weft-workload-cert-<sa> in every mesh namespace (server-side apply: patch, and create when the apply creates the object), owned and watched by label; the CA Secrets cacerts (read) and weft-ca-secret (created once) in the operator namespace; deleted (only those labelled as Weft's, never cacerts) by the Mesh finalizer's cleanup; gateway credentialName Secrets (and <name>-cacert), read and watched by name in the gateway workloads' namespaces",
     },
     Permission {
         scope: Scope::Cluster,
