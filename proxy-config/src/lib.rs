@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 mod cluster;
+mod content_hash;
 mod gateway;
 mod inbound;
 mod matcher;
@@ -36,6 +37,7 @@ pub use cluster::{
     DEFAULT_WARMUP_AGGRESSION, DEFAULT_WARMUP_MINIMUM_PERCENT, LocalityDistribute,
     LocalityFailover, LocalityLbSetting, TcpKeepalive, Warmup,
 };
+pub use content_hash::hash_json;
 pub use gateway::{
     GatewayListener, GatewayProtocol, GatewayServer, PrivateKeyPem, REDACTED, ServerTls,
     ServerTlsMode, TlsCredential, TlsMatch, TlsRoute, TlsVersion, host_matches,
@@ -56,7 +58,6 @@ pub use route::{
 pub use validate::ModelError;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// The version of this model's shape, carried in [`ProxyConfig::model_version`].
 pub const MODEL_VERSION: &str = "weft.proxy-config/v1alpha1";
@@ -170,11 +171,16 @@ impl ProxyConfig {
     ///
     /// Errors: a `serde_json::Error` only if serialisation fails, which the model's types do not
     /// allow in practice (all map keys are strings).
+    ///
+    /// The JSON is streamed into the hash ([`hash_json`]); a config whose `version` is already
+    /// empty is not copied.
     pub fn content_hash(&self) -> Result<String, serde_json::Error> {
-        let mut canonical = self.clone();
-        canonical.version.clear();
-        let bytes = serde_json::to_vec(&canonical)?;
-        Ok(hex::encode(Sha256::digest(&bytes)))
+        if !self.version.is_empty() {
+            let mut canonical = self.clone();
+            canonical.version.clear();
+            return canonical.content_hash();
+        }
+        hash_json(|out| serde_json::to_writer(out, self))
     }
 
     /// Sets `version` to [`ProxyConfig::content_hash`] and returns the config.

@@ -2,31 +2,16 @@
 //! and its scope's cached JSON, without assembling the config or serialising the shared side
 //! again.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::ops::Range;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
 use weft_proxy_config::{
     Cluster, GatewayListener, InboundConfig, MODEL_VERSION, Node, OutboundListener,
 };
 
 use super::shared::ScopeConfig;
 use crate::cache::Cached;
-
-/// An [`io::Write`] that feeds every byte into a SHA-256 state instead of a buffer.
-struct HashWriter(Sha256);
-
-impl io::Write for HashWriter {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.update(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// The parts of one proxy's config: its own (node, inbound) and its scope's.
 pub(super) struct ConfigParts<'a> {
@@ -45,10 +30,7 @@ pub(super) struct ConfigParts<'a> {
 /// Returns `None` when serialisation fails, which it cannot for this model (every map has
 /// string keys).
 pub(super) fn content_version(parts: &ConfigParts<'_>) -> Option<String> {
-    let mut out = io::BufWriter::with_capacity(64 * 1024, HashWriter(Sha256::new()));
-    write_config(&mut out, "", parts).ok()?;
-    let HashWriter(state) = out.into_inner().ok()?;
-    Some(hex::encode(state.finalize()))
+    weft_proxy_config::hash_json(|out| write_config(out, "", parts)).ok()
 }
 
 /// Writes the compact JSON of the config made of `parts` with `version`, byte for byte what
