@@ -1,8 +1,12 @@
 //! The JWKS resolver (istiod's `JwksResolver`): the control plane fetches every
-//! RequestAuthentication `jwksUri` (Istio `JWTRule.jwksUri`) over HTTP or HTTPS, caches each key
-//! set, refreshes it every [`JwksSettings::refresh_interval`] (Istio's
+//! RequestAuthentication `jwksUri` (Istio `JWTRule.jwksUri`) over HTTP or HTTPS — or, for a rule
+//! with neither `jwks` nor `jwksUri` whose issuer is an `http(s)` URL, the issuer's OpenID
+//! discovery document and then the key set its `jwks_uri` names ([`discovery`]) — caches each
+//! key set, refreshes it every [`JwksSettings::refresh_interval`] (Istio's
 //! `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`, 20 min) and keeps the last good set when a refresh
-//! fails. Pilot inlines the sets into the proxies' `JwtRule.jwks` (`ClusterView::with_jwks`).
+//! fails. Addresses in Istio's `BLOCKED_CIDRS_IN_JWKS_URIS` are never connected to
+//! ([`blocked`]). Pilot inlines the sets into the proxies' `JwtRule.jwks`
+//! (`ClusterView::with_jwks`).
 //!
 //! The shell that owns a view tells the resolver which URIs the view names
 //! ([`JwksResolver::want`], from `weft_pilot::jwks_fetches`), runs [`JwksResolver::run`] in a
@@ -23,8 +27,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub mod blocked;
+pub mod discovery;
 #[cfg(test)]
 mod tests;
+
+use blocked::FilteringResolver;
+pub use blocked::{BLOCKED_CIDRS_ENV, BlockedCidrs};
 
 /// How often a fetched key set is fetched again when the environment does not say: Istio's
 /// `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL` default, 20 min.
@@ -89,6 +98,40 @@ pub enum JwksError {
         /// What is wrong with the body.
         reason: String,
     },
+    /// Every address of the URI's host lies in a range of `BLOCKED_CIDRS_IN_JWKS_URIS`, so the
+    /// control plane does not connect (Istio's rule against fetches to internal services).
+    #[error(
+        "not fetching {uri:?}: host {host} has only addresses in BLOCKED_CIDRS_IN_JWKS_URIS ({addresses})"
+    )]
+    Blocked {
+        /// The URI (a `jwksUri`, a discovery document, or the `jwks_uri` a document named).
+        uri: String,
+        /// The URI's host.
+        host: String,
+        /// Each refused address with the range that blocks it.
+        addresses: String,
+    },
+    /// The issuer's OpenID discovery document (fetched for a rule without `jwks` and
+    /// `jwksUri`) names no key set.
+    #[error(
+        "OpenID discovery document {uri:?} (jwtRules[].issuer without jwks or jwksUri) gives no jwks_uri: {reason}"
+    )]
+    Discovery {
+        /// The document's URL (`<issuer>/.well-known/openid-configuration`).
+        uri: String,
+        /// What is wrong with the document.
+        reason: String,
+    },
+    /// `BLOCKED_CIDRS_IN_JWKS_URIS` holds an entry that is neither a CIDR nor an address.
+    #[error(
+        "BLOCKED_CIDRS_IN_JWKS_URIS={value:?}: {entry:?} is not a CIDR (e.g. 10.0.0.0/8) or an IP address"
+    )]
+    BadBlockedCidr {
+        /// The variable's value.
+        value: String,
+        /// The entry that does not parse.
+        entry: String,
+    },
     /// The HTTPS client could not be configured (rustls).
     #[error("cannot configure the HTTPS client for jwksUri fetches: {reason}")]
     Tls {
@@ -103,8 +146,8 @@ pub enum JwksError {
     },
 }
 
-/// The resolver's timing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The resolver's timing and the addresses it refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksSettings {
     /// How long a fetched key set is used before it is fetched again (Istio's
     /// `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`, default 20 min).
@@ -112,6 +155,9 @@ pub struct JwksSettings {
     /// The delay before the first retry of a failed fetch, doubled on each further failure and
     /// capped at `refresh_interval` (default 1 s).
     pub retry_interval: Duration,
+    /// The address ranges never connected to (Istio's `BLOCKED_CIDRS_IN_JWKS_URIS`, default
+    /// none).
+    pub blocked_cidrs: BlockedCidrs,
 }
 
 impl Default for JwksSettings {
@@ -119,6 +165,7 @@ impl Default for JwksSettings {
         Self {
             refresh_interval: DEFAULT_REFRESH_INTERVAL,
             retry_interval: DEFAULT_RETRY_INTERVAL,
+            blocked_cidrs: BlockedCidrs::default(),
         }
     }
 }
@@ -144,6 +191,22 @@ impl JwksSettings {
             ..Self::default()
         })
     }
+
+    /// The settings from the environment as `lookup` reads it (a variable's value by name;
+    /// `None` when unset): [`REFRESH_INTERVAL_ENV`] and [`BLOCKED_CIDRS_ENV`].
+    ///
+    /// Errors: [`JwksError::BadRefreshInterval`], [`JwksError::BadBlockedCidr`].
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, JwksError> {
+        let interval = lookup(REFRESH_INTERVAL_ENV);
+        let blocked_cidrs = match lookup(BLOCKED_CIDRS_ENV) {
+            Some(value) => BlockedCidrs::parse(&value)?,
+            None => BlockedCidrs::default(),
+        };
+        Ok(Self {
+            blocked_cidrs,
+            ..Self::from_env_value(interval.as_deref())?
+        })
+    }
 }
 
 /// One wanted URI's state.
@@ -160,7 +223,7 @@ struct Entry {
 /// Fetches, caches and refreshes the key sets of the wanted `jwksUri`s. Cheap to share behind
 /// an `Arc`; no lock is held across a fetch.
 pub struct JwksResolver {
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector<FilteringResolver>>, Empty<Bytes>>,
     settings: JwksSettings,
     entries: Mutex<BTreeMap<String, Entry>>,
     wanted: watch::Sender<BTreeMap<String, Duration>>,
@@ -180,7 +243,8 @@ impl std::fmt::Debug for JwksResolver {
 impl JwksResolver {
     /// A resolver with no wanted URI. HTTPS servers are verified against the system's root
     /// certificates (`rustls-native-certs`); when none can be loaded, every HTTPS fetch fails
-    /// with [`JwksError::Fetch`] and the reason is logged once here.
+    /// with [`JwksError::Fetch`] and the reason is logged once here. Host names are resolved by
+    /// the system resolver with `settings.blocked_cidrs` removed from each answer.
     ///
     /// Errors: [`JwksError::Tls`] when rustls refuses its default protocol versions.
     pub fn new(settings: JwksSettings) -> Result<Self, JwksError> {
@@ -201,11 +265,18 @@ impl JwksResolver {
             })?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        if !settings.blocked_cidrs.is_empty() {
+            tracing::info!(blocked = ?settings.blocked_cidrs, "JWKS fetches refuse {BLOCKED_CIDRS_ENV}");
+        }
+        let mut http = HttpConnector::new_with_resolver(FilteringResolver::new(Arc::new(
+            settings.blocked_cidrs.clone(),
+        )));
+        http.enforce_http(false);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .build();
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(Self {
             client,
@@ -216,19 +287,18 @@ impl JwksResolver {
         })
     }
 
-    /// A resolver configured from the environment ([`REFRESH_INTERVAL_ENV`]), running in a task
+    /// A resolver configured from the environment ([`JwksSettings::from_env`]), running in a task
     /// until `shutdown`, that calls `changed.notify_one()` whenever its key sets change (the
     /// Kubernetes mode's view builder then rebuilds the view).
     ///
-    /// Errors: [`JwksError::BadRefreshInterval`], [`JwksError::Tls`].
+    /// Errors: [`JwksError::BadRefreshInterval`], [`JwksError::BadBlockedCidr`],
+    /// [`JwksError::Tls`].
     pub fn spawn_from_env(
         changed: Arc<tokio::sync::Notify>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, JwksError> {
-        let interval = std::env::var(REFRESH_INTERVAL_ENV).ok();
-        let resolver = Arc::new(Self::new(JwksSettings::from_env_value(
-            interval.as_deref(),
-        )?)?);
+        let settings = JwksSettings::from_env(|name| std::env::var(name).ok())?;
+        let resolver = Arc::new(Self::new(settings)?);
         let mut sets = resolver.subscribe();
         tokio::spawn({
             let (resolver, shutdown) = (resolver.clone(), shutdown.clone());
@@ -340,7 +410,7 @@ impl JwksResolver {
                             .saturating_mul(1 << entry.failures.saturating_sub(1).min(16))
                             .min(self.settings.refresh_interval);
                         entry.next_fetch = Some(now + backoff);
-                        tracing::warn!(%error, failures = entry.failures, retry_ms = backoff.as_millis() as u64, "jwksUri fetch failed; the last good key set stays in force");
+                        tracing::warn!(url = %uri, %error, failures = entry.failures, retry_ms = backoff.as_millis() as u64, "jwksUri fetch failed; the last good key set stays in force");
                     }
                 }
             }
@@ -389,25 +459,48 @@ impl JwksResolver {
         }
     }
 
-    /// Fetches `uri` once (HTTP/1.1 GET; HTTPS verified against the system roots), bounded by
-    /// `timeout`, and returns the body if it is a JSON Web Key Set.
+    /// Fetches the key set for `uri` once and returns it if it is a JSON Web Key Set. `uri` is
+    /// a `jwksUri`, or an issuer's OpenID discovery document
+    /// ([`discovery::is_discovery_document`]), in which case the document is fetched first and
+    /// the key set from the `jwks_uri` it names. Each request is an HTTP/1.1 GET (HTTPS
+    /// verified against the system roots) bounded by `timeout` (the rule's `timeout`; a
+    /// discovery takes up to twice that), to an address outside the blocked ranges.
     ///
-    /// Errors: [`JwksError::BadUri`], [`JwksError::Timeout`], [`JwksError::Fetch`],
-    /// [`JwksError::Status`] (not 200), [`JwksError::NotJwks`] (not JSON with a `keys` array,
-    /// or larger than [`MAX_JWKS_BYTES`]).
+    /// Errors: [`JwksError::BadUri`], [`JwksError::Blocked`], [`JwksError::Timeout`],
+    /// [`JwksError::Fetch`], [`JwksError::Status`] (not 200), [`JwksError::Discovery`] (a
+    /// document without `jwks_uri`), [`JwksError::NotJwks`] (not JSON with a `keys` array, or
+    /// larger than [`MAX_JWKS_BYTES`]); each names the URL that failed.
     pub async fn fetch(&self, uri: &str, timeout: Duration) -> Result<String, JwksError> {
+        if discovery::is_discovery_document(uri) {
+            let document = self.get(uri, timeout).await?;
+            let jwks_uri = discovery::jwks_uri_of(uri, &document)?;
+            let body = self.get(&jwks_uri, timeout).await?;
+            return check_jwks(&jwks_uri, &body);
+        }
+        let body = self.get(uri, timeout).await?;
+        check_jwks(uri, &body)
+    }
+
+    /// One HTTP/1.1 GET of `uri` bounded by `timeout`; the body (at most [`MAX_JWKS_BYTES`]) of
+    /// a 200 answer.
+    async fn get(&self, uri: &str, timeout: Duration) -> Result<Bytes, JwksError> {
         let parsed: http::Uri =
             uri.parse()
                 .map_err(|error: http::uri::InvalidUri| JwksError::BadUri {
                     uri: uri.to_owned(),
                     reason: error.to_string(),
                 })?;
-        if !matches!(parsed.scheme_str(), Some("http" | "https")) || parsed.host().is_none() {
+        let Some(host) = parsed
+            .host()
+            .filter(|_| matches!(parsed.scheme_str(), Some("http" | "https")))
+        else {
             return Err(JwksError::BadUri {
                 uri: uri.to_owned(),
                 reason: "needs a scheme http or https and a host".to_owned(),
             });
-        }
+        };
+        self.settings.blocked_cidrs.check_literal(uri, host)?;
+        let host = host.to_owned();
         let request = http::Request::get(parsed)
             .header(http::header::ACCEPT, "application/json")
             .body(Empty::new())
@@ -420,11 +513,18 @@ impl JwksResolver {
                 uri: uri.to_owned(),
                 reason,
             };
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|error| fail(error_chain(&error)))?;
+            let response =
+                self.client
+                    .request(request)
+                    .await
+                    .map_err(|error| match blocked::find_blocked(&error) {
+                        Some(blocked) => JwksError::Blocked {
+                            uri: uri.to_owned(),
+                            host: host.clone(),
+                            addresses: blocked.addresses.clone(),
+                        },
+                        None => fail(error_chain(&error)),
+                    })?;
             let status = response.status();
             if status != http::StatusCode::OK {
                 return Err(JwksError::Status {
@@ -439,14 +539,12 @@ impl JwksResolver {
                 .to_bytes();
             Ok(body)
         };
-        let body =
-            tokio::time::timeout(timeout, fetch)
-                .await
-                .map_err(|_| JwksError::Timeout {
-                    uri: uri.to_owned(),
-                    timeout_ms: timeout.as_millis(),
-                })??;
-        check_jwks(uri, &body)
+        tokio::time::timeout(timeout, fetch)
+            .await
+            .map_err(|_| JwksError::Timeout {
+                uri: uri.to_owned(),
+                timeout_ms: timeout.as_millis(),
+            })?
     }
 }
 

@@ -14,6 +14,8 @@ use tokio::net::TcpListener;
 
 use super::*;
 
+mod discovery_and_blocked;
+
 const SET_A: &str = r#"{"keys":[{"kty":"oct","kid":"a","k":"c2VjcmV0"}]}"#;
 const SET_B: &str = r#"{"keys":[{"kty":"oct","kid":"b","k":"b3RoZXI"}]}"#;
 
@@ -65,6 +67,7 @@ fn resolver(refresh: Duration, retry: Duration) -> JwksResolver {
     JwksResolver::new(JwksSettings {
         refresh_interval: refresh,
         retry_interval: retry,
+        ..JwksSettings::default()
     })
     .unwrap()
 }

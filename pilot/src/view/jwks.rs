@@ -1,8 +1,12 @@
-//! JSON Web Key Sets fetched by the control plane from RequestAuthentication `jwksUri`s (istiod's
-//! JWKS resolver): the view holds them by URI, and config generation inlines the set into each
-//! `JwtRule` that names a URI and has no inline `jwks`.
+//! JSON Web Key Sets fetched by the control plane for RequestAuthentication rules (istiod's JWKS
+//! resolver): the view holds them by the URL the control plane fetches first — the rule's
+//! `jwksUri`, or, when the rule sets neither `jwks` nor `jwksUri` and its issuer is an `http(s)`
+//! URL, the issuer's OpenID discovery document (`<issuer>/.well-known/openid-configuration`,
+//! whose `jwks_uri` the control plane follows; Istio `JWTRule.jwksUri`: "If not set, the OpenID
+//! Discovery endpoint of the issuer will be used"). Config generation inlines the set into each
+//! `JwtRule` without inline `jwks` ([`ClusterView::jwt_rule_jwks`]).
 //!
-//! A URI the control plane has never fetched has no entry: its rules reach the proxy without
+//! A URL the control plane has never fetched has no entry: its rules reach the proxy without
 //! `jwks`, so a request carrying a token of that issuer is rejected with 401 while requests
 //! without a token are left to the AuthorizationPolicies. istiod behaves the same way: when a
 //! `jwksUri` cannot be fetched it pushes a key set that matches no token, so Envoy answers 401
@@ -11,7 +15,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::ClusterObjects;
+use weft_crds::security::JwtRule;
+
+use super::{ClusterObjects, ClusterView};
+
+/// The path OpenID Connect Discovery 1.0 (section 4) appends to an issuer to name its
+/// provider configuration document.
+pub const OPENID_DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
 /// The key sets of a view, JSON text by `jwksUri`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,23 +45,64 @@ impl JwksSets {
     }
 }
 
-/// Every `jwksUri` the RequestAuthentications of `objects` name in a rule without inline `jwks`
-/// (Istio `JWTRule.jwksUri`; an inline `jwks` wins, so its URI is never fetched), with the fetch
-/// timeout to use: the rule's `timeout` (Istio `JWTRule.timeout`, default 5 s), the shortest
-/// when several rules name the same URI. Returns an empty map when no rule needs a fetch.
+/// The URL of `issuer`'s OpenID provider configuration document (OpenID Connect Discovery 1.0
+/// section 4: a terminating `/` of the issuer is removed before [`OPENID_DISCOVERY_PATH`] is
+/// appended), or `None` when the issuer is not an `http://` or `https://` URL (Istio resolves
+/// only URL issuers this way).
+pub fn openid_discovery_url(issuer: &str) -> Option<String> {
+    let rest = issuer
+        .strip_prefix("https://")
+        .or_else(|| issuer.strip_prefix("http://"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return None;
+    }
+    Some(format!(
+        "{}{OPENID_DISCOVERY_PATH}",
+        issuer.strip_suffix('/').unwrap_or(issuer)
+    ))
+}
+
+/// The URL the control plane fetches for `rule`'s key set, the key of the view's sets: the
+/// rule's `jwksUri` (Istio `JWTRule.jwksUri`, either spelling), else its issuer's OpenID
+/// discovery document ([`openid_discovery_url`]). `None` when the rule has inline `jwks` (it
+/// wins, so nothing is fetched) or neither source applies. An empty `jwksUri` counts as unset.
+pub fn jwks_fetch_url(rule: &JwtRule) -> Option<String> {
+    if rule.jwks.is_some() {
+        return None;
+    }
+    match rule.jwks_uri().filter(|uri| !uri.is_empty()) {
+        Some(uri) => Some(uri.to_owned()),
+        None => openid_discovery_url(&rule.issuer),
+    }
+}
+
+impl ClusterView {
+    /// The key set the control plane fetched for `rule` (see [`jwks_fetch_url`]; given to
+    /// [`ClusterView::with_jwks`]), or `None` when the rule has inline `jwks`, names nothing
+    /// to fetch, or its URL has not been fetched yet. Config generation puts it in the proxy's
+    /// `JwtRule.jwks`.
+    pub fn jwt_rule_jwks(&self, rule: &JwtRule) -> Option<&str> {
+        jwks_fetch_url(rule).and_then(|url| self.jwks.get(&url))
+    }
+}
+
+/// Every URL the RequestAuthentications of `objects` need fetched ([`jwks_fetch_url`]: a
+/// `jwksUri`, or an issuer's OpenID discovery document ending in [`OPENID_DISCOVERY_PATH`],
+/// which the fetcher recognises by that path), with the fetch timeout to use: the rule's
+/// `timeout` (Istio `JWTRule.timeout`, default 5 s), the shortest when several rules name the
+/// same URL. Returns an empty map when no rule needs a fetch.
 pub fn jwks_fetches(objects: &ClusterObjects) -> BTreeMap<String, Duration> {
     let mut out: BTreeMap<String, Duration> = BTreeMap::new();
     let rules = objects
         .request_authentications
         .iter()
-        .flat_map(|policy| &policy.spec.jwt_rules)
-        .filter(|rule| rule.jwks.is_none());
+        .flat_map(|policy| &policy.spec.jwt_rules);
     for rule in rules {
-        let Some(uri) = rule.jwks_uri().filter(|uri| !uri.is_empty()) else {
+        let Some(url) = jwks_fetch_url(rule) else {
             continue;
         };
         let timeout = rule.fetch_timeout();
-        out.entry(uri.to_owned())
+        out.entry(url)
             .and_modify(|current| *current = (*current).min(timeout))
             .or_insert(timeout);
     }
@@ -171,5 +222,74 @@ status: {podIP: 10.0.1.2}
                 ("http://k/c".to_owned(), Duration::from_secs(5)),
             ]
         );
+    }
+
+    #[test]
+    fn discovery_url_follows_openid_connect_discovery() {
+        assert_eq!(
+            openid_discovery_url("https://accounts.example").as_deref(),
+            Some("https://accounts.example/.well-known/openid-configuration")
+        );
+        assert_eq!(
+            openid_discovery_url("http://198.18.0.254:8080/realms/a/").as_deref(),
+            Some("http://198.18.0.254:8080/realms/a/.well-known/openid-configuration")
+        );
+        for not_url in [
+            "issuer-a",
+            "",
+            "https://",
+            "ftp://keys.example",
+            "spiffe://a/b",
+        ] {
+            assert_eq!(openid_discovery_url(not_url), None, "{not_url:?}");
+        }
+    }
+
+    #[test]
+    fn url_issuer_without_jwks_or_jwks_uri_is_fetched_by_openid_discovery() {
+        let yaml = format!(
+            "{WORKLOAD}---\n{}",
+            request_authentication(
+                "[{issuer: \"https://idp.example/\", timeout: 2s}, {issuer: plain}, \
+                 {issuer: \"https://inline.example\", jwks: '{\"keys\":[]}'}, \
+                 {issuer: \"https://uri.example\", jwksUri: \"https://uri.example/keys\"}, \
+                 {issuer: \"https://empty.example\", jwksUri: \"\"}]"
+            )
+        );
+        let view = ClusterView::from_yaml(&yaml).unwrap();
+        assert_eq!(
+            jwks_fetches(view.objects()).into_iter().collect::<Vec<_>>(),
+            vec![
+                (
+                    "https://empty.example/.well-known/openid-configuration".to_owned(),
+                    Duration::from_secs(5)
+                ),
+                (
+                    "https://idp.example/.well-known/openid-configuration".to_owned(),
+                    Duration::from_secs(2)
+                ),
+                (
+                    "https://uri.example/keys".to_owned(),
+                    Duration::from_secs(5)
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_set_fetched_by_discovery_belongs_to_the_issuers_rule() {
+        let yaml = format!(
+            "{WORKLOAD}---\n{}",
+            request_authentication(
+                "[{issuer: \"https://idp.example\"}, {issuer: \"https://other.example\"}]"
+            )
+        );
+        let view = ClusterView::from_yaml(&yaml).unwrap().with_jwks([(
+            "https://idp.example/.well-known/openid-configuration".to_owned(),
+            JWKS.to_owned(),
+        )]);
+        let rules = &view.objects().request_authentications[0].spec.jwt_rules;
+        assert_eq!(view.jwt_rule_jwks(&rules[0]), Some(JWKS));
+        assert_eq!(view.jwt_rule_jwks(&rules[1]), None, "never fetched");
     }
 }
