@@ -17,7 +17,7 @@ use crate::build::build_proxy_config;
 use crate::host::{ExportTo, host_matches, resolve_host};
 use crate::proxy::ProxyTarget;
 use crate::selector::applicable_sidecar;
-use crate::view::{ClusterObjects, ClusterView, namespace_of, sort_key};
+use crate::view::{ClusterObjects, ClusterView, names_credential, namespace_of, sort_key};
 
 /// The proxies of `after` (see [`ProxyTarget::all`]) whose configuration differs between
 /// `before` and `after`, by content hash; a proxy new in `after` counts as affected. Costs two
@@ -40,8 +40,9 @@ pub fn affected_proxies(before: &ClusterView, after: &ClusterView) -> Vec<ProxyT
 #[derive(Debug, Clone, PartialEq)]
 pub struct ViewChange {
     reach: Reach,
-    /// The views' Secrets differ: every gateway proxy (`router`) is reached, since only
-    /// gateways read them (`credentialName`).
+    /// The views' Secrets differ: every gateway proxy (`router`) is reached, and the sidecars
+    /// whose namespace has a DestinationRule with a `workloadSelector` and a `credentialName`
+    /// (the only way sidecars read Secrets).
     secrets_changed: bool,
 }
 
@@ -167,9 +168,12 @@ impl ViewChange {
     /// covered by the egress hosts of the Sidecar that applies to the proxy (a Sidecar
     /// selecting the workload, else its namespace's default, else the root namespace's).
     /// Gateway proxies (`router`) are reported as affected by any change, including one of
-    /// Secrets only.
+    /// Secrets only; so are sidecars that may read Secrets (`credentialName`) when Secrets
+    /// changed.
     pub fn may_affect(&self, after: &ClusterView, target: &ProxyTarget) -> bool {
-        if self.secrets_changed && target.proxy_type != ProxyType::Sidecar {
+        if self.secrets_changed
+            && (target.proxy_type != ProxyType::Sidecar || reads_secrets(after, target))
+        {
             return true;
         }
         let changed = match &self.reach {
@@ -200,6 +204,21 @@ impl ViewChange {
                 })
         })
     }
+}
+
+/// Whether sidecar `target` may read Secrets: a DestinationRule of its namespace with a
+/// `workloadSelector` names a `credentialName` (Istio applies `credentialName` at sidecars only
+/// through such rules). Conservative: the selector is not matched.
+fn reads_secrets(view: &ClusterView, target: &ProxyTarget) -> bool {
+    view.objects().destination_rules.iter().any(|rule| {
+        namespace_of(&rule.metadata) == target.namespace
+            && rule
+                .spec
+                .workload_selector
+                .as_ref()
+                .is_some_and(|selector| !selector.match_labels.is_empty())
+            && names_credential(rule)
+    })
 }
 
 /// Whether every object list other than VirtualServices is equal in both views.

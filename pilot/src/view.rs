@@ -26,7 +26,7 @@ use crate::cache::BuildCache;
 use crate::registry::Registry;
 pub(crate) use index::MeshIndex;
 use jwks::JwksSets;
-pub(crate) use secrets::{SecretData, Secrets};
+pub(crate) use secrets::{Credential, SecretData, Secrets, names_credential};
 
 /// The Kubernetes cluster domain Istio assumes (`cluster.local`), the suffix of every Service
 /// host name `<name>.<namespace>.svc.<domain>`.
@@ -273,6 +273,12 @@ impl ClusterView {
     /// The Secret `namespace/name` given to [`ClusterView::with_secrets`], if any.
     pub(crate) fn secret(&self, namespace: &str, name: &str) -> Option<&SecretData> {
         self.secrets.get(namespace, name)
+    }
+
+    /// The credential `name` in `namespace` as Istio's SDS resolves `credentialName` (see
+    /// [`Credential`]).
+    pub(crate) fn credential(&self, namespace: &str, name: &str) -> Credential {
+        self.secrets.credential(namespace, name)
     }
 
     /// How many Secrets the view holds (see [`ClusterView::with_secrets`]).

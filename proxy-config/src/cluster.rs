@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::PrivateKeyPem;
 use crate::node::Locality;
 use crate::outbound::Protocol;
 
@@ -214,11 +215,16 @@ pub enum TransportSocket {
         #[serde(default)]
         subject_alt_names: Vec<String>,
     },
-    /// Mutual TLS with a given client certificate (Istio `MUTUAL`).
+    /// Mutual TLS with a given client certificate (Istio `MUTUAL`): from files, or from the
+    /// Secret named by `credentialName` (`credential`, which then replaces the files and
+    /// `ca_certificates`).
     Mutual {
-        /// Client certificate chain file (PEM).
+        /// Client certificate chain file (PEM); empty with `credential`.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         client_certificate: String,
-        /// Client private key file (PEM). The key itself is never in the model.
+        /// Client private key file (PEM); empty with `credential`. A key from a file is never
+        /// in the model.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         private_key: String,
         /// CA bundle file.
         #[serde(default)]
@@ -229,7 +235,71 @@ pub enum TransportSocket {
         /// Accepted server SANs.
         #[serde(default)]
         subject_alt_names: Vec<String>,
+        /// The client certificate, key and CA resolved by the control plane from the Secret
+        /// named by Istio `ClientTLSSettings.credentialName`; `None`: the files above apply.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<ClientCredential>,
     },
+}
+
+impl TransportSocket {
+    /// Replaces an inline private key ([`ClientCredential::private_key`]) with
+    /// [`crate::REDACTED`], for dumps (see [`crate::ProxyConfig::redacted`]); other transports
+    /// are left as they are.
+    pub fn redact_private_key(&mut self) {
+        if let Self::Mutual {
+            credential:
+                Some(ClientCredential {
+                    private_key: Some(key),
+                    ..
+                }),
+            ..
+        } = self
+        {
+            *key = PrivateKeyPem::new(crate::REDACTED);
+        }
+    }
+}
+
+/// A client credential for TLS origination, resolved by the control plane from the Kubernetes
+/// Secret named by Istio's `ClientTLSSettings.credentialName` in the namespace of the proxy
+/// using it (Istio: "The secret (of type generic) should contain the following keys and
+/// values: key, cert, cacert ... Secret of type tls for client certificates along with ca.crt
+/// key for CA certificates is also supported"; the CA may also come from the Secret
+/// `<name>-cacert`). The PEM travels inline, as Istio's SDS sends it to Envoy; the key is
+/// redacted in `Debug` and in [`crate::ProxyConfig::redacted`].
+///
+/// A Secret that is missing or lacks the certificate or the key leaves `certificate_chain` or
+/// `private_key` `None`: the proxy then fails every connection of the cluster (flag `UF`), as
+/// Envoy's cluster does while its SDS secret is missing — never plaintext, never without the
+/// client certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCredential {
+    /// The Secret it came from, `<namespace>/<name>`, for logs and dumps.
+    pub credential_name: String,
+    /// The PEM certificate chain, leaf first (key `tls.crt` or `cert`); `None`: not found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_chain: Option<String>,
+    /// The PEM private key (key `tls.key` or `key`); `None`: not found. Redacted in `Debug`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<PrivateKeyPem>,
+    /// The PEM CA bundle verifying the server (key `ca.crt` or `cacert` of the Secret, else of
+    /// the Secret `<name>-cacert`); `None`: the system roots, as for `SIMPLE` without
+    /// `caCertificates`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificates: Option<String>,
+}
+
+impl ClientCredential {
+    /// The certificate chain and private key PEM when both were found; `None` means every
+    /// connection of the cluster must fail.
+    pub fn identity(&self) -> Option<(&str, &str)> {
+        Some((
+            self.certificate_chain.as_deref()?,
+            self.private_key.as_ref()?.expose(),
+        ))
+    }
 }
 
 /// Istio `ConnectionPoolSettings`: limits, timeouts and keepalive of upstream connections.
@@ -600,3 +670,6 @@ mod consistent_hash_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod credential_tests;

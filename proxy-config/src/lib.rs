@@ -26,6 +26,7 @@ mod outbound;
 mod route;
 mod validate;
 
+pub use cluster::ClientCredential;
 pub use cluster::{
     BLACK_HOLE_CLUSTER, Cluster, ClusterName, ConnectionPoolSettings, ConsistentHash,
     DEFAULT_DNS_REFRESH_RATE_MS, DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_MINIMUM_RING_SIZE,
@@ -37,7 +38,7 @@ pub use cluster::{
     DEFAULT_WARMUP_AGGRESSION, DEFAULT_WARMUP_MINIMUM_PERCENT, LocalityDistribute,
     LocalityFailover, LocalityLbSetting, TcpKeepalive, Warmup,
 };
-pub use content_hash::hash_json;
+pub use content_hash::{ContentHashes, Digest, RULE, SectionDigests, entry_digests};
 pub use gateway::{
     GatewayListener, GatewayProtocol, GatewayServer, PrivateKeyPem, REDACTED, ServerTls,
     ServerTlsMode, TlsCredential, TlsMatch, TlsRoute, TlsVersion, host_matches,
@@ -165,22 +166,15 @@ impl ProxyConfig {
         }
     }
 
-    /// The content hash: lowercase hex SHA-256 of the canonical JSON of this config with
-    /// `version` emptied, so the hash does not depend on itself. Canonical because every map in
-    /// the model is a `BTreeMap` and struct fields serialise in declaration order.
+    /// The content hash: 64 lowercase hex characters, a SHA-256 over the SHA-256 of each
+    /// section's and each named entry's compact JSON (`version` left out, so the hash does not
+    /// depend on itself); the rule is in [`ContentHashes`]' module. Same content, same hash,
+    /// whatever the map order of the text it came from (every map is a `BTreeMap`).
     ///
     /// Errors: a `serde_json::Error` only if serialisation fails, which the model's types do not
     /// allow in practice (all map keys are strings).
-    ///
-    /// The JSON is streamed into the hash ([`hash_json`]); a config whose `version` is already
-    /// empty is not copied.
     pub fn content_hash(&self) -> Result<String, serde_json::Error> {
-        if !self.version.is_empty() {
-            let mut canonical = self.clone();
-            canonical.version.clear();
-            return canonical.content_hash();
-        }
-        hash_json(|out| serde_json::to_writer(out, self))
+        Ok(ContentHashes::of(self)?.content_hash())
     }
 
     /// Sets `version` to [`ProxyConfig::content_hash`] and returns the config.
@@ -191,9 +185,9 @@ impl ProxyConfig {
         Ok(self)
     }
 
-    /// A copy with every inline private key ([`TlsCredential::Inline`]) replaced by
-    /// [`REDACTED`], for dumps such as the proxy's `/config_dump` and `weftctl` output. The copy
-    /// keeps `version`; it still validates.
+    /// A copy with every inline private key ([`TlsCredential::Inline`] and
+    /// [`ClientCredential`]) replaced by [`REDACTED`], for dumps such as the proxy's
+    /// `/config_dump` and `weftctl` output. The copy keeps `version`; it still validates.
     pub fn redacted(&self) -> Self {
         let mut copy = self.clone();
         for server in copy
@@ -208,6 +202,9 @@ impl ProxyConfig {
             {
                 *private_key = PrivateKeyPem::new(REDACTED);
             }
+        }
+        for cluster in &mut copy.clusters {
+            cluster.transport.redact_private_key();
         }
         copy
     }

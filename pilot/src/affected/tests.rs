@@ -139,6 +139,29 @@ fn a_secret_change_reaches_every_gateway_and_no_sidecar() {
 }
 
 #[test]
+fn a_secret_change_reaches_sidecars_of_a_namespace_with_a_selecting_credential_rule() {
+    // Istio applies credentialName at sidecars only through a rule with a workloadSelector.
+    let rule = |selector: &str| {
+        format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
+             metadata: {{name: db, namespace: a}}\nspec:\n  host: web.b.svc.cluster.local\n{selector}  \
+             trafficPolicy: {{tls: {{mode: MUTUAL, credentialName: shop-cert}}}}\n"
+        )
+    };
+    let selecting = rule("  workloadSelector: {matchLabels: {app: web}}\n");
+    let before = with_secret(mesh(10, &selecting), "old");
+    let after = with_secret(mesh(10, &selecting), "new");
+    assert_eq!(
+        reached(&after.change_since(&before), &after),
+        ["a/web-0", "a/web-1"]
+    );
+    let plain = rule("");
+    let before = with_secret(mesh(10, &plain), "old");
+    let after = with_secret(mesh(10, &plain), "new");
+    assert!(reached(&after.change_since(&before), &after).is_empty());
+}
+
+#[test]
 fn a_jwks_change_reaches_every_proxy() {
     let before = mesh(10, "").with_jwks([("https://issuer/jwks".to_owned(), "{}".to_owned())]);
     let after = mesh(10, "").with_jwks([(

@@ -1,13 +1,15 @@
 //! Outbound clusters: `outbound|<port>||<host>` for every visible service port and
 //! `outbound|<port>|<subset>|<host>` for every subset of the DestinationRule that applies.
+//! Their TLS follows the rule's `tls` (Istio `ClientTLSSettings`), including a `MUTUAL`
+//! credential from the Secret named by `credentialName`, or Istio's auto mTLS.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use weft_crds::networking::{ClientTlsMode, DestinationRule};
 use weft_proxy_config::{
-    Cluster, ClusterName, DEFAULT_DNS_REFRESH_RATE_MS, DnsDiscovery, DnsEndpoint, DnsLookup,
-    Endpoint, LbPolicy, MtlsMode, TransportSocket,
+    ClientCredential, Cluster, ClusterName, DEFAULT_DNS_REFRESH_RATE_MS, DnsDiscovery, DnsEndpoint,
+    DnsLookup, Endpoint, LbPolicy, MtlsMode, PrivateKeyPem, ProxyType, TransportSocket,
 };
 
 use super::Context;
@@ -20,7 +22,7 @@ use crate::proxy::ProxyTarget;
 use crate::registry::{ServiceInstance, ServiceLocation, ServiceResolution};
 use crate::selector::selects;
 use crate::unsupported::Origin;
-use crate::view::{ClusterView, name_of, namespace_of};
+use crate::view::{ClusterView, name_of, names_credential, namespace_of};
 
 /// Every cluster of the proxy, sorted by name, as references into the view's cache (see
 /// [`crate::cache::BuildCache`]); the warnings of the clusters used are recorded.
@@ -30,9 +32,14 @@ pub(crate) fn build(context: &mut Context<'_>, scope: &Scope<'_>) -> Vec<Arc<Cac
         let rule = destination_rule::find(context, &service.hostname, &service.namespace);
         for port in scope.ports_of(service) {
             let view = context.view;
-            let cached = view.cache().clusters(service, *port, rule, || {
-                port_clusters(view, context.target, service, *port, rule)
-            });
+            let build = || port_clusters(view, context.target, service, *port, rule);
+            // A credential comes from the proxy's namespace and applies by proxy type: such
+            // clusters are not shared between proxies.
+            let cached = if rule.is_some_and(names_credential) {
+                Arc::new(build())
+            } else {
+                view.cache().clusters(service, *port, rule, build)
+            };
             for warning in &cached.warnings {
                 context.warn(warning.clone());
             }
@@ -154,7 +161,7 @@ fn cluster(
         built.outlier_detection = merged.outlier_detection();
         tls = merged
             .tls
-            .map(|(settings, path)| (settings.clone(), path, origin_owned(&origin)));
+            .map(|(settings, path)| (settings.clone(), path, origin_owned(&origin, rule)));
     }
     if passthrough {
         built.lb_policy = LbPolicy::Passthrough;
@@ -185,10 +192,16 @@ fn cluster(
                 namespace: &owner.0,
                 name: &owner.1,
             };
+            let mode = settings.mode.unwrap_or_default();
+            let credential_name = settings
+                .credential_name
+                .as_deref()
+                .filter(|name| !name.is_empty());
             for (present, name, reason) in [
                 (
-                    settings.credential_name.is_some(),
+                    credential_name.is_some() && mode != ClientTlsMode::Mutual,
                     "credentialName",
+                    // Weft reads a credential for MUTUAL only (see below).
                     "certificates from a Kubernetes Secret are not expressible; the file fields \
                      apply",
                 ),
@@ -207,7 +220,28 @@ fn cluster(
                     context.warn(origin.unsupported(format!("{path}.{name}"), reason));
                 }
             }
-            match settings.mode.unwrap_or_default() {
+            let credential = credential_name
+                .filter(|_| mode == ClientTlsMode::Mutual)
+                .and_then(|name| {
+                    let applies = context.target.proxy_type != ProxyType::Sidecar || owner.2;
+                    if !applies {
+                        context.warn(origin.unsupported(
+                            format!("{path}.credentialName"),
+                            "applies at sidecars only when the DestinationRule has a \
+                             workloadSelector (Istio's rule); the file fields apply",
+                        ));
+                    }
+                    applies.then(|| client_credential(context, &origin, &path, name))
+                });
+            match mode {
+                _ if credential.is_some() => TransportSocket::Mutual {
+                    client_certificate: String::new(),
+                    private_key: String::new(),
+                    ca_certificates: None,
+                    sni: settings.sni.clone(),
+                    subject_alt_names: settings.subject_alt_names.clone(),
+                    credential,
+                },
                 ClientTlsMode::Disable => TransportSocket::Plaintext,
                 ClientTlsMode::IstioMutual => TransportSocket::IstioMutual {
                     expected_identities: expected_identities(),
@@ -226,6 +260,7 @@ fn cluster(
                             ca_certificates: settings.ca_certificates.clone(),
                             sni: settings.sni.clone(),
                             subject_alt_names: settings.subject_alt_names.clone(),
+                            credential: None,
                         },
                         _ => {
                             context.warn(origin.unsupported(
@@ -249,8 +284,60 @@ fn cluster(
     built
 }
 
-fn origin_owned(origin: &Origin<'_>) -> (String, String) {
-    (origin.namespace.to_owned(), origin.name.to_owned())
+/// The rule's namespace and name, and whether it has a `workloadSelector`.
+fn origin_owned(origin: &Origin<'_>, rule: &DestinationRule) -> (String, String, bool) {
+    (
+        origin.namespace.to_owned(),
+        origin.name.to_owned(),
+        has_workload_selector(rule),
+    )
+}
+
+fn has_workload_selector(rule: &DestinationRule) -> bool {
+    rule.spec
+        .workload_selector
+        .as_ref()
+        .is_some_and(|selector| !selector.match_labels.is_empty())
+}
+
+/// The client credential of Istio `ClientTLSSettings.credentialName` `name` (at `path` of
+/// `origin`), read from the Secrets of the proxy's namespace (Istio: the Secret "must exist in
+/// the namespace of the proxy using the certificates"; see [`crate::view::Credential`] for
+/// the keys). A missing Secret, or one without certificate or key, is reported and leaves the
+/// part `None`: the proxy then fails the cluster's connections, as Envoy does while its SDS
+/// secret is missing, instead of connecting without the client certificate.
+fn client_credential(
+    context: &mut Context<'_>,
+    origin: &Origin<'_>,
+    path: &str,
+    name: &str,
+) -> ClientCredential {
+    let namespace = context.target.namespace.clone();
+    let found = context.view.credential(&namespace, name);
+    let problem = if !found.found {
+        Some(format!(
+            "Secret {namespace}/{name} not found in the proxy's namespace"
+        ))
+    } else if found.certificate_chain.is_none() || found.private_key.is_none() {
+        Some(format!(
+            "Secret {namespace}/{name} lacks a certificate and key (keys tls.crt/tls.key or \
+             cert/key)"
+        ))
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        context.warn(origin.unsupported(
+            format!("{path}.credentialName"),
+            format!("{problem}; connections to this destination fail until it does (Istio's SDS)"),
+        ));
+    }
+    ClientCredential {
+        credential_name: format!("{namespace}/{name}"),
+        certificate_chain: found.certificate_chain,
+        private_key: found.private_key.map(PrivateKeyPem::new),
+        ca_certificates: found.ca_certificates,
+    }
 }
 
 /// Istio's auto mTLS for a cluster without DestinationRule `tls`: mutual TLS to endpoints
@@ -290,3 +377,6 @@ fn expected_identities(service: &ServiceInstance, port: u16) -> Vec<String> {
         .into_iter()
         .collect()
 }
+
+#[cfg(test)]
+mod tls_tests;
