@@ -344,6 +344,22 @@ impl Lab {
             run_quiet("ip", &["netns", "del", &self.hub]);
             self.hub.clear();
         }
+        self.remove_log_dir();
+    }
+
+    /// Removes the log directory (process logs and, for a `LocalMesh`, its config and the
+    /// standalone CA's keys) unless the current thread is panicking: a failing test keeps
+    /// its logs for reading, and says where they are.
+    fn remove_log_dir(&mut self) {
+        if self.log_dir.as_os_str().is_empty() {
+            return;
+        }
+        if std::thread::panicking() {
+            eprintln!("weft-lab: logs kept in {}", self.log_dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.log_dir);
+        }
+        self.log_dir = PathBuf::new();
     }
 }
 
