@@ -1,8 +1,11 @@
 //! Inbound: traffic arriving at the workload through the proxy's inbound listener (Istio's
 //! `virtualInbound` on 15006).
 
+use std::net::{Ipv4Addr, SocketAddr};
+
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::ConnectionPoolSettings;
 use crate::matcher::Cidr;
 use crate::outbound::Protocol;
 
@@ -18,7 +21,10 @@ pub struct InboundConfig {
     /// Where inbound connections are forwarded.
     #[serde(default)]
     pub upstream: InboundUpstream,
-    /// The workload's known ports (from the Services selecting it and its container ports).
+    /// The workload's known ports: from the Services selecting it and its container ports, or,
+    /// when the Sidecar that applies has `ingress` listeners, exactly those listeners' ports
+    /// (Istio: ingress listeners replace the ports derived from Services). Traffic to any other
+    /// port is passed through to its original destination.
     #[serde(default)]
     pub ports: Vec<InboundPort>,
     /// AuthorizationPolicies that apply to this workload (evaluated CUSTOM, then DENY, then
@@ -54,6 +60,25 @@ impl InboundConfig {
         self.port(port)
             .map_or(self.default_mtls_mode, |entry| entry.mtls_mode)
     }
+
+    /// The address the proxy forwards inbound traffic to, given the connection's original
+    /// `destination` (the workload's IP and port): the listed port's
+    /// [`InboundPort::default_endpoint`] when set (an unspecified IP, `0.0.0.0` or `::`, stands
+    /// for `destination`'s IP, Istio's "instance IP"), else per [`InboundConfig::upstream`]:
+    /// `destination` itself, or `127.0.0.1` on the same port. Never fails.
+    pub fn forward_address(&self, destination: SocketAddr) -> SocketAddr {
+        let port = destination.port();
+        match self.port(port).and_then(|entry| entry.default_endpoint) {
+            Some(endpoint) if endpoint.ip().is_unspecified() => {
+                SocketAddr::new(destination.ip(), endpoint.port())
+            }
+            Some(endpoint) => endpoint,
+            None => match self.upstream {
+                InboundUpstream::OriginalDestination => destination,
+                InboundUpstream::Localhost => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
+            },
+        }
+    }
 }
 
 /// Where the inbound listener sends accepted connections.
@@ -80,6 +105,35 @@ pub struct InboundPort {
     /// The resolved mTLS mode for this port (port-level PeerAuthentication over workload-level).
     #[serde(default)]
     pub mtls_mode: MtlsMode,
+    /// Where this port's traffic goes instead of [`InboundConfig::upstream`] (Istio
+    /// `Sidecar.ingress[].defaultEndpoint`): a loopback address (`127.0.0.1:PORT`,
+    /// `[::1]:PORT`), or an unspecified one (`0.0.0.0:PORT`, `[::]:PORT`) for the workload's
+    /// own IP on `PORT`. `None`: the original destination, as without a Sidecar. Validation
+    /// refuses any other address and port 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_endpoint: Option<SocketAddr>,
+    /// Limits on the traffic this port accepts (Istio `Sidecar.ingress[].connectionPool`, else
+    /// `Sidecar.inboundConnectionPool`; Envoy's circuit breakers on the `inbound|<port>||`
+    /// cluster), counted per port: `tcp.max_connections` caps concurrent TCP connections;
+    /// HTTP requests beyond `max_connections + http.http1_max_pending_requests` (HTTP/1.1
+    /// ports) or `http.http2_max_requests` in flight are answered 503 with response flag `UO`
+    /// at once. Only these three limits apply on the inbound side; Pilot reports the pool's
+    /// other fields as unsupported. `None`: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_pool: Option<ConnectionPoolSettings>,
+}
+
+impl InboundPort {
+    /// A port with `protocol` and `mtls_mode`, no default endpoint and no connection pool.
+    pub fn new(port: u16, protocol: Protocol, mtls_mode: MtlsMode) -> Self {
+        Self {
+            port,
+            protocol,
+            mtls_mode,
+            default_endpoint: None,
+            connection_pool: None,
+        }
+    }
 }
 
 /// Istio `PeerAuthentication.MutualTLS.Mode`, already resolved (no `UNSET`).
@@ -267,4 +321,57 @@ pub struct JwtRule {
     /// first, so a client cannot supply it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output_claim_to_headers: Vec<(String, String)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inbound(upstream: InboundUpstream, endpoint: Option<&str>) -> InboundConfig {
+        let mut port = InboundPort::new(8080, Protocol::Http, MtlsMode::Permissive);
+        port.default_endpoint = endpoint.map(|text| text.parse().unwrap());
+        InboundConfig {
+            upstream,
+            ports: vec![port],
+            ..InboundConfig::default()
+        }
+    }
+
+    #[test]
+    fn forward_address_follows_the_default_endpoint() {
+        let pod: SocketAddr = "10.0.0.5:8080".parse().unwrap();
+        let original = InboundUpstream::OriginalDestination;
+        let cases = [
+            (None, "10.0.0.5:8080"),
+            (Some("127.0.0.1:9090"), "127.0.0.1:9090"),
+            (Some("[::1]:9090"), "[::1]:9090"),
+            (Some("0.0.0.0:9091"), "10.0.0.5:9091"),
+            (Some("[::]:9092"), "10.0.0.5:9092"),
+        ];
+        for (endpoint, expected) in cases {
+            let config = inbound(original, endpoint);
+            assert_eq!(
+                config.forward_address(pod),
+                expected.parse::<SocketAddr>().unwrap(),
+                "{endpoint:?}"
+            );
+        }
+        // Unlisted ports and the legacy localhost mode.
+        let other: SocketAddr = "10.0.0.5:7000".parse().unwrap();
+        let config = inbound(original, Some("127.0.0.1:9090"));
+        assert_eq!(config.forward_address(other), other);
+        let config = inbound(InboundUpstream::Localhost, None);
+        assert_eq!(
+            config.forward_address(pod),
+            "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn new_fields_are_left_out_when_unset() {
+        let config = inbound(InboundUpstream::OriginalDestination, None);
+        let yaml = serde_yaml::to_string(&config).unwrap();
+        assert!(!yaml.contains("default_endpoint"), "{yaml}");
+        assert!(!yaml.contains("connection_pool"), "{yaml}");
+    }
 }

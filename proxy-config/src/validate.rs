@@ -11,6 +11,7 @@ use crate::route::{HeaderMutation, RouteAction, RouteConfiguration, RouteMatch, 
 use crate::{BLACK_HOLE_CLUSTER, Cluster, PASSTHROUGH_CLUSTER, ProxyConfig};
 
 mod gateway;
+mod inbound;
 
 /// One reason a [`ProxyConfig`] cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,6 +93,19 @@ pub enum ModelError {
     DuplicateInboundPort {
         /// The repeated port.
         port: u16,
+    },
+    /// An inbound port's `default_endpoint` that is neither loopback nor unspecified, or has
+    /// port 0 (Istio `Sidecar.ingress[].defaultEndpoint`: `127.0.0.1:PORT`, `[::1]:PORT`,
+    /// `0.0.0.0:PORT` or `[::]:PORT`).
+    #[error(
+        "inbound.ports[{port}].default_endpoint: {endpoint} must be 127.0.0.1, ::1, 0.0.0.0 or :: \
+         with a port above 0"
+    )]
+    InboundDefaultEndpoint {
+        /// The inbound port.
+        port: u16,
+        /// The endpoint, as text.
+        endpoint: String,
     },
     /// An endpoint with weight 0.
     #[error("clusters[{cluster}].endpoints[{index}]: weight must be at least 1")]
@@ -242,7 +256,8 @@ impl ProxyConfig {
     /// lists have a positive weight; percentages within 0–100; regexes compile; statuses in range
     /// (abort and direct response 200–599, redirect 301/302/303/307/308); header names lowercase
     /// tokens and values free of control characters; no two outbound listeners claim the same
-    /// (address, port); HTTP listeners have a route table; inbound ports unique; endpoint
+    /// (address, port); HTTP listeners have a route table; inbound ports unique and non-zero, a
+    /// port's default endpoint loopback or unspecified with a port above 0; endpoint
     /// weights at least 1; virtual hosts have domains. Gateways: listener ports 1–65535 and
     /// (bind, port) and names unique; server names unique; hosts present and well formed; TLS
     /// and plaintext servers never share a port, a `TCP` server is alone on its port; `HTTPS`/
@@ -254,7 +269,7 @@ impl ProxyConfig {
     pub fn validate(&self) -> Result<(), Vec<ModelError>> {
         let mut errors = Vec::new();
         let clusters = self.check_clusters(&mut errors);
-        self.check_inbound(&mut errors);
+        inbound::check_inbound(&self.inbound, &mut errors);
         self.check_outbound(&clusters, &mut errors);
         gateway::check_gateways(&self.gateways, &clusters, &mut errors);
         if errors.is_empty() {
@@ -302,20 +317,6 @@ impl ProxyConfig {
             check_dns(cluster, errors);
         }
         names
-    }
-
-    fn check_inbound(&self, errors: &mut Vec<ModelError>) {
-        let mut ports = BTreeSet::new();
-        for entry in &self.inbound.ports {
-            if entry.port == 0 {
-                errors.push(ModelError::PortZero {
-                    field: "inbound.ports[].port".to_owned(),
-                });
-            }
-            if !ports.insert(entry.port) {
-                errors.push(ModelError::DuplicateInboundPort { port: entry.port });
-            }
-        }
     }
 
     fn check_outbound<'a>(&'a self, clusters: &BTreeSet<&str>, errors: &mut Vec<ModelError>) {

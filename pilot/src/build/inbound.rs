@@ -12,15 +12,27 @@ use weft_proxy_config::{
     AuthzSource, Cidr, InboundConfig, InboundPort, InboundUpstream, JwtRule, MtlsMode, Protocol,
 };
 
+mod ingress;
+
+use self::ingress::SidecarInbound;
 use super::Context;
 use crate::registry::{ServiceSource, TargetPort, named_container_port};
-use crate::selector::selects;
+use crate::selector::{applicable_sidecar, selects};
 use crate::unsupported::Origin;
 use crate::view::{ClusterView, name_of, namespace_of};
 
-/// The inbound side of the proxy.
+/// The inbound side of the proxy: its ports (the applicable Sidecar's ingress listeners, else
+/// those of the Services selecting it) with their mTLS modes, default endpoints and
+/// connection pools, and its policies.
 pub(crate) fn build(context: &mut Context<'_>) -> InboundConfig {
-    let mut ports = workload_ports(context);
+    let sidecar = applicable_sidecar(context.view, context.target)
+        .map(|sidecar| SidecarInbound::new(context, sidecar))
+        .unwrap_or_default();
+    let mut ports = match sidecar.ports.clone() {
+        Some(ports) => ports,
+        None => workload_ports(context),
+    };
+    sidecar.apply_pools(&mut ports);
     let (default_mtls_mode, port_modes) = peer_authentication(context);
     for entry in ports.values_mut() {
         entry.mtls_mode = default_mtls_mode;
@@ -28,11 +40,7 @@ pub(crate) fn build(context: &mut Context<'_>) -> InboundConfig {
     for (port, mode) in port_modes {
         ports
             .entry(port)
-            .or_insert(InboundPort {
-                port,
-                protocol: Protocol::Unknown,
-                mtls_mode: mode,
-            })
+            .or_insert(InboundPort::new(port, Protocol::Unknown, mode))
             .mtls_mode = mode;
     }
     InboundConfig {
@@ -89,11 +97,11 @@ fn workload_ports(context: &Context<'_>) -> BTreeMap<u16, InboundPort> {
                 }
             };
             let Some(number) = number else { continue };
-            let slot = ports.entry(number).or_insert(InboundPort {
-                port: number,
-                protocol: port.protocol,
-                mtls_mode: MtlsMode::Permissive,
-            });
+            let slot = ports.entry(number).or_insert(InboundPort::new(
+                number,
+                port.protocol,
+                MtlsMode::Permissive,
+            ));
             if slot.protocol == Protocol::Unknown {
                 slot.protocol = port.protocol;
             }

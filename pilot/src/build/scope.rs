@@ -194,7 +194,8 @@ impl<'a> Scope<'a> {
     }
 }
 
-/// The Sidecar that applies to the proxy, reporting its fields the model cannot express.
+/// The Sidecar that applies to the proxy, reporting its outbound fields the model cannot
+/// express.
 fn find_sidecar<'a>(context: &mut Context<'a>) -> Option<&'a Sidecar> {
     let sidecar = applicable_sidecar(context.view, context.target)?;
     let origin = Origin {
@@ -203,19 +204,8 @@ fn find_sidecar<'a>(context: &mut Context<'a>) -> Option<&'a Sidecar> {
         name: name_of(&sidecar.metadata),
     };
     let spec = &sidecar.spec;
-    if !spec.ingress.is_empty() {
-        context.warn(origin.unsupported(
-            "spec.ingress",
-            "ingress listeners are not expressible; the inbound ports come from the Services \
-             selecting the workload",
-        ));
-    }
-    if spec.inbound_connection_pool.is_some() {
-        context.warn(origin.unsupported(
-            "spec.inboundConnectionPool",
-            "inbound connection pool settings are not expressible; the proxy's defaults apply",
-        ));
-    }
+    // `ingress` and `inboundConnectionPool` shape the inbound side, built per proxy
+    // (`inbound::ingress`), which reports their unsupported fields.
     for (index, listener) in spec.egress.iter().enumerate() {
         if listener.bind.is_some() {
             context.warn(origin.unsupported(
