@@ -72,6 +72,114 @@ fn server_credential(
         })
 }
 
+type Operator = tokio::task::JoinHandle<anyhow::Result<()>>;
+
+/// Starts the operator in Kubernetes mode against `api`; returns its settings, the shutdown
+/// token, its task and the state directory (kept alive by the caller).
+fn start_operator(
+    api: &FakeApi,
+) -> (
+    KubernetesSettings,
+    CancellationToken,
+    Operator,
+    tempfile::TempDir,
+) {
+    let fake = api.clone();
+    let service = tower::service_fn(move |request| {
+        let fake = fake.clone();
+        async move { Ok::<_, Infallible>(fake.handle(request).await) }
+    });
+    let client = kube::Client::new(service, "default");
+    let state_dir = tempfile::tempdir().unwrap();
+    let settings = KubernetesSettings {
+        namespace: "weft-system".into(),
+        leader_elect: false,
+        identity: "weft-operator-0".into(),
+        discovery_addr: free_port(),
+        monitoring_addr: free_port(),
+        webhook_addr: free_port(),
+        webhook_cert_dir: None,
+        manage_webhook_ca_bundle: false,
+        webhook_url: None,
+        state_dir: state_dir.path().to_path_buf(),
+        proxy_image: None,
+    };
+    let shutdown = CancellationToken::new();
+    let operator = tokio::spawn(run(client, settings.clone(), shutdown.clone()));
+    (settings, shutdown, operator, state_dir)
+}
+
+/// Connects proxy `pod` (service account `account` in `namespace`, of `proxy_type`) to the
+/// operator's discovery server with the workload certificate Citadel issued it; returns the
+/// configs it receives and the stream's task.
+async fn connect(
+    api: &FakeApi,
+    settings: &KubernetesSettings,
+    namespace: &str,
+    account: &str,
+    pod: &str,
+    proxy_type: weft_discovery::ProxyType,
+) -> (
+    tokio::sync::mpsc::UnboundedReceiver<weft_discovery::ProxyConfig>,
+    tokio::task::JoinHandle<Result<(), weft_discovery::client::StreamError>>,
+) {
+    let b64_field = |secret: &Value, key: &str| {
+        let text = secret["data"][key].as_str()?;
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .ok()?,
+        )
+        .ok()
+    };
+    let workload_cert =
+        format!("/api/v1/namespaces/{namespace}/secrets/weft-workload-cert-{account}");
+    let issued = eventually("the proxy's workload certificate", || {
+        api.requests(&Method::PATCH, &workload_cert).pop()
+    })
+    .await;
+    let certs = tempfile::tempdir().unwrap();
+    for (key, file) in [
+        ("tls.crt", "cert-chain.pem"),
+        ("tls.key", "key.pem"),
+        ("ca.crt", "root-cert.pem"),
+    ] {
+        std::fs::write(certs.path().join(file), b64_field(&issued, key).unwrap()).unwrap();
+    }
+    let store =
+        weft_proxy::tls::CertStore::load(weft_proxy::tls::CertPaths::istio(certs.path())).unwrap();
+    let tls = weft_proxy::tls::client_config(
+        &store,
+        &["spiffe://cluster.local/ns/weft-system/sa/weft-operator".to_string()],
+        &[b"h2"],
+    )
+    .unwrap();
+    let hello = weft_discovery::Hello {
+        namespace: namespace.into(),
+        workload: pod.into(),
+        proxy_version: "test".into(),
+        current_version: String::new(),
+        proxy_type,
+        incremental: false,
+    };
+    let client_settings = weft_discovery::client::ClientSettings {
+        address: settings.discovery_addr.to_string(),
+        tls: Arc::new(tls),
+        hello: hello.clone(),
+        initial_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(1),
+    };
+    let (tx, configs) = tokio::sync::mpsc::unbounded_channel();
+    let stream = tokio::spawn(async move {
+        let mut apply = move |config: weft_discovery::ProxyConfig| {
+            let _ = tx.send(config);
+            Ok(())
+        };
+        weft_discovery::client::stream_once(&client_settings, hello, &mut apply).await
+    });
+    (configs, stream)
+}
+
 /// Istio's credentialName in Kubernetes mode: the Gateway (namespace `shop`) selects the
 /// ingress gateway pod of `istio-system`, so its MUTUAL server's credential and
 /// `<name>-cacert` are read there, each watched by name; the gateway proxy's pushed config
@@ -142,84 +250,16 @@ async fn gateway_credentials_come_from_the_referenced_secrets_only() {
         tls_secret("shop", "shop-cert", &unused),
     );
 
-    let fake = api.clone();
-    let service = tower::service_fn(move |request| {
-        let fake = fake.clone();
-        async move { Ok::<_, Infallible>(fake.handle(request).await) }
-    });
-    let client = kube::Client::new(service, "default");
-    let state_dir = tempfile::tempdir().unwrap();
-    let settings = KubernetesSettings {
-        namespace: "weft-system".into(),
-        leader_elect: false,
-        identity: "weft-operator-0".into(),
-        discovery_addr: free_port(),
-        monitoring_addr: free_port(),
-        webhook_addr: free_port(),
-        webhook_cert_dir: None,
-        manage_webhook_ca_bundle: false,
-        webhook_url: None,
-        state_dir: state_dir.path().to_path_buf(),
-        proxy_image: None,
-    };
-    let shutdown = CancellationToken::new();
-    let operator = tokio::spawn(run(client, settings.clone(), shutdown.clone()));
-
-    // The gateway proxy connects with the workload certificate Citadel issues it.
-    let b64_field = |secret: &Value, key: &str| {
-        let text = secret["data"][key].as_str()?;
-        String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .ok()?,
-        )
-        .ok()
-    };
-    let workload_cert =
-        "/api/v1/namespaces/istio-system/secrets/weft-workload-cert-istio-ingressgateway";
-    let issued = eventually("the gateway's workload certificate", || {
-        api.requests(&Method::PATCH, workload_cert).pop()
-    })
-    .await;
-    let certs = tempfile::tempdir().unwrap();
-    for (key, file) in [
-        ("tls.crt", "cert-chain.pem"),
-        ("tls.key", "key.pem"),
-        ("ca.crt", "root-cert.pem"),
-    ] {
-        std::fs::write(certs.path().join(file), b64_field(&issued, key).unwrap()).unwrap();
-    }
-    let store =
-        weft_proxy::tls::CertStore::load(weft_proxy::tls::CertPaths::istio(certs.path())).unwrap();
-    let tls = weft_proxy::tls::client_config(
-        &store,
-        &["spiffe://cluster.local/ns/weft-system/sa/weft-operator".to_string()],
-        &[b"h2"],
+    let (settings, shutdown, operator, _state_dir) = start_operator(&api);
+    let (mut configs, stream) = connect(
+        &api,
+        &settings,
+        "istio-system",
+        "istio-ingressgateway",
+        "istio-ingressgateway-1",
+        weft_discovery::ProxyType::Router,
     )
-    .unwrap();
-    let hello = weft_discovery::Hello {
-        namespace: "istio-system".into(),
-        workload: "istio-ingressgateway-1".into(),
-        proxy_version: "test".into(),
-        current_version: String::new(),
-        proxy_type: weft_discovery::ProxyType::Router,
-        incremental: false,
-    };
-    let client_settings = weft_discovery::client::ClientSettings {
-        address: settings.discovery_addr.to_string(),
-        tls: Arc::new(tls),
-        hello: hello.clone(),
-        initial_backoff: Duration::from_millis(100),
-        max_backoff: Duration::from_secs(1),
-    };
-    let (tx, mut configs) = tokio::sync::mpsc::unbounded_channel();
-    let stream = tokio::spawn(async move {
-        let mut apply = move |config: weft_discovery::ProxyConfig| {
-            let _ = tx.send(config);
-            Ok(())
-        };
-        weft_discovery::client::stream_once(&client_settings, hello, &mut apply).await
-    });
+    .await;
     let mut next_credential = async |what: &str, cert: &str, secret: &str| {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -297,6 +337,170 @@ async fn gateway_credentials_come_from_the_referenced_secrets_only() {
     assert!(
         !log.iter().any(|(_, uri, _)| uri.contains("unused-cert")
             || uri.starts_with("/api/v1/namespaces/shop/secrets")),
+        "an unreferenced Secret was requested"
+    );
+
+    stream.abort();
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(30), operator)
+        .await
+        .expect("stops on shutdown")
+        .unwrap()
+        .unwrap();
+}
+
+/// The inline client credential of cluster `name` in `config`: (Secret, certificate chain,
+/// CA).
+fn client_credential(
+    config: &weft_discovery::ProxyConfig,
+    name: &str,
+) -> Option<(String, Option<String>, Option<String>)> {
+    match &config.cluster(name)?.transport {
+        weft_proxy_config::TransportSocket::Mutual {
+            credential: Some(credential),
+            ..
+        } => Some((
+            credential.credential_name.clone(),
+            credential.certificate_chain.clone(),
+            credential.ca_certificates.clone(),
+        )),
+        _ => None,
+    }
+}
+
+/// DestinationRule `tls` `MUTUAL` with `credentialName` at a sidecar (Istio: through a rule
+/// with a `workloadSelector`, the Secret in the proxy's namespace): the Secret is watched by
+/// name in the sidecar's namespace, its certificate and CA reach the sidecar's cluster, a
+/// rotation is pushed, and other Secrets are never requested.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destination_rule_credentials_reach_the_selected_sidecar() {
+    let api = FakeApi::default();
+    api.put(
+        "/api/v1/namespaces/demo",
+        json!({"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": "demo", "labels": {"istio-injection": "enabled"}}}),
+    );
+    api.put(
+        "/apis/mesh.weft.dev/v1alpha1/meshes/default",
+        json!({"apiVersion": "mesh.weft.dev/v1alpha1", "kind": "Mesh",
+               "metadata": {"name": "default", "uid": "mesh-uid-1", "generation": 1},
+               "spec": {}}),
+    );
+    api.put(
+        "/api/v1/namespaces/demo/serviceaccounts/client",
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": "client", "namespace": "demo", "uid": "sa-uid-client"}}),
+    );
+    api.put(
+        "/api/v1/namespaces/demo/pods/client-1",
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "client-1", "namespace": "demo",
+                            "labels": {"app": "client"}},
+               "spec": {"serviceAccountName": "client",
+                        "containers": [{"name": "app", "image": "app"}]},
+               "status": {"podIP": "198.18.0.20"}}),
+    );
+    api.put(
+        "/apis/networking.istio.io/v1/namespaces/demo/serviceentries/db",
+        json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+               "metadata": {"name": "db", "namespace": "demo"},
+               "spec": {"hosts": ["db.example.com"], "location": "MESH_EXTERNAL",
+                        "resolution": "STATIC",
+                        "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
+                        "endpoints": [{"address": "198.18.0.30"}]}}),
+    );
+    api.put(
+        "/apis/networking.istio.io/v1/namespaces/demo/destinationrules/db",
+        json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+               "metadata": {"name": "db", "namespace": "demo"},
+               "spec": {"host": "db.example.com",
+                        "workloadSelector": {"matchLabels": {"app": "client"}},
+                        "trafficPolicy": {"tls": {"mode": "MUTUAL",
+                                                  "credentialName": "client-cert",
+                                                  "sni": "db.example.com"}}}}),
+    );
+    let (cert_a, key_a) = certificate("client.example.com");
+    let (server_ca, _) = certificate("db-ca.example.com");
+    let client_cert = "/api/v1/namespaces/demo/secrets/client-cert";
+    let opaque = |cert: &str, key: &str| {
+        let mut secret = tls_secret(
+            "demo",
+            "client-cert",
+            &[("cert", cert), ("key", key), ("cacert", &server_ca)],
+        );
+        secret["type"] = json!("Opaque");
+        secret
+    };
+    api.put(client_cert, opaque(&cert_a, &key_a));
+    api.put(
+        "/api/v1/namespaces/demo/secrets/unrelated",
+        tls_secret(
+            "demo",
+            "unrelated",
+            &[("tls.crt", &cert_a), ("tls.key", &key_a)],
+        ),
+    );
+
+    let (settings, shutdown, operator, _state_dir) = start_operator(&api);
+    let (mut configs, stream) = connect(
+        &api,
+        &settings,
+        "demo",
+        "client",
+        "client-1",
+        weft_discovery::ProxyType::Sidecar,
+    )
+    .await;
+    let cluster = "outbound|80||db.example.com";
+    let mut next_certificate = async |what: &str, cert: &str| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let config = tokio::time::timeout_at(deadline, configs.recv())
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+                .unwrap();
+            if let Some(found) = client_credential(&config, cluster)
+                && found.1.as_deref() == Some(cert)
+            {
+                assert_eq!(found.0, "demo/client-cert");
+                return found;
+            }
+        }
+    };
+    let (_, _, ca) = next_certificate("the certificate of client-cert", &cert_a).await;
+    assert_eq!(
+        ca.as_deref(),
+        Some(server_ca.as_str()),
+        "the Secret's cacert"
+    );
+
+    // Rotation: the sidecar gets the new certificate.
+    let (cert_b, key_b) = certificate("client.example.com");
+    api.put_and_notify(client_cert, "MODIFIED", opaque(&cert_b, &key_b));
+    next_certificate("the rotated certificate", &cert_b).await;
+
+    let watched: Vec<String> = api
+        .log
+        .lock()
+        .iter()
+        .filter_map(|(_, uri, _)| uri.strip_prefix("/api/v1/namespaces/demo/secrets?"))
+        .map(|query| name_selector(query).unwrap_or_else(|| format!("unfiltered: {query}")))
+        .collect();
+    assert!(
+        watched.iter().any(|name| name == "client-cert"),
+        "{watched:?}"
+    );
+    assert!(
+        watched
+            .iter()
+            .all(|name| ["client-cert", "client-cert-cacert"].contains(&name.as_str())),
+        "{watched:?}"
+    );
+    assert!(
+        !api.log
+            .lock()
+            .iter()
+            .any(|(_, uri, _)| uri.contains("unrelated")),
         "an unreferenced Secret was requested"
     );
 

@@ -8,6 +8,10 @@
 //! chain is verified and the certificate must be valid for one of those names (DNS names or
 //! IP addresses; URI SANs such as SPIFFE IDs are not matched); without them, for the name the
 //! connection is made to (the SNI).
+//!
+//! The client certificate of `MUTUAL` comes from files, or inline from the Secret named by
+//! `credentialName` ([`credential_client_config`]); a cluster whose credential is missing
+//! fails its connections, never falling back to plaintext or to no client certificate.
 
 use std::sync::Arc;
 
@@ -16,6 +20,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use weft_proxy_config::ClientCredential;
 
 /// Where the system CA bundle is looked for when a cluster gives no `ca_certificates`
 /// (Debian/Ubuntu/Alpine, RHEL/Fedora, then BSD-style paths).
@@ -46,6 +51,17 @@ pub enum OriginationError {
         /// The entry.
         name: String,
     },
+    /// The `credentialName` Secret was missing or lacked the certificate or the key when the
+    /// control plane read it (Istio's SDS would not serve it either): the cluster's
+    /// connections fail.
+    #[error(
+        "credential {credential_name}: the Secret is missing or lacks a certificate and key \
+         (keys tls.crt/tls.key or cert/key); connections fail until it has them"
+    )]
+    MissingCredential {
+        /// The Secret, `<namespace>/<name>`.
+        credential_name: String,
+    },
     /// rustls rejected the configuration (e.g. the key does not match the certificate).
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
@@ -72,22 +88,118 @@ pub fn client_config(
     alpn: &[&[u8]],
     subject_alt_names: &[String],
 ) -> Result<Arc<ClientConfig>, OriginationError> {
-    let bundle = match ca_certificates {
-        Some(path) => path,
-        None => SYSTEM_CA_BUNDLES
-            .into_iter()
-            .find(|path| std::path::Path::new(path).exists())
-            .ok_or(OriginationError::NoBundle)?,
+    let (roots, bundle) = match ca_certificates {
+        Some(path) => (roots_from_file(path)?, path),
+        None => system_roots()?,
     };
-    let mut roots = RootCertStore::empty();
-    let certificates = CertificateDer::pem_file_iter(bundle)
-        .map_err(|error| pem_error(bundle, error))?
+    let client = match client {
+        None => None,
+        Some((chain_path, key_path)) => {
+            let chain = CertificateDer::pem_file_iter(chain_path)
+                .map_err(|error| pem_error(chain_path, error))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| pem_error(chain_path, error))?;
+            let key = PrivateKeyDer::from_pem_file(key_path)
+                .map_err(|error| pem_error(key_path, error))?;
+            Some((chain, key, chain_path.to_owned()))
+        }
+    };
+    build(roots, bundle, client, alpn, subject_alt_names)
+}
+
+/// A client configuration for `MUTUAL` origination with a credential the control plane read
+/// from the Secret named by Istio `ClientTLSSettings.credentialName` (PEM inline): presents
+/// its certificate chain and key, trusts its CA (the system bundle when it has none), offers
+/// `alpn` and checks `subject_alt_names` as [`client_config`] does.
+///
+/// Errors: [`OriginationError::MissingCredential`] when the Secret was missing or lacked the
+/// certificate or key (every connection of the cluster then fails, as Envoy's does while its
+/// SDS secret is missing: never a connection without the client certificate);
+/// [`OriginationError::Pem`] naming the credential and the part (never its content) when a
+/// part does not parse; as [`client_config`] otherwise.
+pub fn credential_client_config(
+    credential: &ClientCredential,
+    alpn: &[&[u8]],
+    subject_alt_names: &[String],
+) -> Result<Arc<ClientConfig>, OriginationError> {
+    let name = &credential.credential_name;
+    let (chain_pem, key_pem) =
+        credential
+            .identity()
+            .ok_or_else(|| OriginationError::MissingCredential {
+                credential_name: name.clone(),
+            })?;
+    let (roots, bundle) = match &credential.ca_certificates {
+        Some(pem) => {
+            let label = format!("credential {name} (CA)");
+            let certificates = CertificateDer::pem_slice_iter(pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| pem_error(&label, error))?;
+            (roots_from(certificates, &label)?, label)
+        }
+        None => {
+            let (roots, path) = system_roots()?;
+            (roots, path.to_owned())
+        }
+    };
+    let chain_label = format!("credential {name} (certificate)");
+    let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| pem_error(bundle, error))?;
+        .map_err(|error| pem_error(&chain_label, error))?;
+    // The parser's error is not shown: it could quote the key.
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|_| {
+        pem_error(
+            &format!("credential {name} (key)"),
+            "no usable PKCS#8, PKCS#1 or SEC1 private key",
+        )
+    })?;
+    build(
+        roots,
+        &bundle,
+        Some((chain, key, chain_label)),
+        alpn,
+        subject_alt_names,
+    )
+}
+
+/// The first of [`SYSTEM_CA_BUNDLES`] that exists, loaded, and its path.
+fn system_roots() -> Result<(RootCertStore, &'static str), OriginationError> {
+    let path = SYSTEM_CA_BUNDLES
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists())
+        .ok_or(OriginationError::NoBundle)?;
+    Ok((roots_from_file(path)?, path))
+}
+
+fn roots_from_file(path: &str) -> Result<RootCertStore, OriginationError> {
+    let certificates = CertificateDer::pem_file_iter(path)
+        .map_err(|error| pem_error(path, error))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| pem_error(path, error))?;
+    roots_from(certificates, path)
+}
+
+fn roots_from(
+    certificates: Vec<CertificateDer<'static>>,
+    label: &str,
+) -> Result<RootCertStore, OriginationError> {
+    let mut roots = RootCertStore::empty();
     let (added, _ignored) = roots.add_parsable_certificates(certificates);
     if added == 0 {
-        return Err(pem_error(bundle, "no usable CA certificate"));
+        return Err(pem_error(label, "no usable CA certificate"));
     }
+    Ok(roots)
+}
+
+/// The client configuration over `roots` (loaded from `bundle`, named in errors) with the
+/// client certificate chain and key (`client`, with the label of the chain's source).
+fn build(
+    roots: RootCertStore,
+    bundle: &str,
+    client: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, String)>,
+    alpn: &[&[u8]],
+    subject_alt_names: &[String],
+) -> Result<Arc<ClientConfig>, OriginationError> {
     let builder = ClientConfig::builder_with_provider(crate::tls::provider())
         .with_safe_default_protocol_versions()?;
     let builder = if subject_alt_names.is_empty() {
@@ -110,16 +222,10 @@ pub fn client_config(
     };
     let mut config = match client {
         None => builder.with_no_client_auth(),
-        Some((chain_path, key_path)) => {
-            let chain = CertificateDer::pem_file_iter(chain_path)
-                .map_err(|error| pem_error(chain_path, error))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|error| pem_error(chain_path, error))?;
+        Some((chain, key, label)) => {
             if chain.is_empty() {
-                return Err(pem_error(chain_path, "no certificate"));
+                return Err(pem_error(&label, "no certificate"));
             }
-            let key = PrivateKeyDer::from_pem_file(key_path)
-                .map_err(|error| pem_error(key_path, error))?;
             builder.with_client_auth_cert(chain, key)?
         }
     };
@@ -241,6 +347,126 @@ mod tests {
         assert!(
             !handshake(&["secure.test"], "secure.test", &["other.test"]).await,
             "a certificate without any listed SAN is refused"
+        );
+    }
+
+    /// A CA and a certificate it issued for `name`: (CA PEM, chain PEM, key PEM, chain DER).
+    fn issued(name: &str) -> (String, String, String, CertificateDer<'static>) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        (ca_pem, leaf.pem(), key.serialize_pem(), leaf.der().clone())
+    }
+
+    /// Handshakes with `client` to a server (`secure.test`) that requires a client certificate
+    /// issued by `client_ca`; returns the client certificate the server saw.
+    async fn mutual_handshake(
+        client: Arc<ClientConfig>,
+        server_chain: &str,
+        server_key: &str,
+        client_ca: &str,
+    ) -> Option<CertificateDer<'static>> {
+        let mut roots = RootCertStore::empty();
+        for certificate in CertificateDer::pem_slice_iter(client_ca.as_bytes()) {
+            roots.add(certificate.unwrap()).unwrap();
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            crate::tls::provider(),
+        )
+        .build()
+        .unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                CertificateDer::pem_slice_iter(server_chain.as_bytes())
+                    .map(Result::unwrap)
+                    .collect(),
+                PrivateKeyDer::from_pem_slice(server_key.as_bytes()).unwrap(),
+            )
+            .unwrap();
+        let (client_io, server_io) = tokio::io::duplex(16 * 1024);
+        let accept = tokio::spawn(async move {
+            let stream = TlsAcceptor::from(Arc::new(server))
+                .accept(server_io)
+                .await
+                .ok()?;
+            let peer = stream.get_ref().1.peer_certificates()?.first()?.clone();
+            Some(peer.into_owned())
+        });
+        let name = ServerName::try_from("secure.test").unwrap();
+        let connected = TlsConnector::from(client).connect(name, client_io).await;
+        let seen = accept.await.unwrap();
+        connected.ok().and(seen)
+    }
+
+    #[tokio::test]
+    async fn an_inline_credential_is_presented_and_its_ca_verifies_the_server() {
+        let (server_ca, server_chain, server_key, _) = issued("secure.test");
+        let (client_ca, client_chain, client_key, client_der) = issued("client.test");
+        let credential = ClientCredential {
+            credential_name: "demo/client".to_owned(),
+            certificate_chain: Some(client_chain),
+            private_key: Some(weft_proxy_config::PrivateKeyPem::new(client_key)),
+            ca_certificates: Some(server_ca),
+        };
+        let client = credential_client_config(&credential, &[], &[]).unwrap();
+        let seen = mutual_handshake(client, &server_chain, &server_key, &client_ca).await;
+        assert_eq!(
+            seen,
+            Some(client_der),
+            "the server saw the Secret's certificate"
+        );
+
+        // A CA that did not issue the server's certificate: the handshake fails.
+        let (other_ca, ..) = issued("other.test");
+        let wrong = ClientCredential {
+            ca_certificates: Some(other_ca),
+            ..credential
+        };
+        let client = credential_client_config(&wrong, &[], &[]).unwrap();
+        let seen = mutual_handshake(client, &server_chain, &server_key, &client_ca).await;
+        assert_eq!(seen, None);
+    }
+
+    #[test]
+    fn a_missing_or_bad_credential_is_an_error_that_never_shows_the_key() {
+        let missing = ClientCredential {
+            credential_name: "demo/absent".to_owned(),
+            certificate_chain: None,
+            private_key: None,
+            ca_certificates: None,
+        };
+        let error = credential_client_config(&missing, &[], &[]).unwrap_err();
+        assert!(
+            matches!(&error, OriginationError::MissingCredential { credential_name }
+                if credential_name == "demo/absent"),
+            "{error}"
+        );
+        let (ca, chain, ..) = issued("client.test");
+        let bad_key = ClientCredential {
+            credential_name: "demo/bad".to_owned(),
+            certificate_chain: Some(chain),
+            private_key: Some(weft_proxy_config::PrivateKeyPem::new(
+                "-----BEGIN PRIVATE KEY-----\nTOP-SECRET\n-----END PRIVATE KEY-----\n",
+            )),
+            ca_certificates: Some(ca),
+        };
+        let error = credential_client_config(&bad_key, &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("demo/bad") && !error.contains("TOP-SECRET"),
+            "{error}"
         );
     }
 

@@ -390,6 +390,8 @@ struct Origination<'a> {
     client: Option<(&'a str, &'a str)>,
     sni: Option<&'a str>,
     subject_alt_names: &'a [String],
+    /// `MUTUAL` with `credentialName`: the inline credential, used instead of the files.
+    credential: Option<&'a weft_proxy_config::ClientCredential>,
 }
 
 impl Origination<'_> {
@@ -411,12 +413,19 @@ impl Origination<'_> {
             &[crate::tls::ALPN_HTTP11]
         };
         let configure = |alpn: &[&[u8]]| {
-            crate::origination::client_config(
-                self.ca_certificates,
-                self.client,
-                alpn,
-                self.subject_alt_names,
-            )
+            match self.credential {
+                Some(credential) => crate::origination::credential_client_config(
+                    credential,
+                    alpn,
+                    self.subject_alt_names,
+                ),
+                None => crate::origination::client_config(
+                    self.ca_certificates,
+                    self.client,
+                    alpn,
+                    self.subject_alt_names,
+                ),
+            }
             .map_err(|error| format!("cluster {}: {error}", cluster.name))
         };
         let http_config = configure(http_alpn)?;
@@ -509,6 +518,7 @@ impl ClusterClients {
                     client: None,
                     sni: sni.as_deref(),
                     subject_alt_names,
+                    credential: None,
                 };
                 return origination.clients(cluster, &key, connect_timeout, build);
             }
@@ -518,13 +528,14 @@ impl ClusterClients {
                 ca_certificates,
                 sni,
                 subject_alt_names,
-                ..
+                credential,
             } => {
                 let origination = Origination {
                     ca_certificates: ca_certificates.as_deref(),
                     client: Some((client_certificate.as_str(), private_key.as_str())),
                     sni: sni.as_deref(),
                     subject_alt_names,
+                    credential: credential.as_ref(),
                 };
                 return origination.clients(cluster, &key, connect_timeout, build);
             }

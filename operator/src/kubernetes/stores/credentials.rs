@@ -6,7 +6,9 @@
 //! - [`referenced_secrets`] is the pure core: from the view's Gateways and the gateway
 //!   workloads (pods, WorkloadEntries) their `selector` matches, the set of Secrets Pilot reads
 //!   (`credentialName` or the first `credentialNames`, then for `MUTUAL`/`OPTIONAL_MUTUAL`
-//!   `caCertCredentialName` or Istio's `<credentialName>-cacert`).
+//!   `caCertCredentialName` or Istio's `<credentialName>-cacert`), and those DestinationRules
+//!   name for `MUTUAL` origination (`ClientTLSSettings.credentialName`) in the namespaces of
+//!   the proxies that read them.
 //! - [`watch_credentials`] keeps one kube-runtime watcher per referenced Secret, each with the
 //!   field selector `metadata.name=<name>` in the Secret's namespace, started and stopped as the
 //!   set changes, so the API server never sends an unreferenced Secret (Service account tokens,
@@ -35,7 +37,9 @@ use kube::{Client, ResourceExt};
 use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
-use weft_crds::networking::{Gateway, ServerTlsMode, ServerTlsSettings};
+use weft_crds::networking::{
+    ClientTlsMode, DestinationRule, Gateway, ServerTlsMode, ServerTlsSettings,
+};
 use weft_pilot::ClusterObjects;
 
 /// The suffix of the Secret holding a `MUTUAL` server's client CA when the credential itself
@@ -113,7 +117,12 @@ fn server_secret_names(protocol: &str, tls: &ServerTlsSettings) -> Vec<String> {
 /// The Secrets the Gateways of `objects` reference, each in the namespace of every gateway
 /// workload the Gateway's `selector` matches: pods by `metadata.labels`, WorkloadEntries by
 /// `spec.labels`, in any namespace (Pilot's gateway selection). A Gateway that selects no
-/// workload references nothing. Pure; the result is sorted.
+/// workload references nothing. Also the Secrets DestinationRules name for `MUTUAL`
+/// origination (`credentialName` and `<credentialName>-cacert`, Istio `ClientTLSSettings`), in
+/// the namespace of the proxies that read them: for a rule with a `workloadSelector`, its own
+/// namespace when the selector matches a workload there (sidecars or gateways); for a rule
+/// without, the namespaces of the gateway workloads (Istio: sidecars read `credentialName`
+/// only through a rule with a `workloadSelector`). Pure; the result is sorted.
 pub fn referenced_secrets(objects: &ClusterObjects) -> BTreeSet<SecretRef> {
     let unlabelled = BTreeMap::new();
     let workloads: Vec<(&str, &BTreeMap<String, String>)> = objects
@@ -131,16 +140,46 @@ pub fn referenced_secrets(objects: &ClusterObjects) -> BTreeSet<SecretRef> {
         )
         .collect();
     let mut referenced = BTreeSet::new();
+    // The namespaces of gateway workloads: those some Gateway selects.
+    let mut gateway_namespaces = BTreeSet::new();
     for gateway in &objects.gateways {
         let names = gateway_secret_names(gateway);
-        if names.is_empty() {
-            continue;
-        }
         let namespaces: BTreeSet<&str> = workloads
             .iter()
             .filter(|(_, labels)| selects(&gateway.spec.selector, labels))
             .map(|(namespace, _)| *namespace)
             .collect();
+        for namespace in &namespaces {
+            for name in &names {
+                referenced.insert(SecretRef::new(*namespace, name.clone()));
+            }
+        }
+        gateway_namespaces.extend(namespaces);
+    }
+    for rule in &objects.destination_rules {
+        let names = rule_secret_names(rule);
+        if names.is_empty() {
+            continue;
+        }
+        let rule_namespace = namespace_of(&rule.metadata);
+        let selector = rule
+            .spec
+            .workload_selector
+            .as_ref()
+            .map(|selector| &selector.match_labels)
+            .filter(|labels| !labels.is_empty());
+        let namespaces: BTreeSet<&str> = match selector {
+            // Sidecars and gateways alike, only in the rule's namespace, only if selected.
+            Some(selector) => workloads
+                .iter()
+                .filter(|(namespace, labels)| {
+                    *namespace == rule_namespace && selects(selector, labels)
+                })
+                .map(|(namespace, _)| *namespace)
+                .collect(),
+            // Gateways only (Istio: sidecars use credentialName only through a selector).
+            None => gateway_namespaces.clone(),
+        };
         for namespace in namespaces {
             for name in &names {
                 referenced.insert(SecretRef::new(namespace, name.clone()));
@@ -148,6 +187,35 @@ pub fn referenced_secrets(objects: &ClusterObjects) -> BTreeSet<SecretRef> {
         }
     }
     referenced
+}
+
+/// The Secret names a DestinationRule's `tls` settings (top level, port level, subsets) make
+/// Pilot read: for mode `MUTUAL` with `credentialName`, the credential and Istio's
+/// `<credentialName>-cacert` (Weft reads `credentialName` for `MUTUAL` only).
+fn rule_secret_names(rule: &DestinationRule) -> BTreeSet<String> {
+    let policies = rule.spec.traffic_policy.iter().chain(
+        rule.spec
+            .subsets
+            .iter()
+            .filter_map(|subset| subset.traffic_policy.as_ref()),
+    );
+    policies
+        .flat_map(|policy| {
+            policy.tls.iter().chain(
+                policy
+                    .port_level_settings
+                    .iter()
+                    .filter_map(|level| level.tls.as_ref()),
+            )
+        })
+        .filter(|tls| tls.mode == Some(ClientTlsMode::Mutual))
+        .filter_map(|tls| {
+            tls.credential_name
+                .as_deref()
+                .filter(|name| !name.is_empty())
+        })
+        .flat_map(|name| [name.to_owned(), format!("{name}{CA_SECRET_SUFFIX}")])
+        .collect()
 }
 
 fn gateway_secret_names(gateway: &Gateway) -> BTreeSet<String> {

@@ -162,6 +162,78 @@ spec: {{address: 198.18.0.9, labels: {{istio: ingressgateway}}}}
     assert!(referenced_secrets(&objects(&unmatched)).is_empty());
 }
 
+/// A DestinationRule `db` in `demo` originating TLS in `mode` with `credentialName:
+/// client-cert`, with `selector` (YAML map, or empty for none).
+fn rule(mode: &str, selector: &str) -> String {
+    let selector = if selector.is_empty() {
+        String::new()
+    } else {
+        format!("  workloadSelector: {{matchLabels: {selector}}}\n")
+    };
+    format!(
+        "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
+         metadata: {{name: db, namespace: demo}}\nspec:\n  host: db.example.com\n{selector}  \
+         trafficPolicy:\n    portLevelSettings:\n    - port: {{number: 443}}\n      \
+         tls: {{mode: {mode}, credentialName: client-cert}}\n"
+    )
+}
+
+const CLIENT_PODS: &str = r#"
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: demo, labels: {app: client}}
+spec: {containers: [{name: app, image: app}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: other, labels: {app: client}}
+spec: {containers: [{name: app, image: app}]}
+"#;
+
+#[test]
+fn a_selecting_mutual_rule_references_its_credential_in_its_own_namespace() {
+    let yaml = format!("{CLIENT_PODS}{}", rule("MUTUAL", "{app: client}"));
+    assert_eq!(
+        referenced_secrets(&objects(&yaml)),
+        refs(&[("demo", "client-cert"), ("demo", "client-cert-cacert")]),
+        "only the rule's namespace: a selector applies there only"
+    );
+    let unmatched = format!("{CLIENT_PODS}{}", rule("MUTUAL", "{app: nobody}"));
+    assert!(referenced_secrets(&objects(&unmatched)).is_empty());
+    for mode in ["SIMPLE", "ISTIO_MUTUAL", "DISABLE"] {
+        let yaml = format!("{CLIENT_PODS}{}", rule(mode, "{app: client}"));
+        assert!(referenced_secrets(&objects(&yaml)).is_empty(), "{mode}");
+    }
+}
+
+#[test]
+fn a_rule_without_selector_references_its_credential_for_gateways_only() {
+    let sidecars_only = format!("{CLIENT_PODS}{}", rule("MUTUAL", ""));
+    assert!(
+        referenced_secrets(&objects(&sidecars_only)).is_empty(),
+        "sidecars read credentialName only through a workloadSelector"
+    );
+    let egress = format!(
+        r#"{CLIENT_PODS}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: egress-1, namespace: istio-system, labels: {{istio: egressgateway}}}}
+spec: {{containers: [{{name: proxy, image: weft-proxy}}]}}
+{}{}"#,
+        gateway("{istio: egressgateway}", "{mode: ISTIO_MUTUAL}", "HTTPS"),
+        rule("MUTUAL", "")
+    );
+    assert_eq!(
+        referenced_secrets(&objects(&egress)),
+        refs(&[
+            ("istio-system", "client-cert"),
+            ("istio-system", "client-cert-cacert")
+        ])
+    );
+}
+
 fn secret(namespace: &str, name: &str, certificate: &str) -> Secret {
     let mut secret = Secret::default();
     secret.metadata.name = Some(name.into());
