@@ -7,10 +7,12 @@
 //! - `DISABLE`: plaintext only; bytes pass through untouched (even an application's own TLS).
 //!
 //! After TLS, the peer's SPIFFE ID is the connection's source principal. The connection is then
-//! forwarded to the application at `127.0.0.1:<port>` (or the original destination, see
-//! [`weft_proxy_config::InboundUpstream`]).
+//! forwarded to the application at the original destination (or `127.0.0.1:<port>`, see
+//! [`weft_proxy_config::InboundUpstream`]), or at the port's Sidecar `defaultEndpoint`
+//! ([`weft_proxy_config::InboundConfig::forward_address`]); a port's connection pool caps its
+//! TCP connections (overflow is closed, flag `UO`).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use weft_proxy_config::{InboundUpstream, MtlsMode, Protocol};
+use weft_proxy_config::{MtlsMode, Protocol};
 
 use crate::config::ConfigStore;
 use crate::http::{ConnInfo, HttpProxy, serve_connection};
@@ -103,10 +105,7 @@ async fn handle(
     let mut log = tcp::tcp_log(Direction::Inbound, peer, destination);
     let inbound = &snapshot.config.inbound;
     let port = destination.port();
-    let target = match inbound.upstream {
-        InboundUpstream::OriginalDestination => destination,
-        _ => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
-    };
+    let target = inbound.forward_address(destination);
     log.upstream_cluster = format!("inbound|{port}||");
     log.upstream_host = Some(target);
     let mode = inbound.mtls_mode(port);
@@ -120,7 +119,8 @@ async fn handle(
     let connector = Connector::plain(proxy.connect_timeout)
         .with_source(crate::upstream::INBOUND_PASSTHROUGH_SOURCE.into());
     let mut conn = ConnInfo {
-        destination: target,
+        // The original destination: HTTP forwarding maps it with `forward_address` itself.
+        destination,
         peer,
         source_principal: None,
         peer_certificate_hash: None,
@@ -168,6 +168,13 @@ async fn handle(
             tracing::debug!(%peer, ?policy, "inbound connection refused by policy");
             return tcp::emit(proxy.observer.as_ref(), log, started);
         }
+        let admitted = snapshot
+            .inbound_breaker(port)
+            .map(|breaker| breaker.connection());
+        if matches!(admitted, Some(None)) {
+            log.flags.insert(ResponseFlags::UPSTREAM_OVERFLOW);
+            return tcp::emit(proxy.observer.as_ref(), log, started);
+        }
         match connector.connect(target).await {
             Ok(mut app) => tcp::copy(&mut tls, &mut app, &shutdown, &mut log).await,
             Err(_) => log.flags.insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE),
@@ -196,6 +203,13 @@ async fn handle(
             return tcp::emit(proxy.observer.as_ref(), log, started);
         }
         let mut stream = stream;
+        let admitted = snapshot
+            .inbound_breaker(port)
+            .map(|breaker| breaker.connection());
+        if matches!(admitted, Some(None)) {
+            log.flags.insert(ResponseFlags::UPSTREAM_OVERFLOW);
+            return tcp::emit(proxy.observer.as_ref(), log, started);
+        }
         match connector.connect(target).await {
             Ok(mut app) => tcp::copy(&mut stream, &mut app, &shutdown, &mut log).await,
             Err(_) => log.flags.insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE),

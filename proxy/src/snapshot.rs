@@ -359,6 +359,9 @@ pub struct Snapshot {
     clusters: HashMap<String, Arc<ClusterRuntime>>,
     /// Gateway listeners (a `router` proxy's config), one per bound address.
     pub gateways: Vec<crate::gateway::GatewayPort>,
+    /// Inbound ports' circuit breakers (`InboundPort::connection_pool`), counters kept across
+    /// snapshots per port.
+    inbound_breakers: HashMap<u16, CircuitBreaker>,
 }
 
 impl Snapshot {
@@ -469,6 +472,18 @@ impl Snapshot {
             }
         }
         let gateways = crate::gateway::compile(&config, &clusters, previous, tls)?;
+        let inbound_breakers = (config.inbound.ports.iter())
+            .filter_map(|port| {
+                let counters = previous.and_then(|old| old.inbound_breakers.get(&port.port));
+                let counters = counters.map(|old| Arc::clone(old.counters()));
+                let http2 = matches!(port.protocol, Protocol::Http2 | Protocol::Grpc);
+                let pool = port.connection_pool.as_ref()?;
+                Some((
+                    port.port,
+                    CircuitBreaker::new(pool, http2, counters.unwrap_or_default()),
+                ))
+            })
+            .collect();
         Ok(Self {
             config: Arc::new(config),
             outbound,
@@ -476,6 +491,7 @@ impl Snapshot {
             by_port,
             clusters,
             gateways,
+            inbound_breakers,
         })
     }
 
@@ -498,6 +514,11 @@ impl Snapshot {
     /// `BlackHoleCluster`.
     pub fn cluster(&self, name: &str) -> Option<&Arc<ClusterRuntime>> {
         self.clusters.get(name)
+    }
+
+    /// The circuit breaker of inbound port `port`, when its config sets a connection pool.
+    pub fn inbound_breaker(&self, port: u16) -> Option<&CircuitBreaker> {
+        self.inbound_breakers.get(&port)
     }
 }
 

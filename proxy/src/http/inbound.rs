@@ -75,7 +75,9 @@ fn set_forwarded_client_cert(headers: &mut http::HeaderMap, snapshot: &Snapshot,
 /// The XFCC header name.
 const X_FORWARDED_CLIENT_CERT: &str = "x-forwarded-client-cert";
 
-/// Forwards `request` to the application at `conn.destination`.
+/// Forwards `request` to the application at `conn.destination` (the original destination)
+/// mapped by [`weft_proxy_config::InboundConfig::forward_address`] (a Sidecar
+/// `defaultEndpoint`); over the port's connection pool limits, answers 503 `UO` at once.
 pub async fn forward(
     app: &AppClients,
     snapshot: &Snapshot,
@@ -86,8 +88,9 @@ pub async fn forward(
     let upgrade = upgrade::is_upgrade_request(request.headers());
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let port = conn.destination.port();
+    let target = snapshot.config.inbound.forward_address(conn.destination);
     log.upstream_cluster = format!("inbound|{port}||");
-    log.upstream_host = Some(conn.destination);
+    log.upstream_host = Some(target);
     log.attempts = 1;
     let http2 = snapshot.config.inbound.port(port).is_some_and(|entry| {
         matches!(
@@ -107,6 +110,14 @@ pub async fn forward(
         tracing::debug!(status = refusal.status, policy = ?refusal.policy, "inbound request refused by policy");
         return local_reply(refusal.status, refusal.body, ResponseFlags::empty(), log);
     }
+    let admitted = snapshot
+        .inbound_breaker(port)
+        .map(|breaker| breaker.request());
+    if matches!(admitted, Some(None)) {
+        let overflow =
+            "upstream connect error or disconnect/reset before headers. reset reason: overflow";
+        return local_reply(503, overflow, ResponseFlags::UPSTREAM_OVERFLOW, log);
+    }
     upgrade::strip_hop_by_hop(&mut parts.headers, upgrade);
     set_forwarded_client_cert(&mut parts.headers, snapshot, conn);
     if !parts.headers.contains_key(http::header::HOST)
@@ -121,7 +132,7 @@ pub async fn forward(
         .map_or("/", |path_and_query| path_and_query.as_str());
     let Ok(uri) = Uri::builder()
         .scheme("http")
-        .authority(conn.destination.to_string())
+        .authority(target.to_string())
         .path_and_query(path)
         .build()
     else {
@@ -156,7 +167,7 @@ pub async fn forward(
             log,
         ),
         Err(error) => {
-            tracing::debug!(%error, app = %conn.destination, "inbound request to the app failed");
+            tracing::debug!(%error, app = %target, "inbound request to the app failed");
             local_reply(
                 503,
                 "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
