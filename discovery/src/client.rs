@@ -23,7 +23,7 @@ use weft_proxy_config::ProxyConfig;
 
 use crate::{ClientMessage, FrameDecoder, Hello, STREAM_PATH, ServerMessage, encode_frame};
 
-pub use applied::AppliedConfig;
+pub use applied::{AppliedConfig, Resolved};
 
 /// Where and how to reach the discovery service.
 #[derive(Clone)]
@@ -214,7 +214,14 @@ pub async fn stream_once(
                 config,
             })) => {
                 let config = AppliedConfig::resolve_config(&version, *config);
-                let reply = offer(&mut applied, incremental, Ok(config), apply, version, nonce);
+                let reply = offer(
+                    &mut applied,
+                    incremental,
+                    Ok(config.into()),
+                    apply,
+                    version,
+                    nonce,
+                );
                 if send_reply(&tx, &reply).await.is_err() {
                     break Err(StreamError::Closed);
                 }
@@ -267,18 +274,18 @@ pub async fn stream_once(
 fn offer(
     applied: &mut AppliedConfig,
     incremental: bool,
-    resolved: Result<ProxyConfig, String>,
+    resolved: Result<Resolved, String>,
     apply: &mut (dyn FnMut(ProxyConfig) -> Result<(), String> + Send),
     version: String,
     nonce: u64,
 ) -> ClientMessage {
-    let outcome = resolved.and_then(|config| {
+    let outcome = resolved.and_then(|resolved| {
         if incremental {
-            apply(config.clone())?;
-            applied.commit(config);
+            apply(resolved.config().clone())?;
+            applied.commit(resolved);
             Ok(())
         } else {
-            apply(config)
+            apply(resolved.into_config())
         }
     });
     match outcome {

@@ -16,8 +16,8 @@
 
 use serde::{Deserialize, Serialize};
 use weft_proxy_config::{
-    Cluster, GatewayListener, InboundConfig, Node, OutboundListener, OutboundTrafficPolicy,
-    ProxyConfig,
+    Cluster, ContentHashes, Digest, GatewayListener, InboundConfig, Node, OutboundListener,
+    OutboundTrafficPolicy, ProxyConfig,
 };
 
 /// An entry of a named section of [`ProxyConfig`]: its unique name (Envoy's resource name).
@@ -133,6 +133,15 @@ pub enum DeltaError {
         /// The name.
         name: String,
     },
+    /// An entry of the delta could not be hashed (serialisation failed, which it cannot for
+    /// this model).
+    #[error("delta {section}: an entry cannot be hashed: {reason}")]
+    Hash {
+        /// The section.
+        section: &'static str,
+        /// The serialisation error.
+        reason: String,
+    },
     /// The config the delta gives does not have the content version the push announced.
     #[error(
         "delta applied gives version {computed:?}, not the announced {announced:?}: the config is not the one the server built"
@@ -192,7 +201,82 @@ impl ConfigDelta {
     /// [`DeltaError::MissingRemoved`] when the delta was not computed from a config like
     /// `base`.
     pub fn apply(self, base: &ProxyConfig) -> Result<ProxyConfig, DeltaError> {
-        Ok(ProxyConfig {
+        self.apply_tracked(base, None).map(|(config, _)| config)
+    }
+
+    /// [`ConfigDelta::apply`], and the [`ContentHashes`] of the result from `hashes`, those of
+    /// `base`: only the sections and entries the delta carries are hashed, the others' digests
+    /// are copied (a digest missing from `hashes` is computed). The result's content hash is
+    /// then `ContentHashes::content_hash`, without hashing the whole config again.
+    ///
+    /// Errors: those of [`ConfigDelta::apply`], and [`DeltaError::Hash`] if an entry cannot
+    /// be hashed (it cannot for this model).
+    pub fn apply_hashed(
+        self,
+        base: &ProxyConfig,
+        hashes: &ContentHashes,
+    ) -> Result<(ProxyConfig, ContentHashes), DeltaError> {
+        let (config, hashes) = self.apply_tracked(base, Some(hashes))?;
+        // `apply_tracked` gives hashes whenever it is given some.
+        Ok((config, hashes.unwrap_or_default()))
+    }
+
+    /// [`ConfigDelta::apply`], tracking the digests when `hashes` is given.
+    fn apply_tracked(
+        self,
+        base: &ProxyConfig,
+        hashes: Option<&ContentHashes>,
+    ) -> Result<(ProxyConfig, Option<ContentHashes>), DeltaError> {
+        // The digest of a small section: `base`'s when unchanged (or not tracked).
+        fn whole<T: Serialize>(
+            section: &'static str,
+            new: Option<&T>,
+            base: Option<Digest>,
+        ) -> Result<Option<Digest>, DeltaError> {
+            match (new, base) {
+                (Some(new), Some(_)) => digest(section, new).map(Some),
+                (_, base) => Ok(base),
+            }
+        }
+        let tracked = hashes.map(|hashes| hashes.model_version);
+        let node = whole("node", self.node.as_ref(), hashes.map(|h| h.node))?;
+        let policy = whole(
+            "outbound_traffic_policy",
+            self.outbound_traffic_policy.as_ref(),
+            hashes.map(|h| h.outbound_traffic_policy),
+        )?;
+        let inbound = whole("inbound", self.inbound.as_ref(), hashes.map(|h| h.inbound))?;
+        let (outbound, outbound_digests) = apply_section(
+            "outbound",
+            &base.outbound,
+            hashes.map(|h| &h.outbound[..]),
+            self.outbound,
+        )?;
+        let (clusters, cluster_digests) = apply_section(
+            "clusters",
+            &base.clusters,
+            hashes.map(|h| &h.clusters[..]),
+            self.clusters,
+        )?;
+        let (gateways, gateway_digests) = apply_section(
+            "gateways",
+            &base.gateways,
+            hashes.map(|h| &h.gateways[..]),
+            self.gateways,
+        )?;
+        let hashes = match (tracked, node, policy, inbound) {
+            (Some(model_version), Some(node), Some(policy), Some(inbound)) => Some(ContentHashes {
+                model_version,
+                node,
+                outbound_traffic_policy: policy,
+                inbound,
+                outbound: outbound_digests.unwrap_or_default(),
+                clusters: cluster_digests.unwrap_or_default(),
+                gateways: gateway_digests.unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        let config = ProxyConfig {
             model_version: base.model_version.clone(),
             version: base.version.clone(),
             node: self.node.unwrap_or_else(|| base.node.clone()),
@@ -200,11 +284,22 @@ impl ConfigDelta {
                 .outbound_traffic_policy
                 .unwrap_or(base.outbound_traffic_policy),
             inbound: self.inbound.unwrap_or_else(|| base.inbound.clone()),
-            outbound: apply_section("outbound", &base.outbound, self.outbound)?,
-            clusters: apply_section("clusters", &base.clusters, self.clusters)?,
-            gateways: apply_section("gateways", &base.gateways, self.gateways)?,
-        })
+            outbound,
+            clusters,
+            gateways,
+        };
+        Ok((config, hashes))
     }
+}
+
+/// [`Digest::of_json`] of `value`, an entry of `section`.
+///
+/// Errors: [`DeltaError::Hash`] when serialisation fails (it cannot for this model).
+fn digest<T: Serialize + ?Sized>(section: &'static str, value: &T) -> Result<Digest, DeltaError> {
+    Digest::of_json(value).map_err(|error| DeltaError::Hash {
+        section,
+        reason: error.to_string(),
+    })
 }
 
 /// `new` when it differs from `old`.
@@ -265,15 +360,49 @@ fn section_delta<T: Named + Clone + PartialEq>(old: &[T], new: &[T]) -> Option<S
     })
 }
 
-/// `base` with `delta` applied (a copy of `base` when `delta` is `None`).
-fn apply_section<T: Named + Clone>(
+/// `base` with `delta` applied (a copy of `base` when `delta` is `None`), and when
+/// `digests` (those of `base`'s entries, in order) is given, the digests of the result's
+/// entries: copied for the entries kept, computed for the delta's (and for any entry of
+/// `base` without a digest).
+fn apply_section<T: Named + Clone + Serialize>(
     section: &'static str,
     base: &[T],
+    digests: Option<&[Digest]>,
     delta: Option<SectionDelta<T>>,
-) -> Result<Vec<T>, DeltaError> {
+) -> Result<(Vec<T>, Option<Vec<Digest>>), DeltaError> {
+    // The digest of `base`'s entry `index`.
+    let kept = |index: usize, entry: &T| match digests
+        .filter(|digests| digests.len() == base.len())
+        .and_then(|digests| digests.get(index))
+    {
+        Some(digest) => Ok(*digest),
+        None => digest(section, entry),
+    };
     let (resources, removed) = match delta {
-        None => return Ok(base.to_vec()),
-        Some(SectionDelta::Replaced(entries)) => return Ok(entries),
+        None => {
+            let digests = match digests {
+                Some(_) => Some(
+                    base.iter()
+                        .enumerate()
+                        .map(|(index, entry)| kept(index, entry))
+                        .collect::<Result<_, _>>()?,
+                ),
+                None => None,
+            };
+            return Ok((base.to_vec(), digests));
+        }
+        Some(SectionDelta::Replaced(entries)) => {
+            let digests = match digests {
+                Some(_) => Some(
+                    entries
+                        .iter()
+                        .map(|entry| digest(section, entry))
+                        .collect::<Result<_, _>>()?,
+                ),
+                None => None,
+            };
+            return Ok((entries, digests));
+        }
         Some(SectionDelta::Changed {
             resources,
             removed_resources,
@@ -294,28 +423,47 @@ fn apply_section<T: Named + Clone>(
         return Err(DeltaError::UnsortedDelta { section });
     }
     let mut out = Vec::with_capacity(base.len() + resources.len());
+    let mut out_digests = digests.map(|_| Vec::with_capacity(out.capacity()));
+    let mut push = |out: &mut Vec<T>, entry: T, known: Option<Digest>| {
+        if let Some(out_digests) = &mut out_digests {
+            out_digests.push(match known {
+                Some(known) => known,
+                None => digest(section, &entry)?,
+            });
+        }
+        out.push(entry);
+        Ok::<(), DeltaError>(())
+    };
     let mut removed = removed.into_iter().peekable();
     let mut upserts = resources.into_iter().peekable();
-    for entry in base {
+    for (index, entry) in base.iter().enumerate() {
         if let Some(name) = removed.next_if(|name| name.as_str() < entry.name()) {
             return Err(DeltaError::MissingRemoved { section, name });
         }
         while let Some(added) = upserts.next_if(|added| added.name() < entry.name()) {
-            out.push(added);
+            push(&mut out, added, None)?;
         }
         if removed.next_if(|name| name == entry.name()).is_some() {
             continue;
         }
         match upserts.next_if(|changed| changed.name() == entry.name()) {
-            Some(changed) => out.push(changed),
-            None => out.push(entry.clone()),
+            Some(changed) => push(&mut out, changed, None)?,
+            None => {
+                let known = match digests {
+                    Some(_) => Some(kept(index, entry)?),
+                    None => None,
+                };
+                push(&mut out, entry.clone(), known)?;
+            }
         }
     }
     if let Some(name) = removed.next() {
         return Err(DeltaError::MissingRemoved { section, name });
     }
-    out.extend(upserts);
-    Ok(out)
+    for added in upserts {
+        push(&mut out, added, None)?;
+    }
+    Ok((out, out_digests))
 }
 
 #[cfg(test)]

@@ -22,10 +22,24 @@
 //! # Versions
 //!
 //! A push's `version` is the content hash of the WHOLE config it gives
-//! ([`ProxyConfig::content_hash`]: hex SHA-256 of its compact JSON with `version` empty), for
-//! a delta as for a full config: a proxy's version changes if and only if its config changes,
-//! and the server pushes only then. The proxy ACKs `(version, nonce)` once it applied the
-//! config, or NACKs it with a reason and keeps its previous config.
+//! ([`ProxyConfig::content_hash`]), for a delta as for a full config: a proxy's version
+//! changes if and only if its config changes, and the server pushes only then. The proxy ACKs
+//! `(version, nonce)` once it applied the config, or NACKs it with a reason and keeps its
+//! previous config.
+//!
+//! The content hash is a hash of hashes (the rule is `weft_proxy_config::ContentHashes`'):
+//! a SHA-256 over the digests of the config's sections in field order, `version` left out,
+//! where `model_version`, `node`, `outbound_traffic_policy` and `inbound` are each the SHA-256
+//! of their compact JSON and `outbound`, `clusters` and `gateways` the digest of the list of
+//! their entries' SHA-256s. So the server hashes what a scope's proxies share once per scope,
+//! and a client that keeps its config's entry digests checks a delta by hashing only the
+//! entries the delta carries ([`client::AppliedConfig`]).
+//!
+//! Until November 2026 the version was the SHA-256 of the whole compact JSON. A proxy built
+//! with that rule still works with a newer server, only without deltas: it computes another
+//! hash for a delta's result and NACKs it ([`DeltaError::VersionMismatch`]), and the server
+//! answers with the full config, whose version such a proxy takes as given. Nothing on the
+//! wire changed, so neither [`STREAM_PATH`] nor the model version was bumped.
 //!
 //! # Incremental pushes
 //!

@@ -38,7 +38,7 @@ pub use cluster::{
     DEFAULT_WARMUP_AGGRESSION, DEFAULT_WARMUP_MINIMUM_PERCENT, LocalityDistribute,
     LocalityFailover, LocalityLbSetting, TcpKeepalive, Warmup,
 };
-pub use content_hash::hash_json;
+pub use content_hash::{ContentHashes, Digest, RULE, SectionDigests, entry_digests};
 pub use gateway::{
     GatewayListener, GatewayProtocol, GatewayServer, PrivateKeyPem, REDACTED, ServerTls,
     ServerTlsMode, TlsCredential, TlsMatch, TlsRoute, TlsVersion, host_matches,
@@ -166,22 +166,15 @@ impl ProxyConfig {
         }
     }
 
-    /// The content hash: lowercase hex SHA-256 of the canonical JSON of this config with
-    /// `version` emptied, so the hash does not depend on itself. Canonical because every map in
-    /// the model is a `BTreeMap` and struct fields serialise in declaration order.
+    /// The content hash: 64 lowercase hex characters, a SHA-256 over the SHA-256 of each
+    /// section's and each named entry's compact JSON (`version` left out, so the hash does not
+    /// depend on itself); the rule is in [`ContentHashes`]' module. Same content, same hash,
+    /// whatever the map order of the text it came from (every map is a `BTreeMap`).
     ///
     /// Errors: a `serde_json::Error` only if serialisation fails, which the model's types do not
     /// allow in practice (all map keys are strings).
-    ///
-    /// The JSON is streamed into the hash ([`hash_json`]); a config whose `version` is already
-    /// empty is not copied.
     pub fn content_hash(&self) -> Result<String, serde_json::Error> {
-        if !self.version.is_empty() {
-            let mut canonical = self.clone();
-            canonical.version.clear();
-            return canonical.content_hash();
-        }
-        hash_json(|out| serde_json::to_writer(out, self))
+        Ok(ContentHashes::of(self)?.content_hash())
     }
 
     /// Sets `version` to [`ProxyConfig::content_hash`] and returns the config.

@@ -486,14 +486,3 @@ fn dns_names_need_a_name_a_port_a_weight_and_a_refresh_rate() {
         ]
     );
 }
-
-#[test]
-fn the_streamed_hash_is_the_sha256_of_the_json_without_version() {
-    use sha2::{Digest, Sha256};
-    let mut config = sample();
-    config.version.clear();
-    let expected = hex::encode(Sha256::digest(serde_json::to_vec(&config).unwrap()));
-    assert_eq!(config.content_hash().unwrap(), expected);
-    config.version = "any".into();
-    assert_eq!(config.content_hash().unwrap(), expected);
-}

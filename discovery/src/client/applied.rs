@@ -1,15 +1,49 @@
-//! The config a proxy's discovery client holds, to which delta pushes apply.
+//! The config a proxy's discovery client holds, to which delta pushes apply, with the digests
+//! of its entries, so that checking a delta's result rehashes only what the delta changed.
 
-use weft_proxy_config::ProxyConfig;
+use weft_proxy_config::{ContentHashes, ProxyConfig};
 
 use crate::delta::{ConfigDelta, DeltaError};
 
 /// The config the proxy last applied (the last one it ACKed on this or an earlier stream),
 /// kept by the client so that a [`crate::ServerMessage::Delta`] can be turned back into the
-/// whole config the proxy needs. Pure: no I/O.
+/// whole config the proxy needs, with its [`ContentHashes`] (the digests of its sections and
+/// entries) so that the content hash of a delta's result costs the hashing of the entries the
+/// delta carries, not of the whole config. Pure: no I/O.
 #[derive(Debug, Clone, Default)]
 pub struct AppliedConfig {
-    current: Option<ProxyConfig>,
+    current: Option<Resolved>,
+}
+
+/// A config ready for the proxy to apply: a full push's, or a delta push's result with the
+/// digests computed while checking it. [`AppliedConfig::commit`] keeps it.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    config: ProxyConfig,
+    /// The digests of `config`; `None` until computed (a full push's, at commit).
+    hashes: Option<ContentHashes>,
+}
+
+impl Resolved {
+    /// The config.
+    pub fn config(&self) -> &ProxyConfig {
+        &self.config
+    }
+
+    /// The config, without the digests.
+    pub fn into_config(self) -> ProxyConfig {
+        self.config
+    }
+}
+
+impl From<ProxyConfig> for Resolved {
+    /// A config whose digests are not known yet (a full push's).
+    fn from(config: ProxyConfig) -> Self {
+        Self {
+            config,
+            hashes: None,
+        }
+    }
 }
 
 impl AppliedConfig {
@@ -22,12 +56,12 @@ impl AppliedConfig {
     pub fn version(&self) -> &str {
         self.current
             .as_ref()
-            .map_or("", |config| config.version.as_str())
+            .map_or("", |current| current.config.version.as_str())
     }
 
     /// The config applied, if any.
     pub fn current(&self) -> Option<&ProxyConfig> {
-        self.current.as_ref()
+        self.current.as_ref().map(|current| &current.config)
     }
 
     /// The config of a full push with `version`: `config` itself, its `version` set to the
@@ -42,30 +76,46 @@ impl AppliedConfig {
 
     /// The config a delta push gives: the current config with `delta` applied and `version`
     /// set, after checking that the push's `base_version` is the current version and that
-    /// the result's content hash ([`ProxyConfig::content_hash`]) is `version`. The current
-    /// config is not changed: call [`AppliedConfig::commit`] once the proxy applied the result.
+    /// the result's content hash ([`ProxyConfig::content_hash`]) is `version`. The hash is
+    /// combined from the current config's digests and those of the entries the delta carries
+    /// ([`ConfigDelta::apply_hashed`]). The current config is not changed: call
+    /// [`AppliedConfig::commit`] with the result once the proxy applied it.
     ///
     /// Errors: [`DeltaError::BaseMismatch`] when `base_version` is not the current version,
-    /// the errors of [`ConfigDelta::apply`], and [`DeltaError::VersionMismatch`] when the
-    /// result is not the config the server built.
+    /// the errors of [`ConfigDelta::apply_hashed`], and [`DeltaError::VersionMismatch`] when
+    /// the result is not the config the server built.
     pub fn resolve_delta(
         &self,
         version: &str,
         base_version: &str,
         delta: ConfigDelta,
-    ) -> Result<ProxyConfig, DeltaError> {
+    ) -> Result<Resolved, DeltaError> {
         let current = self
             .current
             .as_ref()
-            .filter(|current| current.version == base_version && !base_version.is_empty())
+            .filter(|current| current.config.version == base_version && !base_version.is_empty())
             .ok_or_else(|| DeltaError::BaseMismatch {
                 base_version: base_version.to_owned(),
                 current: self.version().to_owned(),
             })?;
-        let mut config = delta.apply(current)?;
-        config.version.clear();
-        // Cannot fail for this model (every map has string keys); empty never matches.
-        let computed = config.content_hash().unwrap_or_default();
+        let (mut config, hashes) = match &current.hashes {
+            Some(hashes) => {
+                let (config, hashes) = delta.apply_hashed(&current.config, hashes)?;
+                (config, Some(hashes))
+            }
+            // The current digests could not be computed (they can for this model): hash the
+            // result whole.
+            None => {
+                let config = delta.apply(&current.config)?;
+                let hashes = ContentHashes::of(&config).ok();
+                (config, hashes)
+            }
+        };
+        // Empty (no digests) never matches a version.
+        let computed = hashes
+            .as_ref()
+            .map(ContentHashes::content_hash)
+            .unwrap_or_default();
         if computed != version {
             return Err(DeltaError::VersionMismatch {
                 computed,
@@ -73,12 +123,19 @@ impl AppliedConfig {
             });
         }
         config.version = computed;
-        Ok(config)
+        Ok(Resolved { config, hashes })
     }
 
-    /// Records that the proxy applied `config`: later deltas apply to it.
-    pub fn commit(&mut self, config: ProxyConfig) {
-        self.current = Some(config);
+    /// Records that the proxy applied `config` (a [`ProxyConfig`] of a full push, or what
+    /// [`AppliedConfig::resolve_delta`] gave): later deltas apply to it. A full push's config
+    /// is hashed here, once (about one SHA-256 pass over its JSON), so that later deltas need
+    /// not hash it.
+    pub fn commit(&mut self, config: impl Into<Resolved>) {
+        let mut resolved = config.into();
+        if resolved.hashes.is_none() {
+            resolved.hashes = ContentHashes::of(&resolved.config).ok();
+        }
+        self.current = Some(resolved);
     }
 }
 
@@ -128,8 +185,36 @@ mod tests {
         let resolved = applied
             .resolve_delta(&new.version, &old.version, delta)
             .unwrap();
-        assert_eq!(resolved, new);
+        assert_eq!(resolved.config(), &new);
         assert_eq!(applied.version(), old.version, "not committed yet");
+        applied.commit(resolved);
+        assert_eq!(applied.current(), Some(&new));
+    }
+
+    #[test]
+    fn deltas_chain_on_the_digests_of_committed_results() {
+        let configs = [
+            config(&["a", "b"]),
+            config(&["a", "c"]),
+            config(&["b", "c", "d"]),
+            config(&[]),
+            config(&["e"]),
+        ];
+        let mut applied = AppliedConfig::new();
+        applied.commit(configs[0].clone());
+        for pair in configs.windows(2) {
+            let delta = ConfigDelta::between(&pair[0], &pair[1]).unwrap();
+            let resolved = applied
+                .resolve_delta(&pair[1].version, &pair[0].version, delta)
+                .unwrap();
+            assert_eq!(
+                resolved.hashes,
+                Some(ContentHashes::of(&pair[1]).unwrap()),
+                "the incremental digests are the from-scratch ones"
+            );
+            applied.commit(resolved);
+            assert_eq!(applied.version(), pair[1].version);
+        }
     }
 
     #[test]

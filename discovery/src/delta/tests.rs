@@ -1,7 +1,9 @@
 use pretty_assertions::assert_eq;
 use proptest::prelude::*;
 use serde_json::json;
-use weft_proxy_config::{Cluster, GatewayListener, MODEL_VERSION, OutboundListener, ProxyConfig};
+use weft_proxy_config::{
+    Cluster, ContentHashes, GatewayListener, MODEL_VERSION, OutboundListener, ProxyConfig,
+};
 
 use super::*;
 
@@ -132,6 +134,60 @@ proptest! {
         applied.version.clone_from(&new.version);
         prop_assert_eq!(&applied, &new);
         prop_assert_eq!(applied.content_hash().unwrap(), new.version);
+    }
+
+    /// The client's incremental hashing: the digests `apply_hashed` derives from the old
+    /// config's (rehashing only the delta's entries) are those of the new config hashed from
+    /// scratch, so its content hash is the new version.
+    #[test]
+    fn incremental_digests_after_a_delta_are_the_from_scratch_digests(
+        old in any_config(),
+        new in any_config(),
+    ) {
+        let delta = ConfigDelta::between(&old, &new).unwrap();
+        let old_hashes = ContentHashes::of(&old).unwrap();
+        let (applied, hashes) = delta.apply_hashed(&old, &old_hashes).unwrap();
+        prop_assert_eq!(&hashes, &ContentHashes::of(&applied).unwrap());
+        prop_assert_eq!(&hashes, &ContentHashes::of(&new).unwrap());
+        prop_assert_eq!(hashes.content_hash(), new.version);
+    }
+
+    /// Two configs have the same version exactly when their content is the same: changing,
+    /// adding, removing or reordering any entry, or changing a small section, changes it.
+    #[test]
+    fn versions_are_equal_exactly_when_contents_are(one in any_config(), two in any_config()) {
+        let same_content = ProxyConfig { version: String::new(), ..one.clone() }
+            == ProxyConfig { version: String::new(), ..two.clone() };
+        prop_assert_eq!(one.version == two.version, same_content);
+    }
+
+    /// Changing one entry of a named section (its variant) changes the version.
+    #[test]
+    fn changing_any_entry_changes_the_version(
+        config in any_config(),
+        pick in any::<proptest::sample::Index>(),
+        section in 0usize..3,
+    ) {
+        let mut changed = config.clone();
+        let rename = |name: &str| format!("{name}-changed");
+        match section {
+            0 if !changed.outbound.is_empty() => {
+                let entry = &mut changed.outbound[pick.index(config.outbound.len())];
+                entry.hostname = rename(&entry.hostname);
+            }
+            1 if !changed.clusters.is_empty() => {
+                let entry = &mut changed.clusters[pick.index(config.clusters.len())];
+                entry.endpoints.push(serde_json::from_value(
+                    json!({"address": "198.18.9.9", "port": 1}),
+                ).unwrap());
+            }
+            2 if !changed.gateways.is_empty() => {
+                let entry = &mut changed.gateways[pick.index(config.gateways.len())];
+                entry.port = entry.port.wrapping_add(1000);
+            }
+            _ => changed.node.namespace = rename(&changed.node.namespace),
+        }
+        prop_assert_ne!(changed.content_hash().unwrap(), config.version);
     }
 
     /// Only what changed travels: every upserted entry differs from the old entry of its name,

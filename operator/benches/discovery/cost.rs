@@ -134,7 +134,7 @@ pub fn delta_cost(before: &ClusterView, after: &ClusterView, target: &ProxyTarge
             .resolve_delta(&version, &base_version, *delta)
             .unwrap();
         runs[2].push(started.elapsed());
-        assert_eq!(config.version, new_parts.version());
+        assert_eq!(config.config().version, new_parts.version());
     }
     let [encode, decode, apply] = runs.map(|mut runs| {
         runs.sort();

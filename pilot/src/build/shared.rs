@@ -40,6 +40,9 @@ pub(crate) struct ScopeConfig {
     pub tail_json: Arc<[u8]>,
     /// Where each listener, cluster and gateway listener lies in `tail_json`.
     pub(super) spans: version::TailSpans,
+    /// The digests of this side's sections, for the content version of each proxy of the
+    /// scope; `None` if serialisation failed, which it cannot for this model.
+    pub(super) digests: Option<version::ScopeDigests>,
     /// The delta JSON from earlier scopes to this one (see [`ScopeConfig::delta_since`]),
     /// each computed once; entries whose earlier scope is gone are dropped.
     deltas: Mutex<Vec<(Weak<ScopeConfig>, DeltaCell)>>,
@@ -188,6 +191,14 @@ fn build(view: &ClusterView, target: &ProxyTarget) -> ScopeConfig {
     };
     let (tail_json, spans) =
         version::tail_json(&outbound, &cached, &clusters, &gateways).unwrap_or_default();
+    let digests = version::scope_digests(
+        scope.outbound_traffic_policy,
+        &outbound,
+        &clusters,
+        &gateways,
+        &tail_json,
+        &spans,
+    );
     ScopeConfig {
         outbound_traffic_policy: scope.outbound_traffic_policy,
         outbound,
@@ -196,6 +207,7 @@ fn build(view: &ClusterView, target: &ProxyTarget) -> ScopeConfig {
         warnings: context.warnings.into_iter().collect(),
         tail_json: tail_json.into(),
         spans,
+        digests,
         deltas: Mutex::new(Vec::new()),
     }
 }

@@ -1,13 +1,16 @@
 //! The JSON of a built config and its content version, written from the proxy's own parts
 //! and its scope's cached JSON, without assembling the config or serialising the shared side
-//! again.
+//! again; the version combines the scope's section digests (hashed once per scope) with the
+//! proxy's own (see `weft_proxy_config::ContentHashes` for the rule).
 
 use std::io::Write;
 use std::ops::Range;
 use std::sync::Arc;
 
+use serde::Serialize;
 use weft_proxy_config::{
-    Cluster, GatewayListener, InboundConfig, MODEL_VERSION, Node, OutboundListener,
+    Cluster, Digest, GatewayListener, InboundConfig, MODEL_VERSION, Node, OutboundListener,
+    OutboundTrafficPolicy, SectionDigests,
 };
 
 use super::shared::ScopeConfig;
@@ -23,14 +26,80 @@ pub(super) struct ConfigParts<'a> {
     pub scope: &'a ScopeConfig,
 }
 
-/// [`weft_proxy_config::ProxyConfig::content_hash`] of the config made of `parts`: the hex
-/// SHA-256 of its compact JSON with an empty `version`, streamed into the hash from
-/// [`write_config`]. The golden tests check the result against `content_hash`.
+/// The section digests of a scope's shared side (`weft_proxy_config::SectionDigests` of its
+/// `outbound_traffic_policy`, `outbound`, `clusters` and `gateways`), computed once per scope.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScopeDigests {
+    /// Of the outbound traffic policy.
+    pub outbound_traffic_policy: Digest,
+    /// Of the outbound listeners.
+    pub outbound: Digest,
+    /// Of the clusters.
+    pub clusters: Digest,
+    /// Of the gateway listeners.
+    pub gateways: Digest,
+}
+
+/// The digests of a scope's shared side: each entry's from its bytes in `tail` (the scope's
+/// [`tail_json`], whose `spans` say where each entry lies), or serialised again when there
+/// are no bytes for it (`tail` empty: serialisation failed, which it cannot for this model).
+///
+/// Returns `None` when serialisation fails (it cannot for this model).
+pub(super) fn scope_digests(
+    policy: OutboundTrafficPolicy,
+    outbound: &[OutboundListener],
+    clusters: &[Arc<Cached<Cluster>>],
+    gateways: &[GatewayListener],
+    tail: &[u8],
+    spans: &TailSpans,
+) -> Option<ScopeDigests> {
+    fn section<'e, T: Serialize + 'e>(
+        entries: impl ExactSizeIterator<Item = &'e T>,
+        tail: &[u8],
+        spans: &[Range<usize>],
+    ) -> Option<Digest> {
+        let from_bytes = entries.len() == spans.len();
+        let digests: Option<Vec<Digest>> = entries
+            .zip(spans.iter().map(Some).chain(std::iter::repeat(None)))
+            .map(|(entry, span)| {
+                match span
+                    .filter(|_| from_bytes)
+                    .and_then(|span| tail.get(span.clone()))
+                {
+                    Some(json) => Some(Digest::of_json_bytes(json)),
+                    None => Digest::of_json(entry).ok(),
+                }
+            })
+            .collect();
+        Some(Digest::of_list(&digests?))
+    }
+    Some(ScopeDigests {
+        outbound_traffic_policy: Digest::of_json(&policy).ok()?,
+        outbound: section(outbound.iter(), tail, &spans.outbound)?,
+        clusters: section(clusters.iter().map(|c| &c.value), tail, &spans.clusters)?,
+        gateways: section(gateways.iter(), tail, &spans.gateways)?,
+    })
+}
+
+/// [`weft_proxy_config::ProxyConfig::content_hash`] of the config made of `parts`: the
+/// proxy's own sections (`model_version`, `node`, `inbound`) hashed now, the scope's taken
+/// from its digests, combined by `weft_proxy_config::SectionDigests::content_hash`. The golden
+/// and scope tests check the result against `content_hash` of the assembled config.
 ///
 /// Returns `None` when serialisation fails, which it cannot for this model (every map has
 /// string keys).
 pub(super) fn content_version(parts: &ConfigParts<'_>) -> Option<String> {
-    weft_proxy_config::hash_json(|out| write_config(out, "", parts)).ok()
+    let scope = parts.scope.digests.as_ref()?;
+    let sections = SectionDigests {
+        model_version: Digest::of_json(MODEL_VERSION).ok()?,
+        node: Digest::of_json(parts.node).ok()?,
+        outbound_traffic_policy: scope.outbound_traffic_policy,
+        inbound: Digest::of_json(parts.inbound).ok()?,
+        outbound: scope.outbound,
+        clusters: scope.clusters,
+        gateways: scope.gateways,
+    };
+    Some(sections.content_hash())
 }
 
 /// Writes the compact JSON of the config made of `parts` with `version`, byte for byte what

@@ -190,3 +190,110 @@ fn proxies_share_a_scope_only_when_the_selectors_agree() {
             .any(|l| l.hostname == "db.data.svc.cluster.local")
     );
 }
+
+/// A small xorshift generator, so that the meshes below are random but the same on every run
+/// (pilot has no property-test crate).
+struct Seeded(u64);
+
+impl Seeded {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+/// A random mesh: services in two namespaces with one or two ports, some with a
+/// DestinationRule (subsets, a load balancer), some with a weighted VirtualService, pods of
+/// each service's versions, and sometimes a Sidecar limiting `ns1` to its own namespace.
+fn random_mesh(random: &mut Seeded) -> String {
+    let mut text = String::new();
+    let services = 1 + random.below(5);
+    for index in 0..services {
+        let ns = format!("ns{}", random.below(2));
+        let name = format!("svc{index}");
+        let ports = if random.below(2) == 0 {
+            "[{name: http, port: 80, targetPort: 8080}]"
+        } else {
+            "[{name: http, port: 80, targetPort: 8080}, {name: tcp, port: 5432}]"
+        };
+        writeln!(
+            text,
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\n\
+             spec:\n  clusterIP: 10.96.0.{}\n  selector: {{app: {name}}}\n  ports: {ports}",
+            index + 10
+        )
+        .unwrap();
+        for version in 0..1 + random.below(2) {
+            writeln!(
+                text,
+                "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}-v{version}\n  \
+                 namespace: {ns}\n  labels: {{app: {name}, version: v{version}}}\n  \
+                 annotations: {{sidecar.istio.io/status: x}}\nstatus: {{podIP: 10.1.{index}.{}}}",
+                version + 1
+            )
+            .unwrap();
+        }
+        if random.below(2) == 0 {
+            let lb = ["ROUND_ROBIN", "RANDOM", "LEAST_REQUEST"][random.below(3) as usize];
+            writeln!(
+                text,
+                "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: \
+                 {{name: {name}, namespace: {ns}}}\nspec:\n  host: {name}.{ns}.svc.cluster.local\n  \
+                 trafficPolicy: {{loadBalancer: {{simple: {lb}}}}}\n  subsets:\n  \
+                 - {{name: v0, labels: {{version: v0}}}}\n  - {{name: v1, labels: {{version: v1}}}}"
+            )
+            .unwrap();
+            if random.below(2) == 0 {
+                let weight = random.below(101);
+                writeln!(
+                    text,
+                    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: \
+                     {{name: {name}, namespace: {ns}}}\nspec:\n  hosts: [{name}.{ns}.svc.cluster.local]\n  \
+                     http:\n  - route:\n    - {{destination: {{host: {name}.{ns}.svc.cluster.local, \
+                     subset: v0}}, weight: {weight}}}\n    - {{destination: {{host: \
+                     {name}.{ns}.svc.cluster.local, subset: v1}}, weight: {}}}",
+                    100 - weight
+                )
+                .unwrap();
+            }
+        }
+    }
+    if random.below(2) == 0 {
+        text.push_str(
+            "---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: \
+             {name: default, namespace: ns1}\nspec:\n  egress:\n  - hosts: ['./*']\n",
+        );
+    }
+    text
+}
+
+#[test]
+fn the_per_scope_version_is_the_content_hash_of_the_built_config() {
+    let mut random = Seeded(0x5eed_c0de_2026_1121);
+    let (mut proxies, mut with_entries) = (0, 0);
+    for _ in 0..64 {
+        let text = random_mesh(&mut random);
+        let view = ClusterView::from_yaml(&text).unwrap();
+        for target in ProxyTarget::all(&view) {
+            let parts = build_proxy_parts(&view, &target);
+            let config = parts.to_config();
+            assert_eq!(
+                parts.version(),
+                config.content_hash().unwrap(),
+                "{}/{} in\n{text}",
+                target.namespace,
+                target.instance_name
+            );
+            assert_eq!(config.version, parts.version());
+            proxies += 1;
+            with_entries += usize::from(!config.outbound.is_empty() && config.clusters.len() > 1);
+        }
+    }
+    assert!(proxies > 100, "only {proxies} proxies built");
+    assert!(
+        with_entries * 2 > proxies,
+        "{with_entries} of {proxies} with listeners"
+    );
+}
