@@ -296,10 +296,17 @@ async fn retry_loop(
             // Not replayable (too large, or still streaming): the outcome stands.
             return finish(outcome, log);
         }
-        // Held through the next try; over `maxRetries` the current outcome stands.
+        // Held through the next try; the previous one is released first (Envoy's
+        // `resetRetry` before its `canCreate`), so `maxRetries: 1` still lets one request
+        // retry again. Over `maxRetries` the current outcome stands, flagged `UO` (Envoy's
+        // retry overflow).
+        drop(_retry_permit.take());
         _retry_permit = match cluster.breaker.retry() {
             Some(permit) => Some(permit),
-            None => return finish(outcome, log),
+            None => {
+                log.flags.insert(ResponseFlags::UPSTREAM_OVERFLOW);
+                return finish(outcome, log);
+            }
         };
         let base = plan
             .retry

@@ -1,0 +1,542 @@
+//! Data path: DestinationRule `connectionPool` fields that `datapath_resilience.rs` does not
+//! cover, each observed where Istio documents its effect.
+//!
+//! - `tcp.connectTimeout`: a request to an endpoint whose SYNs are dropped fails with 503 `UF`
+//!   after about the configured time (not Istio's default 10 s).
+//! - `tcp.tcpKeepalive`: upstream sockets carry a keepalive timer of `time`; once the peer
+//!   stops answering, `probes` probes `interval` apart are sent and the connection is dropped.
+//! - `http.h2UpgradePolicy`: `UPGRADE` sends HTTP/1.1 requests upstream as HTTP/2 (the server
+//!   sees the HTTP/2 preface), `DO_NOT_UPGRADE` keeps HTTP/1.1.
+//! - `http.http2MaxRequests`: concurrent requests over the limit get 503 `UO` at once.
+//! - `http.maxRetries`: retries beyond the number in flight are not made (the servers see
+//!   fewer attempts) and the request ends with the upstream's answer and flag `UO`, as Envoy's
+//!   retry overflow.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use weft_e2e::{
+    NS, apply, client, count, eventually, host, mesh_or_skip, reviews_mesh, reviews_requests,
+    subsets_with_policy,
+};
+use weft_lab::mesh::LocalMesh;
+
+/// The DestinationRule of `reviews` (subsets v1 and v2) with `traffic_policy` (YAML mapping
+/// lines indented by 4).
+fn reviews_rule(traffic_policy: &str) -> String {
+    subsets_with_policy("reviews", traffic_policy)
+}
+
+/// The summed `istio_requests_total` of `workload`'s proxy with `code` and, when given,
+/// `flags`.
+fn requests_with(mesh: &LocalMesh, workload: &str, code: &str, flags: Option<&str>) -> f64 {
+    let metrics = mesh.proxy_metrics(workload).unwrap();
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("istio_requests_total")
+                && l.contains(&format!("response_code=\"{code}\""))
+                && flags.is_none_or(|flags| l.contains(&format!("response_flags=\"{flags}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A MESH_EXTERNAL ServiceEntry `name` at `vip` on HTTP 9080 with one static endpoint
+/// `endpoint:port`.
+fn external_entry(name: &str, vip: Ipv4Addr, endpoint: Ipv4Addr, port: u16) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  hosts: [{name}]\n  addresses: [{vip}]\n  ports: [{{number: 9080, name: http, protocol: HTTP}}]\n  location: MESH_EXTERNAL\n  resolution: STATIC\n  endpoints: [{{address: {endpoint}, ports: {{http: {port}}}}}]\n"
+    )
+}
+
+/// A DestinationRule for `host` with `traffic_policy` (a YAML flow mapping).
+fn rule(name: &str, host: &str, traffic_policy: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  host: {host}\n  trafficPolicy: {traffic_policy}\n"
+    )
+}
+
+#[test]
+fn connect_timeout_fails_with_503_uf_after_the_configured_time() {
+    let mut mesh = mesh_or_skip!();
+    // A host that drops every SYN to 9080: connecting neither succeeds nor is refused.
+    let dark = mesh.add_plain_host("dark").unwrap();
+    let out = mesh
+        .lab()
+        .exec(
+            &dark,
+            "iptables",
+            &["-I", "INPUT", "-p", "tcp", "--dport", "9080", "-j", "DROP"],
+        )
+        .unwrap();
+    assert!(out.status.success(), "iptables: {out:?}");
+    mesh.add_workload(client("client", "client")).unwrap();
+    let vip = mesh.lab().vip(5);
+    let name = "dark.example.com";
+    mesh.write_config("se-dark.yaml", &external_entry(name, vip, dark.ip, 9080))
+        .unwrap();
+    // One try per request, so that the latency is one connect timeout.
+    mesh.write_config(
+        "vs-dark.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: dark, namespace: {NS}}}\nspec:\n  hosts: [{name}]\n  http:\n  - route:\n    - destination: {{host: {name}}}\n    retries: {{attempts: 0}}\n"
+        ),
+    )
+    .unwrap();
+    let url = format!("http://{name}:9080/");
+    let mut measured = Vec::new();
+    for (timeout_ms, requests) in [(600u64, 3u64), (1500, 2)] {
+        apply(
+            &mesh,
+            "dr-dark.yaml",
+            &rule(
+                "dark",
+                name,
+                &format!("{{connectionPool: {{tcp: {{connectTimeout: {timeout_ms}ms}}}}}}"),
+            ),
+        );
+        let before = requests_with(&mesh, "client", "503", Some("UF"));
+        let report = mesh
+            .load("client", &url, &[(name, vip)], &[], requests as usize, 1)
+            .unwrap();
+        assert_eq!(
+            count(&report, "status", "503"),
+            requests,
+            "a connection that never completes must end in 503: {report}"
+        );
+        let p50 = report["p50_ms"].as_f64().unwrap();
+        assert!(
+            (timeout_ms as f64 * 0.9..timeout_ms as f64 + 900.0).contains(&p50),
+            "connectTimeout {timeout_ms}ms must bound the attempt (p50 {p50} ms): {report}"
+        );
+        let uf = requests_with(&mesh, "client", "503", Some("UF")) - before;
+        assert_eq!(
+            uf, requests as f64,
+            "each timed-out connection is reported as 503 UF"
+        );
+        measured.push((timeout_ms, p50));
+    }
+    println!("connectTimeout (configured ms, p50 ms): {measured:?}");
+}
+
+/// The keepalive timers of `workload`'s established TCP sockets to any of `peers`: (local
+/// port, remaining ms, probes sent), from `ss -o` (`timer:(keepalive,1.2sec,0)`). Sockets
+/// without a keepalive timer are listed with `None`.
+fn keepalive_timers(
+    mesh: &LocalMesh,
+    workload: &str,
+    peers: &[Ipv4Addr],
+) -> Vec<(u16, Option<(u64, u32)>)> {
+    let host = &mesh.workload(workload).unwrap().host;
+    let mut filter = vec!["-Htno", "state", "established"];
+    let peers: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
+    for (index, peer) in peers.iter().enumerate() {
+        if index > 0 {
+            filter.push("or");
+        }
+        filter.extend(["dst", peer.as_str()]);
+    }
+    let out = mesh.lab().exec(host, "ss", &filter).unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local = fields.get(2)?;
+            let port = local.rsplit(':').next()?.parse().ok()?;
+            let timer = line
+                .split("timer:(keepalive,")
+                .nth(1)
+                .and_then(|rest| rest.split(')').next())
+                .and_then(|inner| {
+                    let (time, probes) = inner.split_once(',')?;
+                    Some((ss_millis(time)?, probes.parse().ok()?))
+                });
+            Some((port, timer))
+        })
+        .collect()
+}
+
+/// An `ss` timer value in ms, as iproute2's `print_ms_timer` writes it: `[<m>min][<s>sec |
+/// <s>.][<ms>ms]`, e.g. `880ms`, `1.976ms` (1 s 976 ms), `2sec`, `1min30sec`.
+fn ss_millis(text: &str) -> Option<u64> {
+    let (minutes, rest) = match text.split_once("min") {
+        Some((minutes, rest)) => (minutes.parse::<u64>().ok()?, rest),
+        None => (0, text),
+    };
+    let (seconds, rest) = if let Some((seconds, rest)) = rest.split_once("sec") {
+        (seconds.parse::<u64>().ok()?, rest)
+    } else if let Some((seconds, rest)) = rest.split_once('.') {
+        (seconds.parse::<u64>().ok()?, rest)
+    } else {
+        (0, rest)
+    };
+    let millis = match rest.strip_suffix("ms") {
+        Some(millis) => millis.parse::<u64>().ok()?,
+        None if rest.is_empty() => 0,
+        None => return None,
+    };
+    Some(minutes * 60_000 + seconds * 1000 + millis)
+}
+
+#[test]
+fn ss_timer_values_parse_as_iproute2_prints_them() {
+    for (text, ms) in [
+        ("880ms", 880),
+        ("1.976ms", 1976),
+        ("2sec", 2000),
+        ("1min30sec", 90_000),
+        ("2min", 120_000),
+    ] {
+        assert_eq!(ss_millis(text), Some(ms), "{text}");
+    }
+    assert_eq!(ss_millis("soon"), None);
+}
+
+#[test]
+fn tcp_keepalive_probes_idle_upstream_connections_and_drops_dead_ones() {
+    let mut mesh = mesh_or_skip!();
+    let vip = reviews_mesh(&mut mesh);
+    let servers = [
+        mesh.workload("reviews1").unwrap().host.clone(),
+        mesh.workload("reviews2").unwrap().host.clone(),
+    ];
+    let peers = [servers[0].ip, servers[1].ip];
+    // Without tcpKeepalive the pooled upstream connections carry no keepalive timer.
+    let plain = reviews_requests(&mesh, vip, "/reviews/0", &[], 2, 1);
+    assert_eq!(count(&plain, "status", "200"), 2, "{plain}");
+    let without = keepalive_timers(&mesh, "client", &peers);
+    assert!(
+        !without.is_empty() && without.iter().all(|(_, timer)| timer.is_none()),
+        "no keepalive without tcpKeepalive: {without:?}"
+    );
+
+    apply(
+        &mesh,
+        "dr-reviews.yaml",
+        &reviews_rule(
+            "    connectionPool:\n      tcp:\n        tcpKeepalive: {time: 2s, interval: 1s, probes: 2}\n",
+        ),
+    );
+    let report = reviews_requests(&mesh, vip, "/reviews/0", &[], 2, 1);
+    assert_eq!(count(&report, "status", "200"), 2, "{report}");
+    let with: Vec<(u16, u64, u32)> = keepalive_timers(&mesh, "client", &peers)
+        .into_iter()
+        .filter_map(|(port, timer)| timer.map(|(ms, probes)| (port, ms, probes)))
+        .collect();
+    assert!(
+        !with.is_empty(),
+        "pooled upstream connections must carry a keepalive timer: {:?}",
+        keepalive_timers(&mesh, "client", &peers)
+    );
+    assert!(
+        with.iter()
+            .all(|(_, ms, probes)| *ms <= 2_000 && *probes == 0),
+        "the first probe is due within tcpKeepalive.time (2 s): {with:?}"
+    );
+    let watched: BTreeSet<u16> = with.iter().map(|(port, ..)| *port).collect();
+
+    // The servers go silent (nothing from the client reaches them, nothing of theirs leaves):
+    // probes go unanswered and the kernel drops the connections after time + probes ×
+    // interval (2 s + 2 × 1 s) of silence.
+    let client_ip = mesh.workload("client").unwrap().host.ip.to_string();
+    for server in &servers {
+        for rule in [["INPUT", "-s"], ["OUTPUT", "-d"]] {
+            let out = mesh
+                .lab()
+                .exec(
+                    server,
+                    "iptables",
+                    &["-I", rule[0], rule[1], &client_ip, "-j", "DROP"],
+                )
+                .unwrap();
+            assert!(out.status.success(), "iptables: {out:?}");
+        }
+    }
+    let blocked = Instant::now();
+    let mut most_probes = 0;
+    let mut samples = Vec::new();
+    let (open, waited) = eventually(
+        Duration::from_secs(15),
+        || {
+            let timers = keepalive_timers(&mesh, "client", &peers);
+            samples.push(format!("{:?} {timers:?}", blocked.elapsed()));
+            for (_, timer) in &timers {
+                if let Some((_, probes)) = timer {
+                    most_probes = most_probes.max(*probes);
+                }
+            }
+            timers
+                .iter()
+                .filter(|(port, _)| watched.contains(port))
+                .count()
+        },
+        |open| *open == 0,
+    );
+    assert_eq!(
+        open, 0,
+        "connections whose peer is gone must be dropped by keepalive"
+    );
+    assert!(
+        (Duration::from_millis(2_500)..=Duration::from_secs(6)).contains(&waited),
+        "dropped after {waited:?}; expected about 2 s + 2 × 1 s of silence (the OS defaults, \
+         9 probes 75 s apart, would keep it far longer); timers seen: {samples:#?}"
+    );
+    assert!(
+        (1..=2).contains(&most_probes),
+        "probes are counted up to tcpKeepalive.probes (2); saw at most {most_probes}"
+    );
+    println!("tcpKeepalive: dead connections dropped after {waited:?}, {most_probes} probes seen");
+}
+
+/// What an HTTP server outside the mesh saw: the protocol of each request it answered
+/// (`h2` on a connection that began with the HTTP/2 preface, else `http/1.1`).
+type Seen = Arc<Mutex<Vec<&'static str>>>;
+
+/// The HTTP/2 client connection preface (RFC 9113, section 3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Serves on `ip` (an ephemeral port) from a thread that lives as long as the test process:
+/// HTTP/1.1 requests and prior-knowledge HTTP/2 (h2c) connections each get an empty 200.
+/// Records each request's protocol in the returned list.
+fn serve_any_http(ip: Ipv4Addr) -> (u16, Seen) {
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Seen::default();
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let record = record.clone();
+            std::thread::spawn(move || serve_connection(stream, &record));
+        }
+    });
+    (port, seen)
+}
+
+fn serve_connection(mut stream: TcpStream, seen: &Mutex<Vec<&'static str>>) {
+    let mut start = [0u8; 24];
+    if stream.read_exact(&mut start).is_err() {
+        return;
+    }
+    if &start == PREFACE {
+        let _ = serve_h2(stream, || seen.lock().unwrap().push("h2"));
+    } else {
+        let _ = serve_http1(stream, start.to_vec(), || {
+            seen.lock().unwrap().push("http/1.1")
+        });
+    }
+}
+
+/// HTTP/1.1 keep-alive: every request head gets `200` with an empty body; `answered` is
+/// called for each.
+fn serve_http1(
+    mut stream: TcpStream,
+    mut buffer: Vec<u8>,
+    answered: impl Fn(),
+) -> std::io::Result<()> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            buffer.drain(..end + 4);
+            answered();
+            stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")?;
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A minimal HTTP/2 server after the preface: acknowledges SETTINGS and PING, and answers
+/// every stream that ends (HEADERS or DATA with END_STREAM) with HEADERS `:status: 200`
+/// (HPACK static index 8) and END_STREAM; `answered` is called for each.
+fn serve_h2(mut stream: TcpStream, answered: impl Fn()) -> std::io::Result<()> {
+    const DATA: u8 = 0x0;
+    const HEADERS: u8 = 0x1;
+    const SETTINGS: u8 = 0x4;
+    const PING: u8 = 0x6;
+    const GOAWAY: u8 = 0x7;
+    const END_STREAM: u8 = 0x1;
+    const ACK: u8 = 0x1;
+    let frame = |kind: u8, flags: u8, stream_id: u32, payload: &[u8]| {
+        let len = payload.len() as u32;
+        let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        out.extend_from_slice(&stream_id.to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    };
+    stream.write_all(&frame(SETTINGS, 0, 0, &[]))?;
+    loop {
+        let mut head = [0u8; 9];
+        stream.read_exact(&mut head)?;
+        let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+        let (kind, flags) = (head[3], head[4]);
+        let stream_id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload)?;
+        match kind {
+            SETTINGS if flags & ACK == 0 => stream.write_all(&frame(SETTINGS, ACK, 0, &[]))?,
+            PING if flags & ACK == 0 => stream.write_all(&frame(PING, ACK, 0, &payload))?,
+            HEADERS | DATA if flags & END_STREAM != 0 => {
+                // END_HEADERS | END_STREAM, `:status: 200`.
+                answered();
+                stream.write_all(&frame(HEADERS, 0x4 | END_STREAM, stream_id, &[0x88]))?;
+            }
+            GOAWAY => return Ok(()),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn h2_upgrade_policy_upgrade_sends_http2_and_do_not_upgrade_keeps_http1() {
+    let mut mesh = mesh_or_skip!();
+    mesh.add_workload(client("client", "client")).unwrap();
+    // The test process's own address on the lab bridge (`Lab::attach_root`).
+    let root_ip = Ipv4Addr::new(198, 18, mesh.lab().subnet(), 254);
+    let (port, seen) = serve_any_http(root_ip);
+    let vip = mesh.lab().vip(5);
+    let name = "plain.example.com";
+    mesh.write_config("se-plain.yaml", &external_entry(name, vip, root_ip, port))
+        .unwrap();
+    let url = format!("http://{name}:9080/");
+    let mut observed = Vec::new();
+    for (policy, expected) in [
+        ("UPGRADE", "h2"),
+        ("DO_NOT_UPGRADE", "http/1.1"),
+        ("DEFAULT", "http/1.1"),
+        ("UPGRADE", "h2"),
+    ] {
+        apply(
+            &mesh,
+            "dr-plain.yaml",
+            &rule(
+                "plain",
+                name,
+                &format!("{{connectionPool: {{http: {{h2UpgradePolicy: {policy}}}}}}}"),
+            ),
+        );
+        seen.lock().unwrap().clear();
+        let report = mesh
+            .load("client", &url, &[(name, vip)], &[], 3, 1)
+            .unwrap();
+        assert_eq!(count(&report, "status", "200"), 3, "{policy}: {report}");
+        let protocols = seen.lock().unwrap().clone();
+        assert!(
+            protocols.len() == 3 && protocols.iter().all(|p| *p == expected),
+            "h2UpgradePolicy {policy}: the server must see {expected}, saw {protocols:?}"
+        );
+        observed.push((policy, protocols));
+    }
+    println!("h2UpgradePolicy: {observed:?}");
+}
+
+#[test]
+fn http2_max_requests_answers_overflow_with_503_uo() {
+    let mut mesh = mesh_or_skip!();
+    let vip = reviews_mesh(&mut mesh);
+    apply(
+        &mesh,
+        "dr-reviews.yaml",
+        &reviews_rule(
+            "    connectionPool:\n      http: {http2MaxRequests: 2, h2UpgradePolicy: UPGRADE}\n",
+        ),
+    );
+    let sequential = reviews_requests(&mesh, vip, "/reviews/0", &[], 10, 1);
+    assert_eq!(count(&sequential, "status", "200"), 10, "{sequential}");
+    let before = requests_with(&mesh, "client", "503", Some("UO"));
+    // Twelve at once over HTTP/2, each held 500 ms by the app: two are in flight, the rest
+    // overflow at once.
+    let slow = [("x-weft-delay-ms", "500")];
+    let burst = reviews_requests(&mesh, vip, "/reviews/0", &slow, 12, 12);
+    let (ok, rejected) = (
+        count(&burst, "status", "200"),
+        count(&burst, "status", "503"),
+    );
+    assert_eq!(ok + rejected, 12, "only 200 and 503 expected: {burst}");
+    assert!(
+        (1..=3).contains(&ok),
+        "about http2MaxRequests (2) requests fit: {burst}"
+    );
+    assert!(
+        burst["p50_ms"].as_f64().unwrap() < 400.0,
+        "overflow must be refused at once, not queued: {burst}"
+    );
+    let uo = requests_with(&mesh, "client", "503", Some("UO")) - before;
+    assert_eq!(
+        uo, rejected as f64,
+        "every overflow is reported as 503 UO by the client's sidecar"
+    );
+    println!("http2MaxRequests 2: {ok} admitted, {rejected} refused with 503 UO of 12");
+}
+
+/// The requests `reviews1` and `reviews2` answered with 503 so far (their sidecars' inbound
+/// metrics): the attempts that reached a server.
+fn server_attempts(mesh: &LocalMesh) -> f64 {
+    requests_with(mesh, "reviews1", "503", None) + requests_with(mesh, "reviews2", "503", None)
+}
+
+#[test]
+fn max_retries_caps_concurrent_retries_and_overflow_is_flagged_uo() {
+    let mut mesh = mesh_or_skip!();
+    let vip = reviews_mesh(&mut mesh);
+    let reviews = host("reviews");
+    apply(
+        &mesh,
+        "vs-reviews.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: reviews, namespace: {NS}}}\nspec:\n  hosts: [{reviews}]\n  http:\n  - route:\n    - destination: {{host: {reviews}}}\n    retries: {{attempts: 3, retryOn: 5xx}}\n"
+        ),
+    );
+    // Every attempt takes 300 ms and answers 503, so six concurrent requests fail together
+    // and all want to retry at once.
+    let failing = [("x-weft-status", "503"), ("x-weft-delay-ms", "300")];
+    let before = server_attempts(&mesh);
+    let unlimited = reviews_requests(&mesh, vip, "/reviews/0", &failing, 6, 6);
+    assert_eq!(count(&unlimited, "status", "503"), 6, "{unlimited}");
+    let all = server_attempts(&mesh) - before;
+    assert_eq!(
+        all, 24.0,
+        "without maxRetries each of 6 requests is tried 1 + 3 times"
+    );
+
+    apply(
+        &mesh,
+        "dr-reviews.yaml",
+        &reviews_rule("    connectionPool:\n      http: {maxRetries: 1}\n"),
+    );
+    let (before, before_uo) = (
+        server_attempts(&mesh),
+        requests_with(&mesh, "client", "503", Some("UO")),
+    );
+    let limited = reviews_requests(&mesh, vip, "/reviews/0", &failing, 6, 6);
+    assert_eq!(count(&limited, "status", "503"), 6, "{limited}");
+    let capped = server_attempts(&mesh) - before;
+    // The six fail together: one takes the retry slot and, releasing it before each next
+    // retry (Envoy's `resetRetry`), makes all three of its retries; the other five are not
+    // retried. 6 + 3 attempts.
+    assert!(
+        (9.0..=12.0).contains(&capped),
+        "maxRetries 1 must leave most retries unmade, yet let the request holding the slot \
+         retry again: {capped} attempts for 6 requests"
+    );
+    let overflowed = requests_with(&mesh, "client", "503", Some("UO")) - before_uo;
+    assert!(
+        overflowed >= 3.0,
+        "requests whose retry overflowed end with their 503 and flag UO (Envoy's retry \
+         overflow); {overflowed} of 6:\n{}",
+        mesh.proxy_metrics("client").unwrap()
+    );
+    println!(
+        "maxRetries: {all} attempts without the limit, {capped} with maxRetries 1; \
+         {overflowed} requests flagged UO"
+    );
+}
