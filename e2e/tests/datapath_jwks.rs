@@ -6,7 +6,9 @@
 //! token passes (no AuthorizationPolicy). A second rule whose `jwksUri` cannot be fetched
 //! (nothing listens there) rejects tokens of its issuer with 401, as Istio does. With the
 //! refresh interval shortened (`PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`), a failing refresh keeps
-//! the last good key set and a rotated key set is pushed.
+//! the last good key set and a rotated key set is pushed. A rule with only an `http` issuer
+//! (no `jwks`, no `jwksUri`) gets its key set by OpenID discovery: the operator reads
+//! `<issuer>/.well-known/openid-configuration` and fetches the `jwks_uri` it names.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -264,5 +266,116 @@ fn refreshed_key_set_is_pushed_and_a_failed_refresh_keeps_the_last_good_set() {
         count(&report, "status", "401"),
         10,
         "tokens of the retired key must get 401: {report}"
+    );
+}
+
+/// Answers by request path: a status and a body (404 for an unknown path), and counts the
+/// requests per path.
+type Routes = Arc<Mutex<std::collections::BTreeMap<String, (u16, String, u32)>>>;
+
+/// Serves `routes` on `listener` from a thread that lives as long as the test process.
+fn serve_routes(listener: TcpListener, routes: Routes) {
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&request);
+            let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+            let (status, body) = match routes.lock().unwrap().get_mut(&path) {
+                Some((status, body, hits)) => {
+                    *hits += 1;
+                    (*status, body.clone())
+                }
+                None => (404, String::new()),
+            };
+            let response = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+}
+
+#[test]
+fn issuer_without_jwks_uri_is_resolved_by_openid_discovery_valid_200_forged_401() {
+    let mut mesh = mesh_or_skip!();
+    let vip = reviews_mesh(&mut mesh);
+    let root_ip = Ipv4Addr::new(198, 18, mesh.lab().subnet(), 254);
+    let listener = TcpListener::bind((root_ip, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    // An issuer with a path: the discovery document sits under it (OpenID Connect Discovery 1.0
+    // section 4), the key set wherever the document says.
+    let issuer_url = format!("http://{addr}/realms/weft");
+    let issuer = TestIssuer::new(&issuer_url).unwrap();
+    let document_path = "/realms/weft/.well-known/openid-configuration";
+    let routes: Routes = Arc::new(Mutex::new(
+        [
+            (
+                document_path.to_owned(),
+                (
+                    200,
+                    format!(r#"{{"issuer":"{issuer_url}","jwks_uri":"http://{addr}/certs"}}"#),
+                    0,
+                ),
+            ),
+            ("/certs".to_owned(), (200, issuer.jwks().to_owned(), 0)),
+        ]
+        .into_iter()
+        .collect(),
+    ));
+    serve_routes(listener, routes.clone());
+    apply_watching(
+        &mesh,
+        &SERVERS,
+        "ra.yaml",
+        &format!(
+            "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {{name: reviews-jwt, namespace: {NS}}}\nspec:\n  selector: {{matchLabels: {{app: reviews}}}}\n  jwtRules:\n  - issuer: {issuer_url}\n    timeout: 2s\n"
+        ),
+    );
+
+    let valid = bearer(&issuer.token("alice", now() + 3600).unwrap());
+    let (report, _) = eventually(
+        Duration::from_secs(15),
+        || reviews_requests(&mesh, vip, "/reviews/0", &[("authorization", &valid)], 4, 2),
+        |report| count(report, "status", "200") == 4,
+    );
+    assert_eq!(
+        count(&report, "status", "200"),
+        4,
+        "a token verified with the key set found by discovery must pass: {report}\noperator:\n{}",
+        mesh.log("operator")
+    );
+    {
+        let routes = routes.lock().unwrap();
+        assert!(
+            routes[document_path].2 >= 1,
+            "the discovery document was read"
+        );
+        assert!(routes["/certs"].2 >= 1, "the key set it names was fetched");
+    }
+
+    // Same issuer and key id, signed by another key: 401.
+    let forger = TestIssuer::new(&issuer_url).unwrap();
+    let forged = bearer(&forger.token("mallory", now() + 3600).unwrap());
+    let report = reviews_requests(
+        &mesh,
+        vip,
+        "/reviews/0",
+        &[("authorization", &forged)],
+        10,
+        2,
+    );
+    assert_eq!(
+        count(&report, "status", "401"),
+        10,
+        "a forged token must get 401: {report}"
     );
 }
