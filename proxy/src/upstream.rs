@@ -1,25 +1,21 @@
 //! Upstream connections: a connector (TCP with connect timeout and keepalive, optionally Istio
-//! mutual TLS) and per-cluster pooled HTTP clients (hyper-util's pooling client) that apply
-//! Istio's `ConnectionPoolSettings`: `http.idleTimeout` (idle connections are closed by the
-//! pool's timer), `http.maxRequestsPerConnection` and `tcp.maxConnectionDuration` (a
-//! connection that reached either is not reused, and closes when its request is done), and
-//! `tcp.tcpKeepalive` (SO_KEEPALIVE with the given probes).
+//! mutual TLS) and per-cluster connection pools (the `pool` submodule) that apply Istio's
+//! `ConnectionPoolSettings`: `http.idleTimeout` (idle connections are closed by the pool's
+//! timer), `http.maxRequestsPerConnection` and `tcp.maxConnectionDuration` (a connection that
+//! reached either is not reused, and closes when its request is done), and `tcp.tcpKeepalive`
+//! (SO_KEEPALIVE with the given probes).
 
-use std::future::Future;
+mod pool;
+
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use hyper::Uri;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{CaptureConnection, Connected, Connection};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -28,6 +24,7 @@ use tokio_rustls::client::TlsStream;
 use weft_proxy_config::{Cluster, H2UpgradePolicy, Protocol, TcpKeepalive, TransportSocket};
 
 use crate::mesh_tls::MeshTls;
+pub use pool::{Pool, PoolError, PoolSettings};
 
 /// The boxed error type of bodies flowing through the proxy.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -41,15 +38,6 @@ pub const DEFAULT_POOL_IDLE: Duration = Duration::from_secs(3_600);
 /// How long a proxied TCP connection may stay idle when the cluster sets no `tcp.idleTimeout`
 /// (Istio's documented default, 1 h, as Envoy's TCP proxy).
 pub const DEFAULT_TCP_IDLE: Duration = Duration::from_secs(3_600);
-
-/// The use of one pooled upstream connection: when it was opened and how many requests it
-/// carried (set as the connection's extra by [`Connection::connected`], read through
-/// [`CaptureConnection`] after each request).
-#[derive(Debug, Clone)]
-struct ConnectionUse {
-    opened: Instant,
-    requests: Arc<AtomicU32>,
-}
 
 /// A connection to an upstream: plain TCP or TLS over TCP.
 #[derive(Debug)]
@@ -66,25 +54,6 @@ impl UpstreamStream {
         match self {
             Self::Plain(_) => None,
             Self::Tls(tls) => crate::tls::peer_identity(tls.get_ref().1),
-        }
-    }
-}
-
-impl Connection for UpstreamStream {
-    /// Called once per new connection by the pool: carries a fresh [`ConnectionUse`].
-    fn connected(&self) -> Connected {
-        let negotiated_h2 = match self {
-            Self::Plain(_) => false,
-            Self::Tls(tls) => tls.get_ref().1.alpn_protocol() == Some(b"h2"),
-        };
-        let connected = Connected::new().extra(ConnectionUse {
-            opened: Instant::now(),
-            requests: Arc::default(),
-        });
-        if negotiated_h2 {
-            connected.negotiated_h2()
-        } else {
-            connected
         }
     }
 }
@@ -243,85 +212,26 @@ impl Connector {
     }
 }
 
-impl tower::Service<Uri> for Connector {
-    type Response = TokioIo<UpstreamStream>;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let connector = self.clone();
-        Box::pin(async move {
-            let address: SocketAddr = uri
-                .authority()
-                .and_then(|authority| authority.as_str().parse().ok())
-                .ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidInput, "upstream URI is not ip:port")
-                })?;
-            connector.connect(address).await.map(TokioIo::new)
-        })
-    }
-}
-
 /// A pooled HTTP client for one transport.
-pub type HttpClient = Client<Connector, ProxyBody>;
+pub type HttpClient = Pool;
 
-/// A cluster's pooled HTTP client with the cluster's per-connection limits.
+/// A cluster's pooled HTTP client.
 #[derive(Clone, Copy)]
 pub struct UpstreamClient<'a> {
     client: &'a HttpClient,
-    key: &'a ClientKey,
 }
 
 impl UpstreamClient<'_> {
-    /// Sends `request` on a pooled (or new) connection, as [`Client::request`]. After the
-    /// response head, the connection is counted; once it carried `maxRequestsPerConnection`
-    /// requests or is older than `maxConnectionDuration`, it is taken out of the pool (it
-    /// closes when this exchange ends).
+    /// Sends `request` to the endpoint `address` on a pooled (or new) connection, as
+    /// [`Pool::request`]; the connection's request and age limits apply.
     ///
-    /// Errors: the client's (connect failure, reset, protocol error).
+    /// Errors: the pool's (connect failure, reset, protocol error).
     pub async fn request(
         self,
-        mut request: http::Request<ProxyBody>,
-    ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
-        let limited = self.key.max_requests_per_connection.is_some()
-            || self.key.max_connection_duration_ms.is_some();
-        let capture =
-            limited.then(|| hyper_util::client::legacy::connect::capture_connection(&mut request));
-        let response = self.client.request(request).await;
-        if let Some(capture) = capture
-            && response.is_ok()
-        {
-            retire_if_spent(&capture, self.key);
-        }
-        response
-    }
-}
-
-/// Counts a request on the captured connection and poisons it (no more reuse) when it reached
-/// the key's request or age limit.
-fn retire_if_spent(capture: &CaptureConnection, key: &ClientKey) {
-    let metadata = capture.connection_metadata();
-    let Some(connected) = metadata.as_ref() else {
-        return;
-    };
-    let mut extensions = http::Extensions::new();
-    connected.get_extras(&mut extensions);
-    let Some(usage) = extensions.get::<ConnectionUse>() else {
-        return;
-    };
-    let requests = usage.requests.fetch_add(1, Ordering::Relaxed) + 1;
-    let spent = key
-        .max_requests_per_connection
-        .is_some_and(|max| requests >= max)
-        || key
-            .max_connection_duration_ms
-            .is_some_and(|max| usage.opened.elapsed() >= Duration::from_millis(max));
-    if spent {
-        connected.poison();
+        address: SocketAddr,
+        request: http::Request<ProxyBody>,
+    ) -> Result<http::Response<hyper::body::Incoming>, PoolError> {
+        self.client.request(address, request).await
     }
 }
 
@@ -458,18 +368,13 @@ impl ClusterClients {
             Some(ms) => Some(Duration::from_millis(ms)),
         };
         let keepalive = key.keepalive.as_ref();
-        let build = |connector: Connector| {
-            let mut builder = Client::builder(TokioExecutor::new());
-            builder
-                // The timer makes the pool close idle connections when their time is up,
-                // not only when it next looks at them.
-                .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(idle)
-                .set_host(false)
-                .retry_canceled_requests(true)
-                .http2_only(key.http2);
-            builder.build(connector)
+        let settings = PoolSettings {
+            http2: key.http2,
+            idle_timeout: idle,
+            max_requests_per_connection: key.max_requests_per_connection,
+            max_connection_duration: key.max_connection_duration_ms.map(Duration::from_millis),
         };
+        let build = |connector: Connector| Pool::new(connector, settings.clone());
         let plain_tcp = Connector::plain(connect_timeout).with_keepalive(keepalive);
         let (mtls, mtls_tcp) = match &cluster.transport {
             TransportSocket::Plaintext => (None, None),
@@ -571,10 +476,7 @@ impl ClusterClients {
             (Some(mtls), true) => mtls,
             _ => &self.plain,
         };
-        UpstreamClient {
-            client,
-            key: &self.key,
-        }
+        UpstreamClient { client }
     }
 
     /// The TCP connector for an endpoint, by the same rule as [`ClusterClients::http_for`].
@@ -607,9 +509,10 @@ fn origination_sni(cluster: &Cluster, sni: Option<&str>) -> Result<ServerName<'s
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::TokioIo;
     use tokio::net::TcpListener;
     use weft_proxy_config::ProxyConfig;
 
@@ -689,14 +592,18 @@ mod tests {
     }
 
     async fn get(clients: &ClusterClients, address: SocketAddr) {
-        let request = http::Request::get(format!("http://{address}/"))
+        let request = http::Request::get("/")
             .body(
                 Empty::<Bytes>::new()
                     .map_err(|never| match never {})
                     .boxed(),
             )
             .unwrap();
-        let response = clients.http_for(false).request(request).await.unwrap();
+        let response = clients
+            .http_for(false)
+            .request(address, request)
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         // Reading the body to its end hands the connection back to the pool.
         response.into_body().collect().await.unwrap();

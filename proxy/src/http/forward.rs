@@ -415,7 +415,7 @@ async fn send(
     else {
         return (TryOutcome::Unusable, Some(address));
     };
-    let future = client.request(request);
+    let future = client.request(address, request);
     let result = match retry.and_then(|retry| retry.per_try_timeout) {
         None => Some(future.await),
         Some(per_try) => tokio::time::timeout(per_try, future).await.ok(),
@@ -438,25 +438,29 @@ async fn send(
     (outcome, Some(address))
 }
 
-/// The request for one try: absolute URI to the endpoint (the pool key), the protocol version
-/// of the upstream client, the prepared headers.
+/// The request for one try: the protocol version of the upstream client, the prepared headers
+/// and the request target: absolute URI to the endpoint for HTTP/2 (its `:scheme` and
+/// `:authority`), origin form (`/path?query`) for HTTP/1.1.
 fn upstream_request(
     parts: &Parts,
     authority: Authority,
     body: ProxyBody,
     http2: bool,
 ) -> Option<Request<ProxyBody>> {
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(http::uri::Scheme::HTTP);
-    uri.authority = Some(authority);
-    uri.path_and_query = Some(
-        parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/")),
-    );
-    let uri = Uri::from_parts(uri).ok()?;
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let uri = if http2 {
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(http::uri::Scheme::HTTP);
+        uri.authority = Some(authority);
+        uri.path_and_query = Some(path_and_query);
+        Uri::from_parts(uri).ok()?
+    } else {
+        Uri::from(path_and_query)
+    };
     let mut request = Request::new(body);
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = uri;

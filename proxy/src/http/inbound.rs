@@ -6,15 +6,13 @@ use std::time::Duration;
 
 use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use super::ConnInfo;
 use super::local::local_reply;
 use super::upgrade;
 use crate::request_log::{RequestLog, ResponseFlags};
 use crate::snapshot::Snapshot;
-use crate::upstream::{BoxError, Connector, HttpClient, ProxyBody};
+use crate::upstream::{BoxError, Connector, HttpClient, Pool, PoolSettings, ProxyBody};
 
 /// Pooled plaintext clients to the application: HTTP/1.1 and HTTP/2 (for `HTTP2`/`GRPC`
 /// ports).
@@ -27,15 +25,16 @@ impl AppClients {
     /// Clients connecting within `connect_timeout`.
     pub fn new(connect_timeout: Duration) -> Self {
         let build = |http2: bool| {
-            let mut builder = Client::builder(TokioExecutor::new());
-            builder
-                .pool_idle_timeout(Duration::from_secs(60))
-                .set_host(false)
-                .http2_only(http2);
+            let settings = PoolSettings {
+                http2,
+                idle_timeout: Some(Duration::from_secs(60)),
+                ..PoolSettings::default()
+            };
             // Bound to 127.0.0.6 so that the capture rules do not send it back to us.
-            builder.build(
+            Pool::new(
                 Connector::plain(connect_timeout)
                     .with_source(crate::upstream::INBOUND_PASSTHROUGH_SOURCE.into()),
+                settings,
             )
         };
         Self {
@@ -150,7 +149,7 @@ pub async fn forward(
     } else {
         &app.http1
     };
-    match client.request(request).await {
+    match client.request(target, request).await {
         Ok(response) => {
             let mut response = response.map(|body| body.map_err(BoxError::from).boxed());
             let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
