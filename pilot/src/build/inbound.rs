@@ -421,12 +421,12 @@ fn translate_jwt(context: &Context<'_>, policy: &RequestAuthentication) -> Vec<J
                 issuer: rule.issuer.clone(),
                 audiences: rule.audiences.clone(),
                 jwks_uri: rule.jwks_uri().map(str::to_owned),
-                // Inline `jwks` wins; else the set the control plane fetched (view::jwks).
-                jwks: rule.jwks.clone().or_else(|| {
-                    rule.jwks_uri()
-                        .and_then(|uri| context.view.jwks(uri))
-                        .map(str::to_owned)
-                }),
+                // Inline `jwks` wins; else the set the control plane fetched from `jwksUri` or
+                // the issuer's OpenID discovery (view::jwks).
+                jwks: rule
+                    .jwks
+                    .clone()
+                    .or_else(|| context.view.jwt_rule_jwks(rule).map(str::to_owned)),
                 from_headers: rule
                     .from_headers
                     .iter()
