@@ -373,3 +373,40 @@ fn the_bundle_keeps_gateway_samples_out_of_alm_examples() {
     }
     assert!(!examples.is_empty());
 }
+
+#[test]
+fn kubectl_kustomize_renders_the_same_objects() {
+    let output = match std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(support::root().join(SAMPLES))
+        .output()
+    {
+        Ok(output) => output,
+        Err(e) => {
+            eprintln!("SKIPPED: kubectl kustomize {SAMPLES} ({e}); install kubectl to run it");
+            return;
+        }
+    };
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let key = |o: &Value| {
+        (
+            kind_of(o).to_owned(),
+            o["metadata"]["namespace"].as_str().unwrap_or("").to_owned(),
+            name_of(o).to_owned(),
+        )
+    };
+    let rendered: BTreeSet<_> = weft_install::bundle::objects(
+        "kubectl kustomize",
+        &String::from_utf8(output.stdout).unwrap(),
+    )
+    .unwrap()
+    .iter()
+    .map(key)
+    .collect();
+    let ours: BTreeSet<_> = samples().iter().map(key).collect();
+    assert_eq!(rendered, ours);
+}
