@@ -1,5 +1,5 @@
-//! Data path: DestinationRule `connectionPool` fields that `datapath_resilience.rs` does not
-//! cover, each observed where Istio documents its effect.
+//! Data path: DestinationRule `connectionPool` and `outlierDetection` fields that
+//! `datapath_resilience.rs` does not cover, each observed where Istio documents its effect.
 //!
 //! - `tcp.connectTimeout`: a request to an endpoint whose SYNs are dropped fails with 503 `UF`
 //!   after about the configured time (not Istio's default 10 s).
@@ -11,6 +11,13 @@
 //! - `http.maxRetries`: retries beyond the number in flight are not made (the servers see
 //!   fewer attempts) and the request ends with the upstream's answer and flag `UO`, as Envoy's
 //!   retry overflow.
+//! - `outlierDetection.maxEjectionPercent`: when every endpoint fails, no more than that share
+//!   is ejected, and the rest keep serving.
+//! - `outlierDetection.minHealthPercent`: below it, ejections are ignored (Envoy's panic
+//!   threshold).
+//! - `outlierDetection.baseEjectionTime` and `interval`: each ejection of an endpoint lasts
+//!   longer (base × a multiplier raised by each ejection), ends on an interval sweep, and each
+//!   interval the endpoint spends in rotation lowers the multiplier again.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -539,4 +546,141 @@ fn max_retries_caps_concurrent_retries_and_overflow_is_flagged_uo() {
         "maxRetries: {all} attempts without the limit, {capped} with maxRetries 1; \
          {overflowed} requests flagged UO"
     );
+}
+
+/// Sends `requests` GETs from `client` to `reviews`, one at a time, with `headers`.
+fn sequential(
+    mesh: &LocalMesh,
+    vip: Ipv4Addr,
+    headers: &[(&str, &str)],
+    requests: usize,
+) -> serde_json::Value {
+    reviews_requests(mesh, vip, "/reviews/0", headers, requests, 1)
+}
+
+#[test]
+fn max_ejection_percent_keeps_an_endpoint_in_rotation_when_all_fail() {
+    let mut mesh = mesh_or_skip!();
+    let vip = reviews_mesh(&mut mesh);
+    apply(
+        &mesh,
+        "dr-reviews.yaml",
+        &reviews_rule(
+            "    loadBalancer: {simple: ROUND_ROBIN}\n    outlierDetection:\n      consecutive5xxErrors: 2\n      interval: 1s\n      baseEjectionTime: 30s\n      maxEjectionPercent: 50\n",
+        ),
+    );
+    // Both endpoints answer 500. The first to reach two in a row is ejected; the other
+    // reaches it too but may not be ejected (one of two is already 50 %), so it alone takes
+    // the traffic. (At 100 % both would be ejected and the balancer would ignore ejections.)
+    let failing = [("x-weft-status", "500")];
+    let report = sequential(&mesh, vip, &failing, 20);
+    assert_eq!(count(&report, "status", "500"), 20, "{report}");
+    let (v1, v2) = (
+        count(&report, "versions", "v1"),
+        count(&report, "versions", "v2"),
+    );
+    assert!(
+        v1.min(v2) <= 3 && v1.max(v2) >= 17,
+        "maxEjectionPercent 50 ejects one of two endpoints, the other serves the rest: {report}"
+    );
+    let after = sequential(&mesh, vip, &failing, 10);
+    assert!(
+        count(&after, "versions", "v1") == 10 || count(&after, "versions", "v2") == 10,
+        "the endpoint kept by maxEjectionPercent serves everything: {after}"
+    );
+    println!("maxEjectionPercent 50: v1 {v1}, v2 {v2} of 20 with both failing");
+}
+
+#[test]
+fn below_min_health_percent_ejections_are_ignored() {
+    let mut mesh = mesh_or_skip!();
+    let vip = reviews_mesh(&mut mesh);
+    apply(
+        &mesh,
+        "dr-reviews.yaml",
+        &reviews_rule(
+            "    loadBalancer: {simple: ROUND_ROBIN}\n    outlierDetection:\n      consecutive5xxErrors: 2\n      interval: 1s\n      baseEjectionTime: 30s\n      maxEjectionPercent: 100\n      minHealthPercent: 60\n",
+        ),
+    );
+    // v2 answers 500 and is ejected after two; then only 50 % of the endpoints are healthy,
+    // below minHealthPercent 60, so the balancer ignores the ejection (Envoy's panic
+    // threshold) and v2 keeps getting its share. (With minHealthPercent 0 it would get none:
+    // `datapath_resilience.rs::outlier_detection_ejects_the_failing_endpoint_and_returns_it`.)
+    let failing = [("x-weft-fail-version", "v2")];
+    let report = sequential(&mesh, vip, &failing, 20);
+    let errors = count(&report, "status", "500");
+    assert!(
+        (8..=12).contains(&errors),
+        "below minHealthPercent the ejected endpoint keeps its round-robin share: {report}"
+    );
+    assert_eq!(count(&report, "status", "200"), 20 - errors, "{report}");
+    println!("minHealthPercent 60: {errors} of 20 still reached the failing endpoint");
+}
+
+/// Polls `reviews` (4 requests at a time, without failure headers) until v2 answers again;
+/// returns how long that took.
+fn until_v2_returns(mesh: &LocalMesh, vip: Ipv4Addr) -> Duration {
+    let (report, waited) = eventually(
+        Duration::from_secs(15),
+        || sequential(mesh, vip, &[], 4),
+        |r| count(r, "versions", "v2") > 0,
+    );
+    assert!(
+        count(&report, "versions", "v2") > 0,
+        "v2 did not return within 15 s: {report}"
+    );
+    waited
+}
+
+/// Sends requests that make v2 fail until it is ejected (v1 answers them all); panics when it
+/// is not ejected within 20 requests.
+fn eject_v2(mesh: &LocalMesh, vip: Ipv4Addr) {
+    let failing = [("x-weft-fail-version", "v2")];
+    let report = sequential(mesh, vip, &failing, 8);
+    let after = sequential(mesh, vip, &failing, 4);
+    assert_eq!(
+        count(&after, "versions", "v1"),
+        4,
+        "v2 must be ejected after consecutive5xxErrors (2): {report} then {after}"
+    );
+}
+
+#[test]
+fn base_ejection_time_grows_with_each_ejection_and_shrinks_with_each_interval_in_rotation() {
+    let mut mesh = mesh_or_skip!();
+    let vip = reviews_mesh(&mut mesh);
+    apply(
+        &mesh,
+        "dr-reviews.yaml",
+        &reviews_rule(
+            "    loadBalancer: {simple: ROUND_ROBIN}\n    outlierDetection:\n      consecutive5xxErrors: 2\n      interval: 1s\n      baseEjectionTime: 2s\n      maxEjectionPercent: 100\n",
+        ),
+    );
+    // First ejection: baseEjectionTime × 1, ended by the next 1 s sweep.
+    eject_v2(&mesh, vip);
+    let first = until_v2_returns(&mesh, vip);
+    // Ejected again before a sweep found it in rotation: baseEjectionTime × 2.
+    eject_v2(&mesh, vip);
+    let second = until_v2_returns(&mesh, vip);
+    // Three sweeps in rotation take the multiplier back down: baseEjectionTime × 1.
+    std::thread::sleep(Duration::from_millis(3_500));
+    eject_v2(&mesh, vip);
+    let third = until_v2_returns(&mesh, vip);
+    let about_once = Duration::from_millis(1_000)..=Duration::from_millis(3_500);
+    assert!(
+        about_once.contains(&first),
+        "the first ejection lasts about baseEjectionTime (2 s, up to the next 1 s sweep), \
+         took {first:?}"
+    );
+    assert!(
+        (Duration::from_millis(3_500)..=Duration::from_millis(6_000)).contains(&second),
+        "the second ejection lasts about 2 × baseEjectionTime (4 s), took {second:?} (first \
+         {first:?})"
+    );
+    assert!(
+        about_once.contains(&third),
+        "after intervals in rotation the ejection is baseEjectionTime again, took {third:?} \
+         (first {first:?}, second {second:?})"
+    );
+    println!("baseEjectionTime 2s, interval 1s: back after {first:?}, {second:?}, then {third:?}");
 }

@@ -1,9 +1,14 @@
 //! Passive health checking (Istio `OutlierDetection`, Envoy's outlier detector in its
 //! consecutive-errors modes): an endpoint that returns too many 5xx (or gateway errors) in a row
-//! is ejected from load balancing for `base_ejection_time × times ejected` (capped at 300 s, as
-//! Envoy's `max_ejection_time`), never more than `max_ejection_percent` of the endpoints (but
-//! always at least one), and ejections are ignored while fewer than `min_health_percent` of the
-//! endpoints are healthy.
+//! is ejected from load balancing at once for `base_ejection_time × its ejection multiplier`
+//! (capped at 300 s, as Envoy's `max_ejection_time`), never more than `max_ejection_percent` of
+//! the endpoints (but always at least one), and ejections are ignored while fewer than
+//! `min_health_percent` of the endpoints are healthy.
+//!
+//! `interval` is Envoy's sweep: sweeps happen every `interval` from the cluster's clock origin;
+//! an ejection ends at the first sweep after its time is up, and each sweep an endpoint spends
+//! in rotation takes one off its multiplier (Envoy's `ejectTimeBackoff`), which each ejection
+//! raises by one. Sweeps are computed when an endpoint is ejected, not run by a timer.
 //!
 //! Locally originated errors (connect failure, reset, per-try timeout) count as gateway errors
 //! (Envoy maps them to 503) unless `split_external_local_origin_errors` is on; then they count
@@ -36,6 +41,9 @@ pub struct OutlierPolicy {
     pub consecutive_local_origin: u32,
     /// First ejection's duration.
     pub base_ejection: Duration,
+    /// Time between sweeps (`interval`, at least 1 ms): ejections end on a sweep, and each
+    /// sweep in rotation lowers the ejection multiplier.
+    pub interval: Duration,
     /// Ceiling on the share of ejected endpoints, 0–100.
     pub max_ejection_percent: f64,
     /// Below this share of healthy endpoints, ejections are ignored, 0–100.
@@ -60,6 +68,7 @@ impl OutlierPolicy {
                 0
             },
             base_ejection: Duration::from_millis(model.base_ejection_time_ms),
+            interval: Duration::from_millis(model.interval_ms.max(1)),
             max_ejection_percent: model.max_ejection_percent,
             min_health_percent: model.min_health_percent,
         })
@@ -149,11 +158,35 @@ impl OutlierState {
         }
     }
 
-    /// Ejects the endpoint from `now_ms`; returns the end of the ejection (ms).
+    /// Ejects the endpoint from `now_ms` (ms since the cluster's clock origin); returns the end
+    /// of the ejection (ms): the first sweep (a multiple of `interval`) at least `base_ejection
+    /// × multiplier` later. The multiplier (Envoy's `ejectTimeBackoff`) first loses one for
+    /// each sweep since the endpoint last came back (the sweep that returned it excluded), then
+    /// gains one; it stops growing once the ejection reaches the 300 s ceiling.
     pub fn eject(&self, policy: &OutlierPolicy, now_ms: u64) -> u64 {
-        let times = self.ejections.fetch_add(1, Ordering::Relaxed) + 1;
-        let duration = policy.base_ejection.saturating_mul(times).min(MAX_EJECTION);
-        let until = now_ms.saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
+        let ms = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        let interval = ms(policy.interval).max(1);
+        let base = ms(policy.base_ejection).max(1);
+        let returned = self.ejected_until_ms.load(Ordering::Relaxed);
+        let healthy_sweeps = u32::try_from((now_ms / interval).saturating_sub(returned / interval))
+            .unwrap_or(u32::MAX);
+        let ceiling = u32::try_from(ms(MAX_EJECTION).div_ceil(base)).unwrap_or(u32::MAX);
+        let mut multiplier = 1;
+        let _ = self
+            .ejections
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |current| {
+                multiplier = current
+                    .saturating_sub(healthy_sweeps)
+                    .saturating_add(1)
+                    .min(ceiling.max(1));
+                Some(multiplier)
+            });
+        let duration = policy
+            .base_ejection
+            .saturating_mul(multiplier)
+            .min(MAX_EJECTION);
+        let due = now_ms.saturating_add(ms(duration));
+        let until = due.div_ceil(interval).saturating_mul(interval);
         self.ejected_until_ms.store(until, Ordering::Relaxed);
         self.consecutive_5xx.store(0, Ordering::Relaxed);
         self.consecutive_gateway.store(0, Ordering::Relaxed);
@@ -173,6 +206,7 @@ mod tests {
             split_local_origin: false,
             consecutive_local_origin: 0,
             base_ejection: Duration::from_secs(30),
+            interval: Duration::from_secs(10),
             max_ejection_percent: 10.0,
             min_health_percent: 0.0,
         }
@@ -200,17 +234,39 @@ mod tests {
     }
 
     #[test]
-    fn ejection_time_grows_with_each_ejection_and_is_capped() {
+    fn an_ejection_ends_on_the_first_sweep_after_base_ejection_time() {
         let state = OutlierState::default();
         let policy = policy(1, 0);
-        assert_eq!(state.eject(&policy, 1_000), 31_000);
-        assert!(state.is_ejected(30_999));
-        assert!(!state.is_ejected(31_000));
-        assert_eq!(state.eject(&policy, 100_000), 160_000);
+        // 1 s + 30 s, rounded up to the 10 s sweeps.
+        assert_eq!(state.eject(&policy, 1_000), 40_000);
+        assert!(state.is_ejected(39_999));
+        assert!(!state.is_ejected(40_000));
+    }
+
+    #[test]
+    fn the_multiplier_grows_per_ejection_and_falls_per_sweep_in_rotation() {
+        let state = OutlierState::default();
+        let policy = policy(1, 0);
+        assert_eq!(state.eject(&policy, 1_000), 40_000);
+        // Back at the 40 s sweep, ejected again before the next one: 2 × 30 s.
+        assert_eq!(state.eject(&policy, 45_000), 110_000);
+        // One sweep (120 s) in rotation: 2 - 1 + 1.
+        assert_eq!(state.eject(&policy, 125_000), 190_000);
+        // Many sweeps in rotation: back to 1 × 30 s.
+        assert_eq!(state.eject(&policy, 400_000), 430_000);
+    }
+
+    #[test]
+    fn the_ejection_is_capped_at_300_s_and_the_multiplier_with_it() {
+        let state = OutlierState::default();
+        let policy = policy(1, 0);
         for _ in 0..20 {
             state.eject(&policy, 0);
         }
         assert_eq!(state.eject(&policy, 0), 300_000);
+        // The multiplier stopped at 10 (10 × 30 s = 300 s): ten sweeps in rotation bring it
+        // back to 1.
+        assert_eq!(state.eject(&policy, 400_000), 430_000);
     }
 
     #[test]
