@@ -50,11 +50,14 @@ pub const MAX_JWKS_BYTES: usize = 1024 * 1024;
 /// syntax such as `20m` or `500ms`).
 pub const REFRESH_INTERVAL_ENV: &str = "PILOT_JWT_PUB_KEY_REFRESH_INTERVAL";
 
-/// Why a `jwksUri` could not be fetched or its key set used. Each message names the URI.
+/// Why a key set could not be fetched (from a `jwksUri` or by OpenID discovery) or used. Each
+/// message names the URL that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwksError {
     /// The URI is not an absolute `http://` or `https://` URL.
-    #[error("jwksUri {uri:?} is not an http:// or https:// URL: {reason}")]
+    #[error(
+        "JWKS URL {uri:?} (jwtRules[].jwksUri, or the jwks_uri of an issuer's OpenID discovery document) is not an http:// or https:// URL: {reason}"
+    )]
     BadUri {
         /// The URI as written in `jwtRules[].jwksUri`.
         uri: String,
@@ -63,7 +66,7 @@ pub enum JwksError {
     },
     /// The fetch took longer than the rule's `timeout`.
     #[error(
-        "fetching jwksUri {uri:?} took longer than {timeout_ms} ms (RequestAuthentication jwtRules[].timeout, default 5 s)"
+        "fetching {uri:?} for a JWKS took longer than {timeout_ms} ms (RequestAuthentication jwtRules[].timeout, default 5 s)"
     )]
     Timeout {
         /// The URI.
@@ -73,7 +76,7 @@ pub enum JwksError {
     },
     /// Connecting, the TLS handshake (the server's certificate is verified against the
     /// system's roots) or reading the response failed.
-    #[error("fetching jwksUri {uri:?} failed: {reason}")]
+    #[error("fetching {uri:?} for a JWKS failed: {reason}")]
     Fetch {
         /// The URI.
         uri: String,
@@ -81,7 +84,7 @@ pub enum JwksError {
         reason: String,
     },
     /// The server answered with a status other than 200.
-    #[error("jwksUri {uri:?} answered HTTP {status}; a key set needs 200 OK")]
+    #[error("{uri:?} answered a JWKS fetch with HTTP {status}; it needs 200 OK")]
     Status {
         /// The URI.
         uri: String,
@@ -89,9 +92,7 @@ pub enum JwksError {
         status: u16,
     },
     /// The body is not a JSON Web Key Set (RFC 7517 section 5: an object with a `keys` array).
-    #[error(
-        "jwksUri {uri:?} did not return a JSON Web Key Set (RFC 7517: {{\"keys\": [...]}}): {reason}"
-    )]
+    #[error("{uri:?} did not return a JSON Web Key Set (RFC 7517: {{\"keys\": [...]}}): {reason}")]
     NotJwks {
         /// The URI.
         uri: String,
