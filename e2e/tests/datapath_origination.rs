@@ -4,7 +4,9 @@
 //! SIMPLE verifies the server against `caCertificates`, sends `sni` and checks
 //! `subjectAltNames` (a wrong SAN fails the handshake: 503 with response flag `UF`, as Envoy
 //! reports it); MUTUAL presents the client certificate files to a server that requires one
-//! (SIMPLE to that server fails); DISABLE talks plaintext to a plaintext server.
+//! (SIMPLE to that server fails), or the certificate of the Secret `credentialName` names
+//! (failing closed while it is missing, and following its rotation); DISABLE talks plaintext
+//! to a plaintext server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -292,4 +294,164 @@ fn simple_origination_refuses_a_server_without_the_expected_subject_alt_name() {
         "the refusal is reported as 503 UF,URX:\n{}",
         mesh.proxy_metrics("client").unwrap()
     );
+}
+
+/// A generic (Opaque) Secret `name` in [`NS`] with Istio's keys `cert`, `key` and `cacert`.
+fn credential_secret(name: &str, cert: &str, key: &str, cacert: &str) -> String {
+    let block = |pem: &str| {
+        pem.lines()
+            .map(|line| format!("    {line}\n"))
+            .collect::<String>()
+    };
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {NS}}}\ntype: Opaque\nstringData:\n  cert: |\n{}  key: |\n{}  cacert: |\n{}",
+        block(cert),
+        block(key),
+        block(cacert)
+    )
+}
+
+/// The page `openssl s_server -www` returns to `client` for `http://SECURE/` through its
+/// sidecar (it prints the client certificate the server saw).
+fn server_page(mesh: &LocalMesh, vip: Ipv4Addr) -> String {
+    let host = mesh.workload("client").unwrap().host.clone();
+    let resolve = format!("{SECURE}:80:{vip}");
+    let url = format!("http://{SECURE}/");
+    let out = mesh
+        .lab()
+        .exec(
+            &host,
+            "/usr/bin/curl",
+            &["-s", "--max-time", "5", "--resolve", &resolve, &url],
+        )
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// DestinationRule `tls` `MUTUAL` with `credentialName` at a sidecar (Istio: through a rule
+/// with a `workloadSelector`; the Secret in the proxy's namespace, keys `cert`/`key`/`cacert`)
+/// to an `openssl s_server -Verify` that requires a client certificate: without the Secret the
+/// cluster fails closed (503, flag `UF`: no plaintext, no connection without the
+/// certificate); with it every request gets 200 and the server sees the Secret's certificate;
+/// a rotated Secret is used by the next connection.
+#[test]
+fn mutual_origination_with_a_credential_name_secret() {
+    let mut mesh = mesh_or_skip!();
+    let dir: PathBuf = mesh.lab().log_dir().join("origination-certs");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server_ca = TestCa::new("origination server CA").unwrap();
+    let client_ca = TestCa::new("origination client CA").unwrap();
+    let server_leaf = server_ca.issue(&[SECURE]).unwrap();
+    let first = client_ca.issue(&["client-a.demo"]).unwrap();
+    let rotated = client_ca.issue(&["client-b.demo"]).unwrap();
+    let server_cert = write(&dir, "server.pem", &server_leaf.cert_pem);
+    let server_key = write(&dir, "server-key.pem", &server_leaf.key_pem);
+    let client_ca_file = write(&dir, "client-ca.pem", &client_ca.cert_pem);
+    let mutual_host = mesh.add_plain_host("mutual").unwrap();
+    tls_server(
+        &mut mesh,
+        &mutual_host,
+        &server_cert,
+        &server_key,
+        Some(&client_ca_file),
+    );
+    let secure_vip = mesh.lab().vip(6);
+    mesh.write_config(
+        "se-secure.yaml",
+        &entry("secure", SECURE, secure_vip, mutual_host.ip, 8443),
+    )
+    .unwrap();
+    mesh.add_workload(weft_e2e::client("client", "client"))
+        .unwrap();
+    let get = || {
+        mesh.load(
+            "client",
+            &format!("http://{SECURE}/"),
+            &[(SECURE, secure_vip)],
+            &[],
+            4,
+            1,
+        )
+        .unwrap()
+    };
+
+    // The rule selects the client (label app: client); its Secret does not exist yet.
+    apply(
+        &mesh,
+        "dr-secure.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: secure, namespace: {NS}}}\nspec:\n  host: {SECURE}\n  workloadSelector: {{matchLabels: {{app: client}}}}\n  trafficPolicy:\n    tls: {{mode: MUTUAL, credentialName: client-credential, sni: {SECURE}, subjectAltNames: [{SECURE}]}}\n"
+        ),
+    );
+    let missing = get();
+    assert_eq!(
+        count(&missing, "status", "503"),
+        4,
+        "a missing credential fails closed: {missing}\n{}",
+        mesh.log("client-proxy")
+    );
+    let metrics = mesh.proxy_metrics("client").unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("istio_requests_total")
+                && l.contains("response_code=\"503\"")
+                && l.contains("response_flags=\"UF")),
+        "reported as a connection failure (UF):\n{metrics}"
+    );
+    let log = mesh.log("client-proxy");
+    assert!(
+        !log.contains("PRIVATE KEY"),
+        "key material in the proxy log"
+    );
+
+    // The Secret appears: MUTUAL with its certificate; the server saw that certificate.
+    apply(
+        &mesh,
+        "secret-client.yaml",
+        &credential_secret(
+            "client-credential",
+            &first.cert_pem,
+            &first.key_pem,
+            &server_ca.cert_pem,
+        ),
+    );
+    let (mutual, _) = eventually(Duration::from_secs(10), get, |r| {
+        count(r, "status", "200") == 4
+    });
+    assert_eq!(
+        count(&mutual, "status", "200"),
+        4,
+        "MUTUAL with the Secret's certificate: {mutual}\n{}",
+        mesh.log("mutual-tls")
+    );
+    let page = server_page(&mesh, secure_vip);
+    assert!(
+        page.contains("client-a.demo") && !page.contains("client-b.demo"),
+        "the server saw the Secret's certificate:\n{page}"
+    );
+
+    // Rotation: the next connection presents the new certificate.
+    apply(
+        &mesh,
+        "secret-client.yaml",
+        &credential_secret(
+            "client-credential",
+            &rotated.cert_pem,
+            &rotated.key_pem,
+            &server_ca.cert_pem,
+        ),
+    );
+    let (page, _) = eventually(
+        Duration::from_secs(10),
+        || server_page(&mesh, secure_vip),
+        |page| page.contains("client-b.demo"),
+    );
+    assert!(
+        page.contains("client-b.demo") && !page.contains("client-a.demo"),
+        "the rotated certificate is used by the next connection:\n{page}"
+    );
+    let rotated_load = get();
+    assert_eq!(count(&rotated_load, "status", "200"), 4, "{rotated_load}");
 }
