@@ -8,6 +8,8 @@
 //! - `http.h2UpgradePolicy`: `UPGRADE` sends HTTP/1.1 requests upstream as HTTP/2 (the server
 //!   sees the HTTP/2 preface), `DO_NOT_UPGRADE` keeps HTTP/1.1.
 //! - `http.http2MaxRequests`: concurrent requests over the limit get 503 `UO` at once.
+//! - `tcp.maxConnections` on a TCP port: connections over the limit are closed at once and
+//!   reported with flag `UO`.
 //! - `http.maxRetries`: retries beyond the number in flight are not made (the servers see
 //!   fewer attempts) and the request ends with the upstream's answer and flag `UO`, as Envoy's
 //!   retry overflow.
@@ -483,6 +485,102 @@ fn http2_max_requests_answers_overflow_with_503_uo() {
         "every overflow is reported as 503 UO by the client's sidecar"
     );
     println!("http2MaxRequests 2: {ok} admitted, {rejected} refused with 503 UO of 12");
+}
+
+/// The summed `istio_tcp_connections_closed_total` of `workload`'s proxy with `flags`.
+fn tcp_closed_with(mesh: &LocalMesh, workload: &str, flags: &str) -> f64 {
+    mesh.proxy_metrics(workload)
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            l.starts_with("istio_tcp_connections_closed")
+                && l.contains(&format!("response_flags=\"{flags}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn tcp_max_connections_closes_connections_over_the_limit_with_uo() {
+    let mut mesh = mesh_or_skip!();
+    let vip = mesh.lab().vip(5);
+    let db = host("db");
+    mesh.write_config(
+        "svc-db.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: db, namespace: {NS}}}\nspec:\n  hosts: [{db}]\n  addresses: [{vip}]\n  ports: [{{number: 9080, name: tcp, protocol: TCP}}]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  workloadSelector: {{labels: {{app: db}}}}\n"
+        ),
+    )
+    .unwrap();
+    mesh.add_workload(weft_lab::mesh::WorkloadSpec::app(
+        "db1",
+        NS,
+        "db",
+        "v1",
+        &[],
+    ))
+    .unwrap();
+    mesh.add_workload(client("client", "client")).unwrap();
+    let url = format!("http://{db}:9080/db/0");
+    // The sample app speaks HTTP; the sidecars see one TCP connection per request.
+    let get = |headers: &[(&str, &str)], requests: usize, concurrency: usize| {
+        mesh.load(
+            "client",
+            &url,
+            &[(&db, vip)],
+            headers,
+            requests,
+            concurrency,
+        )
+        .unwrap()
+    };
+    let (open, _) = eventually(
+        Duration::from_secs(10),
+        || get(&[], 4, 1),
+        |r| count(r, "status", "200") == 4,
+    );
+    assert_eq!(
+        count(&open, "status", "200"),
+        4,
+        "TCP before the rule: {open}"
+    );
+    apply(
+        &mesh,
+        "dr-db.yaml",
+        &rule("db", &db, "{connectionPool: {tcp: {maxConnections: 1}}}"),
+    );
+    let before = tcp_closed_with(&mesh, "client", "UO");
+    // Eight connections at once, each held 500 ms by the app: one is proxied, the sidecar
+    // closes the others at once.
+    let burst = get(&[("x-weft-delay-ms", "500")], 8, 8);
+    let (ok, closed) = (count(&burst, "status", "200"), count(&burst, "status", "0"));
+    assert_eq!(
+        ok + closed,
+        8,
+        "only answers and closed connections expected: {burst}"
+    );
+    assert!(
+        (1..=2).contains(&ok) && closed >= 6,
+        "maxConnections 1 admits one TCP connection at a time: {burst}"
+    );
+    let uo = tcp_closed_with(&mesh, "client", "UO") - before;
+    assert_eq!(
+        uo, closed as f64,
+        "each refused connection is reported closed with flag UO"
+    );
+    // Once the burst's connection has closed, a new one is admitted again (a connection
+    // counts until both sides have closed it).
+    let (after, _) = eventually(
+        Duration::from_secs(5),
+        || get(&[], 1, 1),
+        |r| count(r, "status", "200") == 1,
+    );
+    assert_eq!(
+        count(&after, "status", "200"),
+        1,
+        "the limit frees up: {after}"
+    );
+    println!("tcp maxConnections 1: {ok} proxied, {closed} closed with UO of 8");
 }
 
 /// The requests `reviews1` and `reviews2` answered with 503 so far (their sidecars' inbound

@@ -3,8 +3,10 @@
 //! `portLevelSettings` for the request's port, then by the subset's `trafficPolicy`, then by
 //! the subset's own `portLevelSettings`. Each level is observed through circuit breaking
 //! (`connectionPool` with `maxConnections: 1` and `http1MaxPendingRequests: 1` answers a burst
-//! with 503 `UO`; a generous pool answers it all) and through load balancing (a subset's
-//! `loadBalancer.simple` replaces the top-level `consistentHash`).
+//! with 503 `UO`; a generous pool answers it all), through load balancing (a subset's
+//! `loadBalancer.simple` replaces the top-level `consistentHash`) and through `tls` (a
+//! subset's `DISABLE` replaces the top-level `ISTIO_MUTUAL`, seen in the servers'
+//! `connection_security_policy`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -192,5 +194,78 @@ fn subset_load_balancer_replaces_the_top_level_one() {
         ),
         (10, 10),
         "subset b's ROUND_ROBIN alternates one user's requests over both endpoints: {spread}"
+    );
+}
+
+/// The requests `workload`'s sidecar received with `connection_security_policy` `policy`
+/// (`mutual_tls` or `none`), from its inbound metrics.
+fn received_with_security(mesh: &LocalMesh, workload: &str, policy: &str) -> f64 {
+    mesh.proxy_metrics(workload)
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            l.starts_with("istio_requests_total")
+                && l.contains("reporter=\"destination\"")
+                && l.contains(&format!("connection_security_policy=\"{policy}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn subset_tls_replaces_the_top_level_istio_mutual() {
+    let mut mesh = mesh_or_skip!();
+    let vip = mesh.lab().vip(3);
+    mesh.write_config("svc-reviews.yaml", &weft_e2e::service_entry("reviews", vip))
+        .unwrap();
+    mesh.add_workload(service("reviews1", "reviews", "v1", &[], &[]))
+        .unwrap();
+    mesh.add_workload(service("reviews2", "reviews", "v2", &[], &[]))
+        .unwrap();
+    mesh.add_workload(client("client", "client")).unwrap();
+    mesh.write_config("vs-reviews.yaml", &by_subset_header("x-subset", "v1", "v2"))
+        .unwrap();
+    // Top level: ISTIO_MUTUAL. Subset v2: DISABLE (its servers accept plaintext under the
+    // default PERMISSIVE mode).
+    apply(
+        &mesh,
+        "dr-reviews.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: reviews, namespace: {NS}}}\nspec:\n  host: {host}\n  trafficPolicy:\n    tls: {{mode: ISTIO_MUTUAL}}\n  subsets:\n  - name: v1\n    labels: {{version: v1}}\n  - name: v2\n    labels: {{version: v2}}\n    trafficPolicy:\n      tls: {{mode: DISABLE}}\n",
+            host = host("reviews")
+        ),
+    );
+    let reviews = host("reviews");
+    let url = format!("http://{reviews}:9080/reviews/0");
+    for version in ["v1", "v2"] {
+        let report = mesh
+            .load(
+                "client",
+                &url,
+                &[(&reviews, vip)],
+                &[("x-subset", version)],
+                5,
+                1,
+            )
+            .unwrap();
+        assert_eq!(count(&report, "versions", version), 5, "{report}");
+    }
+    let v1 = (
+        received_with_security(&mesh, "reviews1", "mutual_tls"),
+        received_with_security(&mesh, "reviews1", "none"),
+    );
+    let v2 = (
+        received_with_security(&mesh, "reviews2", "mutual_tls"),
+        received_with_security(&mesh, "reviews2", "none"),
+    );
+    assert_eq!(
+        v1,
+        (5.0, 0.0),
+        "subset v1 inherits tls ISTIO_MUTUAL: (mutual_tls, none) requests at reviews1"
+    );
+    assert_eq!(
+        v2,
+        (0.0, 5.0),
+        "subset v2's tls DISABLE replaces it: (mutual_tls, none) requests at reviews2"
     );
 }
