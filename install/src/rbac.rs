@@ -85,6 +85,14 @@ pub const PERMISSIONS: &[Permission] = &[
     },
     Permission {
         scope: Scope::Cluster,
+        api_groups: &[""],
+        resources: &["nodes"],
+        verbs: READ,
+        resource_names: &[],
+        why: "a pod's locality from its Node's topology labels (topology.kubernetes.io/region, topology.kubernetes.io/zone, topology.istio.io/subzone), as Istio reads it; watched metadata-only",
+    },
+    Permission {
+        scope: Scope::Cluster,
         api_groups: NETWORKING,
         resources: &[
             "virtualservices",
@@ -167,7 +175,7 @@ pub const PERMISSIONS: &[Permission] = &[
         resources: &["secrets"],
         verbs: &["get", "list", "watch", "create", "patch", "delete"],
         resource_names: &[],
-        why: "Citadel: workload certificate Secrets weft-workload-cert-<sa> in every mesh namespace (server-side apply: patch, and create when the apply creates the object), owned and watched by label; the CA Secrets cacerts (read) and weft-ca-secret (created once) in the operator namespace; deleted (only those labelled as Weft's, never cacerts) by the Mesh finalizer's cleanup; gateway credentialName Secrets (and <name>-cacert), read and watched by name in the gateway workloads' namespaces",
+        why: "Citadel: workload certificate Secrets weft-workload-cert-<sa> in every mesh namespace (server-side apply: patch, and create when the apply creates the object), owned and watched by label; the CA Secrets cacerts (read) and weft-ca-secret (created once) in the operator namespace; deleted (only those labelled as Weft's, never cacerts) by the Mesh finalizer's cleanup; gateway credentialName Secrets (and <name>-cacert), read and watched by name in the gateway workloads' namespaces; DestinationRule MUTUAL credentialName Secrets (and <name>-cacert), likewise in the namespaces of the proxies using them",
     },
     Permission {
         scope: Scope::Cluster,
@@ -356,6 +364,16 @@ mod tests {
         assert!(!lease("patch", NAMESPACE, Some("another-lease")));
         assert!(!lease("patch", "bookinfo", Some(LEASE_NAME)));
         assert!(!lease("create", "bookinfo", None));
+    }
+
+    #[test]
+    fn nodes_are_read_cluster_wide_and_never_written() {
+        for verb in ["get", "list", "watch"] {
+            assert!(operator_allowed("", "nodes", verb, None, None), "{verb}");
+        }
+        for verb in ["create", "patch", "update", "delete"] {
+            assert!(!operator_allowed("", "nodes", verb, None, Some("n1")), "{verb}");
+        }
     }
 
     #[test]

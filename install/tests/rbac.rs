@@ -236,6 +236,8 @@ fn the_table_covers_the_kubernetes_mode_requests() {
         ("", "namespaces"),
         ("", "serviceaccounts"),
         (weft_crds::mesh::GROUP, "meshes"),
+        // Metadata only (a PartialObjectMetadata list and watch is authorized as the kind's).
+        ("", "nodes"),
     ];
     watched.extend(ISTIO_RESOURCES);
     for (group, resource) in watched {

@@ -239,6 +239,7 @@ fn others_equal(a: &ClusterObjects, b: &ClusterObjects) -> bool {
         peer_authentications,
         authorization_policies,
         request_authentications,
+        nodes,
     } = a;
     *services == b.services
         && *endpoint_slices == b.endpoint_slices
@@ -253,6 +254,7 @@ fn others_equal(a: &ClusterObjects, b: &ClusterObjects) -> bool {
         && *peer_authentications == b.peer_authentications
         && *authorization_policies == b.authorization_policies
         && *request_authentications == b.request_authentications
+        && *nodes == b.nodes
 }
 
 /// The namespace part of a Sidecar egress `hosts` entry (`*` any, `.` the proxy's own, `~`

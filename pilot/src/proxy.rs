@@ -137,7 +137,7 @@ impl ProxyTarget {
         name: &str,
     ) -> Result<Self, ProxyTargetError> {
         view.pod(namespace, name)
-            .map(Self::from_pod)
+            .map(|pod| Self::from_pod(pod).with_pod_locality(view, pod))
             .ok_or_else(|| ProxyTargetError::PodNotFound {
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
@@ -168,7 +168,7 @@ impl ProxyTarget {
             .pods
             .iter()
             .filter(|pod| pod_has_sidecar(pod))
-            .map(Self::from_pod)
+            .map(|pod| Self::from_pod(pod).with_pod_locality(view, pod))
             .chain(
                 objects
                     .workload_entries

@@ -8,7 +8,7 @@ mod secrets;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::core::ObjectMeta;
 use weft_crds::MeshObject;
@@ -110,6 +110,9 @@ pub struct ClusterObjects {
     pub authorization_policies: Vec<AuthorizationPolicy>,
     /// Istio RequestAuthentications.
     pub request_authentications: Vec<RequestAuthentication>,
+    /// Kubernetes Nodes; only `metadata.name` and `metadata.labels` are read (the topology
+    /// labels that give pods their locality, as Istio reads them).
+    pub nodes: Vec<Node>,
 }
 
 impl ClusterObjects {
@@ -149,6 +152,7 @@ impl ClusterObjects {
         by_key(&mut self.peer_authentications, |o| &o.metadata);
         by_key(&mut self.authorization_policies, |o| &o.metadata);
         by_key(&mut self.request_authentications, |o| &o.metadata);
+        by_key(&mut self.nodes, |o| &o.metadata);
     }
 }
 
@@ -182,6 +186,7 @@ pub struct ClusterView {
     objects: ClusterObjects,
     pods_by_name: BTreeMap<(String, String), usize>,
     workload_entries_by_name: BTreeMap<(String, String), usize>,
+    nodes_by_name: BTreeMap<String, usize>,
     registry: Registry,
     index: MeshIndex,
     cache: BuildCache,
@@ -208,6 +213,12 @@ impl ClusterView {
             .enumerate()
             .map(|(index, entry)| (key(&entry.metadata), index))
             .collect();
+        let nodes_by_name = objects
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(index, node)| (name_of(&node.metadata).to_owned(), index))
+            .collect();
         let registry = Registry::build(&mesh, &objects);
         let index = MeshIndex::build(&mesh, &objects);
         Self {
@@ -215,6 +226,7 @@ impl ClusterView {
             objects,
             pods_by_name,
             workload_entries_by_name,
+            nodes_by_name,
             registry,
             index,
             cache: BuildCache::default(),
@@ -346,6 +358,12 @@ impl ClusterView {
         self.pods_by_name
             .get(&(namespace.to_owned(), name.to_owned()))
             .and_then(|index| self.objects.pods.get(*index))
+    }
+
+    /// The labels of Node `name`, if the view holds it.
+    pub fn node_labels(&self, name: &str) -> Option<&BTreeMap<String, String>> {
+        let node = self.objects.nodes.get(*self.nodes_by_name.get(name)?)?;
+        node.metadata.labels.as_ref()
     }
 
     /// The WorkloadEntry `namespace/name`, if present.

@@ -3,6 +3,13 @@
 //! for Weft's `Mesh`, turned into a [`ClusterView`] by the pure [`objects_from_stores`] and
 //! [`select_mesh`]. The gateways' credential Secrets are watched by name apart from the other
 //! kinds: see [`credentials`].
+//!
+//! Nodes are watched metadata-only (`Api<PartialObjectMeta<Node>>`: `PartialObjectMetadata`
+//! list and watch requests): Pilot reads only their topology labels (a pod's locality, as Istio reads it), while
+//! a full Node carries its status (images, conditions, addresses, capacity: often 10-20 KiB
+//! each) and changes with every status update. The reflector drops `managedFields` as for
+//! every kind, and the view gets Nodes with name and labels only, so a status or heartbeat
+//! update is no change that reaches proxies.
 
 pub mod credentials;
 
@@ -11,9 +18,9 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::Api;
+use kube::api::{Api, ObjectMeta, PartialObjectMeta};
 use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -61,6 +68,8 @@ pub struct Stores {
     pub request_authentications: Store<RequestAuthentication>,
     /// Weft `Mesh` objects (cluster-scoped; the one named `default` is used).
     pub meshes: Store<Mesh>,
+    /// Nodes, metadata only (name and labels; see the module documentation).
+    pub nodes: Store<PartialObjectMeta<Node>>,
 }
 
 /// The write side matching [`Stores`]: each writer is consumed by one reflector (or, in tests,
@@ -96,6 +105,8 @@ pub struct Writers {
     pub request_authentications: Writer<RequestAuthentication>,
     /// Meshes.
     pub meshes: Writer<Mesh>,
+    /// Nodes (metadata only).
+    pub nodes: Writer<PartialObjectMeta<Node>>,
 }
 
 /// Fresh, empty (not yet synced) stores and their writers.
@@ -115,6 +126,7 @@ pub fn stores() -> (Stores, Writers) {
     let (authorization_policies, authorization_policies_w) = reflector::store();
     let (request_authentications, request_authentications_w) = reflector::store();
     let (meshes, meshes_w) = reflector::store();
+    let (nodes, nodes_w) = reflector::store();
     (
         Stores {
             services,
@@ -132,6 +144,7 @@ pub fn stores() -> (Stores, Writers) {
             authorization_policies,
             request_authentications,
             meshes,
+            nodes,
         },
         Writers {
             services: services_w,
@@ -149,6 +162,7 @@ pub fn stores() -> (Stores, Writers) {
             authorization_policies: authorization_policies_w,
             request_authentications: request_authentications_w,
             meshes: meshes_w,
+            nodes: nodes_w,
         },
     )
 }
@@ -202,6 +216,25 @@ pub fn objects_from_stores(stores: &Stores) -> ClusterObjects {
         peer_authentications: owned_spec(&stores.peer_authentications, |o| o.status = None),
         authorization_policies: owned_spec(&stores.authorization_policies, |o| o.status = None),
         request_authentications: owned_spec(&stores.request_authentications, |o| o.status = None),
+        nodes: stores
+            .nodes
+            .state()
+            .iter()
+            .map(|node| node_of(&node.metadata))
+            .collect(),
+    }
+}
+
+/// A Node holding only what Pilot reads, `metadata.name` and `metadata.labels` (so that
+/// `resourceVersion` bumps of status updates are no change).
+fn node_of(metadata: &ObjectMeta) -> Node {
+    Node {
+        metadata: ObjectMeta {
+            name: metadata.name.clone(),
+            labels: metadata.labels.clone(),
+            ..ObjectMeta::default()
+        },
+        ..Node::default()
     }
 }
 
@@ -252,6 +285,7 @@ pub async fn wait_until_synced(stores: &Stores) -> Result<(), reflector::store::
     stores.authorization_policies.wait_until_ready().await?;
     stores.request_authentications.wait_until_ready().await?;
     stores.meshes.wait_until_ready().await?;
+    stores.nodes.wait_until_ready().await?;
     Ok(())
 }
 
@@ -285,7 +319,7 @@ async fn reflect<K>(
 }
 
 /// Spawns one reflector per kind, all cluster-wide, notifying `changed` after every event.
-/// Needs RBAC list/watch on every kind of [`Stores`].
+/// Needs RBAC list/watch on every kind of [`Stores`] (Nodes: metadata only).
 pub fn spawn_reflectors(
     client: &Client,
     writers: Writers,
@@ -317,6 +351,8 @@ pub fn spawn_reflectors(
     spawn!(authorization_policies);
     spawn!(request_authentications);
     spawn!(meshes);
+    // `Api<PartialObjectMeta<Node>>`: kube sends metadata-only list and watch requests.
+    spawn!(nodes);
 }
 
 #[cfg(test)]
@@ -429,6 +465,39 @@ mod tests {
     }
 
     #[test]
+    fn nodes_reach_the_view_with_name_and_labels_only() {
+        let (stores, mut writers) = stores();
+        let mut node: PartialObjectMeta<Node> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {"name": "n1", "resourceVersion": "1",
+                         "labels": {"topology.kubernetes.io/zone": "z1"}}
+        }))
+        .unwrap();
+        writers
+            .nodes
+            .apply_watcher_event(&Event::Apply(node.clone()));
+        let before = view_from_stores(&stores);
+        assert_eq!(
+            before.node_labels("n1").unwrap()["topology.kubernetes.io/zone"],
+            "z1"
+        );
+        // A status update bumps resourceVersion only: no change.
+        node.metadata.resource_version = Some("2".into());
+        writers
+            .nodes
+            .apply_watcher_event(&Event::Apply(node.clone()));
+        let after = view_from_stores(&stores);
+        assert!(after.change_since(&before).is_empty());
+        node.metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("topology.kubernetes.io/zone".into(), "z2".into());
+        writers.nodes.apply_watcher_event(&Event::Apply(node));
+        assert!(!view_from_stores(&stores).change_since(&after).is_empty());
+    }
+
+    #[test]
     fn namespace_labels_come_from_the_store() {
         let (stores, mut writers) = stores();
         let ns: Namespace = serde_json::from_value(serde_json::json!({
@@ -473,6 +542,11 @@ mod tests {
             "the Mesh store has not listed yet"
         );
         init!(meshes);
+        assert!(
+            wait_until_synced(&stores).now_or_never().is_none(),
+            "the Node store has not listed yet"
+        );
+        init!(nodes);
         assert!(matches!(
             wait_until_synced(&stores).now_or_never(),
             Some(Ok(()))

@@ -29,6 +29,8 @@ pub struct FakeApi {
     pub log: Arc<Mutex<Vec<(Method, String, Value)>>>,
     /// Open watches: (collection without namespace, name from a field selector, sender).
     pub watches: Arc<Mutex<Vec<Watch>>>,
+    /// `(uri, Accept header)` of every request that sent one.
+    pub accept_headers: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 pub type Watch = (
@@ -112,6 +114,15 @@ impl FakeApi {
     pub async fn handle(self, request: Request<kube::client::Body>) -> Reply {
         let method = request.method().clone();
         let uri = request.uri().to_string();
+        if let Some(accept) = request
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|value| value.to_str().ok())
+        {
+            self.accept_headers
+                .lock()
+                .push((uri.clone(), accept.to_string()));
+        }
         let (path, query) = uri.split_once('?').unwrap_or((uri.as_str(), ""));
         let (path, query) = (path.to_string(), query.to_string());
         let body = request.into_body().collect_bytes().await.unwrap();
@@ -143,6 +154,7 @@ impl FakeApi {
                     | "endpointslices"
                     | "pods"
                     | "namespaces"
+                    | "nodes"
                     | "serviceaccounts"
                     | "virtualservices"
                     | "destinationrules"

@@ -6,19 +6,92 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use weft_proxy_config::{Endpoint, Locality};
+use weft_proxy_config::{Endpoint, Locality, REGION_LABEL, SUBZONE_LABEL, ZONE_LABEL};
 
 use super::{
     SIDECAR_STATUS_ANNOTATION, ServiceEndpoint, ServiceInstance, ServiceLocation, ServicePort,
-    ServiceResolution, ServiceSource, TLS_MODE_LABEL, TargetPort, protocol_from_name,
+    ServiceResolution, ServiceSource, TLS_MODE_LABEL, TargetPort, parse_locality,
+    protocol_from_name,
 };
 use crate::host::ExportTo;
-use crate::view::{ClusterObjects, MeshSettings, name_of, namespace_of};
+use crate::proxy::ProxyTarget;
+use crate::view::{ClusterObjects, ClusterView, MeshSettings, name_of, namespace_of};
 
 /// The label an EndpointSlice carries naming its Service (`kubernetes.io/service-name`).
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Istio's annotation carrying a Service's `exportTo` list (comma-separated).
 const EXPORT_TO_ANNOTATION: &str = "networking.istio.io/exportTo";
+/// Istio's pod label overriding the locality (`region.zone.subzone`, dots for the slashes a
+/// label value cannot hold).
+pub(crate) const LOCALITY_LABEL: &str = "istio-locality";
+/// The deprecated region label Istio still reads on Nodes when the GA one is absent.
+const BETA_REGION_LABEL: &str = "failure-domain.beta.kubernetes.io/region";
+/// The deprecated zone label Istio still reads on Nodes when the GA one is absent.
+const BETA_ZONE_LABEL: &str = "failure-domain.beta.kubernetes.io/zone";
+
+/// The labels of each Node of `objects` by name.
+fn node_labels(objects: &ClusterObjects) -> BTreeMap<&str, &BTreeMap<String, String>> {
+    objects
+        .nodes
+        .iter()
+        .filter_map(|node| Some((name_of(&node.metadata), node.metadata.labels.as_ref()?)))
+        .collect()
+}
+
+/// The locality a Node's labels give its pods (Istio's `getNodeLocality`):
+/// `topology.kubernetes.io/region` (else the deprecated `failure-domain.beta...` label),
+/// `topology.kubernetes.io/zone` (likewise) and `topology.istio.io/subzone`; `None` when the
+/// Node has none of them.
+pub(crate) fn node_locality(labels: &BTreeMap<String, String>) -> Option<Locality> {
+    let get = |ga: &str, beta: Option<&str>| {
+        labels
+            .get(ga)
+            .or_else(|| beta.and_then(|beta| labels.get(beta)))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let locality = Locality {
+        region: get(REGION_LABEL, Some(BETA_REGION_LABEL)),
+        zone: get(ZONE_LABEL, Some(BETA_ZONE_LABEL)),
+        sub_zone: get(SUBZONE_LABEL, None),
+    };
+    let empty =
+        locality.region.is_empty() && locality.zone.is_empty() && locality.sub_zone.is_empty();
+    (!empty).then_some(locality)
+}
+
+/// A pod's locality (Istio's rule for Kubernetes pods): the pod label `istio-locality`
+/// (`region.zone.subzone`) when set, else the topology labels of its Node (`node`, the labels
+/// of the Node named by `spec.nodeName`, see [`node_locality`]), else the topology labels on
+/// the pod itself (Weft's fallback when the Node is unknown). Pure; takes the pod's labels.
+pub(crate) fn pod_locality(
+    pod_labels: &BTreeMap<String, String>,
+    node: Option<&BTreeMap<String, String>>,
+) -> Locality {
+    if let Some(label) = pod_labels
+        .get(LOCALITY_LABEL)
+        .filter(|label| !label.is_empty())
+    {
+        return parse_locality(&label.replace('.', "/"));
+    }
+    node.and_then(node_locality)
+        .unwrap_or_else(|| locality_from_labels(pod_labels))
+}
+
+impl ProxyTarget {
+    /// The target with the locality of `pod` in `view`: [`pod_locality`] with the labels of
+    /// the Node named by the pod's `spec.nodeName` (Istio's proxy locality on Kubernetes).
+    pub(crate) fn with_pod_locality(mut self, view: &ClusterView, pod: &Pod) -> Self {
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.node_name.as_deref())
+            .and_then(|name| view.node_labels(name));
+        let unlabelled = BTreeMap::new();
+        self.locality = pod_locality(pod.metadata.labels.as_ref().unwrap_or(&unlabelled), node);
+        self
+    }
+}
 
 /// One registry service per Kubernetes Service with a spec, except `ExternalName` Services
 /// (which have no ports to proxy in this model). Ports whose protocol is not TCP (UDP, SCTP)
@@ -43,6 +116,7 @@ pub(super) fn services(mesh: &MeshSettings, objects: &ClusterObjects) -> Vec<Ser
         .iter()
         .map(|pod| ((namespace_of(&pod.metadata), name_of(&pod.metadata)), pod))
         .collect();
+    let nodes = node_labels(objects);
     objects
         .services
         .iter()
@@ -52,7 +126,7 @@ pub(super) fn services(mesh: &MeshSettings, objects: &ClusterObjects) -> Vec<Ser
             let own_slices = slices
                 .get(&(namespace, name))
                 .map_or(&[][..], Vec::as_slice);
-            service_instance(mesh, service, own_slices, &pods)
+            service_instance(mesh, service, own_slices, &pods, &nodes)
         })
         .collect()
 }
@@ -62,6 +136,7 @@ fn service_instance(
     service: &Service,
     slices: &[&EndpointSlice],
     pods: &BTreeMap<(&str, &str), &Pod>,
+    nodes: &BTreeMap<&str, &BTreeMap<String, String>>,
 ) -> Option<ServiceInstance> {
     let spec = service.spec.as_ref()?;
     if spec.type_.as_deref() == Some("ExternalName") {
@@ -106,7 +181,7 @@ fn service_instance(
             .filter_map(|ip| ip.parse().ok())
             .collect()
     };
-    let endpoints = endpoints(mesh, &ports, slices, pods);
+    let endpoints = endpoints(mesh, &ports, slices, pods, nodes);
     if headless {
         // Istio matches a headless Service's traffic by the endpoints' own addresses.
         vips = endpoints
@@ -152,12 +227,15 @@ fn service_instance(
 }
 
 /// The ready endpoints of `slices` for each of `ports` (an EndpointSlice port matches the
-/// Service port of the same name; its number is the resolved target port).
+/// Service port of the same name; its number is the resolved target port). An endpoint's
+/// locality is its pod's ([`pod_locality`], with the Node the slice or the pod names), its zone
+/// else the slice's `zone`.
 fn endpoints(
     mesh: &MeshSettings,
     ports: &[ServicePort],
     slices: &[&EndpointSlice],
     pods: &BTreeMap<(&str, &str), &Pod>,
+    nodes: &BTreeMap<&str, &BTreeMap<String, String>>,
 ) -> Vec<ServiceEndpoint> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
@@ -197,6 +275,15 @@ fn endpoints(
                         continue;
                     }
                     let mut built = pod_endpoint(mesh, pod, address, target);
+                    if let Some(pod) = pod {
+                        let node_name = endpoint.node_name.as_deref().or_else(|| {
+                            pod.spec.as_ref().and_then(|spec| spec.node_name.as_deref())
+                        });
+                        let node = node_name.and_then(|name| nodes.get(name).copied());
+                        let unlabelled = BTreeMap::new();
+                        let labels = pod.metadata.labels.as_ref().unwrap_or(&unlabelled);
+                        built.locality = pod_locality(labels, node);
+                    }
                     if built.locality.zone.is_empty() {
                         built.locality.zone = endpoint.zone.clone().unwrap_or_default();
                     }
@@ -268,9 +355,9 @@ pub(crate) fn pod_service_account(pod: &Pod) -> String {
 pub(crate) fn locality_from_labels(labels: &BTreeMap<String, String>) -> Locality {
     let get = |key: &str| labels.get(key).cloned().unwrap_or_default();
     Locality {
-        region: get("topology.kubernetes.io/region"),
-        zone: get("topology.kubernetes.io/zone"),
-        sub_zone: get("topology.istio.io/subzone"),
+        region: get(REGION_LABEL),
+        zone: get(ZONE_LABEL),
+        sub_zone: get(SUBZONE_LABEL),
     }
 }
 
@@ -306,3 +393,6 @@ pub(crate) fn named_container_port(pod: &Pod, name: &str) -> Option<u16> {
         .find(|port| port.name.as_deref() == Some(name))
         .and_then(|port| u16::try_from(port.container_port).ok())
 }
+
+#[cfg(test)]
+mod tests;
