@@ -254,6 +254,8 @@ impl LocalMesh {
         let injection = InjectionConfig {
             discovery_address: format!("{}:{DISCOVERY_PORT}", operator_host.ip),
             trust_domain: "cluster.local".to_string(),
+            // The standalone operator's identity is in the mesh's root namespace.
+            operator_namespace: INGRESS_NAMESPACE.to_string(),
             ..InjectionConfig::default()
         };
         for (name, yaml) in files {
@@ -413,12 +415,15 @@ impl LocalMesh {
         self.lab.exec(&host, full[0], &full[1..])?;
 
         let mut proxy_args = proxy.args.unwrap_or_default();
-        proxy_args.extend([
-            "--cert-dir".to_string(),
-            cert_dir.display().to_string(),
-            "--access-log".to_string(),
-            "off".to_string(),
-        ]);
+        // The injected `--cert-dir` names the pod's Secret volume; here the certificates are
+        // in the lab's state directory.
+        match proxy_args.iter().position(|arg| arg == "--cert-dir") {
+            Some(flag) if flag + 1 < proxy_args.len() => {
+                proxy_args[flag + 1] = cert_dir.display().to_string();
+            }
+            _ => proxy_args.extend(["--cert-dir".to_string(), cert_dir.display().to_string()]),
+        }
+        proxy_args.extend(["--access-log".to_string(), "off".to_string()]);
         let proxy_process =
             self.spawn_proxy(&spec, &host, &proxy_args, format!("proxy of {}", spec.name))?;
         let workload = Workload {

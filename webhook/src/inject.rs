@@ -33,6 +33,10 @@
 //! ```text
 //! weft-proxy run
 //!   --discovery-address <host:port>          xDS and CA server (ProxyConfig.discoveryAddress)
+//!   --cert-dir <dir>                         the workload certificate Secret's mount
+//!                                            (/var/run/secrets/workload-spiffe-credentials)
+//!   --control-plane-namespace <namespace>    the operator's namespace: the proxy expects the
+//!                                            discovery server to be `.../ns/<it>/sa/weft-operator`
 //!   --trust-domain <domain>                  the mesh's SPIFFE trust domain
 //!   --log-level <level>                      trace|debug|info|warning|error|critical|off
 //!   --concurrency <n>                        only when set (ProxyConfig.concurrency)

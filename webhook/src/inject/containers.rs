@@ -203,6 +203,10 @@ pub(crate) fn proxy_container(
         args.push(value);
     };
     flag("discovery-address", settings.discovery_address.clone());
+    // The workload certificate (the volume below) and the namespace of the operator's own
+    // identity, which the proxy verifies on the discovery stream.
+    flag("cert-dir", WORKLOAD_CERT_DIR.to_string());
+    flag("control-plane-namespace", config.operator_namespace.clone());
     flag("trust-domain", config.trust_domain.clone());
     flag("log-level", settings.log_level.clone());
     if let Some(concurrency) = settings.concurrency {
