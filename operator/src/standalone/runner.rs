@@ -22,7 +22,7 @@ use weft_proxy::tls::{CertPaths, CertStore};
 use super::citadel::FileCitadel;
 use super::config_dir::ConfigDir;
 use crate::discovery::{DebounceSettings, DiscoveryServer, metrics::DiscoveryMetrics};
-use crate::jwks::{JwksResolver, JwksSettings, REFRESH_INTERVAL_ENV};
+use crate::jwks::{JwksResolver, JwksSettings};
 use crate::monitoring::{self, Monitoring};
 use crate::snapshot::Snapshot;
 
@@ -131,10 +131,9 @@ pub async fn run(settings: StandaloneSettings, shutdown: CancellationToken) -> a
     let view = ClusterView::from_documents(objects.clone(), ClusterObjects::default())
         .with_secrets(dir.secrets());
     // Key sets of RequestAuthentication `jwksUri`s, fetched and refreshed in the background.
-    let interval = std::env::var(REFRESH_INTERVAL_ENV).ok();
-    let jwks = Arc::new(JwksResolver::new(JwksSettings::from_env_value(
-        interval.as_deref(),
-    )?)?);
+    let jwks = Arc::new(JwksResolver::new(JwksSettings::from_env(|name| {
+        std::env::var(name).ok()
+    })?)?);
     let mut jwks_changes = jwks.subscribe();
     tokio::spawn({
         let (jwks, shutdown) = (jwks.clone(), shutdown.clone());
