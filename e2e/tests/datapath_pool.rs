@@ -7,6 +7,8 @@
 //!   stops answering, `probes` probes `interval` apart are sent and the connection is dropped.
 //! - `http.h2UpgradePolicy`: `UPGRADE` sends HTTP/1.1 requests upstream as HTTP/2 (the server
 //!   sees the HTTP/2 preface), `DO_NOT_UPGRADE` keeps HTTP/1.1.
+//! - `loadBalancer.simple`: `LEAST_REQUEST` (and its alias `LEAST_CONN`) sends few requests
+//!   to an endpoint that is slow to answer; `ROUND_ROBIN` sends it its equal share.
 //! - `http.http2MaxRequests`: concurrent requests over the limit get 503 `UO` at once.
 //! - `tcp.maxConnections` on a TCP port: connections over the limit are closed at once and
 //!   reported with flag `UO`.
@@ -24,9 +26,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use weft_e2e::{
@@ -34,6 +34,11 @@ use weft_e2e::{
     subsets_with_policy,
 };
 use weft_lab::mesh::LocalMesh;
+
+#[path = "datapath_pool/http_server.rs"]
+mod http_server;
+
+use http_server::{Seen, serve_any_http};
 
 /// The DestinationRule of `reviews` (subsets v1 and v2) with `traffic_policy` (YAML mapping
 /// lines indented by 4).
@@ -303,115 +308,13 @@ fn tcp_keepalive_probes_idle_upstream_connections_and_drops_dead_ones() {
     println!("tcpKeepalive: dead connections dropped after {waited:?}, {most_probes} probes seen");
 }
 
-/// What an HTTP server outside the mesh saw: the protocol of each request it answered
-/// (`h2` on a connection that began with the HTTP/2 preface, else `http/1.1`).
-type Seen = Arc<Mutex<Vec<&'static str>>>;
-
-/// The HTTP/2 client connection preface (RFC 9113, section 3.4).
-const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// Serves on `ip` (an ephemeral port) from a thread that lives as long as the test process:
-/// HTTP/1.1 requests and prior-knowledge HTTP/2 (h2c) connections each get an empty 200.
-/// Records each request's protocol in the returned list.
-fn serve_any_http(ip: Ipv4Addr) -> (u16, Seen) {
-    let listener = TcpListener::bind((ip, 0)).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Seen::default();
-    let record = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let record = record.clone();
-            std::thread::spawn(move || serve_connection(stream, &record));
-        }
-    });
-    (port, seen)
-}
-
-fn serve_connection(mut stream: TcpStream, seen: &Mutex<Vec<&'static str>>) {
-    let mut start = [0u8; 24];
-    if stream.read_exact(&mut start).is_err() {
-        return;
-    }
-    if &start == PREFACE {
-        let _ = serve_h2(stream, || seen.lock().unwrap().push("h2"));
-    } else {
-        let _ = serve_http1(stream, start.to_vec(), || {
-            seen.lock().unwrap().push("http/1.1")
-        });
-    }
-}
-
-/// HTTP/1.1 keep-alive: every request head gets `200` with an empty body; `answered` is
-/// called for each.
-fn serve_http1(
-    mut stream: TcpStream,
-    mut buffer: Vec<u8>,
-    answered: impl Fn(),
-) -> std::io::Result<()> {
-    let mut chunk = [0u8; 4096];
-    loop {
-        while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            buffer.drain(..end + 4);
-            answered();
-            stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")?;
-        }
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(());
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// A minimal HTTP/2 server after the preface: acknowledges SETTINGS and PING, and answers
-/// every stream that ends (HEADERS or DATA with END_STREAM) with HEADERS `:status: 200`
-/// (HPACK static index 8) and END_STREAM; `answered` is called for each.
-fn serve_h2(mut stream: TcpStream, answered: impl Fn()) -> std::io::Result<()> {
-    const DATA: u8 = 0x0;
-    const HEADERS: u8 = 0x1;
-    const SETTINGS: u8 = 0x4;
-    const PING: u8 = 0x6;
-    const GOAWAY: u8 = 0x7;
-    const END_STREAM: u8 = 0x1;
-    const ACK: u8 = 0x1;
-    let frame = |kind: u8, flags: u8, stream_id: u32, payload: &[u8]| {
-        let len = payload.len() as u32;
-        let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-        out.extend_from_slice(&stream_id.to_be_bytes());
-        out.extend_from_slice(payload);
-        out
-    };
-    stream.write_all(&frame(SETTINGS, 0, 0, &[]))?;
-    loop {
-        let mut head = [0u8; 9];
-        stream.read_exact(&mut head)?;
-        let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
-        let (kind, flags) = (head[3], head[4]);
-        let stream_id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-        let mut payload = vec![0u8; len];
-        stream.read_exact(&mut payload)?;
-        match kind {
-            SETTINGS if flags & ACK == 0 => stream.write_all(&frame(SETTINGS, ACK, 0, &[]))?,
-            PING if flags & ACK == 0 => stream.write_all(&frame(PING, ACK, 0, &payload))?,
-            HEADERS | DATA if flags & END_STREAM != 0 => {
-                // END_HEADERS | END_STREAM, `:status: 200`.
-                answered();
-                stream.write_all(&frame(HEADERS, 0x4 | END_STREAM, stream_id, &[0x88]))?;
-            }
-            GOAWAY => return Ok(()),
-            _ => {}
-        }
-    }
-}
-
 #[test]
 fn h2_upgrade_policy_upgrade_sends_http2_and_do_not_upgrade_keeps_http1() {
     let mut mesh = mesh_or_skip!();
     mesh.add_workload(client("client", "client")).unwrap();
     // The test process's own address on the lab bridge (`Lab::attach_root`).
     let root_ip = Ipv4Addr::new(198, 18, mesh.lab().subnet(), 254);
-    let (port, seen) = serve_any_http(root_ip);
+    let (port, seen) = serve_any_http(root_ip, Duration::ZERO);
     let vip = mesh.lab().vip(5);
     let name = "plain.example.com";
     mesh.write_config("se-plain.yaml", &external_entry(name, vip, root_ip, port))
@@ -446,6 +349,83 @@ fn h2_upgrade_policy_upgrade_sends_http2_and_do_not_upgrade_keeps_http1() {
         observed.push((policy, protocols));
     }
     println!("h2UpgradePolicy: {observed:?}");
+}
+
+#[test]
+fn least_request_avoids_the_busy_endpoint_and_round_robin_does_not() {
+    let mut mesh = mesh_or_skip!();
+    mesh.add_workload(client("client", "client")).unwrap();
+    let root_ip = Ipv4Addr::new(198, 18, mesh.lab().subnet(), 254);
+    // Eight endpoints outside the mesh: one answers after 400 ms, seven at once.
+    let servers: Vec<(u16, Seen)> = [400, 0, 0, 0, 0, 0, 0, 0]
+        .into_iter()
+        .map(|ms| serve_any_http(root_ip, Duration::from_millis(ms)))
+        .collect();
+    let endpoints: String = servers
+        .iter()
+        .map(|(port, _)| format!("  - {{address: {root_ip}, ports: {{http: {port}}}}}\n"))
+        .collect();
+    let vip = mesh.lab().vip(5);
+    let name = "pool.example.com";
+    apply(
+        &mesh,
+        "se-pool.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: pool, namespace: {NS}}}\nspec:\n  hosts: [{name}]\n  addresses: [{vip}]\n  ports: [{{number: 9080, name: http, protocol: HTTP}}]\n  location: MESH_EXTERNAL\n  resolution: STATIC\n  endpoints:\n{endpoints}"
+        ),
+    );
+    let url = format!("http://{name}:9080/");
+    // Warm up: the client's sidecar opens its pooled connections to every endpoint, so the
+    // measured loads below compare endpoints, not connection set-up.
+    let warm = mesh
+        .load("client", &url, &[(name, vip)], &[], 32, 4)
+        .unwrap();
+    assert_eq!(count(&warm, "status", "200"), 32, "{warm}");
+    let mut observed = Vec::new();
+    // Round robin gives the slow endpoint its eighth; the power of two choices by requests
+    // in flight gives it little more than the 1/64 chance of drawing it twice.
+    // (LEAST_CONN, Istio's alias, and the default give the same config as LEAST_REQUEST:
+    // round robin sits between them, as each step must change the config.)
+    for (policy, to_slow_range) in [
+        ("ROUND_ROBIN", 9..=11),
+        ("LEAST_CONN", 0..=6),
+        ("ROUND_ROBIN", 9..=11),
+        ("LEAST_REQUEST", 0..=6),
+    ] {
+        apply(
+            &mesh,
+            "dr-pool.yaml",
+            &rule(
+                "pool",
+                name,
+                &format!("{{loadBalancer: {{simple: {policy}}}}}"),
+            ),
+        );
+        for (_, seen) in &servers {
+            seen.lock().unwrap().clear();
+        }
+        let report = mesh
+            .load("client", &url, &[(name, vip)], &[], 80, 4)
+            .unwrap();
+        assert_eq!(count(&report, "status", "200"), 80, "{policy}: {report}");
+        let answered: Vec<usize> = servers
+            .iter()
+            .map(|(_, seen)| seen.lock().unwrap().len())
+            .collect();
+        assert_eq!(
+            answered.iter().sum::<usize>(),
+            80,
+            "{policy}: every request reached a server: {answered:?}"
+        );
+        assert!(
+            to_slow_range.contains(&answered[0]),
+            "{policy}: the slow endpoint answered {} of 80, expected {to_slow_range:?} \
+             (per endpoint, slow first: {answered:?})",
+            answered[0]
+        );
+        observed.push((policy, answered));
+    }
+    println!("requests per endpoint (slow first) of 80: {observed:?}");
 }
 
 #[test]
