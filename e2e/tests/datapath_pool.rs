@@ -9,7 +9,8 @@
 //!   sees the HTTP/2 preface), `DO_NOT_UPGRADE` keeps HTTP/1.1.
 //! - `loadBalancer.simple`: `LEAST_REQUEST` (and its alias `LEAST_CONN`) sends few requests
 //!   to an endpoint that is slow to answer; `ROUND_ROBIN` sends it its equal share, `RANDOM`
-//!   about that share with a random spread.
+//!   about that share with a random spread; `PASSTHROUGH` forwards to the address the client
+//!   dialled instead of the registered endpoints.
 //! - `http.http2MaxRequests`: concurrent requests over the limit get 503 `UO` at once.
 //! - `tcp.maxConnections` on a TCP port: connections over the limit are closed at once and
 //!   reported with flag `UO`.
@@ -38,8 +39,11 @@ use weft_lab::mesh::LocalMesh;
 
 #[path = "datapath_pool/http_server.rs"]
 mod http_server;
+#[path = "datapath_pool/ss.rs"]
+mod ss;
 
 use http_server::{Seen, serve_any_http};
+use ss::keepalive_timers;
 
 /// The DestinationRule of `reviews` (subsets v1 and v2) with `traffic_policy` (YAML mapping
 /// lines indented by 4).
@@ -138,79 +142,6 @@ fn connect_timeout_fails_with_503_uf_after_the_configured_time() {
         measured.push((timeout_ms, p50));
     }
     println!("connectTimeout (configured ms, p50 ms): {measured:?}");
-}
-
-/// The keepalive timers of `workload`'s established TCP sockets to any of `peers`: (local
-/// port, remaining ms, probes sent), from `ss -o` (`timer:(keepalive,1.2sec,0)`). Sockets
-/// without a keepalive timer are listed with `None`.
-fn keepalive_timers(
-    mesh: &LocalMesh,
-    workload: &str,
-    peers: &[Ipv4Addr],
-) -> Vec<(u16, Option<(u64, u32)>)> {
-    let host = &mesh.workload(workload).unwrap().host;
-    let mut filter = vec!["-Htno", "state", "established"];
-    let peers: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
-    for (index, peer) in peers.iter().enumerate() {
-        if index > 0 {
-            filter.push("or");
-        }
-        filter.extend(["dst", peer.as_str()]);
-    }
-    let out = mesh.lab().exec(host, "ss", &filter).unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let local = fields.get(2)?;
-            let port = local.rsplit(':').next()?.parse().ok()?;
-            let timer = line
-                .split("timer:(keepalive,")
-                .nth(1)
-                .and_then(|rest| rest.split(')').next())
-                .and_then(|inner| {
-                    let (time, probes) = inner.split_once(',')?;
-                    Some((ss_millis(time)?, probes.parse().ok()?))
-                });
-            Some((port, timer))
-        })
-        .collect()
-}
-
-/// An `ss` timer value in ms, as iproute2's `print_ms_timer` writes it: `[<m>min][<s>sec |
-/// <s>.][<ms>ms]`, e.g. `880ms`, `1.976ms` (1 s 976 ms), `2sec`, `1min30sec`.
-fn ss_millis(text: &str) -> Option<u64> {
-    let (minutes, rest) = match text.split_once("min") {
-        Some((minutes, rest)) => (minutes.parse::<u64>().ok()?, rest),
-        None => (0, text),
-    };
-    let (seconds, rest) = if let Some((seconds, rest)) = rest.split_once("sec") {
-        (seconds.parse::<u64>().ok()?, rest)
-    } else if let Some((seconds, rest)) = rest.split_once('.') {
-        (seconds.parse::<u64>().ok()?, rest)
-    } else {
-        (0, rest)
-    };
-    let millis = match rest.strip_suffix("ms") {
-        Some(millis) => millis.parse::<u64>().ok()?,
-        None if rest.is_empty() => 0,
-        None => return None,
-    };
-    Some(minutes * 60_000 + seconds * 1000 + millis)
-}
-
-#[test]
-fn ss_timer_values_parse_as_iproute2_prints_them() {
-    for (text, ms) in [
-        ("880ms", 880),
-        ("1.976ms", 1976),
-        ("2sec", 2000),
-        ("1min30sec", 90_000),
-        ("2min", 120_000),
-    ] {
-        assert_eq!(ss_millis(text), Some(ms), "{text}");
-    }
-    assert_eq!(ss_millis("soon"), None);
 }
 
 #[test]
@@ -436,6 +367,51 @@ fn least_request_avoids_the_busy_endpoint_and_round_robin_and_random_do_not() {
         observed.push((policy, answered));
     }
     println!("requests per endpoint (slow first) of 80: {observed:?}");
+}
+
+#[test]
+fn passthrough_forwards_to_the_original_destination_instead_of_the_endpoints() {
+    let mut mesh = mesh_or_skip!();
+    mesh.add_workload(client("client", "client")).unwrap();
+    let root_ip = Ipv4Addr::new(198, 18, mesh.lab().subnet(), 254);
+    // The service's address is a real server (A); its registered endpoint is another (B).
+    let (port_a, a) = serve_any_http(root_ip, Duration::ZERO);
+    let (port_b, b) = serve_any_http(root_ip, Duration::ZERO);
+    let name = "origin.example.com";
+    apply(
+        &mesh,
+        "se-origin.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: origin, namespace: {NS}}}\nspec:\n  hosts: [{name}]\n  addresses: [{root_ip}]\n  ports: [{{number: {port_a}, name: http, protocol: HTTP}}]\n  location: MESH_EXTERNAL\n  resolution: STATIC\n  endpoints: [{{address: {root_ip}, ports: {{http: {port_b}}}}}]\n"
+        ),
+    );
+    let url = format!("http://{name}:{port_a}/");
+    let mut observed = Vec::new();
+    for lb in ["{simple: ROUND_ROBIN}", "{simple: PASSTHROUGH}"] {
+        apply(
+            &mesh,
+            "dr-origin.yaml",
+            &rule("origin", name, &format!("{{loadBalancer: {lb}}}")),
+        );
+        a.lock().unwrap().clear();
+        b.lock().unwrap().clear();
+        let report = mesh
+            .load("client", &url, &[(name, root_ip)], &[], 4, 1)
+            .unwrap();
+        assert_eq!(count(&report, "status", "200"), 4, "{lb}: {report}");
+        let answered = (a.lock().unwrap().len(), b.lock().unwrap().len());
+        observed.push((lb, answered));
+    }
+    assert_eq!(
+        observed[0].1,
+        (0, 4),
+        "balanced, requests go to the registered endpoint (B): {observed:?}"
+    );
+    assert_eq!(
+        observed[1].1,
+        (4, 0),
+        "PASSTHROUGH forwards to the address the client dialled (A): {observed:?}"
+    );
 }
 
 #[test]
