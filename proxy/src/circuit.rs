@@ -2,8 +2,8 @@
 //! concurrent requests and concurrent retries per cluster. A request over the cap fails at once
 //! with 503 and flag `UO`; a retry over the retry cap is not made.
 //!
-//! The legacy connection pool does not expose its queue, so Envoy's limits are mapped onto
-//! concurrency: an HTTP/1.1 connection carries one request at a time, so `maxConnections +
+//! The upstream pool (`upstream/pool.rs`) keeps no queue of its own: a request either gets a
+//! ready connection or opens one. So Envoy's limits are mapped onto concurrency: an HTTP/1.1 connection carries one request at a time, so `maxConnections +
 //! http1MaxPendingRequests` concurrent requests are allowed; `http2MaxRequests` caps requests
 //! for every protocol; `maxConnections` caps TCP connections. Counters survive config updates.
 
