@@ -113,12 +113,23 @@ pub async fn connect(
         max_backoff: Duration::from_secs(1),
     };
     let (tx, configs) = tokio::sync::mpsc::unbounded_channel();
+    // The discovery server may not accept streams yet (it waits for the stores to sync):
+    // reconnect until the test stops the stream, as the proxy's client does.
     let stream = tokio::spawn(async move {
-        let mut apply = move |config: weft_discovery::ProxyConfig| {
-            let _ = tx.send(config);
-            Ok(())
-        };
-        weft_discovery::client::stream_once(&client_settings, hello, &mut apply).await
+        loop {
+            let sender = tx.clone();
+            let mut apply = move |config: weft_discovery::ProxyConfig| {
+                let _ = sender.send(config);
+                Ok(())
+            };
+            let ended =
+                weft_discovery::client::stream_once(&client_settings, hello.clone(), &mut apply)
+                    .await;
+            if tx.is_closed() {
+                return ended;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     });
     (configs, stream)
 }
