@@ -372,7 +372,10 @@ mod tests {
             assert!(operator_allowed("", "nodes", verb, None, None), "{verb}");
         }
         for verb in ["create", "patch", "update", "delete"] {
-            assert!(!operator_allowed("", "nodes", verb, None, Some("n1")), "{verb}");
+            assert!(
+                !operator_allowed("", "nodes", verb, None, Some("n1")),
+                "{verb}"
+            );
         }
     }
 
