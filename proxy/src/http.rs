@@ -21,7 +21,7 @@ use std::time::SystemTime;
 
 use http::header::HeaderValue;
 use http::{Request, Response};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -182,16 +182,16 @@ async fn handle(
     conn: &ConnInfo,
     mut request: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let request_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // A request without a body (a GET) needs no byte counter and no boxed body wrapper.
+    let request_bytes =
+        (!request.body().is_end_stream()).then(|| Arc::new(std::sync::atomic::AtomicU64::new(0)));
     let mut guard = LogGuard::new(
         empty_log(proxy.direction),
         Arc::clone(&proxy.observer),
-        Arc::clone(&request_bytes),
+        request_bytes.clone(),
     );
-    if !request.headers().contains_key(X_REQUEST_ID)
-        && let Ok(value) = HeaderValue::from_str(&request_id())
-    {
-        request.headers_mut().insert(X_REQUEST_ID, value);
+    if !request.headers().contains_key(X_REQUEST_ID) {
+        request.headers_mut().insert(X_REQUEST_ID, request_id());
     }
     {
         let log = guard.log();
@@ -220,7 +220,10 @@ async fn handle(
         log.downstream_peer = Some(conn.peer);
         log.source_principal = conn.source_principal.clone();
     }
-    let request = request.map(|body| log_guard::count_request_body(body, request_bytes));
+    let request = request.map(|body| match request_bytes {
+        Some(counter) => log_guard::count_request_body(body, counter),
+        None => log_guard::empty_request_body(),
+    });
     let response = match (proxy.store.snapshot(), &proxy.app) {
         (None, _) => local_reply(
             503,
@@ -315,19 +318,24 @@ pub(crate) async fn route_in(
     }
 }
 
-/// A random UUID v4 in its canonical text form (Envoy's `x-request-id` format); one allocation.
-fn request_id() -> String {
+/// A random UUID v4 in its canonical text form (Envoy's `x-request-id` format) as a header
+/// value; one allocation (the value's bytes).
+fn request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes: [u8; 16] = rand::random();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let mut id = String::with_capacity(36);
+    let mut id = [0u8; 36];
+    let mut at = 0;
     for (index, byte) in bytes.iter().enumerate() {
         if matches!(index, 4 | 6 | 8 | 10) {
-            id.push('-');
+            id[at] = b'-';
+            at += 1;
         }
-        id.push(char::from(HEX[usize::from(byte >> 4)]));
-        id.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        id[at] = HEX[usize::from(byte >> 4)];
+        id[at + 1] = HEX[usize::from(byte & 0x0f)];
+        at += 2;
     }
-    id
+    // Only hex digits and dashes: always a valid header value.
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }

@@ -164,8 +164,16 @@ pub async fn forward(
     let replayable = !upgrade && (plan.retry.is_some() || !plan.mirrors.is_empty());
     let routed = async {
         if !replayable {
-            let outcome =
-                try_once(cluster, conn, &parts, body, None, plan.retry.as_ref(), log).await;
+            let outcome = try_once(
+                cluster,
+                conn,
+                &mut parts,
+                body,
+                None,
+                plan.retry.as_ref(),
+                log,
+            )
+            .await;
             log.attempts = 1;
             return outcome;
         }
@@ -178,14 +186,14 @@ pub async fn forward(
         if mirrors.is_empty() && body.is_end_stream() {
             // No body (a GET): every try sends the same empty body, nothing to copy.
             let replay = NextBody::Complete(Bytes::new());
-            return retry_loop(plan, cluster, conn, &parts, body, replay, log).await;
+            return retry_loop(plan, cluster, conn, &mut parts, body, replay, log).await;
         }
         let (tee, replay, mirror_bodies) = TeeBody::new(body, RETRY_BUFFER_LIMIT, mirrors.len());
         for (mirror, body) in mirrors.into_iter().zip(mirror_bodies) {
             mirror_request(Arc::clone(mirror), conn.clone(), &parts, body);
         }
         let replay = NextBody::Teed(replay);
-        retry_loop(plan, cluster, conn, &parts, tee.boxed(), replay, log).await
+        retry_loop(plan, cluster, conn, &mut parts, tee.boxed(), replay, log).await
     };
     let outcome = match plan.timeout {
         None => Some(routed.await),
@@ -229,12 +237,13 @@ enum NextBody {
 }
 
 /// Tries until a non-retriable outcome or the attempts run out. `Ok` carries the upstream
-/// response (possibly a retriable status after the last try), or a local reply.
+/// response (possibly a retriable status after the last try), or a local reply. Each try but
+/// the last sends a copy of `parts`' headers; the last takes them.
 async fn retry_loop(
     plan: &ForwardPlan,
     cluster: &ClusterRuntime,
     conn: &ConnInfo,
-    parts: &Parts,
+    parts: &mut Parts,
     first_body: ProxyBody,
     next: NextBody,
     log: &mut RequestLog,
@@ -252,10 +261,13 @@ async fn retry_loop(
         let Some(this_body) = body.take() else {
             break;
         };
+        let last = attempt == retries;
+        let headers = if last { Headers::Take } else { Headers::Copy };
         let (outcome, upstream) = send(
             cluster,
             conn,
             parts,
+            headers,
             this_body,
             previous,
             plan.retry.as_ref(),
@@ -263,7 +275,6 @@ async fn retry_loop(
         .await;
         log.upstream_host = upstream.or(log.upstream_host);
         previous = upstream;
-        let last = attempt == retries;
         let retriable = plan
             .retry
             .as_ref()
@@ -322,17 +333,17 @@ async fn retry_loop(
     ))
 }
 
-/// One try without replay (streamed body).
+/// One try without replay (streamed body); it takes `parts`' headers.
 async fn try_once(
     cluster: &ClusterRuntime,
     conn: &ConnInfo,
-    parts: &Parts,
+    parts: &mut Parts,
     body: ProxyBody,
     exclude: Option<SocketAddr>,
     retry: Option<&CompiledRetry>,
     log: &mut RequestLog,
 ) -> Routed {
-    let (outcome, upstream) = send(cluster, conn, parts, body, exclude, retry).await;
+    let (outcome, upstream) = send(cluster, conn, parts, Headers::Take, body, exclude, retry).await;
     log.upstream_host = upstream;
     finish(outcome, log)
 }
@@ -370,12 +381,23 @@ fn finish(outcome: TryOutcome, log: &mut RequestLog) -> Routed {
     }
 }
 
+/// Whether a try copies the request's headers (another try may follow) or takes them.
+#[derive(Clone, Copy)]
+enum Headers {
+    /// Clone them: `parts` is used again.
+    Copy,
+    /// Move them out of `parts` (left empty): no try follows.
+    Take,
+}
+
 /// Sends one try to an endpoint of `cluster` (not `exclude` if another exists), within the
-/// per-try timeout. Returns the outcome and the endpoint used.
+/// per-try timeout, with `parts`' headers copied or taken (`headers`). Returns the outcome and
+/// the endpoint used.
 async fn send(
     cluster: &ClusterRuntime,
     conn: &ConnInfo,
-    parts: &Parts,
+    parts: &mut Parts,
+    headers: Headers,
     body: ProxyBody,
     exclude: Option<SocketAddr>,
     retry: Option<&CompiledRetry>,
@@ -410,8 +432,8 @@ async fn send(
         Some(picked) => Some(picked.endpoint().authority.clone()),
         None => Authority::try_from(address.to_string()).ok(),
     };
-    let Some(request) =
-        authority.and_then(|authority| upstream_request(parts, authority, body, clients.http2()))
+    let Some(request) = authority
+        .and_then(|authority| upstream_request(parts, headers, authority, body, clients.http2()))
     else {
         return (TryOutcome::Unusable, Some(address));
     };
@@ -439,10 +461,12 @@ async fn send(
 }
 
 /// The request for one try: the protocol version of the upstream client, the prepared headers
-/// and the request target: absolute URI to the endpoint for HTTP/2 (its `:scheme` and
-/// `:authority`), origin form (`/path?query`) for HTTP/1.1.
+/// (copied or taken from `parts`, as `headers` says) and the request target: absolute URI to
+/// the endpoint for HTTP/2 (its `:scheme` and `:authority`), origin form (`/path?query`) for
+/// HTTP/1.1.
 fn upstream_request(
-    parts: &Parts,
+    parts: &mut Parts,
+    headers: Headers,
     authority: Authority,
     body: ProxyBody,
     http2: bool,
@@ -469,7 +493,10 @@ fn upstream_request(
     } else {
         Version::HTTP_11
     };
-    *request.headers_mut() = parts.headers.clone();
+    *request.headers_mut() = match headers {
+        Headers::Copy => parts.headers.clone(),
+        Headers::Take => std::mem::take(&mut parts.headers),
+    };
     Some(request)
 }
 
@@ -550,15 +577,23 @@ fn mirror_request(
             shadow.headers_mut().insert(header::HOST, value);
         }
     }
-    let (shadow_parts, ()) = shadow.into_parts();
+    let (mut shadow_parts, ()) = shadow.into_parts();
     tokio::spawn(async move {
         // The copy arrives when the request body has streamed through (never, if it is too
         // large to keep); give up after the longest time a request is expected to take.
         let Ok(Ok(bytes)) = tokio::time::timeout(MIRROR_BODY_WAIT, body).await else {
             return;
         };
-        let (outcome, upstream) =
-            send(&cluster, &conn, &shadow_parts, full_body(bytes), None, None).await;
+        let (outcome, upstream) = send(
+            &cluster,
+            &conn,
+            &mut shadow_parts,
+            Headers::Take,
+            full_body(bytes),
+            None,
+            None,
+        )
+        .await;
         if let TryOutcome::Response(response) = outcome {
             // Drain so the connection returns to the pool.
             let _ = response.into_body().collect().await;

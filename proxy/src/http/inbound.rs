@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 
@@ -55,8 +56,13 @@ fn set_forwarded_client_cert(headers: &mut http::HeaderMap, snapshot: &Snapshot,
     let node = &snapshot.config.node;
     let mut value = String::with_capacity(160);
     if !node.service_account.is_empty() {
-        value.push_str("By=");
-        value.push_str(&node.spiffe_id());
+        // `Node::spiffe_id`, written in place.
+        value.push_str("By=spiffe://");
+        value.push_str(&node.trust_domain);
+        value.push_str("/ns/");
+        value.push_str(&node.namespace);
+        value.push_str("/sa/");
+        value.push_str(&node.service_account);
         value.push(';');
     }
     if let Some(hash) = &conn.peer_certificate_hash {
@@ -128,27 +134,33 @@ pub async fn forward(
     let path = parts
         .uri
         .path_and_query()
-        .map_or("/", |path_and_query| path_and_query.as_str());
-    let Ok(uri) = Uri::builder()
-        .scheme("http")
-        .authority(target.to_string())
-        .path_and_query(path)
-        .build()
-    else {
-        return local_reply(400, "bad request path", ResponseFlags::empty(), log);
-    };
-    parts.uri = uri;
-    parts.version = if http2 && !upgrade {
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let http2 = http2 && !upgrade;
+    if http2 || parts.method == http::Method::CONNECT {
+        // HTTP/2 needs `:scheme` and `:authority`: the absolute URI to the app (and
+        // `CONNECT` keeps it, as the pool leaves it).
+        let Ok(uri) = Uri::builder()
+            .scheme("http")
+            .authority(target.to_string())
+            .path_and_query(path)
+            .build()
+        else {
+            return local_reply(400, "bad request path", ResponseFlags::empty(), log);
+        };
+        parts.uri = uri;
+    } else {
+        // HTTP/1.1 sends the origin form (`/path?query`, RFC 9112 §3.2.1) and keeps `Host`;
+        // the path's bytes are shared, not copied.
+        parts.uri = Uri::from(path);
+    }
+    parts.version = if http2 {
         Version::HTTP_2
     } else {
         Version::HTTP_11
     };
     let request = Request::from_parts(parts, body);
-    let client = if http2 && !upgrade {
-        &app.http2
-    } else {
-        &app.http1
-    };
+    let client = if http2 { &app.http2 } else { &app.http1 };
     match client.request(target, request).await {
         Ok(response) => {
             let mut response = response.map(|body| body.map_err(BoxError::from).boxed());

@@ -22,15 +22,16 @@ pub struct LogGuard {
     log: Option<RequestLog>,
     started: Instant,
     observer: Arc<dyn RequestObserver>,
-    request_bytes: Arc<AtomicU64>,
+    request_bytes: Option<Arc<AtomicU64>>,
 }
 
 impl LogGuard {
-    /// Starts timing `log` now; `request_bytes` is the counter of the request body.
+    /// Starts timing `log` now; `request_bytes` is the counter of the request body (`None`
+    /// for a request without a body: 0 bytes).
     pub fn new(
         log: RequestLog,
         observer: Arc<dyn RequestObserver>,
-        request_bytes: Arc<AtomicU64>,
+        request_bytes: Option<Arc<AtomicU64>>,
     ) -> Self {
         Self {
             log: Some(log),
@@ -55,7 +56,7 @@ impl LogGuard {
         };
         log.status = response.status().as_u16();
         let observer = Arc::clone(&self.observer);
-        let request_bytes = Arc::clone(&self.request_bytes);
+        let request_bytes = self.request_bytes.take();
         let started = self.started;
         response.map(|inner| {
             LoggedBody {
@@ -74,7 +75,7 @@ impl Drop for LogGuard {
     fn drop(&mut self) {
         if let Some(mut log) = self.log.take() {
             log.duration = self.started.elapsed();
-            log.request_bytes = self.request_bytes.load(Ordering::Relaxed);
+            log.request_bytes = bytes_read(self.request_bytes.as_deref());
             log.flags
                 .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
             self.observer.on_request(&log);
@@ -88,14 +89,14 @@ struct LoggedBody {
     log: Option<RequestLog>,
     started: Instant,
     observer: Arc<dyn RequestObserver>,
-    request_bytes: Arc<AtomicU64>,
+    request_bytes: Option<Arc<AtomicU64>>,
 }
 
 impl LoggedBody {
     fn emit(&mut self, complete: bool) {
         if let Some(mut log) = self.log.take() {
             log.duration = self.started.elapsed();
-            log.request_bytes = self.request_bytes.load(Ordering::Relaxed);
+            log.request_bytes = bytes_read(self.request_bytes.as_deref());
             if !complete {
                 log.flags
                     .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
@@ -151,6 +152,19 @@ impl Drop for LoggedBody {
         let complete = self.inner.is_end_stream();
         self.emit(complete);
     }
+}
+
+/// The bytes counted so far, 0 without a counter.
+fn bytes_read(counter: Option<&AtomicU64>) -> u64 {
+    counter.map_or(0, |counter| counter.load(Ordering::Relaxed))
+}
+
+/// The body of a request that has none (its stream ended with the headers): boxing it does
+/// not allocate.
+pub fn empty_request_body() -> ProxyBody {
+    http_body_util::Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// Wraps a request body so its data bytes are added to `counter`.
