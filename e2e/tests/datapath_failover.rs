@@ -6,8 +6,8 @@
 //! - all traffic stays in the client's region; when its endpoint is ejected, traffic fails
 //!   over to the other regions (both at the same priority without a rule);
 //! - `failover: [{from: r1, to: r3}]` makes r3 the next priority and r2 the last;
-//! - `failoverPriority` (here `version=v2`, a label with an explicit value) ranks endpoints by
-//!   labels instead of locality;
+//! - `failoverPriority` ranks endpoints by labels instead of locality: the zone label compared
+//!   with the client's own, or `version=v2`, a label with an explicit value;
 //! - `enabled: false` turns locality load balancing off: every endpoint shares the traffic.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
@@ -164,6 +164,23 @@ fn enabled_false_spreads_over_every_region_and_failover_priority_ranks_by_labels
         assert!(
             count(&spread, "versions", version) >= 5,
             "with locality load balancing off every region shares the traffic: {spread}"
+        );
+    }
+
+    // `failoverPriority: [topology.kubernetes.io/zone]`: a label compared with the proxy's
+    // own (Istio adds the topology labels to the proxy's and the endpoints' labels). All three
+    // endpoints are in a zone named z1, like the client, so they share priority 0 although
+    // two are in other regions.
+    apply_locality(
+        &mesh,
+        "        failoverPriority: [\"topology.kubernetes.io/zone\"]\n",
+    );
+    let zone = load(&mesh, vip, &[], 30);
+    assert_eq!(count(&zone, "status", "200"), 30, "{zone}");
+    for version in ["v1", "v2", "v3"] {
+        assert!(
+            count(&zone, "versions", version) >= 5,
+            "every endpoint matches the client's zone label: {zone}"
         );
     }
 
