@@ -1,7 +1,8 @@
-//! Data path: locality failover across regions (DestinationRule
+//! Data path: locality failover (DestinationRule
 //! `trafficPolicy.loadBalancer.localityLbSetting`), as Istio's "Locality failover" task
-//! describes it. The client runs in `r1/z1`; reviews v1 in `r1/z1`, v2 in `r2/z1` and v3 in
-//! `r3/z1` (WorkloadEntry `locality`). Outlier detection is on (failover needs it), so:
+//! describes it. Outlier detection is on (failover needs it). Most scenarios place the client
+//! in `r1/z1`, reviews v1 in `r1/z1`, v2 in `r2/z1` and v3 in `r3/z1` (WorkloadEntry
+//! `locality`):
 //!
 //! - all traffic stays in the client's region; when its endpoint is ejected, traffic fails
 //!   over to the other regions (both at the same priority without a rule);
@@ -9,6 +10,10 @@
 //! - `failoverPriority` ranks endpoints by labels instead of locality: the zone label compared
 //!   with the client's own, or `version=v2`, a label with an explicit value;
 //! - `enabled: false` turns locality load balancing off: every endpoint shares the traffic.
+//!
+//! One scenario uses sub-zones (client and v1 in `r1/z1/s1`, v2 in `r1/z1/s2`, v3 in
+//! `r1/z2/s1`): failover goes to the other sub-zone of the client's zone, then to the other
+//! zone.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -25,7 +30,7 @@ use weft_lab::mesh::LocalMesh;
 const OUTLIER_DETECTION: &str = "    outlierDetection:\n      consecutive5xxErrors: 2\n      interval: 1s\n      baseEjectionTime: 30s\n      maxEjectionPercent: 100\n";
 
 /// Rewrites `workload`'s WorkloadEntry (as the lab registered it) with `locality`
-/// (`region/zone`), the way Istio reads a VM's or pod's topology; returns the file name and
+/// (`region/zone[/subZone]`), the way Istio reads a VM's or pod's topology; returns the file name and
 /// the YAML.
 fn place(mesh: &LocalMesh, workload: &str, locality: &str) -> (String, String) {
     let running = mesh.workload(workload).unwrap();
@@ -48,15 +53,18 @@ fn place(mesh: &LocalMesh, workload: &str, locality: &str) -> (String, String) {
 /// `reviews` with v1 in the client's region (r1/z1), v2 in r2/z1 and v3 in r3/z1; returns
 /// the VIP.
 fn regional_mesh(mesh: &mut LocalMesh) -> Ipv4Addr {
+    placed_mesh(mesh, ["r1/z1", "r2/z1", "r3/z1", "r1/z1"])
+}
+
+/// `reviews` v1, v2 and v3 and the client at `localities` (in that order); returns the VIP.
+fn placed_mesh(mesh: &mut LocalMesh, localities: [&str; 4]) -> Ipv4Addr {
     let vip = reviews_mesh(mesh);
     mesh.add_workload(service("reviews3", "reviews", "v3", &[], &[]))
         .unwrap();
-    for (workload, locality) in [
-        ("reviews1", "r1/z1"),
-        ("reviews2", "r2/z1"),
-        ("reviews3", "r3/z1"),
-        ("client", "r1/z1"),
-    ] {
+    for (workload, locality) in ["reviews1", "reviews2", "reviews3", "client"]
+        .into_iter()
+        .zip(localities)
+    {
         let (file, entry) = place(mesh, workload, locality);
         apply_watching(mesh, &["client"], &file, &entry);
     }
@@ -199,5 +207,31 @@ fn enabled_false_spreads_over_every_region_and_failover_priority_ranks_by_labels
     assert!(
         count(&next, "versions", "v1") >= 5 && count(&next, "versions", "v3") >= 5,
         "the endpoints without the label share the next priority: {next}"
+    );
+}
+
+#[test]
+fn failover_goes_to_another_sub_zone_before_another_zone() {
+    let mut mesh = mesh_or_skip!();
+    // The client in r1/z1/s1 with v1; v2 in another sub-zone of its zone, v3 in another zone.
+    let vip = placed_mesh(&mut mesh, ["r1/z1/s1", "r1/z1/s2", "r1/z2/s1", "r1/z1/s1"]);
+    apply_locality(&mesh, "");
+    let local = load(&mesh, vip, &[], 20);
+    assert_eq!(count(&local, "versions", "v1"), 20, "{local}");
+    // Istio: priority 1 for the same zone in another sub-zone, 2 for another zone.
+    let failing = eject(&mesh, vip, "v1");
+    assert_eq!(count(&failing, "versions", "v3"), 0, "{failing}");
+    let sub_zone = load(&mesh, vip, &[], 20);
+    assert_eq!(
+        count(&sub_zone, "versions", "v2"),
+        20,
+        "the other sub-zone of the client's zone comes next: {sub_zone}"
+    );
+    eject(&mesh, vip, "v2");
+    let zone = load(&mesh, vip, &[], 20);
+    assert_eq!(
+        count(&zone, "versions", "v3"),
+        20,
+        "then the other zone: {zone}"
     );
 }
