@@ -9,16 +9,7 @@ use weft_proxy_config::{
 
 use crate::build::Context;
 use crate::unsupported::Origin;
-
-/// Secret keys of the certificate chain, in Istio's lookup order (`kubernetes.io/tls`, then
-/// generic).
-const CERT_KEYS: [&str; 2] = ["tls.crt", "cert"];
-/// Secret keys of the private key.
-const KEY_KEYS: [&str; 2] = ["tls.key", "key"];
-/// Secret keys of the client CA bundle.
-const CA_KEYS: [&str; 2] = ["ca.crt", "cacert"];
-/// The suffix of the Secret holding a MUTUAL server's CA when the credential lacks it.
-const CA_SECRET_SUFFIX: &str = "-cacert";
+use crate::view::{CA_KEYS, CA_SECRET_SUFFIX, CERT_KEYS, KEY_KEYS};
 
 /// The server's [`ServerTls`] (for `HTTPS` and `TLS` servers) and its `https_redirect` flag
 /// (plaintext HTTP servers). Returns `None`, after reporting why, when the server must be left
