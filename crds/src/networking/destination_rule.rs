@@ -82,6 +82,30 @@ pub struct DestinationRuleSpec {
     pub workload_selector: Option<WorkloadSelector>,
 }
 
+impl DestinationRuleSpec {
+    /// Every `tls` block of the rule, where Istio lets one be set: the top-level
+    /// `trafficPolicy.tls`, its `portLevelSettings[].tls`, then each subset's `trafficPolicy`
+    /// likewise (Istio `DestinationRule`, `TrafficPolicy.tls`, `PortTrafficPolicy.tls`). Takes
+    /// nothing; returns the blocks in that order, borrowed.
+    pub fn client_tls_settings(&self) -> impl Iterator<Item = &ClientTlsSettings> {
+        self.traffic_policy
+            .iter()
+            .chain(
+                self.subsets
+                    .iter()
+                    .filter_map(|subset| subset.traffic_policy.as_ref()),
+            )
+            .flat_map(|policy| {
+                policy.tls.iter().chain(
+                    policy
+                        .port_level_settings
+                        .iter()
+                        .filter_map(|level| level.tls.as_ref()),
+                )
+            })
+    }
+}
+
 /// Traffic policies to apply for a destination across all ports, or for a subset (Istio
 /// `TrafficPolicy`).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -80,26 +80,11 @@ impl fmt::Debug for Credential {
 
 /// Whether any `tls` of `rule` (top level, port level, subsets) names a `credentialName`.
 pub(crate) fn names_credential(rule: &DestinationRule) -> bool {
-    let policies = rule.spec.traffic_policy.iter().chain(
-        rule.spec
-            .subsets
-            .iter()
-            .filter_map(|subset| subset.traffic_policy.as_ref()),
-    );
-    policies
-        .flat_map(|policy| {
-            policy.tls.iter().chain(
-                policy
-                    .port_level_settings
-                    .iter()
-                    .filter_map(|level| level.tls.as_ref()),
-            )
-        })
-        .any(|tls| {
-            tls.credential_name
-                .as_deref()
-                .is_some_and(|name| !name.is_empty())
-        })
+    rule.spec.client_tls_settings().any(|tls| {
+        tls.credential_name
+            .as_deref()
+            .is_some_and(|name| !name.is_empty())
+    })
 }
 
 /// The Secrets of a view by (namespace, name). `Debug` prints names and keys only.

@@ -159,3 +159,47 @@ fn locality_weights_map_to_integers() {
         .is_err()
     );
 }
+
+#[test]
+fn client_tls_settings_lists_every_tls_block_top_level_first() {
+    let rule: DestinationRule = parse::from_yaml(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: db, namespace: shop}
+spec:
+  host: db.shop.svc.cluster.local
+  trafficPolicy:
+    tls: {mode: SIMPLE, sni: top}
+    portLevelSettings:
+    - port: {number: 5432}
+      tls: {mode: MUTUAL, credentialName: port-cert}
+  subsets:
+  - name: plain
+    labels: {version: v1}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      tls: {mode: ISTIO_MUTUAL, sni: subset}
+"#,
+    )
+    .unwrap();
+    let blocks: Vec<_> = rule
+        .spec
+        .client_tls_settings()
+        .map(|tls| {
+            (
+                tls.sni.clone().unwrap_or_default(),
+                tls.credential_name.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        blocks,
+        [
+            ("top".to_string(), String::new()),
+            (String::new(), "port-cert".to_string()),
+            ("subset".to_string(), String::new()),
+        ]
+    );
+}

@@ -193,21 +193,8 @@ pub fn referenced_secrets(objects: &ClusterObjects) -> BTreeSet<SecretRef> {
 /// Pilot read: for mode `MUTUAL` with `credentialName`, the credential and Istio's
 /// `<credentialName>-cacert` (Weft reads `credentialName` for `MUTUAL` only).
 fn rule_secret_names(rule: &DestinationRule) -> BTreeSet<String> {
-    let policies = rule.spec.traffic_policy.iter().chain(
-        rule.spec
-            .subsets
-            .iter()
-            .filter_map(|subset| subset.traffic_policy.as_ref()),
-    );
-    policies
-        .flat_map(|policy| {
-            policy.tls.iter().chain(
-                policy
-                    .port_level_settings
-                    .iter()
-                    .filter_map(|level| level.tls.as_ref()),
-            )
-        })
+    rule.spec
+        .client_tls_settings()
         .filter(|tls| tls.mode == Some(ClientTlsMode::Mutual))
         .filter_map(|tls| {
             tls.credential_name
