@@ -293,25 +293,14 @@ mod tests {
 
     /// A CA (PEM) and a server configuration whose certificate it issued for `names`.
     fn server(names: &[&str]) -> (String, Arc<rustls::ServerConfig>) {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
-        let issuer = rcgen::Issuer::new(ca, ca_key);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let leaf = rcgen::CertificateParams::new(
-            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
-        )
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
+        let (ca_pem, _, key_pem, leaf) = issued_for(names);
         let config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
             .with_single_cert(
-                vec![leaf.der().clone()],
-                PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+                vec![leaf],
+                PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap(),
             )
             .unwrap();
         (ca_pem, Arc::new(config))
@@ -352,16 +341,23 @@ mod tests {
 
     /// A CA and a certificate it issued for `name`: (CA PEM, chain PEM, key PEM, chain DER).
     fn issued(name: &str) -> (String, String, String, CertificateDer<'static>) {
+        issued_for(&[name])
+    }
+
+    /// As [`issued`], for a certificate valid for every one of `names`.
+    fn issued_for(names: &[&str]) -> (String, String, String, CertificateDer<'static>) {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
         let issuer = rcgen::Issuer::new(ca, ca_key);
         let key = rcgen::KeyPair::generate().unwrap();
-        let leaf = rcgen::CertificateParams::new(vec![name.to_owned()])
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
+        let leaf = rcgen::CertificateParams::new(
+            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+        )
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
         (ca_pem, leaf.pem(), key.serialize_pem(), leaf.der().clone())
     }
 
