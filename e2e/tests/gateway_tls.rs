@@ -561,7 +561,6 @@ fn istio_mutual_server_serves_a_mesh_clients_sidecar() {
 }
 
 #[test]
-#[ignore = "bug: DestinationRule tls.sni is ignored for ISTIO_MUTUAL: the sidecar sends SNI outbound_.8443_._.mesh.example.com, no gateway server matches (TCP NR)"]
 fn istio_mutual_server_serves_a_mesh_clients_sidecar_by_the_destination_rules_sni() {
     // The ServiceEntry selects the gateway's WorkloadEntry (as a Kubernetes Service selects
     // the gateway's pods).
@@ -572,7 +571,6 @@ fn istio_mutual_server_serves_a_mesh_clients_sidecar_by_the_destination_rules_sn
 }
 
 #[test]
-#[ignore = "bug: an explicit DestinationRule ISTIO_MUTUAL is applied only to endpoints with a sidecar; a ServiceEntry endpoint address gets plaintext (gateway: TCP NR)"]
 fn istio_mutual_destination_rule_originates_mutual_tls_to_an_endpoint_address() {
     // The server takes any SNI, so only the DestinationRule's TLS origination is exercised.
     sidecar_through_an_istio_mutual_server("\"*\"", "  endpoints: [{address: \"{gw}\"}]\n");

@@ -192,16 +192,23 @@ pub enum TransportSocket {
     #[default]
     #[serde(rename = "DISABLE")]
     Plaintext,
-    /// Istio mutual TLS with the proxy's own workload certificate. As with Istio's auto mTLS
-    /// (`transport_socket_matches` on the `tlsMode: istio` label), it applies only to endpoints
-    /// with `has_sidecar`; others get plaintext.
+    /// Istio mutual TLS with the proxy's own workload certificate. Under Istio's auto mTLS
+    /// (`transport_socket_matches` on the `tlsMode: istio` label) it applies only to endpoints
+    /// with `has_sidecar`, others get plaintext; with `every_endpoint` (a DestinationRule that
+    /// sets `ISTIO_MUTUAL` itself, whose TLS Istio puts on the whole cluster) to every endpoint.
     IstioMutual {
-        /// SPIFFE IDs the server certificate may carry (the service's accounts).
+        /// SPIFFE IDs the server certificate may carry: the DestinationRule's
+        /// `subjectAltNames` when set, else the service's accounts.
         #[serde(default)]
         expected_identities: Vec<String>,
-        /// SNI sent, Istio's `outbound_.<port>_.<subset>_.<host>`.
+        /// SNI sent: the DestinationRule's `sni` when set, else Istio's
+        /// `outbound_.<port>_.<subset>_.<host>`.
         #[serde(default)]
         sni: String,
+        /// Whether every endpoint gets mutual TLS, sidecar or not (a DestinationRule's own
+        /// `ISTIO_MUTUAL`); `false`: auto mTLS, endpoints with `has_sidecar` only.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        every_endpoint: bool,
     },
     /// TLS originated by the proxy, server verified (Istio `SIMPLE`).
     Simple {

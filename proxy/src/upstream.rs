@@ -381,6 +381,7 @@ impl ClusterClients {
             TransportSocket::IstioMutual {
                 expected_identities,
                 sni,
+                ..
             } => {
                 let tls = tls.ok_or_else(|| {
                     format!(
@@ -470,9 +471,10 @@ impl ClusterClients {
     }
 
     /// The HTTP client for an endpoint: mTLS if the cluster is `ISTIO_MUTUAL` and the endpoint
-    /// has a sidecar, plaintext otherwise; with the cluster's per-connection limits.
+    /// has a sidecar or the cluster's rule set `ISTIO_MUTUAL` itself (`every_endpoint`),
+    /// plaintext otherwise; with the cluster's per-connection limits.
     pub fn http_for(&self, has_sidecar: bool) -> UpstreamClient<'_> {
-        let client = match (&self.mtls, has_sidecar) {
+        let client = match (&self.mtls, self.mutual_for(has_sidecar)) {
             (Some(mtls), true) => mtls,
             _ => &self.plain,
         };
@@ -481,10 +483,23 @@ impl ClusterClients {
 
     /// The TCP connector for an endpoint, by the same rule as [`ClusterClients::http_for`].
     pub fn tcp_for(&self, has_sidecar: bool) -> &Connector {
-        match (&self.mtls_tcp, has_sidecar) {
+        match (&self.mtls_tcp, self.mutual_for(has_sidecar)) {
             (Some(mtls), true) => mtls,
             _ => &self.plain_tcp,
         }
+    }
+
+    /// Whether an endpoint gets the `ISTIO_MUTUAL` clients: one with a sidecar (Istio's auto
+    /// mTLS), or any when the DestinationRule chose `ISTIO_MUTUAL` itself.
+    fn mutual_for(&self, has_sidecar: bool) -> bool {
+        has_sidecar
+            || matches!(
+                self.key.transport,
+                TransportSocket::IstioMutual {
+                    every_endpoint: true,
+                    ..
+                }
+            )
     }
 }
 

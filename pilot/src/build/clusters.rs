@@ -243,9 +243,17 @@ fn cluster(
                     credential,
                 },
                 ClientTlsMode::Disable => TransportSocket::Plaintext,
+                // Istio's `buildUpstreamTLSSettings`: the rule's own `sni` and
+                // `subjectAltNames` win over the generated ones, and a user-supplied
+                // ISTIO_MUTUAL is the whole cluster's transport, not auto mTLS's match.
                 ClientTlsMode::IstioMutual => TransportSocket::IstioMutual {
-                    expected_identities: expected_identities(),
-                    sni,
+                    expected_identities: if settings.subject_alt_names.is_empty() {
+                        expected_identities()
+                    } else {
+                        settings.subject_alt_names.clone()
+                    },
+                    sni: settings.sni.clone().filter(|sni| !sni.is_empty()).unwrap_or(sni),
+                    every_endpoint: true,
                 },
                 ClientTlsMode::Simple => TransportSocket::Simple {
                     ca_certificates: settings.ca_certificates.clone(),
@@ -360,6 +368,7 @@ fn auto_mtls(
         TransportSocket::IstioMutual {
             expected_identities,
             sni,
+            every_endpoint: false,
         }
     }
 }

@@ -105,9 +105,40 @@ spec:
         .unwrap();
     assert!(matches!(
         cluster.transport,
-        TransportSocket::IstioMutual { ref sni, .. }
+        TransportSocket::IstioMutual { ref sni, every_endpoint: true, .. }
             if sni == "outbound_.80_._.server.team.svc.cluster.local"
     ));
+}
+
+#[test]
+fn a_rules_own_istio_mutual_keeps_its_sni_and_subject_alt_names() {
+    // Istio's `buildUpstreamTLSSettings`: the rule's `sni` and `subjectAltNames` replace the
+    // generated SNI and the service accounts (how mesh clients reach a gateway by its host).
+    let rule = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: server, namespace: team}
+spec:
+  host: server
+  trafficPolicy:
+    tls:
+      mode: ISTIO_MUTUAL
+      sni: mesh.example.com
+      subjectAltNames: [spiffe://cluster.local/ns/istio-system/sa/egress]
+"#;
+    let output = build(rule, "client");
+    let cluster = output
+        .config
+        .cluster("outbound|80||server.team.svc.cluster.local")
+        .unwrap();
+    assert_eq!(
+        cluster.transport,
+        TransportSocket::IstioMutual {
+            expected_identities: vec!["spiffe://cluster.local/ns/istio-system/sa/egress".into()],
+            sni: "mesh.example.com".into(),
+            every_endpoint: true,
+        }
+    );
 }
 
 #[test]
