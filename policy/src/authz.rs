@@ -11,11 +11,11 @@ use crate::attributes::RequestAttributes;
 /// Why [`authorize`] decided as it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DecisionReason {
-    /// A CUSTOM policy applies to the workload. Weft has no extension-provider (ext_authz)
-    /// client and the model carries no provider, so every CUSTOM policy is one whose provider
-    /// cannot be resolved, and istiod answers that with a deny-all RBAC filter
-    /// (`default-deny-all-due-to-bad-CUSTOM-action`): every request is denied, whether or
-    /// not the policy's rules match.
+    /// A CUSTOM policy matched. Weft has no extension-provider (ext_authz) client and the
+    /// model carries no provider, so every CUSTOM policy is one whose provider cannot be
+    /// used, and istiod (since 1.20, istio/istio#46968) turns its rules into DENY rules
+    /// (`...-deny-due-to-bad-CUSTOM-action`): the requests they match are denied, others
+    /// go on to the DENY and ALLOW policies.
     CustomUnsupported,
     /// A DENY policy matched.
     DeniedByPolicy,
@@ -49,9 +49,10 @@ pub struct Decision<'p> {
 /// Decides whether a request (or a TCP connection) with `attributes` may reach the workload
 /// that `policies` (every AuthorizationPolicy selecting it) protect.
 ///
-/// Istio's order: CUSTOM first (any CUSTOM policy denies everything, see
-/// [`DecisionReason::CustomUnsupported`]); then a matching DENY policy denies; else, if there is no ALLOW policy the request is
-/// allowed; else it is allowed only if some ALLOW policy matches. AUDIT policies are
+/// Istio's order: CUSTOM first (a matching CUSTOM policy denies, see
+/// [`DecisionReason::CustomUnsupported`]); then a matching DENY policy denies; else, if there
+/// is no ALLOW policy the request is allowed; else it is allowed only if some ALLOW policy
+/// matches. AUDIT policies are
 /// evaluated on their own and only reported in [`Decision::audit`].
 ///
 /// A policy matches if any of its rules does (so a policy with no rules matches nothing,
@@ -82,15 +83,8 @@ pub fn authorize<'p>(
         reason,
         audit,
     };
-    if let Some(custom) = policies
-        .iter()
-        .find(|policy| policy.action == AuthorizationAction::Custom)
-    {
-        return decide(
-            false,
-            Some(custom.name.as_str()),
-            DecisionReason::CustomUnsupported,
-        );
+    if let Some(name) = first_match(policies, AuthorizationAction::Custom, attributes) {
+        return decide(false, Some(name), DecisionReason::CustomUnsupported);
     }
     if let Some(name) = first_match(policies, AuthorizationAction::Deny, attributes) {
         return decide(false, Some(name), DecisionReason::DeniedByPolicy);

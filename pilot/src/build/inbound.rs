@@ -237,7 +237,8 @@ fn translate_policy(context: &mut Context<'_>, policy: &CrdPolicy) -> Authorizat
     if spec.provider.is_some() {
         context.warn(origin.unsupported(
             "spec.provider",
-            "extension providers are not expressible; the CUSTOM policy carries no provider",
+            "extension providers are not expressible; the CUSTOM policy's rules deny the requests \
+             they match, as istiod does for a provider it cannot use",
         ));
     }
     let trust_domain = context.view.mesh().trust_domain.clone();

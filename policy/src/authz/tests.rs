@@ -264,12 +264,12 @@ fn evaluation_order() {
             (false, Some("c/custom"), DecisionReason::CustomUnsupported),
         ),
         (
-            "custom without a provider denies even when its rules do not match",
+            "custom without a provider denies only what its rules match (istiod >= 1.20)",
             vec![
                 policy("a/allow", "ALLOW", everything.clone()),
                 policy("c/custom", "CUSTOM", nothing.clone()),
             ],
-            (false, Some("c/custom"), DecisionReason::CustomUnsupported),
+            (true, Some("a/allow"), DecisionReason::AllowedByPolicy),
         ),
         (
             "deny before allow",
