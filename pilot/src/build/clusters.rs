@@ -252,7 +252,11 @@ fn cluster(
                     } else {
                         settings.subject_alt_names.clone()
                     },
-                    sni: settings.sni.clone().filter(|sni| !sni.is_empty()).unwrap_or(sni),
+                    sni: settings
+                        .sni
+                        .clone()
+                        .filter(|sni| !sni.is_empty())
+                        .unwrap_or(sni),
                     every_endpoint: true,
                 },
                 ClientTlsMode::Simple => TransportSocket::Simple {
