@@ -6,8 +6,8 @@
 //! `sources_*`: one server (`reviews`) and two clients, `client` (namespace `demo`, service
 //! account `client`) and `visitor` (namespace `other`, service account `visitor`), to tell
 //! apart principals, namespaces, IP blocks and the `when` conditions on the source; plus
-//! `notRequestPrincipals` and `request.auth.principal` with a JWT, AUDIT, CUSTOM, an empty
-//! spec and `rules: [{}]`.
+//! `notRequestPrincipals` and `request.auth.principal` with a JWT, `connection.sni`, AUDIT,
+//! CUSTOM, an empty spec and `rules: [{}]`.
 //! `operations_*`: `reviews` (HTTP on 9080), `ratings` (HTTP on 9090) and `db` (TCP), one
 //! client: hosts, ports, methods, paths, `request.headers`, `destination.port`, root-namespace
 //! policies, and an ALLOW rule with HTTP-only fields on a TCP port.
@@ -456,6 +456,32 @@ fn sources_principals_namespaces_ip_blocks_and_source_conditions() {
             case("client", r, 403, "bob is not").header("authorization", bob),
             case("client", r, 403, "no token, no request principal"),
         ],
+    );
+    // `when connection.sni`: the SNI of the sidecars' mTLS connection, Istio's
+    // `outbound_.<port>_.<subset>_.<host>`.
+    let sni = format!("outbound_.9080_._.{}", r.host);
+    check(
+        &mesh,
+        &watch,
+        &on_reviews(
+            "DENY",
+            &format!("[{{when: [{{key: connection.sni, values: [\"{sni}\"]}}]}}]"),
+        ),
+        &[case(
+            "client",
+            r,
+            403,
+            "the connection's SNI is the denied one",
+        )],
+    );
+    check(
+        &mesh,
+        &watch,
+        &on_reviews(
+            "DENY",
+            "[{when: [{key: connection.sni, values: [\"outbound_.9080_._.other.demo.svc.cluster.local\"]}]}]",
+        ),
+        &[case("client", r, 200, "the connection's SNI is another")],
     );
     // CUSTOM with a provider Weft cannot use: istiod (>= 1.20) turns its rules into DENY
     // rules, so what they match is denied and the rest passes.

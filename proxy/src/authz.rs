@@ -32,7 +32,8 @@ fn principal(peer_spiffe_id: Option<&str>) -> Option<&str> {
 }
 
 /// Checks one inbound HTTP request arriving from `peer` at `destination`, authenticated as
-/// `peer_spiffe_id` when over mTLS, in Envoy's filter order as Istio installs it:
+/// `peer_spiffe_id` when over mTLS (whose ClientHello sent `sni`, Istio's `connection.sni`),
+/// in Envoy's filter order as Istio installs it:
 /// 1. `jwt_authn` (RequestAuthentication): the headers a verified token may write
 ///    (`outputPayloadToHeader`, `outputClaimToHeaders`) are removed from every request, so a
 ///    client cannot spoof them; the tokens are checked (`weft_policy::authenticate`), and a
@@ -48,6 +49,7 @@ pub fn check_http(
     peer: SocketAddr,
     destination: SocketAddr,
     peer_spiffe_id: Option<&str>,
+    sni: Option<&str>,
     parts: &mut Parts,
 ) -> Result<(), Refusal> {
     if inbound.jwt_rules.is_empty() && inbound.authorization_policies.is_empty() {
@@ -78,7 +80,7 @@ pub fn check_http(
         remote_ip: Some(remote_ip_from_forwarded_for(forwarded_for, 0, peer.ip())),
         destination_ip: Some(destination.ip()),
         destination_port: destination.port(),
-        sni: None,
+        sni,
         host,
         method: Some(parts.method.as_str()),
         path: parts.uri.path_and_query().map(|p| p.as_str()),
@@ -186,14 +188,16 @@ fn remove_query_param(parts: &mut Parts, name: &str) {
     }
 }
 
-/// Checks one inbound TCP connection (no HTTP attributes: rules that need them follow istiod's
-/// handling, see `weft_policy::authorize`). Returns the deciding policy when the connection must
-/// be closed.
+/// Checks one inbound TCP connection from `peer` to `destination` (`peer_spiffe_id` and the
+/// ClientHello's `sni` when over mTLS; no HTTP attributes: rules that need them follow
+/// istiod's handling, see `weft_policy::authorize`). Returns the deciding policy when the
+/// connection must be closed.
 pub fn check_tcp(
     inbound: &InboundConfig,
     peer: SocketAddr,
     destination: SocketAddr,
     peer_spiffe_id: Option<&str>,
+    sni: Option<&str>,
 ) -> Result<(), Option<String>> {
     if inbound.authorization_policies.is_empty() {
         return Ok(());
@@ -205,6 +209,7 @@ pub fn check_tcp(
         remote_ip: None,
         destination_ip: Some(destination.ip()),
         destination_port: destination.port(),
+        sni,
         ..RequestAttributes::default()
     };
     let decision = authorize(&inbound.authorization_policies, &attributes);
@@ -257,7 +262,7 @@ mod tests {
             ("x-other", "kept"),
         ]);
         assert_eq!(
-            check_http(&inbound(), peer, destination, None, &mut request),
+            check_http(&inbound(), peer, destination, None, None, &mut request),
             Ok(())
         );
         assert!(request.headers.get("x-jwt-sub").is_none());
@@ -269,13 +274,14 @@ mod tests {
     fn an_invalid_token_in_the_cookie_is_refused_with_401() {
         let (peer, destination) = addresses();
         let mut request = parts(&[("cookie", "theme=dark; session=not.a.token")]);
-        let refusal = check_http(&inbound(), peer, destination, None, &mut request).unwrap_err();
+        let refusal =
+            check_http(&inbound(), peer, destination, None, None, &mut request).unwrap_err();
         assert_eq!(refusal.status, HTTP_UNAUTHENTICATED_STATUS);
         assert_eq!(refusal.body, HTTP_UNAUTHENTICATED_BODY);
         // The rule reads only the cookie: a bad bearer token is no token to it.
         let mut request = parts(&[("authorization", "Bearer not.a.token")]);
         assert_eq!(
-            check_http(&inbound(), peer, destination, None, &mut request),
+            check_http(&inbound(), peer, destination, None, None, &mut request),
             Ok(())
         );
     }

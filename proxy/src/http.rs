@@ -93,6 +93,8 @@ pub struct ConnInfo {
     /// Lowercase hex SHA-256 of the peer's leaf certificate (inbound mTLS), for
     /// `x-forwarded-client-cert`.
     pub peer_certificate_hash: Option<String>,
+    /// The SNI the peer sent in its TLS ClientHello (inbound mTLS), Istio's `connection.sni`.
+    pub sni: Option<String>,
     /// Whether forwarding to `destination` itself is allowed (false when the connection was not
     /// redirected, so passthrough would loop back into the proxy).
     pub passthrough_allowed: bool,

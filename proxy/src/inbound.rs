@@ -124,6 +124,7 @@ async fn handle(
         peer,
         source_principal: None,
         peer_certificate_hash: None,
+        sni: None,
         passthrough_allowed: false,
         gateway: None,
     };
@@ -149,6 +150,7 @@ async fn handle(
         };
         let session = tls.get_ref().1;
         conn.source_principal = crate::tls::peer_identity(session);
+        conn.sni = session.server_name().map(str::to_owned);
         conn.peer_certificate_hash = session
             .peer_certificates()
             .and_then(|chain| chain.first())
@@ -161,9 +163,13 @@ async fn handle(
         if http {
             return serve_connection(tls, Arc::clone(&proxy.http), Arc::new(conn), shutdown).await;
         }
-        if let Err(policy) =
-            crate::authz::check_tcp(inbound, peer, destination, conn.source_principal.as_deref())
-        {
+        if let Err(policy) = crate::authz::check_tcp(
+            inbound,
+            peer,
+            destination,
+            conn.source_principal.as_deref(),
+            conn.sni.as_deref(),
+        ) {
             // AuthorizationPolicy denies TCP by closing the connection (Envoy's network RBAC).
             tracing::debug!(%peer, ?policy, "inbound connection refused by policy");
             return tcp::emit(proxy.observer.as_ref(), log, started);
@@ -198,7 +204,7 @@ async fn handle(
             return serve_connection(stream, Arc::clone(&proxy.http), Arc::new(conn), shutdown)
                 .await;
         }
-        if let Err(policy) = crate::authz::check_tcp(inbound, peer, destination, None) {
+        if let Err(policy) = crate::authz::check_tcp(inbound, peer, destination, None, None) {
             tracing::debug!(%peer, ?policy, "inbound connection refused by policy");
             return tcp::emit(proxy.observer.as_ref(), log, started);
         }

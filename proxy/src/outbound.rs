@@ -54,6 +54,7 @@ async fn handle(
         peer,
         source_principal: None,
         peer_certificate_hash: None,
+        sni: None,
         passthrough_allowed: redirected,
         gateway: None,
     };

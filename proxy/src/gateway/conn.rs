@@ -42,6 +42,7 @@ pub(crate) async fn handle(
         peer,
         source_principal: None,
         peer_certificate_hash: None,
+        sni: None,
         passthrough_allowed: false,
         gateway: Some(GatewayTarget {
             address,

@@ -110,6 +110,7 @@ pub async fn forward(
         conn.peer,
         conn.destination,
         conn.source_principal.as_deref(),
+        conn.sni.as_deref(),
         &mut parts,
     ) {
         tracing::debug!(status = refusal.status, policy = ?refusal.policy, "inbound request refused by policy");
