@@ -46,7 +46,7 @@ deps: ## Install the system packages the demo and the data-path tests need (ipro
 	scripts/install-deps.sh
 
 demo: deps ## The main job: the whole mesh on this machine, on Istio YAML (needs root)
-	$(CARGO) build $(CARGO_FLAGS) --release --workspace --bins
+	$(CARGO) build $(CARGO_FLAGS) --release -p weft-operator -p weft-proxy -p weftctl -p weft-sample-app --bins
 	./target/release/weftctl demo
 
 # `make bench BENCH_FLAGS=--quick` for 5 s proxy runs instead of 30 s.
