@@ -209,8 +209,10 @@ fn sources_principals_namespaces_ip_blocks_and_source_conditions() {
         &service_entry("reviews", reviews.vip, 9080, "HTTP"),
     )
     .unwrap();
-    mesh.add_workload(server("reviews1", "reviews", 9080))
-        .unwrap();
+    // The server's access log records AUDIT matches.
+    let mut reviews1 = server("reviews1", "reviews", 9080);
+    reviews1.access_log = true;
+    mesh.add_workload(reviews1).unwrap();
     let client_ip = mesh
         .add_workload(weft_e2e::client("client", "client"))
         .unwrap()
@@ -273,6 +275,18 @@ fn sources_principals_namespaces_ip_blocks_and_source_conditions() {
             case("client", r, 403, "AUDIT matched, no ALLOW rule did"),
             case("visitor", r, 200, "the ALLOW rule matched"),
         ],
+    );
+    // Both requests were recorded with the AUDIT policy they matched, the denied one too.
+    let log = mesh.log("reviews1-proxy");
+    let audited = |code: u16| {
+        log.lines().any(|line| {
+            line.contains(&format!("\"audit_policy\":\"{NS}/audit\""))
+                && line.contains(&format!("\"response_code\":{code}"))
+        })
+    };
+    assert!(
+        audited(403) && audited(200),
+        "no access-log line names the AUDIT policy:\n{log}"
     );
     check(
         &mesh,

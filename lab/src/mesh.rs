@@ -88,6 +88,9 @@ pub struct WorkloadSpec {
     pub app_args: Option<Vec<String>>,
     /// Pod annotations (e.g. `traffic.sidecar.istio.io/excludeOutboundPorts`).
     pub annotations: BTreeMap<String, String>,
+    /// Whether the sidecar writes its JSON access log (to its log, `<name>-proxy`); off by
+    /// default, to keep the logs of load-heavy tests small.
+    pub access_log: bool,
 }
 
 impl WorkloadSpec {
@@ -119,6 +122,7 @@ impl WorkloadSpec {
             port: 9080,
             app_args: Some(args),
             annotations: BTreeMap::new(),
+            access_log: false,
         }
     }
 
@@ -132,6 +136,7 @@ impl WorkloadSpec {
             port: 9080,
             app_args: None,
             annotations: BTreeMap::new(),
+            access_log: false,
         }
     }
 }
@@ -160,6 +165,7 @@ impl WorkloadSpec {
             port: ports.first().copied().unwrap_or(80),
             app_args: None,
             annotations: BTreeMap::new(),
+            access_log: false,
         }
     }
 }
@@ -423,7 +429,8 @@ impl LocalMesh {
             }
             _ => proxy_args.extend(["--cert-dir".to_string(), cert_dir.display().to_string()]),
         }
-        proxy_args.extend(["--access-log".to_string(), "off".to_string()]);
+        let access_log = if spec.access_log { "stdout" } else { "off" };
+        proxy_args.extend(["--access-log".to_string(), access_log.to_string()]);
         let proxy_process =
             self.spawn_proxy(&spec, &host, &proxy_args, format!("proxy of {}", spec.name))?;
         let workload = Workload {

@@ -24,6 +24,8 @@ pub struct Refusal {
     pub body: &'static str,
     /// The policy (`<namespace>/<name>`) that decided, when one did.
     pub policy: Option<String>,
+    /// The AUDIT policy the request matched, if any (recorded, never deciding).
+    pub audit_policy: Option<String>,
 }
 
 /// The peer identity as AuthorizationPolicy `principals` spell it (no `spiffe://`).
@@ -42,8 +44,9 @@ fn principal(peer_spiffe_id: Option<&str>) -> Option<&str> {
 /// 2. RBAC (AuthorizationPolicy) on the request as `jwt_authn` left it, with the token's
 ///    identity.
 ///
-/// Returns the refusal to answer instead of forwarding, if any: 401 for a present but invalid
-/// token, 403 for a denial. Costs nothing when no policy or JWT rule applies to the workload.
+/// Returns the AUDIT policy (`<namespace>/<name>`) the request matched, if any, for the access
+/// log; or the refusal to answer instead of forwarding: 401 for a present but invalid token,
+/// 403 for a denial. Costs nothing when no policy or JWT rule applies to the workload.
 pub fn check_http(
     inbound: &InboundConfig,
     peer: SocketAddr,
@@ -51,9 +54,9 @@ pub fn check_http(
     peer_spiffe_id: Option<&str>,
     sni: Option<&str>,
     parts: &mut Parts,
-) -> Result<(), Refusal> {
+) -> Result<Option<String>, Refusal> {
     if inbound.jwt_rules.is_empty() && inbound.authorization_policies.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let identity = if inbound.jwt_rules.is_empty() {
         None
@@ -61,7 +64,7 @@ pub fn check_http(
         authenticate_request(&inbound.jwt_rules, peer, parts)?
     };
     if inbound.authorization_policies.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let headers = header_pairs(&parts.headers);
     let host = parts
@@ -88,13 +91,15 @@ pub fn check_http(
         jwt: identity.as_ref(),
     };
     let decision = authorize(&inbound.authorization_policies, &attributes);
+    let audit_policy = decision.audit.map(str::to_string);
     if decision.allowed {
-        Ok(())
+        Ok(audit_policy)
     } else {
         Err(Refusal {
             status: HTTP_DENIED_STATUS,
             body: HTTP_DENIED_BODY,
             policy: decision.policy.map(str::to_string),
+            audit_policy,
         })
     }
 }
@@ -139,6 +144,7 @@ fn authenticate_request(
                     status: HTTP_UNAUTHENTICATED_STATUS,
                     body: HTTP_UNAUTHENTICATED_BODY,
                     policy: None,
+                    audit_policy: None,
                 });
             }
         }
@@ -263,7 +269,7 @@ mod tests {
         ]);
         assert_eq!(
             check_http(&inbound(), peer, destination, None, None, &mut request),
-            Ok(())
+            Ok(None)
         );
         assert!(request.headers.get("x-jwt-sub").is_none());
         assert!(request.headers.get("x-jwt-payload").is_none());
@@ -282,7 +288,7 @@ mod tests {
         let mut request = parts(&[("authorization", "Bearer not.a.token")]);
         assert_eq!(
             check_http(&inbound(), peer, destination, None, None, &mut request),
-            Ok(())
+            Ok(None)
         );
     }
 }

@@ -160,6 +160,7 @@ fn empty_log(direction: Direction) -> RequestLog {
         request_bytes: 0,
         response_bytes: 0,
         traceparent: None,
+        audit_policy: None,
     }
 }
 

@@ -152,6 +152,9 @@ pub struct RequestLog {
     pub response_bytes: u64,
     /// The W3C `traceparent` of the request, if any (propagated untouched).
     pub traceparent: Option<String>,
+    /// The AUDIT AuthorizationPolicy (`<namespace>/<name>`) the request matched, if any: Istio's
+    /// AUDIT action only records (Envoy's `access_log_hint`), never decides.
+    pub audit_policy: Option<String>,
 }
 
 /// Receives every finished request. The telemetry module implements it with metrics and the

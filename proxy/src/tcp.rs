@@ -44,6 +44,7 @@ pub fn tcp_log(direction: Direction, peer: SocketAddr, destination: SocketAddr) 
         request_bytes: 0,
         response_bytes: 0,
         traceparent: None,
+        audit_policy: None,
     }
 }
 

@@ -111,6 +111,8 @@ pub struct RequestRecord {
     pub request_id: Option<String>,
     /// W3C `traceparent`.
     pub traceparent: Option<String>,
+    /// The AUDIT AuthorizationPolicy the request matched (`<namespace>/<name>`), if any.
+    pub audit_policy: Option<String>,
 }
 
 /// Everything known about one closed TCP connection (opaque TCP, not HTTP).
@@ -321,6 +323,7 @@ impl Telemetry {
                 upstream_cluster: record.upstream_cluster.as_deref(),
                 request_id: record.request_id.as_deref(),
                 traceparent: record.traceparent.as_deref(),
+                audit_policy: record.audit_policy.as_deref(),
             });
         }
     }
@@ -362,6 +365,7 @@ impl Telemetry {
                 upstream_cluster: record.upstream_cluster.as_deref(),
                 request_id: None,
                 traceparent: None,
+                audit_policy: None,
             });
         }
     }

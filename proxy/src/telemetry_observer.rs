@@ -251,6 +251,7 @@ impl RequestObserver for TelemetryObserver {
             upstream_cluster: upstream_cluster(log),
             request_id: (!log.request_id.is_empty()).then(|| log.request_id.clone()),
             traceparent: log.traceparent.clone(),
+            audit_policy: log.audit_policy.clone(),
         });
     }
 }
@@ -386,6 +387,7 @@ mod tests {
             request_bytes: 0,
             response_bytes: 1024,
             traceparent: None,
+            audit_policy: None,
         }
     }
 

@@ -105,7 +105,7 @@ pub async fn forward(
     });
     let (mut parts, body) = request.into_parts();
     // RequestAuthentication, then AuthorizationPolicy, before anything reaches the app.
-    if let Err(refusal) = crate::authz::check_http(
+    match crate::authz::check_http(
         &snapshot.config.inbound,
         conn.peer,
         conn.destination,
@@ -113,8 +113,12 @@ pub async fn forward(
         conn.sni.as_deref(),
         &mut parts,
     ) {
-        tracing::debug!(status = refusal.status, policy = ?refusal.policy, "inbound request refused by policy");
-        return local_reply(refusal.status, refusal.body, ResponseFlags::empty(), log);
+        Ok(audit_policy) => log.audit_policy = audit_policy,
+        Err(refusal) => {
+            tracing::debug!(status = refusal.status, policy = ?refusal.policy, "inbound request refused by policy");
+            log.audit_policy = refusal.audit_policy;
+            return local_reply(refusal.status, refusal.body, ResponseFlags::empty(), log);
+        }
     }
     let admitted = snapshot
         .inbound_breaker(port)

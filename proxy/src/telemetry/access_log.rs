@@ -2,7 +2,9 @@
 //! access-log format (`meshConfig.accessLogEncoding: JSON`): `start_time`, `method`, `path`,
 //! `authority`, `protocol`, `response_code`, `response_flags`, `bytes_received`, `bytes_sent`,
 //! `duration` (ms), `upstream_host`, `upstream_cluster`, `request_id` (x-request-id),
-//! `traceparent`. Missing values are JSON `null`.
+//! `traceparent`. Missing values are JSON `null`. A request that matched an AUDIT
+//! AuthorizationPolicy also carries `audit_policy` (`<namespace>/<name>`; Istio's AUDIT action,
+//! Envoy's `access_log_hint`); the key is absent otherwise.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -44,6 +46,9 @@ pub struct AccessLogEntry<'a> {
     pub request_id: Option<&'a str>,
     /// W3C `traceparent`.
     pub traceparent: Option<&'a str>,
+    /// The AUDIT AuthorizationPolicy the request matched; the key is left out when none did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_policy: Option<&'a str>,
 }
 
 /// Where access-log lines go. Off by default; when off, recording does no formatting at all.

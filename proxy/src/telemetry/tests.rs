@@ -78,6 +78,7 @@ fn request(code: u16, duration_ms: u64) -> RequestRecord {
         upstream_cluster: Some("inbound|9080||".into()),
         request_id: Some("5c9a1f9e-0f3b-4c1e-9d7a-1c2b3d4e5f60".into()),
         traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        audit_policy: None,
     }
 }
 
@@ -265,6 +266,22 @@ fn access_log_json_has_every_field() {
         "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
     });
     assert_eq!(lines[0], want);
+}
+
+#[test]
+fn access_log_names_the_audit_policy_a_request_matched() {
+    let mut audited = request(200, 1);
+    audited.audit_policy = Some("demo/audit-reviews".into());
+    let lines = access_log_lines(|t| {
+        t.record_request(&audited);
+        t.record_request(&request(200, 1));
+    });
+    assert_eq!(lines[0]["audit_policy"], "demo/audit-reviews");
+    assert!(
+        lines[1].get("audit_policy").is_none(),
+        "no key without an AUDIT match: {}",
+        lines[1]
+    );
 }
 
 #[test]
