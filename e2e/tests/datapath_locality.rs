@@ -184,12 +184,14 @@ fn warmup_gives_a_new_endpoint_a_small_share_first() {
     let vip = mesh.lab().vip(3);
     mesh.write_config("svc-reviews.yaml", &service_entry("reviews", vip))
         .unwrap();
-    // A 20 s window with Istio's default minimum (10 %) and aggression (1.0).
+    // A 20 s window with Istio's default minimum (10 %) and aggression (1.0), set with the
+    // field issue 5 names, `warmupDurationSecs` (Pilot maps it to the same model field as its
+    // successor `warmup.duration`).
     mesh.write_config(
         "dr-reviews.yaml",
         &subsets_with_policy(
             "reviews",
-            "    loadBalancer:\n      simple: ROUND_ROBIN\n      warmup: {duration: 20s}\n",
+            "    loadBalancer:\n      simple: ROUND_ROBIN\n      warmupDurationSecs: 20s\n",
         ),
     )
     .unwrap();
