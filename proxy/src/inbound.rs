@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +27,8 @@ use weft_proxy_config::{MtlsMode, Protocol};
 use crate::config::ConfigStore;
 use crate::http::{ConnInfo, HttpProxy, serve_connection};
 use crate::listener::{DestinationMode, accept_loop, destination, sniff};
-use crate::request_log::{Direction, RequestObserver, ResponseFlags};
+use crate::request_log::{Direction, RequestLog, RequestObserver, ResponseFlags};
+use crate::snapshot::Snapshot;
 use crate::tcp;
 use crate::tls::sniff::Detected;
 use crate::upstream::Connector;
@@ -174,17 +176,10 @@ async fn handle(
             tracing::debug!(%peer, ?policy, "inbound connection refused by policy");
             return tcp::emit(proxy.observer.as_ref(), log, started);
         }
-        let admitted = snapshot
-            .inbound_breaker(port)
-            .map(|breaker| breaker.connection());
-        if matches!(admitted, Some(None)) {
-            log.flags.insert(ResponseFlags::UPSTREAM_OVERFLOW);
-            return tcp::emit(proxy.observer.as_ref(), log, started);
-        }
-        match connector.connect(target).await {
-            Ok(mut app) => tcp::copy(&mut tls, &mut app, &shutdown, &mut log).await,
-            Err(_) => log.flags.insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE),
-        }
+        forward_tcp(
+            &mut tls, &snapshot, port, &connector, target, &shutdown, &mut log,
+        )
+        .await;
     } else if mode == MtlsMode::Strict {
         tracing::debug!(%peer, port, "STRICT mTLS: plaintext connection refused");
         log.flags.insert(ResponseFlags::NO_ROUTE_FOUND);
@@ -209,17 +204,45 @@ async fn handle(
             return tcp::emit(proxy.observer.as_ref(), log, started);
         }
         let mut stream = stream;
-        let admitted = snapshot
-            .inbound_breaker(port)
-            .map(|breaker| breaker.connection());
-        if matches!(admitted, Some(None)) {
-            log.flags.insert(ResponseFlags::UPSTREAM_OVERFLOW);
-            return tcp::emit(proxy.observer.as_ref(), log, started);
-        }
-        match connector.connect(target).await {
-            Ok(mut app) => tcp::copy(&mut stream, &mut app, &shutdown, &mut log).await,
-            Err(_) => log.flags.insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE),
-        }
+        forward_tcp(
+            &mut stream,
+            &snapshot,
+            port,
+            &connector,
+            target,
+            &shutdown,
+            &mut log,
+        )
+        .await;
     }
     tcp::emit(proxy.observer.as_ref(), log, started);
+}
+
+/// The TCP part of an inbound connection that policy admitted: a slot of the port's inbound
+/// connection pool (Sidecar `inboundConnectionPool`; none free: the connection is closed and
+/// flagged `UO`), then the application at `target` (unreachable: `UF`), bytes copied both ways
+/// until either side closes or `shutdown` is cancelled. The caller emits `log`.
+async fn forward_tcp<S>(
+    stream: &mut S,
+    snapshot: &Snapshot,
+    port: u16,
+    connector: &Connector,
+    target: SocketAddr,
+    shutdown: &CancellationToken,
+    log: &mut RequestLog,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // Held until the copy ends: the slot is the connection's.
+    let admitted = snapshot
+        .inbound_breaker(port)
+        .map(|breaker| breaker.connection());
+    if matches!(admitted, Some(None)) {
+        log.flags.insert(ResponseFlags::UPSTREAM_OVERFLOW);
+        return;
+    }
+    match connector.connect(target).await {
+        Ok(mut app) => tcp::copy(stream, &mut app, shutdown, log).await,
+        Err(_) => log.flags.insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE),
+    }
 }
