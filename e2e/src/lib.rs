@@ -10,6 +10,8 @@ use std::net::Ipv4Addr;
 
 use weft_lab::mesh::{LocalMesh, MeshBinaries, WorkloadSpec};
 
+pub mod gateway;
+
 /// The namespace of the test workloads.
 pub const NS: &str = "demo";
 

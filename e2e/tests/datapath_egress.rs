@@ -8,6 +8,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use weft_e2e::gateway::config_dump;
 use weft_e2e::{NS, apply, count, eventually, host, mesh_or_skip, service, service_entry};
 use weft_lab::Host;
 use weft_lab::mesh::{LocalMesh, MeshBinaries};
@@ -55,16 +56,6 @@ fn reported(mesh: &LocalMesh, workload: &str, code: &str, flags: &str) -> bool {
             && l.contains(&format!("response_code=\"{code}\""))
             && l.contains(&format!("response_flags=\"{flags}\""))
     })
-}
-
-/// `client`'s proxy `/config_dump` (admin on 127.0.0.1:15000 in its namespace).
-fn config_dump(mesh: &LocalMesh, workload: &str) -> String {
-    let host = &mesh.workload(workload).unwrap().host;
-    let out = mesh
-        .lab()
-        .exec(host, "curl", &["-s", "http://127.0.0.1:15000/config_dump"])
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

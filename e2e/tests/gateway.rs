@@ -8,18 +8,11 @@
 
 use std::time::Duration;
 
+use weft_e2e::gateway::{curl_until, gateway_diagnostics, gateway_yaml};
 use weft_e2e::{
     GATEWAY, NS, curl, eventually, host, ingress_gateway, mesh_or_skip, service, service_entry,
 };
 use weft_lab::pki::TestCa;
-
-/// A Gateway `ingress` in istio-system selecting the ingress gateway, with `servers` (YAML
-/// list items indented by 2).
-fn gateway(servers: &str) -> String {
-    format!(
-        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: ingress, namespace: istio-system}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n{servers}"
-    )
-}
 
 /// A VirtualService bound to the ingress gateway sending every request for `public` to
 /// service `service` on 9080.
@@ -28,45 +21,6 @@ fn http_vs(name: &str, public: &str, service: &str) -> String {
         "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  hosts: [{public}]\n  gateways: [istio-system/ingress]\n  http:\n  - route:\n    - destination: {{host: {}, port: {{number: 9080}}}}\n",
         host(service)
     )
-}
-
-/// What to print when the gateway does not answer: its log, its `/config_dump` (admin is on
-/// 127.0.0.1:15000 in its namespace) and the control plane's log.
-fn diagnostics(mesh: &weft_lab::mesh::LocalMesh) -> String {
-    let dump = mesh
-        .workload(GATEWAY)
-        .and_then(|gw| {
-            mesh.lab()
-                .exec(
-                    &gw.host,
-                    "curl",
-                    &["-s", "http://127.0.0.1:15000/config_dump"],
-                )
-                .ok()
-        })
-        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
-        .unwrap_or_default();
-    format!(
-        "gateway log:\n{}\ngateway config:\n{dump}\noperator log:\n{}",
-        mesh.log(&format!("{GATEWAY}-proxy")),
-        mesh.log("operator")
-    )
-}
-
-/// Retries `curl` for up to 15 s (the control plane pushes the new config meanwhile) until
-/// `done` accepts the reply; returns the last result.
-fn curl_until(
-    mesh: &weft_lab::mesh::LocalMesh,
-    client: &weft_lab::Host,
-    args: &[&str],
-    done: impl Fn(&weft_lab::client::HttpReply) -> bool,
-) -> Result<weft_lab::client::HttpReply, String> {
-    eventually(
-        Duration::from_secs(15),
-        || curl(mesh, client, args),
-        |reply| reply.as_ref().is_ok_and(&done),
-    )
-    .0
 }
 
 #[test]
@@ -90,7 +44,7 @@ fn ingress_routes_by_host_to_two_services_over_mutual_tls() {
     let client = mesh.add_plain_host("outside").unwrap();
     mesh.write_config(
         "gateway.yaml",
-        &gateway(
+        &gateway_yaml(
             "  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*.example.com\"]\n",
         ),
     )
@@ -113,8 +67,12 @@ fn ingress_routes_by_host_to_two_services_over_mutual_tls() {
         let url = format!("http://{gw}/{service}/1");
         let header = format!("Host: {public}");
         let reply = curl_until(&mesh, &client, &["-H", &header, &url], |r| r.status == 200);
-        let reply = reply
-            .unwrap_or_else(|e| panic!("{public} via the gateway: {e}\n{}", diagnostics(&mesh)));
+        let reply = reply.unwrap_or_else(|e| {
+            panic!(
+                "{public} via the gateway: {e}\n{}",
+                gateway_diagnostics(&mesh)
+            )
+        });
         assert!(
             reply.body.contains(&format!("\"service\":\"{service}\"")),
             "{public} reached the wrong service: {}",
@@ -183,7 +141,7 @@ fn https_simple_with_a_file_certificate_and_https_redirect() {
     }
     mesh.write_config(
         "gateway.yaml",
-        &gateway(&format!(
+        &gateway_yaml(&format!(
             "  - port: {{number: 80, name: http, protocol: HTTP}}\n    hosts: [secure.example.com]\n    tls: {{httpsRedirect: true}}\n  - port: {{number: 443, name: https, protocol: HTTPS}}\n    hosts: [secure.example.com]\n    tls: {{mode: SIMPLE, serverCertificate: {}, privateKey: {}}}\n",
             cert.display(),
             key.display()
@@ -205,7 +163,7 @@ fn https_simple_with_a_file_certificate_and_https_redirect() {
         &["--resolve", &resolve, "--cacert", &ca_path, url],
         |r| r.status == 200,
     )
-    .unwrap_or_else(|e| panic!("HTTPS via the gateway: {e}\n{}", diagnostics(&mesh)));
+    .unwrap_or_else(|e| panic!("HTTPS via the gateway: {e}\n{}", gateway_diagnostics(&mesh)));
     assert!(
         reply.body.contains("\"service\":\"reviews\""),
         "{}",
@@ -271,7 +229,7 @@ fn https_simple_with_a_credential_name_secret_and_the_key_redacted_in_config_dum
     .unwrap();
     mesh.write_config(
         "gateway.yaml",
-        &gateway(
+        &gateway_yaml(
             "  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [shop.example.com]\n    tls: {mode: SIMPLE, credentialName: shop-cert}\n",
         ),
     )
@@ -298,7 +256,12 @@ fn https_simple_with_a_credential_name_secret_and_the_key_redacted_in_config_dum
         ],
         |r| r.status == 200,
     )
-    .unwrap_or_else(|e| panic!("HTTPS with credentialName: {e}\n{}", diagnostics(&mesh)));
+    .unwrap_or_else(|e| {
+        panic!(
+            "HTTPS with credentialName: {e}\n{}",
+            gateway_diagnostics(&mesh)
+        )
+    });
     assert!(
         reply.body.contains("\"service\":\"ratings\""),
         "{}",
@@ -358,7 +321,7 @@ fn tls_passthrough_routes_by_sni_to_the_backend_unterminated() {
     .unwrap();
     mesh.write_config(
         "gateway.yaml",
-        &gateway("  - port: {number: 443, name: tls, protocol: TLS}\n    hosts: [db.example.com]\n    tls: {mode: PASSTHROUGH}\n"),
+        &gateway_yaml("  - port: {number: 443, name: tls, protocol: TLS}\n    hosts: [db.example.com]\n    tls: {mode: PASSTHROUGH}\n"),
     )
     .unwrap();
     mesh.write_config(
@@ -387,7 +350,7 @@ fn tls_passthrough_routes_by_sni_to_the_backend_unterminated() {
     .unwrap_or_else(|e| {
         panic!(
             "passthrough via the gateway: {e}\n{}\nbackend log:\n{}",
-            diagnostics(&mesh),
+            gateway_diagnostics(&mesh),
             mesh.log("backend-tls")
         )
     });
@@ -431,7 +394,7 @@ fn auto_passthrough_forwards_the_clients_mutual_tls_to_the_sni_named_service() {
     // Istio's cross-network gateway: AUTO_PASSTHROUGH on 15443 for the mesh's hosts.
     mesh.write_config(
         "gateway.yaml",
-        &gateway("  - port: {number: 15443, name: tls, protocol: TLS}\n    hosts: [\"*.local\"]\n    tls: {mode: AUTO_PASSTHROUGH}\n"),
+        &gateway_yaml("  - port: {number: 15443, name: tls, protocol: TLS}\n    hosts: [\"*.local\"]\n    tls: {mode: AUTO_PASSTHROUGH}\n"),
     )
     .unwrap();
     let certs = mesh.cert_dir(NS, "client");
@@ -520,7 +483,8 @@ fn a_port_the_gateway_cannot_bind_is_nacked_and_the_last_good_listeners_stay() {
     let gw = ingress_gateway(&mut mesh);
     let client = mesh.add_plain_host("outside").unwrap();
     let http = "  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n";
-    mesh.write_config("gateway.yaml", &gateway(http)).unwrap();
+    mesh.write_config("gateway.yaml", &gateway_yaml(http))
+        .unwrap();
     mesh.write_config(
         "vs-reviews.yaml",
         &http_vs("reviews", "reviews.example.com", "reviews"),
@@ -533,12 +497,12 @@ fn a_port_the_gateway_cannot_bind_is_nacked_and_the_last_good_listeners_stay() {
         &["-H", "Host: reviews.example.com", &url],
         |r| r.status == 200,
     )
-    .unwrap_or_else(|e| panic!("HTTP via the gateway: {e}\n{}", diagnostics(&mesh)));
+    .unwrap_or_else(|e| panic!("HTTP via the gateway: {e}\n{}", gateway_diagnostics(&mesh)));
 
     // 15021 is the gateway's own health port: binding it again fails.
     mesh.write_config(
         "gateway.yaml",
-        &gateway(&format!(
+        &gateway_yaml(&format!(
             "{http}  - port: {{number: 15021, name: http-taken, protocol: HTTP}}\n    hosts: [\"*\"]\n"
         )),
     )
@@ -559,7 +523,12 @@ fn a_port_the_gateway_cannot_bind_is_nacked_and_the_last_good_listeners_stay() {
         },
         |row| row["state"] == "NACKED",
     );
-    assert_eq!(row["state"], "NACKED", "{row}\n{}", diagnostics(&mesh));
+    assert_eq!(
+        row["state"],
+        "NACKED",
+        "{row}\n{}",
+        gateway_diagnostics(&mesh)
+    );
     let reason = row["nack_reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains(":15021"),

@@ -11,20 +11,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use weft_e2e::gateway::{config_dump, curl_until, gateway_diagnostics, gateway_yaml};
 use weft_e2e::{
     GATEWAY, NS, curl, eventually, host, ingress_gateway, mesh_or_skip, service, service_entry,
 };
-use weft_lab::client::HttpReply;
 use weft_lab::mesh::LocalMesh;
 use weft_lab::pki::{Leaf, TestCa};
-
-/// A Gateway `ingress` in istio-system selecting the ingress gateway, with `servers` (YAML
-/// list items indented by 2).
-fn gateway(servers: &str) -> String {
-    format!(
-        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: ingress, namespace: istio-system}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n{servers}"
-    )
-}
 
 /// A VirtualService `name` in `namespace` bound to the ingress gateway, sending every request
 /// for `public` to service `service` on 9080.
@@ -56,60 +48,6 @@ fn client_dir(mesh: &LocalMesh) -> PathBuf {
     let dir = mesh.lab().log_dir().join("tls-clients");
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// `workload`'s proxy `/config_dump` (admin on 127.0.0.1:15000 in its namespace).
-fn config_dump(mesh: &LocalMesh, workload: &str) -> String {
-    mesh.workload(workload)
-        .and_then(|w| {
-            mesh.lab()
-                .exec(
-                    &w.host,
-                    "curl",
-                    &["-s", "http://127.0.0.1:15000/config_dump"],
-                )
-                .ok()
-        })
-        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
-        .unwrap_or_default()
-}
-
-/// The gateway's log, its `/config_dump` and the control plane's log.
-fn diagnostics(mesh: &LocalMesh) -> String {
-    let dump = mesh
-        .workload(GATEWAY)
-        .and_then(|gw| {
-            mesh.lab()
-                .exec(
-                    &gw.host,
-                    "curl",
-                    &["-s", "http://127.0.0.1:15000/config_dump"],
-                )
-                .ok()
-        })
-        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
-        .unwrap_or_default();
-    format!(
-        "gateway log:\n{}\ngateway config:\n{dump}\noperator log:\n{}",
-        mesh.log(&format!("{GATEWAY}-proxy")),
-        mesh.log("operator")
-    )
-}
-
-/// Retries `curl` for up to 15 s (the control plane pushes the config meanwhile) until `done`
-/// accepts the reply; returns the last result.
-fn curl_until(
-    mesh: &LocalMesh,
-    client: &weft_lab::Host,
-    args: &[&str],
-    done: impl Fn(&HttpReply) -> bool,
-) -> Result<HttpReply, String> {
-    eventually(
-        Duration::from_secs(15),
-        || curl(mesh, client, args),
-        |reply| reply.as_ref().is_ok_and(&done),
-    )
-    .0
 }
 
 /// Whether the gateway reported a request with `code` and response flags `flags`.
@@ -203,7 +141,7 @@ fn mutual_and_istio_mutual_servers_accept_only_clients_with_a_trusted_certificat
     .unwrap();
     mesh.write_config(
         "gateway.yaml",
-        &gateway(
+        &gateway_yaml(
             "  - port: {number: 443, name: https-shop, protocol: HTTPS}\n    hosts: [shop.example.com]\n    tls: {mode: MUTUAL, credentialName: shop-cert}\n  - port: {number: 9443, name: https-pay, protocol: HTTPS}\n    hosts: [pay.example.com]\n    tls: {mode: MUTUAL, credentialName: pay-cert}\n  - port: {number: 8443, name: https-mesh, protocol: HTTPS}\n    hosts: [mesh.example.com]\n    tls: {mode: ISTIO_MUTUAL}\n",
         ),
     )
@@ -237,7 +175,7 @@ fn mutual_and_istio_mutual_servers_accept_only_clients_with_a_trusted_certificat
         // A client certificate signed by the configured client CA: 200 from reviews.
         let with_cert = [&base[..], &["--cert", &trusted_cert, "--key", &trusted_key]].concat();
         let reply = curl_until(&mesh, &outside, &with_cert, |r| r.status == 200)
-            .unwrap_or_else(|e| panic!("MUTUAL {public}: {e}\n{}", diagnostics(&mesh)));
+            .unwrap_or_else(|e| panic!("MUTUAL {public}: {e}\n{}", gateway_diagnostics(&mesh)));
         assert!(
             reply.body.contains("\"service\":\"reviews\""),
             "{public}: {}",
@@ -278,7 +216,7 @@ fn mutual_and_istio_mutual_servers_accept_only_clients_with_a_trusted_certificat
     let base = ["-k", "--resolve", &resolve, url];
     let with_mesh_cert = [&base[..], &["--cert", &mesh_cert, "--key", &mesh_key]].concat();
     let reply = curl_until(&mesh, &outside, &with_mesh_cert, |r| r.status == 200)
-        .unwrap_or_else(|e| panic!("ISTIO_MUTUAL: {e}\n{}", diagnostics(&mesh)));
+        .unwrap_or_else(|e| panic!("ISTIO_MUTUAL: {e}\n{}", gateway_diagnostics(&mesh)));
     assert!(
         reply.body.contains("\"service\":\"reviews\""),
         "{}",
@@ -328,7 +266,8 @@ fn server_hosts_with_a_namespace_prefix_bind_only_that_namespaces_virtual_servic
     // `demo/*.example.com`: VirtualServices of namespace demo only; `./admin.example.com`:
     // of the Gateway's own namespace (istio-system).
     let scoped = "  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"demo/*.example.com\", \"./admin.example.com\"]\n";
-    mesh.write_config("gateway.yaml", &gateway(scoped)).unwrap();
+    mesh.write_config("gateway.yaml", &gateway_yaml(scoped))
+        .unwrap();
     mesh.write_config(
         "vs-bound.yaml",
         &http_vs(NS, "bound", "bound.example.com", "reviews"),
@@ -348,7 +287,7 @@ fn server_hosts_with_a_namespace_prefix_bind_only_that_namespaces_virtual_servic
     for public in ["bound.example.com", "admin.example.com"] {
         let header = format!("Host: {public}");
         let reply = curl_until(&mesh, &client, &["-H", &header, &url], |r| r.status == 200)
-            .unwrap_or_else(|e| panic!("{public}: {e}\n{}", diagnostics(&mesh)));
+            .unwrap_or_else(|e| panic!("{public}: {e}\n{}", gateway_diagnostics(&mesh)));
         assert!(
             reply.body.contains("\"service\":\"reviews\""),
             "{public}: {}",
@@ -370,14 +309,15 @@ fn server_hosts_with_a_namespace_prefix_bind_only_that_namespaces_virtual_servic
     // the namespace rule's doing.
     let any =
         "  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*/*.example.com\"]\n";
-    mesh.write_config("gateway.yaml", &gateway(any)).unwrap();
+    mesh.write_config("gateway.yaml", &gateway_yaml(any))
+        .unwrap();
     let reply = curl_until(
         &mesh,
         &client,
         &["-H", "Host: stray.example.com", &url],
         |r| r.status == 200,
     )
-    .unwrap_or_else(|e| panic!("stray with */: {e}\n{}", diagnostics(&mesh)));
+    .unwrap_or_else(|e| panic!("stray with */: {e}\n{}", gateway_diagnostics(&mesh)));
     assert!(
         reply.body.contains("\"service\":\"reviews\""),
         "{}",
@@ -428,7 +368,7 @@ fn a_credential_name_secret_rewritten_in_the_config_dir_is_served_on_the_next_ha
     .unwrap();
     mesh.write_config(
         "gateway.yaml",
-        &gateway(
+        &gateway_yaml(
             "  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [shop.example.com]\n    tls: {mode: SIMPLE, credentialName: shop-cert}\n",
         ),
     )
@@ -447,8 +387,12 @@ fn a_credential_name_secret_rewritten_in_the_config_dir_is_served_on_the_next_ha
         &ca_file,
         "https://shop.example.com/reviews/1",
     ];
-    curl_until(&mesh, &client, &args, |r| r.status == 200)
-        .unwrap_or_else(|e| panic!("HTTPS with credentialName: {e}\n{}", diagnostics(&mesh)));
+    curl_until(&mesh, &client, &args, |r| r.status == 200).unwrap_or_else(|e| {
+        panic!(
+            "HTTPS with credentialName: {e}\n{}",
+            gateway_diagnostics(&mesh)
+        )
+    });
     let first_serial = serial(&first.cert_pem).unwrap();
     assert_eq!(
         served_serial(&mesh, &client, &gw, "shop.example.com"),
@@ -473,7 +417,7 @@ fn a_credential_name_secret_rewritten_in_the_config_dir_is_served_on_the_next_ha
         served,
         Some(second_serial),
         "the rotated certificate was not served after {took:?}\n{}",
-        diagnostics(&mesh)
+        gateway_diagnostics(&mesh)
     );
     // And HTTPS still works with the new certificate.
     let reply = curl(&mesh, &client, &args).unwrap();
@@ -499,7 +443,7 @@ fn sidecar_through_an_istio_mutual_server(server_hosts: &str, endpoints: &str) {
     let gw = ingress_gateway(&mut mesh);
     mesh.write_config(
         "gateway.yaml",
-        &gateway(&format!(
+        &gateway_yaml(&format!(
             "  - port: {{number: 8443, name: https-mesh, protocol: HTTPS}}\n    hosts: [{server_hosts}]\n    tls: {{mode: ISTIO_MUTUAL}}\n"
         )),
     )
@@ -544,7 +488,7 @@ fn sidecar_through_an_istio_mutual_server(server_hosts: &str, endpoints: &str) {
         weft_e2e::count(&report, "versions", "v1"),
         5,
         "{report}\n{}\nclient proxy config:\n{}",
-        diagnostics(&mesh),
+        gateway_diagnostics(&mesh),
         config_dump(&mesh, "client")
     );
 }
