@@ -11,22 +11,22 @@
 
 #[path = "support/fake_api.rs"]
 mod fake_api;
+#[path = "support/proxy_stream.rs"]
+mod proxy_stream;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use fake_api::{FakeApi, eventually, free_port};
+use fake_api::{FakeApi, eventually};
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use proxy_stream::start_operator_with;
 use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
-use weft_operator::kubernetes::{KubernetesSettings, run};
 
 async fn http_get(addr: SocketAddr, path: &str) -> Option<u16> {
     http_get_body(addr, path).await.map(|(status, _)| status)
@@ -118,28 +118,8 @@ async fn the_operator_runs_against_a_fake_api_server() {
                                                           "namespace": "weft-system",
                                                           "path": "/inject"}}}]}),
     );
-    let fake = api.clone();
-    let service = tower::service_fn(move |request| {
-        let fake = fake.clone();
-        async move { Ok::<_, Infallible>(fake.handle(request).await) }
-    });
-    let client = kube::Client::new(service, "default");
-    let state_dir = tempfile::tempdir().unwrap();
-    let settings = KubernetesSettings {
-        namespace: "weft-system".into(),
-        leader_elect: false,
-        identity: "weft-operator-0".into(),
-        discovery_addr: free_port(),
-        monitoring_addr: free_port(),
-        webhook_addr: free_port(),
-        webhook_cert_dir: None,
-        manage_webhook_ca_bundle: true,
-        webhook_url: None,
-        state_dir: state_dir.path().to_path_buf(),
-        proxy_image: None,
-    };
-    let shutdown = CancellationToken::new();
-    let operator = tokio::spawn(run(client, settings.clone(), shutdown.clone()));
+    let (settings, shutdown, operator, state_dir) =
+        start_operator_with(&api, |settings| settings.manage_webhook_ca_bundle = true);
 
     // Ready once every reflector has listed.
     let monitoring = settings.monitoring_addr;

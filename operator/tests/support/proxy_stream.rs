@@ -27,6 +27,20 @@ pub fn start_operator(
     Operator,
     tempfile::TempDir,
 ) {
+    start_operator_with(api, |_| {})
+}
+
+/// As [`start_operator`], with the settings changed by `adjust` first (e.g. to manage the
+/// webhook configurations' `caBundle`).
+pub fn start_operator_with(
+    api: &FakeApi,
+    adjust: impl FnOnce(&mut KubernetesSettings),
+) -> (
+    KubernetesSettings,
+    CancellationToken,
+    Operator,
+    tempfile::TempDir,
+) {
     let fake = api.clone();
     let service = tower::service_fn(move |request| {
         let fake = fake.clone();
@@ -34,7 +48,7 @@ pub fn start_operator(
     });
     let client = kube::Client::new(service, "default");
     let state_dir = tempfile::tempdir().unwrap();
-    let settings = KubernetesSettings {
+    let mut settings = KubernetesSettings {
         namespace: "weft-system".into(),
         leader_elect: false,
         identity: "weft-operator-0".into(),
@@ -47,6 +61,7 @@ pub fn start_operator(
         state_dir: state_dir.path().to_path_buf(),
         proxy_image: None,
     };
+    adjust(&mut settings);
     let shutdown = CancellationToken::new();
     let operator = tokio::spawn(run(client, settings.clone(), shutdown.clone()));
     (settings, shutdown, operator, state_dir)
