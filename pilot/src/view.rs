@@ -27,8 +27,7 @@ use crate::registry::Registry;
 pub(crate) use index::MeshIndex;
 use jwks::JwksSets;
 pub(crate) use secrets::{
-    CA_KEYS, CA_SECRET_SUFFIX, CERT_KEYS, Credential, KEY_KEYS, SecretData, Secrets,
-    names_credential,
+    CA_KEYS, CA_SECRET_SUFFIX, Credential, SecretData, Secrets, names_credential,
 };
 
 /// The Kubernetes cluster domain Istio assumes (`cluster.local`), the suffix of every Service

@@ -9,7 +9,7 @@ use weft_proxy_config::{
 
 use crate::build::Context;
 use crate::unsupported::Origin;
-use crate::view::{CA_KEYS, CA_SECRET_SUFFIX, CERT_KEYS, KEY_KEYS};
+use crate::view::{CA_KEYS, CA_SECRET_SUFFIX};
 
 /// The server's [`ServerTls`] (for `HTTPS` and `TLS` servers) and its `https_redirect` flag
 /// (plaintext HTTP servers). Returns `None`, after reporting why, when the server must be left
@@ -184,16 +184,18 @@ fn credential(
             format!("{what}; the server is left out (Istio's listener would not become ready)"),
         ));
     };
-    let Some(secret) = view.secret(&namespace, name) else {
+    // Istio's SDS lookup, shared with DestinationRule credentials (`view::secrets`).
+    let found = view.credential(&namespace, name);
+    if !found.found {
         missing(
             context,
             "credentialName",
             format!("Secret {namespace}/{name} not found in the gateway proxy's namespace"),
         );
         return None;
-    };
+    }
     let (Some(server_certificate), Some(private_key)) =
-        (secret.text(&CERT_KEYS), secret.text(&KEY_KEYS))
+        (found.certificate_chain, found.private_key)
     else {
         missing(
             context,
@@ -206,16 +208,13 @@ fn credential(
         return None;
     };
     let ca_certificates = if mode.needs_client_ca() {
-        let from_named = settings.ca_cert_credential_name.as_deref().map(|ca_name| {
-            view.secret(&namespace, ca_name)
-                .and_then(|s| s.text(&CA_KEYS))
-        });
-        let found = match from_named {
-            Some(found) => found,
-            None => secret.text(&CA_KEYS).or_else(|| {
-                view.secret(&namespace, &format!("{name}{CA_SECRET_SUFFIX}"))
-                    .and_then(|s| s.text(&CA_KEYS))
-            }),
+        // `caCertCredentialName` names the CA's Secret itself; else the credential's own CA,
+        // else `<credentialName>-cacert` (both in `found`).
+        let found = match settings.ca_cert_credential_name.as_deref() {
+            Some(ca_name) => view
+                .secret(&namespace, ca_name)
+                .and_then(|s| s.text(&CA_KEYS)),
+            None => found.ca_certificates,
         };
         if found.is_none() {
             missing(
