@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use fake_api::{FakeApi, name_selector};
-use proxy_stream::{connect, start_operator};
+use proxy_stream::{connect, seed_mesh, start_operator};
 use serde_json::{Value, json};
 
 /// A self-signed certificate and its key for `host`, as PEM.
@@ -78,22 +78,10 @@ fn server_credential(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_credentials_come_from_the_referenced_secrets_only() {
     let api = FakeApi::default();
-    api.put(
-        "/api/v1/namespaces/istio-system",
-        json!({"apiVersion": "v1", "kind": "Namespace",
-               "metadata": {"name": "istio-system", "labels": {"istio-injection": "enabled"}}}),
-    );
-    api.put(
-        "/apis/mesh.weft.dev/v1alpha1/meshes/default",
-        json!({"apiVersion": "mesh.weft.dev/v1alpha1", "kind": "Mesh",
-               "metadata": {"name": "default", "uid": "mesh-uid-1", "generation": 1},
-               "spec": {}}),
-    );
-    api.put(
-        "/api/v1/namespaces/istio-system/serviceaccounts/istio-ingressgateway",
-        json!({"apiVersion": "v1", "kind": "ServiceAccount",
-               "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system",
-                            "uid": "sa-uid-gw"}}),
+    seed_mesh(
+        &api,
+        "istio-system",
+        &[("istio-ingressgateway", "sa-uid-gw")],
     );
     api.put(
         "/api/v1/namespaces/istio-system/pods/istio-ingressgateway-1",
@@ -265,22 +253,7 @@ fn client_credential(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destination_rule_credentials_reach_the_selected_sidecar() {
     let api = FakeApi::default();
-    api.put(
-        "/api/v1/namespaces/demo",
-        json!({"apiVersion": "v1", "kind": "Namespace",
-               "metadata": {"name": "demo", "labels": {"istio-injection": "enabled"}}}),
-    );
-    api.put(
-        "/apis/mesh.weft.dev/v1alpha1/meshes/default",
-        json!({"apiVersion": "mesh.weft.dev/v1alpha1", "kind": "Mesh",
-               "metadata": {"name": "default", "uid": "mesh-uid-1", "generation": 1},
-               "spec": {}}),
-    );
-    api.put(
-        "/api/v1/namespaces/demo/serviceaccounts/client",
-        json!({"apiVersion": "v1", "kind": "ServiceAccount",
-               "metadata": {"name": "client", "namespace": "demo", "uid": "sa-uid-client"}}),
-    );
+    seed_mesh(&api, "demo", &[("client", "sa-uid-client")]);
     api.put(
         "/api/v1/namespaces/demo/pods/client-1",
         json!({"apiVersion": "v1", "kind": "Pod",

@@ -13,7 +13,7 @@ mod proxy_stream;
 use std::time::Duration;
 
 use fake_api::FakeApi;
-use proxy_stream::{connect, start_operator};
+use proxy_stream::{connect, seed_mesh, start_operator};
 use serde_json::{Value, json};
 use weft_proxy_config::Locality;
 
@@ -51,22 +51,7 @@ fn locality(zone: &str) -> Locality {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_topology_labels_give_endpoints_and_proxies_their_locality() {
     let api = FakeApi::default();
-    api.put(
-        "/api/v1/namespaces/demo",
-        json!({"apiVersion": "v1", "kind": "Namespace",
-               "metadata": {"name": "demo", "labels": {"istio-injection": "enabled"}}}),
-    );
-    api.put(
-        "/apis/mesh.weft.dev/v1alpha1/meshes/default",
-        json!({"apiVersion": "mesh.weft.dev/v1alpha1", "kind": "Mesh",
-               "metadata": {"name": "default", "uid": "mesh-uid-1", "generation": 1},
-               "spec": {}}),
-    );
-    api.put(
-        "/api/v1/namespaces/demo/serviceaccounts/client",
-        json!({"apiVersion": "v1", "kind": "ServiceAccount",
-               "metadata": {"name": "client", "namespace": "demo", "uid": "sa-uid-client"}}),
-    );
+    seed_mesh(&api, "demo", &[("client", "sa-uid-client")]);
     api.put("/api/v1/nodes/n1", node("n1", "us-east1-a"));
     api.put("/api/v1/nodes/n2", node("n2", "us-east1-b"));
     api.put(

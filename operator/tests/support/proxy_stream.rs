@@ -9,13 +9,37 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use http::Method;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use weft_operator::kubernetes::{KubernetesSettings, run};
 
 use super::fake_api::{FakeApi, eventually, free_port};
 
 pub type Operator = tokio::task::JoinHandle<anyhow::Result<()>>;
+
+/// Seeds `api` with what every proxy test needs before the operator starts: `namespace`
+/// labelled for injection, the Mesh `default`, and the service accounts `accounts` (name,
+/// uid) in `namespace` (Citadel issues their workload certificates).
+pub fn seed_mesh(api: &FakeApi, namespace: &str, accounts: &[(&str, &str)]) {
+    api.put(
+        &format!("/api/v1/namespaces/{namespace}"),
+        json!({"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": namespace, "labels": {"istio-injection": "enabled"}}}),
+    );
+    api.put(
+        "/apis/mesh.weft.dev/v1alpha1/meshes/default",
+        json!({"apiVersion": "mesh.weft.dev/v1alpha1", "kind": "Mesh",
+               "metadata": {"name": "default", "uid": "mesh-uid-1", "generation": 1},
+               "spec": {}}),
+    );
+    for (name, uid) in accounts {
+        api.put(
+            &format!("/api/v1/namespaces/{namespace}/serviceaccounts/{name}"),
+            json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                   "metadata": {"name": name, "namespace": namespace, "uid": uid}}),
+        );
+    }
+}
 
 /// Starts the operator in Kubernetes mode against `api`; returns its settings, the shutdown
 /// token, its task and the state directory (kept alive by the caller).
