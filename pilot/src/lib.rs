@@ -61,5 +61,6 @@ pub use registry::{
 };
 pub use unsupported::Unsupported;
 pub use view::{
-    ClusterObjects, ClusterView, DocumentError, MeshSettings, jwks_fetches, yaml_documents,
+    ClusterObjects, ClusterView, DocumentError, MeshSettings, OPENID_DISCOVERY_PATH, jwks_fetches,
+    yaml_documents,
 };

@@ -20,7 +20,7 @@ use weft_crds::security::{AuthorizationPolicy, PeerAuthentication, RequestAuthen
 use weft_proxy_config::OutboundTrafficPolicy;
 
 pub use documents::{DocumentError, yaml_documents};
-pub use jwks::jwks_fetches;
+pub use jwks::{OPENID_DISCOVERY_PATH, jwks_fetches};
 
 use crate::cache::BuildCache;
 use crate::registry::Registry;

@@ -5,12 +5,9 @@
 //! Connect Discovery 1.0 section 3, REQUIRED) and fetches the key set from there.
 
 use bytes::Bytes;
+use weft_pilot::OPENID_DISCOVERY_PATH;
 
 use super::JwksError;
-
-/// The path OpenID Connect Discovery 1.0 (section 4) appends to an issuer to name its provider
-/// configuration document (the same constant as Pilot's `OPENID_DISCOVERY_PATH`).
-pub const OPENID_DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
 /// Whether `url` names an OpenID provider configuration document: its path ends with
 /// [`OPENID_DISCOVERY_PATH`] (a query string is ignored). A `jwksUri` written that way is
