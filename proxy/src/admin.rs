@@ -99,6 +99,11 @@ impl RequestObserver for ProxyStats {
         }
         self.inner.on_request(log);
     }
+
+    /// The wrapped observer's answer: the counters read no descriptive field.
+    fn wants_details(&self) -> bool {
+        self.inner.wants_details()
+    }
 }
 
 /// What the admin endpoint serves.

@@ -197,29 +197,17 @@ async fn handle(
         request.headers_mut().insert(X_REQUEST_ID, request_id());
     }
     {
+        let details = proxy.observer.wants_details();
         let log = guard.log();
         log.method = request.method().as_str().to_owned();
-        log.authority = authority_of(&request).to_owned();
-        log.path = request
-            .uri()
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
         log.protocol = match request.version() {
             http::Version::HTTP_2 => "HTTP/2",
             http::Version::HTTP_10 => "HTTP/1.0",
             _ => "HTTP/1.1",
         };
-        log.request_id = request
-            .headers()
-            .get(X_REQUEST_ID)
-            .and_then(|id| id.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        log.traceparent = request
-            .headers()
-            .get("traceparent")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
+        if details {
+            fill_details(log, &request);
+        }
         log.downstream_peer = Some(conn.peer);
         log.source_principal = conn.source_principal.clone();
     }
@@ -240,6 +228,27 @@ async fn handle(
         (Some(snapshot), None) => route(&snapshot, conn, request, guard.log()).await,
     };
     guard.attach(response)
+}
+
+/// The log's descriptive fields (only the access log and debug logging read them): authority,
+/// path and query, `x-request-id` and `traceparent`.
+fn fill_details<B>(log: &mut RequestLog, request: &Request<B>) {
+    log.authority = authority_of(request).to_owned();
+    log.path = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
+    log.request_id = request
+        .headers()
+        .get(X_REQUEST_ID)
+        .and_then(|id| id.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    log.traceparent = request
+        .headers()
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
 }
 
 /// Routes one request through `snapshot`.

@@ -162,6 +162,15 @@ pub struct RequestLog {
 pub trait RequestObserver: Send + Sync {
     /// Records one finished request. Called on the request path: must not block.
     fn on_request(&self, log: &RequestLog);
+
+    /// Whether [`RequestObserver::on_request`] reads a request's descriptive fields
+    /// (`authority`, `path`, `request_id`, `traceparent`), which only the access log and debug
+    /// logging print. When it returns `false` the HTTP path leaves them empty and saves their
+    /// copies (Istio's metrics carry none of them). Asked once per request, so a change of the
+    /// access log's state applies to the next request. Default: `true`.
+    fn wants_details(&self) -> bool {
+        true
+    }
 }
 
 /// A [`RequestObserver`] that emits one `tracing` debug event per request.
@@ -183,6 +192,11 @@ impl RequestObserver for TracingObserver {
             request_id = %log.request_id,
             "request"
         );
+    }
+
+    /// Only when debug events are enabled.
+    fn wants_details(&self) -> bool {
+        tracing::enabled!(tracing::Level::DEBUG)
     }
 }
 

@@ -254,6 +254,11 @@ impl RequestObserver for TelemetryObserver {
             audit_policy: log.audit_policy.clone(),
         });
     }
+
+    /// Only the access log reads them; the metrics' labels do not.
+    fn wants_details(&self) -> bool {
+        self.telemetry.access_log_enabled()
+    }
 }
 
 fn or_unknown(value: &str) -> String {
@@ -407,6 +412,21 @@ mod tests {
             .collect();
         assert!(lines.len() <= 1, "{labels:?} matches {lines:?}");
         lines.first()?.rsplit(' ').next()?.parse().ok()
+    }
+
+    /// The HTTP path copies authority, path and request ids into the log only when the access
+    /// log will print them.
+    #[test]
+    fn only_an_access_log_asks_for_request_details() {
+        let store = ConfigStore::new(None);
+        let observer = |access_log| {
+            let mut registry = prometheus_client::registry::Registry::default();
+            let telemetry = Arc::new(Telemetry::new(&mut registry, access_log));
+            TelemetryObserver::new(telemetry, Arc::clone(&store))
+        };
+        assert!(!observer(crate::telemetry::AccessLog::off()).wants_details());
+        let logging = observer(crate::telemetry::AccessLog::to_writer(std::io::sink()));
+        assert!(logging.wants_details());
     }
 
     #[test]
