@@ -22,6 +22,14 @@ use weft_proxy::telemetry::{AccessLog, Telemetry};
 use weft_proxy::telemetry_observer::TelemetryObserver;
 use weft_proxy_config::ProxyType;
 
+/// mimalloc instead of glibc's malloc: the request path allocates and frees per request
+/// (hyper's read buffers, header maps, boxed bodies), and glibc's slow paths (`_int_malloc`,
+/// `malloc_consolidate`) were ~10 % of a sidecar's user-space CPU. With the arena committed on
+/// demand (`.cargo/config.toml`) the peak RSS stays that of glibc's (docs/benchmarks.md,
+/// "Session 6").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "weft-proxy", about = "The Weft sidecar data plane")]
 struct Cli {
