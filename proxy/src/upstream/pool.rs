@@ -269,7 +269,10 @@ impl Pool {
             // `send_pooled` only takes the request when it sends it.
             return Err(PoolError::Unsent { address });
         };
-        self.send_new(key, request)
+        // Opening a connection is the rare path: boxed, its future (TCP connect, TLS handshake,
+        // HTTP/2 preface: ~2 KB) is not part of every request's future, which each caller up
+        // to hyper's dispatcher moves (memcpy) once per request.
+        Box::pin(self.send_new(key, request))
             .await?
             .await
             .map_err(|error| PoolError::Request {
