@@ -1,4 +1,5 @@
-//! Scaffolding of the gateway scenarios (`tests/gateway*.rs`): the ingress Gateway's YAML,
+//! Scaffolding of the gateway scenarios (`tests/gateway*.rs`): the ingress Gateway's and its
+//! VirtualServices' YAML, the reviews backend,
 //! a proxy's `/config_dump`, what to print when the gateway does not answer, and curl retried
 //! while the control plane pushes.
 
@@ -7,7 +8,7 @@ use std::time::Duration;
 use weft_lab::client::HttpReply;
 use weft_lab::mesh::LocalMesh;
 
-use crate::{GATEWAY, curl, eventually};
+use crate::{GATEWAY, curl, eventually, host, service, service_entry};
 
 /// A Gateway `ingress` in istio-system selecting the ingress gateway (`istio:
 /// ingressgateway`), with `servers` (YAML list items indented by 2).
@@ -15,6 +16,27 @@ pub fn gateway_yaml(servers: &str) -> String {
     format!(
         "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: ingress, namespace: istio-system}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n{servers}"
     )
+}
+
+/// A VirtualService `name` in `namespace` bound to the ingress gateway, sending every request
+/// for `public` to service `service` on 9080.
+pub fn gateway_vs(namespace: &str, name: &str, public: &str, service: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  hosts: [{public}]\n  gateways: [istio-system/ingress]\n  http:\n  - route:\n    - destination: {{host: {}, port: {{number: 9080}}}}\n",
+        host(service)
+    )
+}
+
+/// The backend most gateway scenarios route to: the `reviews` ServiceEntry (VIP 3 of the lab)
+/// and its v1 workload `reviews1`. Panics when the workload cannot be started (a test helper).
+pub fn add_reviews_v1(mesh: &mut LocalMesh) {
+    mesh.write_config(
+        "svc-reviews.yaml",
+        &service_entry("reviews", mesh.lab().vip(3)),
+    )
+    .unwrap();
+    mesh.add_workload(service("reviews1", "reviews", "v1", &[], &[]))
+        .unwrap();
 }
 
 /// `workload`'s proxy `/config_dump` (admin on 127.0.0.1:15000 in its namespace); empty when

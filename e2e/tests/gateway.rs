@@ -8,20 +8,13 @@
 
 use std::time::Duration;
 
-use weft_e2e::gateway::{curl_until, gateway_diagnostics, gateway_yaml};
+use weft_e2e::gateway::{
+    add_reviews_v1, curl_until, gateway_diagnostics, gateway_vs, gateway_yaml,
+};
 use weft_e2e::{
     GATEWAY, NS, curl, eventually, host, ingress_gateway, mesh_or_skip, service, service_entry,
 };
 use weft_lab::pki::TestCa;
-
-/// A VirtualService bound to the ingress gateway sending every request for `public` to
-/// service `service` on 9080.
-fn http_vs(name: &str, public: &str, service: &str) -> String {
-    format!(
-        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  hosts: [{public}]\n  gateways: [istio-system/ingress]\n  http:\n  - route:\n    - destination: {{host: {}, port: {{number: 9080}}}}\n",
-        host(service)
-    )
-}
 
 #[test]
 fn ingress_routes_by_host_to_two_services_over_mutual_tls() {
@@ -51,12 +44,12 @@ fn ingress_routes_by_host_to_two_services_over_mutual_tls() {
     .unwrap();
     mesh.write_config(
         "vs-reviews.yaml",
-        &http_vs("reviews", "reviews.example.com", "reviews"),
+        &gateway_vs(NS, "reviews", "reviews.example.com", "reviews"),
     )
     .unwrap();
     mesh.write_config(
         "vs-ratings.yaml",
-        &http_vs("ratings", "ratings.example.com", "ratings"),
+        &gateway_vs(NS, "ratings", "ratings.example.com", "ratings"),
     )
     .unwrap();
 
@@ -116,13 +109,7 @@ fn ingress_routes_by_host_to_two_services_over_mutual_tls() {
 #[test]
 fn https_simple_with_a_file_certificate_and_https_redirect() {
     let mut mesh = mesh_or_skip!();
-    mesh.write_config(
-        "svc-reviews.yaml",
-        &service_entry("reviews", mesh.lab().vip(3)),
-    )
-    .unwrap();
-    mesh.add_workload(service("reviews1", "reviews", "v1", &[], &[]))
-        .unwrap();
+    add_reviews_v1(&mut mesh);
     let gw = ingress_gateway(&mut mesh);
     let client = mesh.add_plain_host("outside").unwrap();
     // The certificate mounted into the gateway (readable by its UID 1337).
@@ -150,7 +137,7 @@ fn https_simple_with_a_file_certificate_and_https_redirect() {
     .unwrap();
     mesh.write_config(
         "vs-secure.yaml",
-        &http_vs("secure", "secure.example.com", "reviews"),
+        &gateway_vs(NS, "secure", "secure.example.com", "reviews"),
     )
     .unwrap();
 
@@ -236,7 +223,7 @@ fn https_simple_with_a_credential_name_secret_and_the_key_redacted_in_config_dum
     .unwrap();
     mesh.write_config(
         "vs-shop.yaml",
-        &http_vs("shop", "shop.example.com", "ratings"),
+        &gateway_vs(NS, "shop", "shop.example.com", "ratings"),
     )
     .unwrap();
     let dir = mesh.lab().log_dir().join("client-ca");
@@ -372,13 +359,7 @@ fn tls_passthrough_routes_by_sni_to_the_backend_unterminated() {
 #[test]
 fn auto_passthrough_forwards_the_clients_mutual_tls_to_the_sni_named_service() {
     let mut mesh = mesh_or_skip!();
-    mesh.write_config(
-        "svc-reviews.yaml",
-        &service_entry("reviews", mesh.lab().vip(3)),
-    )
-    .unwrap();
-    mesh.add_workload(service("reviews1", "reviews", "v1", &[], &[]))
-        .unwrap();
+    add_reviews_v1(&mut mesh);
     // The client's mesh identity (certificate issued to service account `client`).
     mesh.add_workload(weft_e2e::client("client", "client"))
         .unwrap();
@@ -473,13 +454,7 @@ fn auto_passthrough_forwards_the_clients_mutual_tls_to_the_sni_named_service() {
 #[test]
 fn a_port_the_gateway_cannot_bind_is_nacked_and_the_last_good_listeners_stay() {
     let mut mesh = mesh_or_skip!();
-    mesh.write_config(
-        "svc-reviews.yaml",
-        &service_entry("reviews", mesh.lab().vip(3)),
-    )
-    .unwrap();
-    mesh.add_workload(service("reviews1", "reviews", "v1", &[], &[]))
-        .unwrap();
+    add_reviews_v1(&mut mesh);
     let gw = ingress_gateway(&mut mesh);
     let client = mesh.add_plain_host("outside").unwrap();
     let http = "  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n";
@@ -487,7 +462,7 @@ fn a_port_the_gateway_cannot_bind_is_nacked_and_the_last_good_listeners_stay() {
         .unwrap();
     mesh.write_config(
         "vs-reviews.yaml",
-        &http_vs("reviews", "reviews.example.com", "reviews"),
+        &gateway_vs(NS, "reviews", "reviews.example.com", "reviews"),
     )
     .unwrap();
     let url = format!("http://{gw}/reviews/1");

@@ -11,21 +11,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use weft_e2e::gateway::{config_dump, curl_until, gateway_diagnostics, gateway_yaml};
-use weft_e2e::{
-    GATEWAY, NS, curl, eventually, host, ingress_gateway, mesh_or_skip, service, service_entry,
+use weft_e2e::gateway::{
+    add_reviews_v1, config_dump, curl_until, gateway_diagnostics, gateway_vs, gateway_yaml,
 };
+use weft_e2e::{GATEWAY, NS, curl, eventually, ingress_gateway, mesh_or_skip};
 use weft_lab::mesh::LocalMesh;
 use weft_lab::pki::{Leaf, TestCa};
-
-/// A VirtualService `name` in `namespace` bound to the ingress gateway, sending every request
-/// for `public` to service `service` on 9080.
-fn http_vs(namespace: &str, name: &str, public: &str, service: &str) -> String {
-    format!(
-        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  hosts: [{public}]\n  gateways: [istio-system/ingress]\n  http:\n  - route:\n    - destination: {{host: {}, port: {{number: 9080}}}}\n",
-        host(service)
-    )
-}
 
 /// A generic Secret `istio-system/<name>` holding only `ca.crt` (Istio's `<credentialName>-cacert`).
 fn ca_secret(name: &str, ca_pem: &str) -> String {
@@ -105,13 +96,7 @@ fn handshake(mesh: &LocalMesh, client: &weft_lab::Host, connect: &str, extra: &s
 #[test]
 fn mutual_and_istio_mutual_servers_accept_only_clients_with_a_trusted_certificate() {
     let mut mesh = mesh_or_skip!();
-    mesh.write_config(
-        "svc-reviews.yaml",
-        &service_entry("reviews", mesh.lab().vip(3)),
-    )
-    .unwrap();
-    mesh.add_workload(service("reviews1", "reviews", "v1", &[], &[]))
-        .unwrap();
+    add_reviews_v1(&mut mesh);
     // A mesh workload whose certificate (service account `client`) an outside client presents.
     mesh.add_workload(weft_e2e::client("client", "client"))
         .unwrap();
@@ -150,7 +135,7 @@ fn mutual_and_istio_mutual_servers_accept_only_clients_with_a_trusted_certificat
         let name = public.split('.').next().unwrap();
         mesh.write_config(
             &format!("vs-{name}.yaml"),
-            &http_vs(NS, name, public, "reviews"),
+            &gateway_vs(NS, name, public, "reviews"),
         )
         .unwrap();
     }
@@ -254,13 +239,7 @@ fn mutual_and_istio_mutual_servers_accept_only_clients_with_a_trusted_certificat
 #[test]
 fn server_hosts_with_a_namespace_prefix_bind_only_that_namespaces_virtual_services() {
     let mut mesh = mesh_or_skip!();
-    mesh.write_config(
-        "svc-reviews.yaml",
-        &service_entry("reviews", mesh.lab().vip(3)),
-    )
-    .unwrap();
-    mesh.add_workload(service("reviews1", "reviews", "v1", &[], &[]))
-        .unwrap();
+    add_reviews_v1(&mut mesh);
     let gw = ingress_gateway(&mut mesh);
     let client = mesh.add_plain_host("outside").unwrap();
     // `demo/*.example.com`: VirtualServices of namespace demo only; `./admin.example.com`:
@@ -270,17 +249,17 @@ fn server_hosts_with_a_namespace_prefix_bind_only_that_namespaces_virtual_servic
         .unwrap();
     mesh.write_config(
         "vs-bound.yaml",
-        &http_vs(NS, "bound", "bound.example.com", "reviews"),
+        &gateway_vs(NS, "bound", "bound.example.com", "reviews"),
     )
     .unwrap();
     mesh.write_config(
         "vs-admin.yaml",
-        &http_vs("istio-system", "admin", "admin.example.com", "reviews"),
+        &gateway_vs("istio-system", "admin", "admin.example.com", "reviews"),
     )
     .unwrap();
     mesh.write_config(
         "vs-stray.yaml",
-        &http_vs("other", "stray", "stray.example.com", "reviews"),
+        &gateway_vs("other", "stray", "stray.example.com", "reviews"),
     )
     .unwrap();
     let url = format!("http://{gw}/reviews/1");
@@ -350,13 +329,7 @@ fn served_serial(
 #[test]
 fn a_credential_name_secret_rewritten_in_the_config_dir_is_served_on_the_next_handshake() {
     let mut mesh = mesh_or_skip!();
-    mesh.write_config(
-        "svc-reviews.yaml",
-        &service_entry("reviews", mesh.lab().vip(3)),
-    )
-    .unwrap();
-    mesh.add_workload(service("reviews1", "reviews", "v1", &[], &[]))
-        .unwrap();
+    add_reviews_v1(&mut mesh);
     let gw = ingress_gateway(&mut mesh).to_string();
     let client = mesh.add_plain_host("outside").unwrap();
     let ca = TestCa::new("example CA").unwrap();
@@ -375,7 +348,7 @@ fn a_credential_name_secret_rewritten_in_the_config_dir_is_served_on_the_next_ha
     .unwrap();
     mesh.write_config(
         "vs-shop.yaml",
-        &http_vs(NS, "shop", "shop.example.com", "reviews"),
+        &gateway_vs(NS, "shop", "shop.example.com", "reviews"),
     )
     .unwrap();
     let ca_file = file(&client_dir(&mesh), "ca.crt", &ca.cert_pem);
@@ -431,13 +404,7 @@ fn a_credential_name_secret_rewritten_in_the_config_dir_is_served_on_the_next_ha
 /// reach reviews.
 fn sidecar_through_an_istio_mutual_server(server_hosts: &str, endpoints: &str) {
     let mut mesh = mesh_or_skip!();
-    mesh.write_config(
-        "svc-reviews.yaml",
-        &service_entry("reviews", mesh.lab().vip(3)),
-    )
-    .unwrap();
-    mesh.add_workload(service("reviews1", "reviews", "v1", &[], &[]))
-        .unwrap();
+    add_reviews_v1(&mut mesh);
     mesh.add_workload(weft_e2e::client("client", "client"))
         .unwrap();
     let gw = ingress_gateway(&mut mesh);
@@ -450,7 +417,7 @@ fn sidecar_through_an_istio_mutual_server(server_hosts: &str, endpoints: &str) {
     .unwrap();
     mesh.write_config(
         "vs-mesh.yaml",
-        &http_vs(NS, "mesh", "mesh.example.com", "reviews"),
+        &gateway_vs(NS, "mesh", "mesh.example.com", "reviews"),
     )
     .unwrap();
     let vip = mesh.lab().vip(9);
