@@ -265,3 +265,38 @@ pub fn curl(
 ) -> Result<weft_lab::client::HttpReply, String> {
     weft_lab::client::curl(mesh.lab(), host, args).map_err(|e| e.to_string())
 }
+
+/// The namespace-wide Sidecar (`default`) of [`NS`] with `body` (YAML lines indented by 2 under
+/// `spec`).
+pub fn sidecar_yaml(body: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default, namespace: {NS}}}\nspec:\n{body}"
+    )
+}
+
+/// A host outside the mesh (no sidecar, not registered) serving `weft-sample-app` as service
+/// `name` (with `version`, when given) on 9080; returns once it answers. Panics (with the app's
+/// log) when it does not within 10 s: a test helper.
+pub fn outside_server(mesh: &mut LocalMesh, name: &str, version: Option<&str>) -> weft_lab::Host {
+    let host = mesh.add_plain_host(name).unwrap();
+    let app = MeshBinaries::locate(None).unwrap().app;
+    let mut args = vec!["serve", "--service", name, "--listen", "0.0.0.0:9080"];
+    if let Some(version) = version {
+        args.extend(["--version", version]);
+    }
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    mesh.lab_mut()
+        .spawn(&host, &format!("{name}-app"), &app, &args, &[], None)
+        .unwrap();
+    let url = format!("http://{}:9080/", host.ip);
+    assert!(
+        weft_lab::mesh::wait_until(std::time::Duration::from_secs(10), || {
+            mesh.lab()
+                .exec(&host, "curl", &["-s", "-o", "/dev/null", &url])
+                .is_ok()
+        }),
+        "{name} did not start: {}",
+        mesh.log(&format!("{name}-app"))
+    );
+    host
+}

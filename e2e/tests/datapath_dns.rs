@@ -9,43 +9,8 @@
 
 use std::time::Duration;
 
-use weft_e2e::{NS, count, eventually, mesh_or_skip};
-use weft_lab::Host;
+use weft_e2e::{NS, count, eventually, mesh_or_skip, outside_server};
 use weft_lab::dns::DnsServer;
-use weft_lab::mesh::{LocalMesh, MeshBinaries};
-
-/// A host outside the mesh (no sidecar) serving `weft-sample-app` as `name`, version
-/// `version`, on 9080.
-fn outside_server(mesh: &mut LocalMesh, name: &str, version: &str) -> Host {
-    let host = mesh.add_plain_host(name).unwrap();
-    let app = MeshBinaries::locate(None).unwrap().app;
-    let args: Vec<String> = [
-        "serve",
-        "--service",
-        name,
-        "--version",
-        version,
-        "--listen",
-        "0.0.0.0:9080",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    mesh.lab_mut()
-        .spawn(&host, &format!("{name}-app"), &app, &args, &[], None)
-        .unwrap();
-    let url = format!("http://{}:9080/", host.ip);
-    assert!(
-        weft_lab::mesh::wait_until(Duration::from_secs(10), || {
-            mesh.lab()
-                .exec(&host, "curl", &["-s", "-o", "/dev/null", &url])
-                .is_ok()
-        }),
-        "{name} did not start: {}",
-        mesh.log(&format!("{name}-app"))
-    );
-    host
-}
 
 /// A MESH_EXTERNAL ServiceEntry for `host` on HTTP 9080 with `resolution`, no endpoints and
 /// no addresses: the host itself is the name the proxy resolves.
@@ -60,8 +25,8 @@ fn dns_service_entries_route_to_resolved_addresses_and_follow_record_changes() {
     let mut mesh = mesh_or_skip!();
     let dns_host = mesh.add_plain_host("dns").unwrap();
     let dns = DnsServer::start(&dns_host).unwrap();
-    let one = outside_server(&mut mesh, "one", "v1");
-    let two = outside_server(&mut mesh, "two", "v2");
+    let one = outside_server(&mut mesh, "one", Some("v1"));
+    let two = outside_server(&mut mesh, "two", Some("v2"));
     let (strict, logical) = ("api.external.test", "rr.external.test");
     dns.set(strict, &[one.ip], 1);
     dns.set(logical, &[one.ip, two.ip], 1);

@@ -9,45 +9,11 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use weft_e2e::gateway::config_dump;
-use weft_e2e::{NS, apply, count, eventually, host, mesh_or_skip, service, service_entry};
-use weft_lab::Host;
-use weft_lab::mesh::{LocalMesh, MeshBinaries};
-
-/// The namespace-wide Sidecar of [`NS`] with `body` (YAML lines indented by 2 under `spec`).
-fn sidecar(body: &str) -> String {
-    format!(
-        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default, namespace: {NS}}}\nspec:\n{body}"
-    )
-}
-
-/// A host outside the mesh (no sidecar, not registered) serving `weft-sample-app` as service
-/// `name` on 9080.
-fn outside_server(mesh: &mut LocalMesh, name: &str) -> Host {
-    let host = mesh.add_plain_host(name).unwrap();
-    let app = MeshBinaries::locate(None).unwrap().app;
-    let args: Vec<String> = ["serve", "--service", name, "--listen", "0.0.0.0:9080"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    mesh.lab_mut()
-        .spawn(&host, &format!("{name}-app"), &app, &args, &[], None)
-        .unwrap();
-    let addr = std::net::SocketAddr::from((host.ip, 9080));
-    assert!(
-        weft_lab::mesh::wait_until(Duration::from_secs(10), || {
-            mesh.lab()
-                .exec(
-                    &host,
-                    "curl",
-                    &["-s", "-o", "/dev/null", &format!("http://{addr}/")],
-                )
-                .is_ok()
-        }),
-        "{name} did not start: {}",
-        mesh.log(&format!("{name}-app"))
-    );
-    host
-}
+use weft_e2e::{
+    NS, apply, count, eventually, host, mesh_or_skip, outside_server, service, service_entry,
+    sidecar_yaml,
+};
+use weft_lab::mesh::LocalMesh;
 
 /// `count` of `istio_requests_total` lines in `workload`'s metrics with `code` and `flags`.
 fn reported(mesh: &LocalMesh, workload: &str, code: &str, flags: &str) -> bool {
@@ -61,8 +27,8 @@ fn reported(mesh: &LocalMesh, workload: &str, code: &str, flags: &str) -> bool {
 #[test]
 fn registry_only_answers_502_nr_and_mesh_external_service_entries_pass() {
     let mut mesh = mesh_or_skip!();
-    let known = outside_server(&mut mesh, "known");
-    let unknown = outside_server(&mut mesh, "unknown");
+    let known = outside_server(&mut mesh, "known", None);
+    let unknown = outside_server(&mut mesh, "unknown", None);
     let vip = mesh.lab().vip(6);
     let external = "api.external.test";
     mesh.write_config(
@@ -98,7 +64,7 @@ fn registry_only_answers_502_nr_and_mesh_external_service_entries_pass() {
     apply(
         &mesh,
         "sidecar.yaml",
-        &sidecar("  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n"),
+        &sidecar_yaml("  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n"),
     );
     let refused = get(&stray, &[]);
     assert_eq!(
@@ -160,7 +126,7 @@ fn sidecar_egress_limits_what_the_proxy_reaches() {
     apply(
         &mesh,
         "sidecar.yaml",
-        &sidecar(&format!(
+        &sidecar_yaml(&format!(
             "  egress:\n  - hosts: [\"./{reviews}\"]\n  outboundTrafficPolicy: {{mode: REGISTRY_ONLY}}\n"
         )),
     );

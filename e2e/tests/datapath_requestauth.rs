@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use weft_e2e::{
-    NS, apply, apply_watching, count, eventually, mesh_or_skip, reviews_mesh, reviews_requests,
+    NS, apply, apply_watching, count, eventually, mesh_or_skip, outside_server, reviews_mesh,
+    reviews_requests, sidecar_yaml,
 };
-use weft_lab::Host;
 use weft_lab::jwt::{TestIssuer, now};
-use weft_lab::mesh::{LocalMesh, MeshBinaries, WorkloadSpec};
+use weft_lab::mesh::{LocalMesh, WorkloadSpec};
 
 const ISSUER: &str = "https://issuer.weft.test";
 const SERVERS: [&str; 2] = ["reviews1", "reviews2"];
@@ -324,52 +324,11 @@ fn forward_original_token_and_output_payload_to_header_shape_what_the_app_sees()
     );
 }
 
-/// The namespace-wide Sidecar of [`NS`] with `body` (YAML lines indented by 2 under `spec`).
-fn sidecar(body: &str) -> String {
-    format!(
-        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default, namespace: {NS}}}\nspec:\n{body}"
-    )
-}
-
-/// A host outside the mesh (no sidecar) serving `weft-sample-app` as service `name`, version
-/// `v-<name>`, on 9080.
-fn outside_server(mesh: &mut LocalMesh, name: &str) -> Host {
-    let host = mesh.add_plain_host(name).unwrap();
-    let app = MeshBinaries::locate(None).unwrap().app;
-    let version = format!("v-{name}");
-    let args: Vec<String> = [
-        "serve",
-        "--service",
-        name,
-        "--version",
-        &version,
-        "--listen",
-        "0.0.0.0:9080",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    mesh.lab_mut()
-        .spawn(&host, &format!("{name}-app"), &app, &args, &[], None)
-        .unwrap();
-    let url = format!("http://{}:9080/", host.ip);
-    assert!(
-        weft_lab::mesh::wait_until(Duration::from_secs(10), || {
-            mesh.lab()
-                .exec(&host, "curl", &["-s", "-o", "/dev/null", &url])
-                .is_ok()
-        }),
-        "{name} did not start: {}",
-        mesh.log(&format!("{name}-app"))
-    );
-    host
-}
-
 #[test]
 fn resolution_none_forwards_to_the_dialled_address_under_registry_only() {
     let mut mesh = mesh_or_skip!();
-    let covered = outside_server(&mut mesh, "covered");
-    let stray = outside_server(&mut mesh, "stray");
+    let covered = outside_server(&mut mesh, "covered", Some("v-covered"));
+    let stray = outside_server(&mut mesh, "stray", Some("v-stray"));
     // The entry names no endpoints: the proxy forwards to the address the client dialled.
     mesh.write_config(
         "se-none.yaml",
@@ -381,7 +340,7 @@ fn resolution_none_forwards_to_the_dialled_address_under_registry_only() {
     .unwrap();
     mesh.write_config(
         "sidecar.yaml",
-        &sidecar("  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n"),
+        &sidecar_yaml("  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n"),
     )
     .unwrap();
     mesh.add_workload(weft_e2e::client("client", "client"))
@@ -477,7 +436,7 @@ fn sidecar_egress_wildcards_select_by_namespace_and_by_host() {
         apply(
             &mesh,
             "sidecar.yaml",
-            &sidecar(&format!(
+            &sidecar_yaml(&format!(
                 "  egress:\n  - hosts: [\"{egress}\"]\n  outboundTrafficPolicy: {{mode: REGISTRY_ONLY}}\n"
             )),
         );
