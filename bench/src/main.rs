@@ -5,8 +5,10 @@
 //! - `summary`: one table from the comparison, the discovery benchmark's JSON and criterion's
 //!   estimates, printed and written to `target/weft-bench/summary.md`.
 //! - `responder`: the 1 KiB HTTP/1.1 server every path ends at.
+//! - `floor`: a one-hop proxy of hyper and tokio alone (the stack's own cost per request).
 
 mod compare;
+mod floor;
 mod responder;
 
 use std::path::PathBuf;
@@ -29,6 +31,8 @@ enum Command {
     Summary(SummaryArgs),
     /// Serve 1 KiB answers over HTTP/1.1 (the comparison's server).
     Responder(responder::ResponderArgs),
+    /// Proxy HTTP/1.1 to one upstream with hyper and tokio alone (the stack's floor).
+    Floor(floor::FloorArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -42,6 +46,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Compare(args) => compare::run(&args),
         Command::Responder(args) => responder::run(&args),
+        Command::Floor(args) => floor::run(&args),
         Command::Summary(args) => {
             let dir = args.target_dir.join("weft-bench");
             let rows = summary::collect(&dir, &args.target_dir.join("criterion"));
