@@ -9,7 +9,8 @@
 //!   client-side HAProxy (127.0.0.1:10001) and nginx (127.0.0.1:10002); ports 9081, 9443 and
 //!   9444 are excluded from its outbound capture;
 //! - `maxcli`: the throughput runs, its sidecar with concurrency 2 and one plain HAProxy
-//!   (127.0.0.1:10011) and nginx (127.0.0.1:10012), each with 2 workers, in front of 9081.
+//!   (127.0.0.1:10011), nginx (127.0.0.1:10012) and `weft-bench floor` (127.0.0.1:10013, for
+//!   reference: hyper and tokio without Weft's own work), each with 2 workers, in front of 9081.
 
 mod exec;
 
@@ -169,6 +170,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
                 None,
             ),
             (PathKind::Nginx, "http://127.0.0.1:10012/".to_string(), None),
+            (PathKind::Floor, "http://127.0.0.1:10013/".to_string(), None),
         ];
         for (_, url, host) in &runs {
             bench.wait_serving("maxcli", url, host.clone())?;
@@ -178,8 +180,9 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
             let proxies = match kind {
                 PathKind::Direct => vec![],
                 PathKind::Weft => vec![("one hop", ProxySource::Sidecar("maxcli"))],
-                PathKind::Haproxy => vec![("one hop", ProxySource::Peer(one_hop.0))],
-                PathKind::Nginx => vec![("one hop", ProxySource::Peer(one_hop.1))],
+                PathKind::Haproxy => vec![("one hop", ProxySource::Peer(one_hop.haproxy))],
+                PathKind::Nginx => vec![("one hop", ProxySource::Peer(one_hop.nginx))],
+                PathKind::Floor => vec![("one hop", ProxySource::Peer(one_hop.floor))],
             };
             let measured = bench.measure(
                 "maxcli",
@@ -417,13 +420,20 @@ fn start_pairs(
     Ok(())
 }
 
-/// Starts the one-hop HAProxy and nginx in `maxcli`; returns their indexes in `Bench::peers`.
+/// The one-hop proxies of the throughput runs, as indexes in `Bench::peers`.
+struct OneHop {
+    haproxy: usize,
+    nginx: usize,
+    floor: usize,
+}
+
+/// Starts the one-hop HAProxy, nginx and `weft-bench floor` in `maxcli`.
 fn start_one_hop(
     bench: &mut Bench,
     haproxy: &Path,
     nginx: &Path,
     server_ip: Ipv4Addr,
-) -> anyhow::Result<(usize, usize)> {
+) -> anyhow::Result<OneHop> {
     let dir = bench.work.join("one-hop");
     std::fs::create_dir_all(&dir)?;
     let upstream = SocketAddr::from((server_ip, DIRECT_PORT));
@@ -444,7 +454,29 @@ fn start_one_hop(
         haproxy,
         nginx,
     )?;
-    Ok((h, n))
+    let args = [
+        "floor".to_string(),
+        "--listen".to_string(),
+        local(10013).to_string(),
+        "--upstream".to_string(),
+        upstream.to_string(),
+        "--workers".to_string(),
+        "2".to_string(),
+    ];
+    let netns = bench.netns("maxcli")?;
+    let floor = Spawned::start(
+        &netns,
+        "floor-onehop",
+        &std::env::current_exe()?,
+        &args,
+        dir.join("floor-onehop.log"),
+    )?;
+    bench.peers.push(floor);
+    Ok(OneHop {
+        haproxy: h,
+        nginx: n,
+        floor: bench.peers.len() - 1,
+    })
 }
 
 impl Bench {
@@ -554,6 +586,7 @@ impl Bench {
                 ("client-side", ProxySource::Peer(2)),
                 ("server-side", ProxySource::Peer(3)),
             ],
+            PathKind::Floor => bail!("the floor proxy has no pair"),
         })
     }
 

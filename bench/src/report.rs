@@ -34,6 +34,9 @@ pub enum PathKind {
     Haproxy,
     /// The same hop with an nginx pair (or one nginx).
     Nginx,
+    /// The throughput run only: `weft-bench floor`, a proxy of hyper and tokio alone (the
+    /// stack Weft is built on, without Weft's own work), for reference; no target applies.
+    Floor,
 }
 
 impl PathKind {
@@ -44,6 +47,7 @@ impl PathKind {
             Self::Weft => "Weft",
             Self::Haproxy => "HAProxy",
             Self::Nginx => "nginx",
+            Self::Floor => "hyper + tokio floor",
         }
     }
 }
@@ -573,6 +577,25 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn the_floor_is_a_reference_row_and_no_peer() {
+        let mut c = comparison(1.0, 0.3, 9.0, 13000.0);
+        let before = c.targets();
+        let mut floor = c.throughput[1].clone();
+        floor.path = PathKind::Floor;
+        floor.load.rate_per_s = 20000.0;
+        c.throughput.push(floor);
+        let text = c.to_markdown();
+        assert!(
+            text.contains("| hyper + tokio floor | 20000 | 1000 / 0 / 0 |"),
+            "{text}"
+        );
+        // Faster than Weft, yet no target compares Weft with it.
+        assert_eq!(c.targets(), before);
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(json.contains("\"path\":\"floor\""), "{json}");
     }
 
     #[test]
