@@ -143,7 +143,7 @@ mod tests {
 
     use super::*;
 
-    /// An upstream answering every request with `hello` (HTTP/1.1, keep-alive).
+    /// An upstream answering every request with `hello`: the comparison's responder.
     fn upstream() -> SocketAddr {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
@@ -155,20 +155,8 @@ mod tests {
                 .unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let (tcp, _) = listener.accept().await.unwrap();
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(|_request| async {
-                            Ok::<_, Infallible>(Response::new(http_body_util::Full::new(
-                                Bytes::from_static(b"hello"),
-                            )))
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(tcp), service)
-                            .await;
-                    });
-                }
-            });
+                crate::responder::accept_loop(listener, Bytes::from_static(b"hello")).await
+            })
         });
         address
     }

@@ -45,7 +45,12 @@ pub fn run(args: &ResponderArgs) -> anyhow::Result<()> {
     })
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, body: Bytes) -> anyhow::Result<()> {
+/// Serves `listener` until accepting fails: every request on every connection gets `200` with
+/// `body` (HTTP/1.1, keep-alive). Errors: the accept error.
+pub(crate) async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    body: Bytes,
+) -> anyhow::Result<()> {
     loop {
         let (tcp, _) = listener.accept().await?;
         let _ = tcp.set_nodelay(true);
