@@ -19,18 +19,12 @@ use weft_lab::pki::TestCa;
 #[test]
 fn ingress_routes_by_host_to_two_services_over_mutual_tls() {
     let mut mesh = mesh_or_skip!();
-    mesh.write_config(
-        "svc-reviews.yaml",
-        &service_entry("reviews", mesh.lab().vip(3)),
-    )
-    .unwrap();
+    add_reviews_v1(&mut mesh);
     mesh.write_config(
         "svc-ratings.yaml",
         &service_entry("ratings", mesh.lab().vip(4)),
     )
     .unwrap();
-    mesh.add_workload(service("reviews1", "reviews", "v1", &[], &[]))
-        .unwrap();
     mesh.add_workload(service("ratings1", "ratings", "v1", &[], &[]))
         .unwrap();
     let gw = ingress_gateway(&mut mesh);
