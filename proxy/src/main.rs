@@ -24,9 +24,9 @@ use weft_proxy_config::ProxyType;
 
 /// mimalloc instead of glibc's malloc: the request path allocates and frees per request
 /// (hyper's read buffers, header maps, boxed bodies), and glibc's slow paths (`_int_malloc`,
-/// `malloc_consolidate`, `unlink_chunk`) were ≈ 5 % of a sidecar's CPU samples at full load. With the arena committed on
-/// demand (`.cargo/config.toml`) the peak RSS stays that of glibc's (docs/benchmarks.md,
-/// "Session 6").
+/// `malloc_consolidate`, `unlink_chunk`) were ≈ 5 % of a sidecar's CPU samples at full load.
+/// With the arena committed on demand (`.cargo/config.toml`) the peak RSS stays that of
+/// glibc's (docs/benchmarks.md, "Session 6").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
