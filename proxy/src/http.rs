@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use http::header::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response};
 use hyper::body::{Body as _, Incoming};
 use hyper::service::service_fn;
@@ -40,7 +40,11 @@ pub(crate) use forward::cluster_host;
 pub use local::{full_body, local_reply};
 
 /// The `x-request-id` header (Envoy generates it when absent; Istio's tracing relies on it).
-pub const X_REQUEST_ID: &str = "x-request-id";
+/// Typed: a name given as `&str` is parsed and checked again on every use.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// W3C Trace Context's `traceparent` header, copied into the access log.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Shared state of an HTTP listener.
 pub struct HttpProxy {
@@ -193,7 +197,7 @@ async fn handle(
         Arc::clone(&proxy.observer),
         request_bytes.clone(),
     );
-    if !request.headers().contains_key(X_REQUEST_ID) {
+    if !request.headers().contains_key(&X_REQUEST_ID) {
         request.headers_mut().insert(X_REQUEST_ID, request_id());
     }
     {
@@ -240,13 +244,13 @@ fn fill_details<B>(log: &mut RequestLog, request: &Request<B>) {
         .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
     log.request_id = request
         .headers()
-        .get(X_REQUEST_ID)
+        .get(&X_REQUEST_ID)
         .and_then(|id| id.to_str().ok())
         .unwrap_or_default()
         .to_owned();
     log.traceparent = request
         .headers()
-        .get("traceparent")
+        .get(&TRACEPARENT)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
 }

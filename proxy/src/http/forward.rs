@@ -34,6 +34,10 @@ const MIRROR_BODY_WAIT: Duration = Duration::from_secs(60);
 /// per-request buffer limit is 1 MiB).
 const RETRY_BUFFER_LIMIT: usize = 1024 * 1024;
 
+/// gRPC's status in response headers (or trailers-only responses), which the `retryOn` gRPC
+/// conditions read. Typed: a `&str` name is parsed again on every lookup.
+const GRPC_STATUS: header::HeaderName = header::HeaderName::from_static("grpc-status");
+
 /// The response to send downstream: the upstream's, or a local reply.
 enum Routed {
     /// From the upstream (response header mutations apply).
@@ -68,7 +72,7 @@ impl TryOutcome {
                 retry.retries_status(response.status().as_u16())
                     || response
                         .headers()
-                        .get("grpc-status")
+                        .get(&GRPC_STATUS)
                         .and_then(|value| value.to_str().ok())
                         .and_then(|value| value.parse().ok())
                         .is_some_and(|code| retry.retries_grpc(code))

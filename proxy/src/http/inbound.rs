@@ -49,7 +49,7 @@ impl AppClients {
 /// `x-forwarded-client-cert` is dropped; with mTLS the proxy sets
 /// `By=<own SPIFFE ID>;Hash=<peer cert SHA-256>;Subject="";URI=<peer SPIFFE ID>`.
 fn set_forwarded_client_cert(headers: &mut http::HeaderMap, snapshot: &Snapshot, conn: &ConnInfo) {
-    headers.remove(X_FORWARDED_CLIENT_CERT);
+    headers.remove(&X_FORWARDED_CLIENT_CERT);
     let Some(peer) = &conn.source_principal else {
         return;
     };
@@ -77,8 +77,9 @@ fn set_forwarded_client_cert(headers: &mut http::HeaderMap, snapshot: &Snapshot,
     }
 }
 
-/// The XFCC header name.
-const X_FORWARDED_CLIENT_CERT: &str = "x-forwarded-client-cert";
+/// The XFCC header name, typed (a `&str` name is parsed again on every use).
+const X_FORWARDED_CLIENT_CERT: http::HeaderName =
+    http::HeaderName::from_static("x-forwarded-client-cert");
 
 /// Forwards `request` to the application at `conn.destination` (the original destination)
 /// mapped by [`weft_proxy_config::InboundConfig::forward_address`] (a Sidecar
