@@ -39,3 +39,10 @@ pub mod telemetry;
 pub mod telemetry_observer;
 pub mod tls;
 pub mod upstream;
+
+/// A hash map with foldhash's fast hasher (hashbrown's default), for the maps the request path
+/// looks up per request: services by original destination, clusters, domains, pooled
+/// connections, metric series. std's SipHash there was ≈ 4 % of a sidecar's instructions
+/// per request (docs/benchmarks.md, "Session 8"). The keys come from the config or from the
+/// proxy itself, and the hasher's seed is random per process.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

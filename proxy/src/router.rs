@@ -2,8 +2,6 @@
 //! first-match-wins route matching (Envoy's route matching with Istio's `HTTPMatchRequest`
 //! semantics). Regexes are compiled once per config snapshot; matching allocates nothing.
 
-use std::collections::HashMap;
-
 use http::HeaderMap;
 use http::header::HeaderName;
 use regex::{Regex, RegexBuilder};
@@ -264,7 +262,7 @@ fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
 /// longest `*.suffix`, then the longest `prefix.*`, then `*`).
 #[derive(Debug, Default)]
 pub struct DomainIndex {
-    exact: HashMap<String, usize>,
+    exact: crate::FastMap<String, usize>,
     suffix: Vec<(String, usize)>,
     prefix: Vec<(String, usize)>,
     any: Option<usize>,

@@ -19,6 +19,7 @@ use weft_proxy_config::{
 
 use arc_swap::ArcSwap;
 
+use crate::FastMap;
 use crate::balance::{Endpoints, PickedEndpoint};
 use crate::circuit::{CircuitBreaker, Counters};
 use crate::http::CompiledCors;
@@ -348,15 +349,18 @@ pub struct OutboundService {
     pub tcp: Vec<CompiledTcpRoute>,
 }
 
+/// A snapshot's clusters by name.
+pub type Clusters = FastMap<String, Arc<ClusterRuntime>>;
+
 /// A compiled config.
 pub struct Snapshot {
     /// The config this was built from.
     pub config: Arc<ProxyConfig>,
     /// Outbound services.
     pub outbound: Vec<OutboundService>,
-    by_address: HashMap<SocketAddr, usize>,
-    by_port: HashMap<u16, usize>,
-    clusters: HashMap<String, Arc<ClusterRuntime>>,
+    by_address: FastMap<SocketAddr, usize>,
+    by_port: FastMap<u16, usize>,
+    clusters: Clusters,
     /// Gateway listeners (a `router` proxy's config), one per bound address.
     pub gateways: Vec<crate::gateway::GatewayPort>,
     /// Inbound ports' circuit breakers (`InboundPort::connection_pool`), counters kept across
@@ -376,7 +380,7 @@ impl Snapshot {
         tls: Option<&Arc<dyn MeshTls>>,
     ) -> Result<Self, SnapshotError> {
         config.validate().map_err(SnapshotError::Invalid)?;
-        let mut clusters = HashMap::new();
+        let mut clusters = Clusters::default();
         for cluster in &config.clusters {
             let reused = previous
                 .and_then(|snapshot| snapshot.clusters.get(&cluster.name))
@@ -460,8 +464,8 @@ impl Snapshot {
             clusters.insert(special.to_owned(), Arc::new(runtime));
         }
         let mut outbound = Vec::with_capacity(config.outbound.len());
-        let mut by_address = HashMap::new();
-        let mut by_port = HashMap::new();
+        let mut by_address = FastMap::default();
+        let mut by_port = FastMap::default();
         for (index, listener) in config.outbound.iter().enumerate() {
             outbound.push(compile_listener(listener, &config, &clusters)?);
             if listener.addresses.is_empty() {
@@ -588,7 +592,7 @@ fn balancer(
 /// weights (unknown clusters are dropped; validation reports them).
 pub(crate) fn weighted(
     entries: &[WeightedCluster],
-    clusters: &HashMap<String, Arc<ClusterRuntime>>,
+    clusters: &Clusters,
 ) -> Vec<(Arc<ClusterRuntime>, u32)> {
     entries
         .iter()
@@ -604,7 +608,7 @@ pub(crate) fn weighted(
 fn compile_listener(
     listener: &OutboundListener,
     config: &ProxyConfig,
-    clusters: &HashMap<String, Arc<ClusterRuntime>>,
+    clusters: &Clusters,
 ) -> Result<OutboundService, SnapshotError> {
     let http = match &listener.http {
         None => None,
@@ -630,7 +634,7 @@ fn compile_listener(
 pub(crate) fn compile_tcp_routes(
     routes: &[TcpRoute],
     config: &ProxyConfig,
-    clusters: &HashMap<String, Arc<ClusterRuntime>>,
+    clusters: &Clusters,
 ) -> Vec<CompiledTcpRoute> {
     routes
         .iter()
@@ -663,7 +667,7 @@ pub(crate) fn compile_route_table(
     field: &str,
     table: &RouteConfiguration,
     config: &ProxyConfig,
-    clusters: &HashMap<String, Arc<ClusterRuntime>>,
+    clusters: &Clusters,
 ) -> Result<RouteTable, SnapshotError> {
     let mut virtual_hosts = Vec::with_capacity(table.virtual_hosts.len());
     for (vh_index, vhost) in table.virtual_hosts.iter().enumerate() {
@@ -702,7 +706,7 @@ pub(crate) fn compile_route_table(
 fn compile_action(
     field: &str,
     action: &RouteAction,
-    clusters: &HashMap<String, Arc<ClusterRuntime>>,
+    clusters: &Clusters,
 ) -> Result<CompiledAction, SnapshotError> {
     Ok(match action {
         RouteAction::Redirect(redirect) => CompiledAction::Redirect(redirect.clone()),

@@ -1,7 +1,6 @@
 //! Gateway listeners compiled into the run-time form the connection path uses: servers with
 //! their route tables, TLS configurations and SNI routes, built once per config snapshot.
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -12,8 +11,8 @@ use weft_proxy_config::{
 use super::credential::ServerCredential;
 use crate::mesh_tls::MeshTls;
 use crate::snapshot::{
-    ClusterRuntime, CompiledTcpRoute, RouteTable, Snapshot, SnapshotError, compile_route_table,
-    compile_tcp_routes, weighted,
+    ClusterRuntime, Clusters, CompiledTcpRoute, RouteTable, Snapshot, SnapshotError,
+    compile_route_table, compile_tcp_routes, weighted,
 };
 use crate::tls::{ALPN_H2, ALPN_HTTP11};
 
@@ -137,7 +136,7 @@ impl GatewayServerRuntime {
 /// cannot be loaded does not fail the config: that server refuses handshakes until it loads.
 pub fn compile(
     config: &ProxyConfig,
-    clusters: &HashMap<String, Arc<ClusterRuntime>>,
+    clusters: &Clusters,
     previous: Option<&Snapshot>,
     tls: Option<&Arc<dyn MeshTls>>,
 ) -> Result<Vec<GatewayPort>, SnapshotError> {
@@ -166,7 +165,7 @@ fn compile_server(
     field: &str,
     server: &GatewayServer,
     config: &ProxyConfig,
-    clusters: &HashMap<String, Arc<ClusterRuntime>>,
+    clusters: &Clusters,
     previous: Option<&Snapshot>,
     tls: Option<&Arc<dyn MeshTls>>,
 ) -> Result<GatewayServerRuntime, SnapshotError> {
@@ -236,10 +235,7 @@ fn compile_server(
     })
 }
 
-fn compile_tls_route(
-    route: &TlsRoute,
-    clusters: &HashMap<String, Arc<ClusterRuntime>>,
-) -> CompiledTlsRoute {
+fn compile_tls_route(route: &TlsRoute, clusters: &Clusters) -> CompiledTlsRoute {
     CompiledTlsRoute {
         matches: route
             .matches

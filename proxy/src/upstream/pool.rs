@@ -14,7 +14,6 @@
 //! (a connection that reached either takes no more requests and closes once its exchange is
 //! done).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::thread::ThreadId;
@@ -170,7 +169,7 @@ impl Pooled {
 /// The pool's connections by key.
 #[derive(Default)]
 struct PoolState {
-    connections: HashMap<PoolKey, Vec<Pooled>>,
+    connections: crate::FastMap<PoolKey, Vec<Pooled>>,
     /// Whether the idle-connection timer task runs.
     reaping: bool,
 }
