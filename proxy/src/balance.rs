@@ -321,7 +321,12 @@ impl Endpoints {
         if self.policy == LbPolicy::Passthrough {
             return None;
         }
-        let now = self.now_ms();
+        // Only ejections read the clock: without outlier detection, no clock read per pick.
+        let now = if self.outlier.is_some() {
+            self.now_ms()
+        } else {
+            0
+        };
         let ejecting = self.ejecting(now);
         let level = self.choose_level(now, ejecting, None)?;
         let range = self.choose_group(level, now, ejecting);
@@ -498,6 +503,10 @@ impl Endpoints {
 
     /// A pick in `range` by the policy over the static weights.
     fn pick_static(&self, range: Range<usize>) -> usize {
+        if range.len() == 1 {
+            // One candidate: every policy picks it (no draw, no cursor step).
+            return range.start;
+        }
         let base = range
             .start
             .checked_sub(1)
