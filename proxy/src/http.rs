@@ -147,20 +147,20 @@ fn empty_log(direction: Direction) -> RequestLog {
         direction,
         start: SystemTime::now(),
         duration: Default::default(),
-        method: String::new(),
+        method: std::borrow::Cow::Borrowed(""),
         authority: String::new(),
         path: String::new(),
         protocol: "HTTP/1.1",
         status: 0,
         flags: ResponseFlags::empty(),
         request_id: String::new(),
-        route_name: String::new(),
-        upstream_cluster: String::new(),
+        route_name: crate::request_log::empty_name(),
+        upstream_cluster: crate::request_log::empty_name(),
         upstream_host: None,
         downstream_peer: None,
         source_principal: None,
         attempts: 0,
-        destination_service: String::new(),
+        destination_service: crate::request_log::empty_name(),
         request_bytes: 0,
         response_bytes: 0,
         traceparent: None,
@@ -203,7 +203,7 @@ async fn handle(
     {
         let details = proxy.observer.wants_details();
         let log = guard.log();
-        log.method = request.method().as_str().to_owned();
+        log.method = method_name(request.method());
         log.protocol = match request.version() {
             http::Version::HTTP_2 => "HTTP/2",
             http::Version::HTTP_10 => "HTTP/1.0",
@@ -232,6 +232,19 @@ async fn handle(
         (Some(snapshot), None) => route(&snapshot, conn, request, guard.log()).await,
     };
     guard.attach(response)
+}
+
+/// The method as the log keeps it: the standard methods (RFC 9110 §9) borrowed, others
+/// copied.
+fn method_name(method: &http::Method) -> std::borrow::Cow<'static, str> {
+    const STANDARD: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    let name = method.as_str();
+    match STANDARD.iter().find(|known| **known == name) {
+        Some(known) => std::borrow::Cow::Borrowed(known),
+        None => std::borrow::Cow::Owned(name.to_owned()),
+    }
 }
 
 /// The log's descriptive fields (only the access log and debug logging read them): authority,
@@ -359,4 +372,22 @@ fn request_id() -> HeaderValue {
     }
     // Only hex digits and dashes: always a valid header value.
     HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_methods_are_borrowed_and_others_copied() {
+        for method in [http::Method::GET, http::Method::POST, http::Method::TRACE] {
+            let name = method_name(&method);
+            assert!(matches!(name, std::borrow::Cow::Borrowed(_)), "{method}");
+            assert_eq!(name, method.as_str());
+        }
+        let purge = http::Method::from_bytes(b"PURGE").unwrap();
+        let name = method_name(&purge);
+        assert!(matches!(name, std::borrow::Cow::Owned(_)));
+        assert_eq!(name, "PURGE");
+    }
 }

@@ -108,7 +108,7 @@ async fn handle(
     let inbound = &snapshot.config.inbound;
     let port = destination.port();
     let target = inbound.forward_address(destination);
-    log.upstream_cluster = format!("inbound|{port}||");
+    log.upstream_cluster = crate::request_log::inbound_cluster_name(port);
     log.upstream_host = Some(target);
     let mode = inbound.mtls_mode(port);
     let detected = match mode {

@@ -1,8 +1,10 @@
 //! What the proxy records about each request: Envoy's response flags and a per-request log
 //! record handed to telemetry through [`RequestObserver`].
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Envoy's response flags (`%RESPONSE_FLAGS%` in Istio's access log), as a bit set.
@@ -118,8 +120,9 @@ pub struct RequestLog {
     pub start: SystemTime,
     /// Total time until the response headers were sent (or the connection closed for TCP).
     pub duration: Duration,
-    /// The HTTP method, empty for TCP.
-    pub method: String,
+    /// The HTTP method, empty for TCP (borrowed for the standard methods: no copy per
+    /// request).
+    pub method: Cow<'static, str>,
     /// The request's `:authority`/`Host`.
     pub authority: String,
     /// The request path with query.
@@ -133,9 +136,9 @@ pub struct RequestLog {
     /// The `x-request-id`.
     pub request_id: String,
     /// The Istio route name that matched, if any.
-    pub route_name: String,
+    pub route_name: Arc<str>,
     /// The upstream cluster, if one was chosen.
-    pub upstream_cluster: String,
+    pub upstream_cluster: Arc<str>,
     /// The upstream host of the last try, if any.
     pub upstream_host: Option<SocketAddr>,
     /// The downstream peer.
@@ -145,7 +148,7 @@ pub struct RequestLog {
     /// Tries made (1 + retries).
     pub attempts: u32,
     /// The destination service's hostname (outbound), empty when unknown.
-    pub destination_service: String,
+    pub destination_service: Arc<str>,
     /// Bytes received from downstream (TCP: all bytes; HTTP: not counted yet, 0).
     pub request_bytes: u64,
     /// Bytes sent to downstream (TCP: all bytes; HTTP: not counted yet, 0).
@@ -155,6 +158,30 @@ pub struct RequestLog {
     /// The AUDIT AuthorizationPolicy (`<namespace>/<name>`) the request matched, if any: Istio's
     /// AUDIT action only records (Envoy's `access_log_hint`), never decides.
     pub audit_policy: Option<String>,
+}
+
+/// The empty name as a shared `Arc<str>` (a log's route, cluster and service before they are
+/// known): made once per process, then each use is a reference count.
+pub fn empty_name() -> Arc<str> {
+    static EMPTY: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+    Arc::clone(&EMPTY)
+}
+
+/// Istio's inbound cluster name for `port` (`inbound|<port>||`): made once per port and
+/// thread, then shared by each request's log.
+pub fn inbound_cluster_name(port: u16) -> Arc<str> {
+    thread_local! {
+        static NAMES: std::cell::RefCell<crate::FastMap<u16, Arc<str>>> =
+            std::cell::RefCell::default();
+    }
+    NAMES.with(|names| {
+        Arc::clone(
+            names
+                .borrow_mut()
+                .entry(port)
+                .or_insert_with(|| Arc::from(format!("inbound|{port}||"))),
+        )
+    })
 }
 
 /// Receives every finished request. The telemetry module implements it with metrics and the
@@ -203,6 +230,19 @@ impl RequestObserver for TracingObserver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inbound_cluster_names_follow_istio_and_are_shared_per_port() {
+        let first = inbound_cluster_name(9080);
+        assert_eq!(&*first, "inbound|9080||");
+        assert!(Arc::ptr_eq(&first, &inbound_cluster_name(9080)));
+        assert_eq!(&*inbound_cluster_name(8443), "inbound|8443||");
+    }
+
+    #[test]
+    fn the_empty_name_is_empty() {
+        assert!(empty_name().is_empty());
+    }
 
     #[test]
     fn flags_display_in_envoy_order() {

@@ -112,8 +112,8 @@ impl ClusterEndpoints {
 
 /// A cluster at run time.
 pub struct ClusterRuntime {
-    /// The cluster's name.
-    pub name: String,
+    /// The cluster's name (shared with each request's log: no copy per request).
+    pub name: Arc<str>,
     /// Endpoints and balancer (swapped by DNS discovery for DNS clusters).
     pub endpoints: Arc<ClusterEndpoints>,
     /// Forward to the original destination instead of an endpoint (`PassthroughCluster`, or
@@ -302,8 +302,8 @@ pub enum CompiledAction {
 
 /// A compiled route.
 pub struct CompiledRoute {
-    /// The route's name.
-    pub name: String,
+    /// The route's name (shared with each request's log: no copy per request).
+    pub name: Arc<str>,
     /// Any-of matches; empty matches everything (routes whose matches all exclude this proxy
     /// are dropped at compile time).
     pub matches: Vec<CompiledMatch>,
@@ -339,8 +339,8 @@ pub struct CompiledTcpRoute {
 pub struct OutboundService {
     /// Listener name.
     pub name: String,
-    /// The service's hostname.
-    pub hostname: String,
+    /// The service's hostname (shared with each request's log: no copy per request).
+    pub hostname: Arc<str>,
     /// Protocol.
     pub protocol: Protocol,
     /// HTTP routes.
@@ -553,7 +553,7 @@ fn cluster_runtime(
         tracing::warn!(cluster = %cluster.name, %reason, "cluster unusable; requests fail with UF");
     }
     ClusterRuntime {
-        name: cluster.name.clone(),
+        name: cluster.name.as_str().into(),
         // A DNS cluster starts empty (`UH`) until its first answer.
         endpoints: ClusterEndpoints::new(balancer(
             cluster,
@@ -622,7 +622,7 @@ fn compile_listener(
     let tcp = compile_tcp_routes(&listener.tcp, config, clusters);
     Ok(OutboundService {
         name: listener.name.clone(),
-        hostname: listener.hostname.clone(),
+        hostname: listener.hostname.as_str().into(),
         protocol: listener.protocol,
         http,
         tcp,
@@ -687,7 +687,7 @@ pub(crate) fn compile_route_table(
                 continue; // No match block selects this proxy.
             }
             routes.push(CompiledRoute {
-                name: route.name.clone(),
+                name: route.name.as_str().into(),
                 matches,
                 action: compile_action(&field, &route.action, clusters)?,
             });

@@ -210,7 +210,7 @@ impl RequestObserver for TelemetryObserver {
     fn on_request(&self, log: &RequestLog) {
         let upstream_host = |log: &RequestLog| log.upstream_host.map(|host| host.to_string());
         let upstream_cluster = |log: &RequestLog| {
-            (!log.upstream_cluster.is_empty()).then(|| log.upstream_cluster.clone())
+            (!log.upstream_cluster.is_empty()).then(|| log.upstream_cluster.to_string())
         };
         if log.method.is_empty() {
             self.telemetry.record_connection(&ConnectionRecord {
@@ -382,8 +382,8 @@ mod tests {
             status,
             flags,
             request_id: String::new(),
-            route_name: String::new(),
-            upstream_cluster: String::new(),
+            route_name: crate::request_log::empty_name(),
+            upstream_cluster: crate::request_log::empty_name(),
             upstream_host: None,
             downstream_peer: None,
             source_principal: principal.map(str::to_owned),

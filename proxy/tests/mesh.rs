@@ -132,7 +132,7 @@ clusters:
     let log = wait_for_log(&proxy.recorder).await;
     assert_eq!(log.protocol, "TCP");
     assert_eq!(log.upstream_host, Some(app));
-    assert_eq!(log.upstream_cluster, "mysql");
+    assert_eq!(&*log.upstream_cluster, "mysql");
 }
 
 #[tokio::test]
@@ -289,7 +289,7 @@ async fn permissive_plaintext_http_is_logged_per_request() {
     assert!(reply.ends_with("from-app"), "{reply}");
     let log = wait_for_log(&inbound.recorder).await;
     assert_eq!(
-        (log.method.as_str(), log.path.as_str(), log.status),
+        (&*log.method, log.path.as_str(), log.status),
         ("GET", "/a", 200)
     );
     assert_eq!(log.source_principal, None);

@@ -45,8 +45,8 @@ async fn routes_by_header_first_match_wins() {
     )
     .await;
     assert_eq!((status, body.as_str()), (200, "v3"));
-    assert_eq!(proxy.recorder.last().route_name, "jason");
-    assert_eq!(proxy.recorder.last().upstream_cluster, V3);
+    assert_eq!(&*proxy.recorder.last().route_name, "jason");
+    assert_eq!(&*proxy.recorder.last().upstream_cluster, V3);
     let (status, _, body) = get(&proxy, "reviews:9080", "/reviews/1", &[("end-user", "bob")]).await;
     assert_eq!((status, body.as_str()), (200, "v1"));
     let (_, _, body) = get(&proxy, "reviews:9080", "/reviews/1", &[]).await;

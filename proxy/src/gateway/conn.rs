@@ -155,7 +155,7 @@ async fn to_cluster<D>(
         log.flags.insert(ResponseFlags::NO_ROUTE_FOUND);
         return;
     };
-    log.destination_service = cluster_host(&cluster.name);
+    log.destination_service = cluster_host(&cluster.name).into();
     tcp::proxy_to_cluster(downstream, cluster, destination, false, shutdown, log).await;
 }
 
@@ -174,8 +174,8 @@ async fn splice_to_cluster(
         log.flags.insert(ResponseFlags::NO_ROUTE_FOUND);
         return;
     };
-    log.destination_service = cluster_host(&cluster.name);
-    log.upstream_cluster.clone_from(&cluster.name);
+    log.destination_service = cluster_host(&cluster.name).into();
+    log.upstream_cluster = Arc::clone(&cluster.name);
     let Some(_admitted) = cluster.breaker.connection() else {
         log.flags.insert(ResponseFlags::UPSTREAM_OVERFLOW);
         return;

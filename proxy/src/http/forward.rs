@@ -141,7 +141,7 @@ pub async fn forward(
     if log.destination_service.is_empty() {
         // Gateway routes name no listener service: Istio's `destination_service` is then the
         // host of the chosen cluster (`outbound|<port>|<subset>|<host>`).
-        log.destination_service = cluster_host(&cluster.name);
+        log.destination_service = cluster_host(&cluster.name).into();
     }
     if cluster.black_hole {
         return local_reply(502, "", ResponseFlags::NO_ROUTE_FOUND, log);

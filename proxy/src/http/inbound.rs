@@ -95,7 +95,7 @@ pub async fn forward(
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let port = conn.destination.port();
     let target = snapshot.config.inbound.forward_address(conn.destination);
-    log.upstream_cluster = format!("inbound|{port}||");
+    log.upstream_cluster = crate::request_log::inbound_cluster_name(port);
     log.upstream_host = Some(target);
     log.attempts = 1;
     let http2 = snapshot.config.inbound.port(port).is_some_and(|entry| {
