@@ -188,7 +188,7 @@ async fn handle(
     proxy: &HttpProxy,
     conn: &ConnInfo,
     mut request: Request<Incoming>,
-) -> Response<ProxyBody> {
+) -> Response<log_guard::LoggedBody> {
     // A request without a body (a GET) needs no byte counter and no boxed body wrapper.
     let request_bytes =
         (!request.body().is_end_stream()).then(|| Arc::new(std::sync::atomic::AtomicU64::new(0)));
@@ -353,22 +353,19 @@ pub(crate) async fn route_in(
 }
 
 /// A random UUID v4 in its canonical text form (Envoy's `x-request-id` format) as a header
-/// value; one allocation (the value's bytes).
+/// value; one allocation (the value's bytes). The digits go to fixed positions of the
+/// 8-4-4-4-12 layout: no branch per byte.
 fn request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    /// Where each byte's two hex digits start in the text.
+    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
     let mut bytes: [u8; 16] = rand::random();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let mut id = [0u8; 36];
-    let mut at = 0;
-    for (index, byte) in bytes.iter().enumerate() {
-        if matches!(index, 4 | 6 | 8 | 10) {
-            id[at] = b'-';
-            at += 1;
-        }
+    let mut id = *b"00000000-0000-0000-0000-000000000000";
+    for (byte, at) in bytes.iter().zip(AT) {
         id[at] = HEX[usize::from(byte >> 4)];
         id[at + 1] = HEX[usize::from(byte & 0x0f)];
-        at += 2;
     }
     // Only hex digits and dashes: always a valid header value.
     HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
@@ -377,6 +374,28 @@ fn request_id() -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_version_4_uuids_and_differ() {
+        let first = request_id();
+        let text = first.to_str().unwrap();
+        let groups: Vec<&str> = text.split('-').collect();
+        assert_eq!(
+            groups.iter().map(|group| group.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12],
+            "{text}"
+        );
+        assert!(
+            text.bytes()
+                .all(|b| b == b'-' || b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert!(groups[2].starts_with('4'), "version nibble: {text}");
+        assert!(
+            matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'),
+            "variant bits: {text}"
+        );
+        assert_ne!(first, request_id());
+    }
 
     #[test]
     fn standard_methods_are_borrowed_and_others_copied() {

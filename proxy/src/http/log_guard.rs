@@ -18,8 +18,12 @@ use crate::upstream::{BoxError, ProxyBody};
 
 /// Holds a request's log until it is handed to the response body ([`LogGuard::attach`]);
 /// dropped earlier (the handler future was cancelled because the downstream left) it logs `DC`.
+///
+/// The log is boxed: it is ~370 bytes, and the request's futures and hyper's response are
+/// moved (copied) several times per request; a pointer is cheaper to move than the record
+/// (docs/benchmarks.md, "Session 8").
 pub struct LogGuard {
-    log: Option<RequestLog>,
+    log: Option<Box<RequestLog>>,
     started: Instant,
     observer: Arc<dyn RequestObserver>,
     request_bytes: Option<Arc<AtomicU64>>,
@@ -34,7 +38,7 @@ impl LogGuard {
         request_bytes: Option<Arc<AtomicU64>>,
     ) -> Self {
         Self {
-            log: Some(log),
+            log: Some(Box::new(log)),
             started: Instant::now(),
             observer,
             request_bytes,
@@ -44,29 +48,28 @@ impl LogGuard {
     /// The log being filled. Returns a placeholder only after [`LogGuard::attach`], which
     /// consumes the guard, so in practice always the request's log.
     pub fn log(&mut self) -> &mut RequestLog {
-        self.log
-            .get_or_insert_with(|| super::empty_log(crate::request_log::Direction::Outbound))
+        self.log.get_or_insert_with(|| {
+            Box::new(super::empty_log(crate::request_log::Direction::Outbound))
+        })
     }
 
     /// Records the response status and moves the log into the response body, which emits it
-    /// once the body is finished (or dropped).
-    pub fn attach(mut self, response: Response<ProxyBody>) -> Response<ProxyBody> {
-        let Some(mut log) = self.log.take() else {
-            return response;
-        };
-        log.status = response.status().as_u16();
+    /// once the body is finished (or dropped). The body is not boxed again: hyper takes the
+    /// [`LoggedBody`] as it is.
+    pub fn attach(mut self, response: Response<ProxyBody>) -> Response<LoggedBody> {
+        let mut log = self.log.take();
+        if let Some(log) = log.as_mut() {
+            log.status = response.status().as_u16();
+        }
         let observer = Arc::clone(&self.observer);
         let request_bytes = self.request_bytes.take();
         let started = self.started;
-        response.map(|inner| {
-            LoggedBody {
-                inner,
-                log: Some(log),
-                started,
-                observer,
-                request_bytes,
-            }
-            .boxed()
+        response.map(|inner| LoggedBody {
+            inner,
+            log,
+            started,
+            observer,
+            request_bytes,
         })
     }
 }
@@ -84,9 +87,9 @@ impl Drop for LogGuard {
 }
 
 /// A response body that counts the bytes sent and emits the log at its end.
-struct LoggedBody {
+pub struct LoggedBody {
     inner: ProxyBody,
-    log: Option<RequestLog>,
+    log: Option<Box<RequestLog>>,
     started: Instant,
     observer: Arc<dyn RequestObserver>,
     request_bytes: Option<Arc<AtomicU64>>,
