@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CARGO_FLAGS ?= --locked
 
-.PHONY: help deps build test test-unit e2e e2e-cluster manifests manifests-check lint fmt demo run bench bench-proxy bench-summary bench-criterion bench-deps bundle bundle-check images bundle-image doc clean
+.PHONY: help deps build test test-unit e2e e2e-cluster manifests manifests-check lint fmt demo run bench bench-proxy bench-instructions bench-summary bench-criterion bench-deps bundle bundle-check images bundle-image doc clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -64,6 +64,10 @@ bench: bench-deps ## Every benchmark in one table: proxy comparison (root), disc
 bench-proxy: bench-deps ## Only the proxy comparison: Weft vs HAProxy and nginx pairs (root; BENCH_FLAGS=--quick for 5 s runs)
 	$(CARGO) build $(CARGO_FLAGS) --release -p weft-operator -p weft-proxy -p weft-bench --bins
 	./target/release/weft-bench compare --out $(BENCH_DIR) $(BENCH_FLAGS)
+
+bench-instructions: bench-deps ## Instructions per request of the sidecar's one-hop path and of the hyper+tokio floor (root, valgrind; steady where req/s drifts)
+	$(CARGO) build $(CARGO_FLAGS) --release -p weft-proxy -p weft-bench --bins
+	scripts/proxy-instructions.sh target/release
 
 bench-summary: ## Print the one table from the results already in target/ (no benchmark is run)
 	$(CARGO) run $(CARGO_FLAGS) --release -q -p weft-bench -- summary --target-dir target

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the proxy comparison benchmark (`weft-bench`, `make bench`) needs, and only what
-# is missing: HAProxy and nginx (the peer proxies) from the distribution (Debian/Ubuntu), and the
-# load generator oha, pinned, with `cargo install --locked` when the distribution has no package.
+# is missing: HAProxy and nginx (the peer proxies) and valgrind (instruction counts) from the
+# distribution (Debian/Ubuntu), and the load generator oha, pinned, with `cargo install --locked`
+# when the distribution has no package.
 # Prints what it installs; prints nothing and changes nothing when everything is present.
 # The packages' own services are NOT started: the benchmark runs its own instances inside
 # network namespaces (a temporary policy-rc.d keeps the maintainer scripts from starting them).
@@ -18,6 +19,8 @@ as_root() {
 need=()
 command -v haproxy >/dev/null || need+=(haproxy)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+# Instruction counts per request (scripts/proxy-instructions.sh, `make bench-instructions`).
+command -v valgrind >/dev/null || need+=(valgrind)
 oha_from_apt=0
 if ! command -v oha >/dev/null; then
   if apt-cache policy oha 2>/dev/null | grep -q 'Candidate: [0-9]'; then
