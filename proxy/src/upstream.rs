@@ -221,17 +221,20 @@ pub struct UpstreamClient<'a> {
     client: &'a HttpClient,
 }
 
-impl UpstreamClient<'_> {
+impl<'a> UpstreamClient<'a> {
     /// Sends `request` to the endpoint `address` on a pooled (or new) connection, as
-    /// [`Pool::request`]; the connection's request and age limits apply.
+    /// [`Pool::request`]; the connection's request and age limits apply. The pool's own
+    /// future, with no wrapper of its own around it (each level adds to every request's
+    /// future).
     ///
     /// Errors: the pool's (connect failure, reset, protocol error).
-    pub async fn request(
+    pub fn request(
         self,
         address: SocketAddr,
         request: http::Request<ProxyBody>,
-    ) -> Result<http::Response<hyper::body::Incoming>, PoolError> {
-        self.client.request(address, request).await
+    ) -> impl Future<Output = Result<http::Response<hyper::body::Incoming>, PoolError>> + Send + 'a
+    {
+        self.client.request(address, request)
     }
 }
 

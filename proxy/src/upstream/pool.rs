@@ -236,48 +236,58 @@ impl Pool {
     ///
     /// Errors: [`PoolError::Connect`]/[`PoolError::Handshake`] when no connection could be
     /// opened, [`PoolError::Request`] when the connection failed before the response head.
-    pub async fn request(
+    ///
+    /// The first pick happens when this is called; the returned future holds only what the
+    /// exchange needs across its awaits (it is part of every request's future, which each
+    /// caller up to hyper's dispatcher moves once or twice per request).
+    pub fn request(
         &self,
         address: SocketAddr,
         mut request: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, PoolError> {
+    ) -> impl Future<Output = Result<Response<Incoming>, PoolError>> + Send + '_ {
         let key = PoolKey::new(address);
         if !self.settings.http2 {
             origin_form(&mut request);
         }
         let mut unsent = Some(request);
-        for _ in 0..STALE_RETRIES {
-            // None: no ready connection, open one.
-            let Some(sent) = self.send_pooled(key, &mut unsent) else {
-                break;
-            };
-            match sent.await {
-                Ok(response) => return Ok(response),
-                Err(mut error) => match error.take_message() {
-                    Some(request) => unsent = Some(request),
-                    None => {
-                        return Err(PoolError::Request {
-                            address,
-                            source: error.into_error(),
-                        });
-                    }
-                },
+        // None: no ready connection, open one.
+        let first = self.send_pooled(key, &mut unsent);
+        async move {
+            let mut sent = first;
+            let mut attempts = 1;
+            while let Some(future) = sent.take() {
+                match future.await {
+                    Ok(response) => return Ok(response),
+                    Err(mut error) => match error.take_message() {
+                        Some(request) => unsent = Some(request),
+                        None => {
+                            return Err(PoolError::Request {
+                                address,
+                                source: error.into_error(),
+                            });
+                        }
+                    },
+                }
+                if attempts == STALE_RETRIES {
+                    break;
+                }
+                attempts += 1;
+                sent = self.send_pooled(key, &mut unsent);
             }
+            let Some(request) = unsent else {
+                // `send_pooled` only takes the request when it sends it.
+                return Err(PoolError::Unsent { address });
+            };
+            // Opening a connection is the rare path: boxed, its future (TCP connect, TLS
+            // handshake, HTTP/2 preface: ~2 KB) is not part of every request's future.
+            Box::pin(self.send_new(key, request))
+                .await?
+                .await
+                .map_err(|error| PoolError::Request {
+                    address,
+                    source: error.into_error(),
+                })
         }
-        let Some(request) = unsent else {
-            // `send_pooled` only takes the request when it sends it.
-            return Err(PoolError::Unsent { address });
-        };
-        // Opening a connection is the rare path: boxed, its future (TCP connect, TLS handshake,
-        // HTTP/2 preface: ~2 KB) is not part of every request's future, which each caller up
-        // to hyper's dispatcher moves (memcpy) once per request.
-        Box::pin(self.send_new(key, request))
-            .await?
-            .await
-            .map_err(|error| PoolError::Request {
-                address,
-                source: error.into_error(),
-            })
     }
 
     /// Hands `request` to a ready pooled connection for `key` and counts it; a connection
