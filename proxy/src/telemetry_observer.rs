@@ -2,7 +2,6 @@
 //! ([`crate::telemetry::Telemetry`]): fills Istio's label sets from the proxy's own node (the
 //! source for outbound, the destination for inbound) and what the request knows about the peer.
 
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
@@ -70,7 +69,7 @@ impl CachedKey {
 struct SeriesCache {
     version: String,
     entries: usize,
-    by_hash: HashMap<u64, Vec<(CachedKey, RequestSeries)>, foldhash::fast::RandomState>,
+    by_hash: crate::FastMap<u64, Vec<(CachedKey, RequestSeries)>>,
 }
 
 impl SeriesCache {
