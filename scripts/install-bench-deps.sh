@@ -21,6 +21,7 @@ command -v haproxy >/dev/null || need+=(haproxy)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 # Instruction counts per request (scripts/proxy-instructions.sh, `make bench-instructions`).
 command -v valgrind >/dev/null || need+=(valgrind)
+command -v curl >/dev/null || need+=(curl)
 oha_from_apt=0
 if ! command -v oha >/dev/null; then
   if apt-cache policy oha 2>/dev/null | grep -q 'Candidate: [0-9]'; then

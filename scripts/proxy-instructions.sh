@@ -24,7 +24,7 @@ out=${OUT:-target/weft-bench/instructions}
 ns="weft-ir-$$"
 vip=198.18.200.4
 mkdir -p "$out"
-for tool in valgrind callgrind_control oha; do
+for tool in valgrind callgrind_control oha curl; do
   command -v "$tool" >/dev/null || { echo "proxy-instructions: $tool is missing (make bench-deps)" >&2; exit 1; }
 done
 config="$out/config.yaml"
