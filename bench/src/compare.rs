@@ -20,16 +20,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use weft_bench::load::LoadReport;
 use weft_bench::peers;
 use weft_bench::procfs::{self, GroupSample, Usage};
 use weft_bench::report::{Comparison, PathKind, PathMeasurement, ProxyMeasurement, Settings};
+use weft_bench::samples;
+use weft_bench::segments::{self, Segment};
 use weft_bench::summary::{COMPARISON_JSON, format_utc};
 use weft_identity::Identity;
 use weft_lab::mesh::{LocalMesh, MeshBinaries, WorkloadSpec, service_entry_yaml};
 
 use crate::responder::BODY_BYTES;
-use exec::{Interrupt, OhaRun, Spawned, find_program, pids_in_netns, version_line};
+use exec::{APP_UID, Interrupt, OhaRun, Spawned, find_program, pids_in_netns, version_line};
 
 const NS: &str = "bench";
 const SERVER_HOST: &str = "server.bench.svc.cluster.local";
@@ -62,14 +63,44 @@ fn settings(quick: bool) -> Settings {
         rate_per_s: 1000,
         connections: 16,
         duration_s: if quick { 5 } else { 30 },
+        segments: if quick { 2 } else { 6 },
+        lead_in_ms: LEAD_IN_MS,
         warmup_s: if quick { 1 } else { 3 },
         throughput_duration_s: if quick { 5 } else { 20 },
+        throughput_segments: if quick { 1 } else { 4 },
         throughput_connections: 16,
         body_bytes: BODY_BYTES,
         pair_workers: 1,
         throughput_workers: 2,
         quick,
     }
+}
+
+/// The start of each segment whose requests are left out of the latencies: oha opens its
+/// connections then, and the first request on each carries the connection's setup.
+const LEAD_IN_MS: u64 = 250;
+
+/// One path to load: where oha sends and which proxies are watched.
+struct PathPlan {
+    kind: PathKind,
+    url: String,
+    host: Option<String>,
+    proxies: Vec<(&'static str, ProxySource)>,
+}
+
+/// How a set of paths is loaded: from which workload, at which rate, in how many segments.
+struct LoadPlan {
+    /// What the progress lines call it (`at 1000 req/s`, `maximum throughput`).
+    name: String,
+    from: &'static str,
+    /// Fixed rate, or `None` for as fast as possible.
+    rate: Option<u32>,
+    connections: u32,
+    warmup: Duration,
+    segments: u32,
+    /// Measured length of each segment (the lead-in comes on top).
+    segment: Duration,
+    lead_in: Duration,
 }
 
 /// The mesh and the processes it does not own. Fields drop in order: peers before the mesh,
@@ -124,30 +155,33 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         ),
         (PathKind::Nginx, "http://127.0.0.1:10002/".to_string(), None),
     ];
-    let mut paths = Vec::new();
     for (_, url, host) in &pair_paths {
         bench.wait_serving("client", url, host.clone())?;
     }
+    let mut plans = Vec::new();
     for (kind, url, host) in pair_paths {
-        eprintln!(
-            "weft-bench: {} at {} req/s",
-            kind.label(),
-            settings.rate_per_s
-        );
-        let proxies = bench.pair_proxies(kind)?;
-        let measured = bench.measure(
-            "client",
+        plans.push(PathPlan {
             kind,
-            &url,
+            url,
             host,
-            Some(settings.rate_per_s),
-            settings.connections,
-            settings.warmup_s,
-            settings.duration_s,
-            &proxies,
-        )?;
-        paths.push(measured);
+            proxies: bench.pair_proxies(kind)?,
+        });
     }
+    let paths = bench.measure_interleaved(
+        &LoadPlan {
+            name: format!("at {} req/s", settings.rate_per_s),
+            from: "client",
+            rate: Some(settings.rate_per_s),
+            connections: settings.connections,
+            warmup: Duration::from_secs(settings.warmup_s),
+            segments: settings.segments,
+            segment: Duration::from_millis(
+                settings.duration_s * 1000 / u64::from(settings.segments),
+            ),
+            lead_in: Duration::from_millis(settings.lead_in_ms),
+        },
+        &plans,
+    )?;
 
     let mut throughput = Vec::new();
     if !args.no_throughput {
@@ -175,28 +209,36 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         for (_, url, host) in &runs {
             bench.wait_serving("maxcli", url, host.clone())?;
         }
-        for (kind, url, host) in runs {
-            eprintln!("weft-bench: maximum throughput, {}", kind.label());
-            let proxies = match kind {
-                PathKind::Direct => vec![],
-                PathKind::Weft => vec![("one hop", ProxySource::Sidecar("maxcli"))],
-                PathKind::Haproxy => vec![("one hop", ProxySource::Peer(one_hop.haproxy))],
-                PathKind::Nginx => vec![("one hop", ProxySource::Peer(one_hop.nginx))],
-                PathKind::Floor => vec![("one hop", ProxySource::Peer(one_hop.floor))],
-            };
-            let measured = bench.measure(
-                "maxcli",
+        let plans: Vec<PathPlan> = runs
+            .into_iter()
+            .map(|(kind, url, host)| PathPlan {
                 kind,
-                &url,
+                url,
                 host,
-                None,
-                settings.throughput_connections,
-                1,
-                settings.throughput_duration_s,
-                &proxies,
-            )?;
-            throughput.push(measured);
-        }
+                proxies: match kind {
+                    PathKind::Direct => vec![],
+                    PathKind::Weft => vec![("one hop", ProxySource::Sidecar("maxcli"))],
+                    PathKind::Haproxy => vec![("one hop", ProxySource::Peer(one_hop.haproxy))],
+                    PathKind::Nginx => vec![("one hop", ProxySource::Peer(one_hop.nginx))],
+                    PathKind::Floor => vec![("one hop", ProxySource::Peer(one_hop.floor))],
+                },
+            })
+            .collect();
+        throughput = bench.measure_interleaved(
+            &LoadPlan {
+                name: "maximum throughput".into(),
+                from: "maxcli",
+                rate: None,
+                connections: settings.throughput_connections,
+                warmup: Duration::from_secs(1),
+                segments: settings.throughput_segments,
+                segment: Duration::from_millis(
+                    settings.throughput_duration_s * 1000 / u64::from(settings.throughput_segments),
+                ),
+                lead_in: Duration::from_millis(settings.lead_in_ms),
+            },
+            &plans,
+        )?;
     }
 
     let comparison = Comparison {
@@ -345,6 +387,15 @@ fn start_mesh(args: &CompareArgs, oha: &Path, interrupt: Interrupt) -> anyhow::R
         oha: oha_copy,
         interrupt,
     })
+}
+
+fn remove_if_present(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(error).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
@@ -557,8 +608,9 @@ impl Bench {
                 host: host.clone(),
                 rate: Some(50),
                 connections: 2,
-                duration_s: 1,
+                duration: Duration::from_secs(1),
                 output: self.work.join("probe.json"),
+                samples: None,
             };
             match probe.run(&self.interrupt, || Ok(())) {
                 Ok(report) if report.all_ok() => return Ok(()),
@@ -601,69 +653,107 @@ impl Bench {
         Ok(pids)
     }
 
-    /// Warms up, then runs the measured load from `from` and samples the proxies' CPU and
-    /// memory around it (their peak RSS reset just before).
-    #[allow(clippy::too_many_arguments)]
-    fn measure(
+    /// Measures every path of `paths` under `plan`: one unmeasured warm-up per path, then
+    /// `plan.segments` rounds taking each path in turn ([`segments::round_order`]), each
+    /// segment with its proxies' CPU and memory sampled around it (their peak RSS reset just
+    /// before) and its latencies read from oha's samples; each path's segments merged.
+    fn measure_interleaved(
         &self,
-        from: &str,
-        kind: PathKind,
-        url: &str,
-        host: Option<String>,
-        rate: Option<u32>,
-        connections: u32,
-        warmup_s: u64,
-        duration_s: u64,
-        proxies: &[(&'static str, ProxySource)],
-    ) -> anyhow::Result<PathMeasurement> {
-        let netns = self.netns(from)?;
-        let run = |duration_s, output: PathBuf| OhaRun {
+        plan: &LoadPlan,
+        paths: &[PathPlan],
+    ) -> anyhow::Result<Vec<PathMeasurement>> {
+        let netns = self.netns(plan.from)?;
+        let samples_dir = self.work.join("samples");
+        std::fs::create_dir_all(&samples_dir)?;
+        // oha runs as the application user and SQLite writes a journal next to its file.
+        std::os::unix::fs::chown(&samples_dir, Some(APP_UID), Some(APP_UID))?;
+        let run = |path: &PathPlan, duration, output: PathBuf, samples| OhaRun {
             oha: &self.oha,
             netns: &netns,
-            url: url.to_string(),
-            host: host.clone(),
-            rate,
-            connections,
-            duration_s,
+            url: path.url.clone(),
+            host: path.host.clone(),
+            rate: plan.rate,
+            connections: plan.connections,
+            duration,
             output,
+            samples,
         };
-        let tag = format!(
-            "{}-{}",
-            kind.label().to_lowercase(),
-            if rate.is_some() { "rate" } else { "max" }
-        );
-        run(warmup_s, self.work.join(format!("{tag}-warmup.json")))
+        let tag = |path: &PathPlan| {
+            format!(
+                "{}-{}",
+                path.kind.label().to_lowercase().replace(' ', "-"),
+                if plan.rate.is_some() { "rate" } else { "max" }
+            )
+        };
+        for path in paths {
+            eprintln!("weft-bench: {} {}, warm-up", path.kind.label(), plan.name);
+            run(
+                path,
+                plan.warmup,
+                self.work.join(format!("{}-warmup.json", tag(path))),
+                None,
+            )
             .run(&self.interrupt, || Ok(()))?;
-        let mut groups = Vec::new();
-        for (role, source) in proxies {
-            let pids = self.pids(*source)?;
-            for &pid in &pids {
-                procfs::reset_peak_rss(pid)?;
+        }
+        let mut segments: Vec<Vec<Segment>> = paths.iter().map(|_| Vec::new()).collect();
+        for round in 0..plan.segments as usize {
+            for index in segments::round_order(round, paths.len()) {
+                let path = &paths[index];
+                eprintln!(
+                    "weft-bench: {} {}, segment {}/{}",
+                    path.kind.label(),
+                    plan.name,
+                    round + 1,
+                    plan.segments
+                );
+                let name = format!("{}-{}", tag(path), round + 1);
+                let db = samples_dir.join(format!("{name}.db"));
+                remove_if_present(&db)?;
+                let mut groups = Vec::new();
+                for (role, source) in &path.proxies {
+                    let pids = self.pids(*source)?;
+                    for &pid in &pids {
+                        procfs::reset_peak_rss(pid)?;
+                    }
+                    let before = GroupSample::take(Path::new("/proc"), &pids)?;
+                    groups.push((*role, *source, before));
+                }
+                let load = run(
+                    path,
+                    plan.lead_in + plan.segment,
+                    self.work.join(format!("{name}.json")),
+                    Some(db.clone()),
+                )
+                .run(&self.interrupt, || Ok(()))?;
+                let ticks = procfs::clock_ticks_per_second();
+                let mut proxies = Vec::new();
+                for (role, source, before) in groups {
+                    let after = GroupSample::take(Path::new("/proc"), &self.pids(source)?)?;
+                    proxies.push(ProxyMeasurement {
+                        role: role.to_string(),
+                        usage: Usage::between(&before, &after, ticks),
+                    });
+                }
+                if !load.all_ok() {
+                    eprintln!(
+                        "weft-bench: {name}: {} ok, {} non-2xx, {} errors {:?}",
+                        load.ok, load.non_2xx, load.errors, load.error_kinds
+                    );
+                }
+                let latencies_ms = samples::read_oha_db(&db, plan.lead_in.as_secs_f64())?;
+                // The samples of a maximum-throughput segment take tens of MB.
+                remove_if_present(&db)?;
+                segments[index].push(Segment {
+                    load,
+                    latencies_ms,
+                    proxies,
+                });
             }
-            let before = GroupSample::take(Path::new("/proc"), &pids)?;
-            groups.push((*role, *source, before));
         }
-        let load: LoadReport = run(duration_s, self.work.join(format!("{tag}.json")))
-            .run(&self.interrupt, || Ok(()))?;
-        let ticks = procfs::clock_ticks_per_second();
         let mut measured = Vec::new();
-        for (role, source, before) in groups {
-            let after = GroupSample::take(Path::new("/proc"), &self.pids(source)?)?;
-            measured.push(ProxyMeasurement {
-                role: role.to_string(),
-                usage: Usage::between(&before, &after, ticks),
-            });
+        for (path, segments) in paths.iter().zip(segments) {
+            measured.push(segments::merge(path.kind, segments)?);
         }
-        if !load.all_ok() {
-            eprintln!(
-                "weft-bench: {tag}: {} ok, {} non-2xx, {} errors {:?}",
-                load.ok, load.non_2xx, load.errors, load.error_kinds
-            );
-        }
-        Ok(PathMeasurement {
-            path: kind,
-            load,
-            proxies: measured,
-        })
+        Ok(measured)
     }
 }

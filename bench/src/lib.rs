@@ -12,4 +12,6 @@ pub mod load;
 pub mod peers;
 pub mod procfs;
 pub mod report;
+pub mod samples;
+pub mod segments;
 pub mod summary;

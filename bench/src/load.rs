@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::samples::Distribution;
+
 /// Why an oha report could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadReportError {
@@ -126,6 +128,40 @@ impl LoadReport {
         })
     }
 
+    /// One report for several runs of the same path (the interleaved segments of a
+    /// comparison): counts, error kinds and wall time summed, the rate over the summed time, and
+    /// the latency figures from `latencies` (every run's samples merged) instead of the runs'
+    /// own percentiles. `None` when `runs` is empty.
+    pub fn merged(runs: &[LoadReport], latencies: &Distribution) -> Option<Self> {
+        if runs.is_empty() {
+            return None;
+        }
+        let mut error_kinds = BTreeMap::new();
+        for run in runs {
+            for (kind, count) in &run.error_kinds {
+                *error_kinds.entry(kind.clone()).or_default() += count;
+            }
+        }
+        let duration_s: f64 = runs.iter().map(|run| run.duration_s).sum();
+        let requests: u64 = runs.iter().map(LoadReport::requests).sum();
+        Some(Self {
+            ok: runs.iter().map(|run| run.ok).sum(),
+            non_2xx: runs.iter().map(|run| run.non_2xx).sum(),
+            errors: runs.iter().map(|run| run.errors).sum(),
+            duration_s,
+            rate_per_s: if duration_s > 0.0 {
+                requests as f64 / duration_s
+            } else {
+                0.0
+            },
+            p50_ms: latencies.quantile(0.50),
+            p90_ms: latencies.quantile(0.90),
+            p99_ms: latencies.quantile(0.99),
+            max_ms: latencies.max(),
+            error_kinds,
+        })
+    }
+
     /// Every request sent: answered (any status) and failed.
     pub fn requests(&self) -> u64 {
         self.ok + self.non_2xx + self.errors
@@ -216,6 +252,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("--output-format json"), "{error}");
+    }
+
+    #[test]
+    fn merged_runs_sum_counts_and_time_and_take_latencies_from_the_samples() {
+        let first = LoadReport::from_oha_json(REPORT).unwrap();
+        let mut second = first.clone();
+        second.ok = 10;
+        second.non_2xx = 0;
+        second.errors = 2;
+        second.duration_s = 1.0;
+        second.error_kinds = BTreeMap::from([("timeout".to_string(), 2)]);
+        let latencies =
+            Distribution::new((1..=1000).map(|i| f64::from(i) / 100.0).collect()).expect("samples");
+        let merged = LoadReport::merged(&[first, second], &latencies).unwrap();
+        assert_eq!((merged.ok, merged.non_2xx, merged.errors), (5000, 7, 5));
+        assert_eq!(merged.error_kinds.get("timeout"), Some(&2));
+        assert_eq!(
+            merged
+                .error_kinds
+                .get("connection closed before message completed"),
+            Some(&3)
+        );
+        assert!((merged.duration_s - 6.0012).abs() < 1e-9);
+        assert!((merged.rate_per_s - 5012.0 / 6.0012).abs() < 1e-9);
+        // From the samples, not from the runs' own percentiles (p99 3.1 ms in REPORT).
+        assert_eq!(merged.p50_ms, 5.0);
+        assert_eq!(merged.p90_ms, 9.0);
+        assert_eq!(merged.p99_ms, 9.9);
+        assert_eq!(merged.max_ms, 10.0);
+        assert!(LoadReport::merged(&[], &latencies).is_none());
     }
 
     #[test]

@@ -249,6 +249,17 @@ impl Usage {
         }
     }
 
+    /// The usage over two measured windows of the same group, `self` the earlier: CPU time
+    /// summed, the larger peak RSS, the process count the larger and the end RSS the later's.
+    pub fn and_then(&self, later: &Usage) -> Usage {
+        Usage {
+            processes: self.processes.max(later.processes),
+            cpu_s: self.cpu_s + later.cpu_s,
+            peak_rss_mib: self.peak_rss_mib.max(later.peak_rss_mib),
+            end_rss_mib: later.end_rss_mib,
+        }
+    }
+
     /// Average cores used over `wall_s` seconds; 0 for a zero or negative wall time.
     pub fn cores(&self, wall_s: f64) -> f64 {
         if wall_s > 0.0 {
@@ -396,6 +407,31 @@ mod tests {
             processes: BTreeMap::from([process(7, (30, 0), 1, 1)]),
         };
         assert!((Usage::between(&before, &after, 100).cpu_s - 0.3).abs() < 1e-9);
+    }
+
+    #[test]
+    fn two_windows_sum_cpu_and_keep_the_larger_peak() {
+        let earlier = Usage {
+            processes: 1,
+            cpu_s: 0.5,
+            peak_rss_mib: 13.0,
+            end_rss_mib: 12.0,
+        };
+        let later = Usage {
+            processes: 2,
+            cpu_s: 0.25,
+            peak_rss_mib: 12.5,
+            end_rss_mib: 12.25,
+        };
+        assert_eq!(
+            earlier.and_then(&later),
+            Usage {
+                processes: 2,
+                cpu_s: 0.75,
+                peak_rss_mib: 13.0,
+                end_rss_mib: 12.25,
+            }
+        );
     }
 
     #[test]

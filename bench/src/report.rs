@@ -79,12 +79,22 @@ pub struct Settings {
     pub rate_per_s: u32,
     /// Connections (HTTP/1.1 keep-alive).
     pub connections: u32,
-    /// Measured duration per path, s.
+    /// Measured duration per path, s: the sum of its segments.
     pub duration_s: u64,
-    /// Unmeasured warm-up per path before it, s.
+    /// Segments per path at the fixed rate, interleaved with the other paths' (see
+    /// `segments`); 1 in results written before segments existed.
+    #[serde(default = "one")]
+    pub segments: u32,
+    /// The start of each segment left out of its latencies (its connections open then), ms.
+    #[serde(default)]
+    pub lead_in_ms: u64,
+    /// Unmeasured warm-up per path before its first segment, s.
     pub warmup_s: u64,
-    /// Duration of each maximum-throughput run, s.
+    /// Measured duration of each maximum-throughput path, s: the sum of its segments.
     pub throughput_duration_s: u64,
+    /// Segments per path of the maximum-throughput runs, interleaved like the fixed-rate ones.
+    #[serde(default = "one")]
+    pub throughput_segments: u32,
     /// Connections of the maximum-throughput runs.
     pub throughput_connections: u32,
     /// Response body size, bytes.
@@ -95,6 +105,10 @@ pub struct Settings {
     pub throughput_workers: u32,
     /// `--quick` was given.
     pub quick: bool,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Everything one comparison run measured.
@@ -282,9 +296,12 @@ impl Comparison {
         let s = &self.settings;
         let mut out = format!(
             "Proxy comparison, {} UTC{}; load average before {}, after {}.\n\
-             Fixed rate: {} req/s over {} HTTP/1.1 keep-alive connections for {} s (after {} s \
-             warm-up), {}-byte responses, {} worker(s) per proxy. Throughput: one proxy, plain \
-             HTTP, no rate limit, {} connections, {} s, {} worker(s). Tools: {}.\n\n",
+             Fixed rate: {} req/s over {} HTTP/1.1 keep-alive connections for {} s per path in \
+             {} segment(s) interleaved with the other paths' (after {} s warm-up; the first {} ms \
+             of each segment, while its connections open, not in the latencies), {}-byte \
+             responses, {} worker(s) per proxy. Throughput: one proxy, plain HTTP, no rate limit, \
+             {} connections, {} s per path in {} interleaved segment(s), {} worker(s). Tools: \
+             {}.\n\n",
             self.started_utc,
             if s.quick { " (--quick)" } else { "" },
             self.load_average_before,
@@ -292,11 +309,14 @@ impl Comparison {
             s.rate_per_s,
             s.connections,
             s.duration_s,
+            s.segments,
             s.warmup_s,
+            s.lead_in_ms,
             s.body_bytes,
             s.pair_workers,
             s.throughput_connections,
             s.throughput_duration_s,
+            s.throughput_segments,
             s.throughput_workers,
             self.versions.join(", "),
         );
@@ -469,8 +489,11 @@ mod tests {
                 rate_per_s: 1000,
                 connections: 16,
                 duration_s: 10,
+                segments: 2,
+                lead_in_ms: 250,
                 warmup_s: 2,
                 throughput_duration_s: 10,
+                throughput_segments: 2,
                 throughput_connections: 16,
                 body_bytes: 1024,
                 pair_workers: 1,
@@ -574,9 +597,25 @@ mod tests {
             "| added p99 of the pair ≤ HAProxy pair's | 2.000 ms | 1.000 ms | 2.000 ms | 2.00× | 1.00× | **not met** |",
             "| max throughput, one proxy ≥ HAProxy's and nginx's | 13000 req/s | 10000 req/s | 12000 req/s | 1.30× | 1.08× | **met** |",
             "load average before 1.00 1.00 1.00, after 1.50 1.10 1.00",
+            "for 10 s per path in 2 segment(s) interleaved with the other paths' (after 2 s \
+             warm-up; the first 250 ms of each segment",
+            "10 s per path in 2 interleaved segment(s)",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn results_written_before_segments_read_as_one_segment() {
+        let mut json = serde_json::to_value(comparison(1.0, 0.3, 9.0, 13000.0)).unwrap();
+        let settings = json["settings"].as_object_mut().unwrap();
+        for key in ["segments", "lead_in_ms", "throughput_segments"] {
+            settings.remove(key);
+        }
+        let old: Comparison = serde_json::from_value(json).unwrap();
+        assert_eq!(old.settings.segments, 1);
+        assert_eq!(old.settings.lead_in_ms, 0);
+        assert_eq!(old.settings.throughput_segments, 1);
     }
 
     #[test]

@@ -175,10 +175,13 @@ pub struct OhaRun<'a> {
     pub rate: Option<u32>,
     /// Connections.
     pub connections: u32,
-    /// Duration, s.
-    pub duration_s: u64,
+    /// How long it sends (ms resolution).
+    pub duration: Duration,
     /// Where oha's JSON goes.
     pub output: PathBuf,
+    /// Where oha stores every successful request (`--db-url`, SQLite), when the latencies
+    /// are wanted one by one; its directory must be writable by [`APP_UID`].
+    pub samples: Option<PathBuf>,
 }
 
 impl OhaRun<'_> {
@@ -197,7 +200,7 @@ impl OhaRun<'_> {
             "-c".into(),
             self.connections.to_string(),
             "-z".into(),
-            format!("{}s", self.duration_s),
+            format!("{}ms", self.duration.as_millis()),
             "-t".into(),
             "10s".into(),
             // Requests in flight at the deadline finish instead of counting as errors.
@@ -210,6 +213,9 @@ impl OhaRun<'_> {
         }
         if let Some(host) = &self.host {
             args.extend(["--host".into(), host.clone()]);
+        }
+        if let Some(samples) = &self.samples {
+            args.extend(["--db-url".into(), samples.display().to_string()]);
         }
         args.push(self.url.clone());
         let out = std::fs::File::create(&self.output)
@@ -231,7 +237,7 @@ impl OhaRun<'_> {
             .stderr(err)
             .spawn()
             .context("starting oha")?;
-        let deadline = Instant::now() + Duration::from_secs(self.duration_s + 30);
+        let deadline = Instant::now() + self.duration + Duration::from_secs(30);
         let status = loop {
             if let Some(status) = child.try_wait()? {
                 break status;
